@@ -1,0 +1,82 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Architecture, from the inside out:
+//   RelayCore     pure sans-IO state machines (standard library + swift-collections only)
+//   RelayControl  JSON config file and control protocol shared by daemon, client and simulator
+//   PcapFile      libpcap reader/writer (simulator traces, egress captures, flight recorder)
+//   Sim           deterministic simulator driving RelayCore against a kernel model
+//   LinuxIO       production adapter: AF_PACKET, io_uring, helper sockets, netlink, control socket
+//   mcrelay       the one executable: daemon, control client and simulator subcommands
+let package = Package(
+    name: "mcrelay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mcrelay", targets: ["mcrelay"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // System libraries (Debian: liburing-dev, libpcap-dev, linux-libc-dev).
+        .systemLibrary(name: "CURing", path: "Sources/CURing", pkgConfig: "liburing",
+                       providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
+                       providers: [.apt(["libpcap-dev"])]),
+        .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
+
+        .target(
+            name: "RelayCore",
+            dependencies: [.product(name: "Collections", package: "swift-collections")]
+        ),
+        .target(name: "RelayControl", dependencies: ["RelayCore"]),
+        .target(name: "PcapFile", dependencies: ["CPcap"]),
+        .target(
+            name: "Sim",
+            dependencies: [
+                "RelayCore", "RelayControl", "PcapFile",
+                .product(name: "Collections", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "LinuxIO",
+            dependencies: [
+                "RelayCore", "RelayControl", "CURing", "CLinuxNet",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "mcrelay",
+            dependencies: [
+                "RelayCore", "RelayControl", "Sim", "LinuxIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(
+            name: "RelayCoreTests",
+            dependencies: [
+                "RelayCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "SimTests",
+            dependencies: [
+                "Sim", "RelayCore", "RelayControl", "PcapFile",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "LinuxIOTests",
+            dependencies: ["LinuxIO", "RelayCore", "RelayControl"]
+        ),
+    ]
+)

@@ -1,0 +1,3 @@
+#pragma once
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
