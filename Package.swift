@@ -74,6 +74,9 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
+        // Infrastructure tests (owned by infra): PcapFile API; system modules import and work.
+        .testTarget(name: "PcapFileTests", dependencies: ["PcapFile"]),
+        .testTarget(name: "SystemModulesTests", dependencies: ["CURing", "CPcap", "CLinuxNet"]),
         .testTarget(
             name: "LinuxIOTests",
             dependencies: ["LinuxIO", "RelayCore", "RelayControl"]

@@ -1,0 +1,144 @@
+import Collections
+
+/// The relay's control plane as one sans-IO state machine: the rule book, IGMP membership
+/// and worker dispatch. Every input carries `now`; every effect is a `ControlAction` the
+/// driver pulls with `poll()` and executes. The daemon and the simulator drive the same type.
+public struct ControlPlane: Sendable {
+    public struct Configuration: Hashable, Sendable {
+        public var socketLimit: Int
+        public var retryPolicy: RetryPolicy
+        public var workerCount: Int
+        public var dispatchMode: DispatchMode
+        public var fanoutBase: UInt16
+        public var resendInterval: Duration
+
+        public init(socketLimit: Int = 20, retryPolicy: RetryPolicy = RetryPolicy(), workerCount: Int = 1,
+                    dispatchMode: DispatchMode = .fanout, fanoutBase: UInt16 = 0x4D43,
+                    resendInterval: Duration = .milliseconds(250)) {
+            self.socketLimit = socketLimit
+            self.retryPolicy = retryPolicy
+            self.workerCount = workerCount
+            self.dispatchMode = dispatchMode
+            self.fanoutBase = fanoutBase
+            self.resendInterval = resendInterval
+        }
+    }
+
+    public let configuration: Configuration
+    public private(set) var rules = RuleBook()
+    public private(set) var membership: Membership
+    public private(set) var dispatcher: Dispatcher
+    private var actions: Deque<ControlAction> = []
+    private var armedTimer: Instant?
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        membership = Membership(socketLimit: configuration.socketLimit, retryPolicy: configuration.retryPolicy)
+        dispatcher = Dispatcher(workerCount: configuration.workerCount, mode: configuration.dispatchMode,
+                                fanoutBase: configuration.fanoutBase, resendInterval: configuration.resendInterval)
+    }
+
+    /// The next action for the driver, in the order decided; nil when there is nothing to do.
+    public mutating func poll() -> ControlAction? { actions.popFirst() }
+
+    /// Drains every pending action (convenience for drivers and tests).
+    public mutating func drain() -> [ControlAction] {
+        defer { actions.removeAll() }
+        return Array(actions)
+    }
+
+    // MARK: - Rule changes
+
+    @discardableResult
+    public mutating func addRule(_ spec: RuleSpec, now: Instant) throws(RuleError) -> RuleBook.AddOutcome {
+        let outcome = try rules.add(spec)
+        if case .added = outcome { rulesChanged(now: now) }
+        return outcome
+    }
+
+    @discardableResult
+    public mutating func removeRule(_ selector: String, now: Instant) throws(RuleError) -> Rule {
+        let rule = try rules.remove(selector)
+        rulesChanged(now: now)
+        return rule
+    }
+
+    /// A config reload: all or nothing, touching only rules that changed.
+    @discardableResult
+    public mutating func replaceRules(_ specs: [RuleSpec], now: Instant) throws(RuleError) -> RuleBook.Diff {
+        let diff = try rules.replaceAll(with: specs)
+        if !diff.isEmpty { rulesChanged(now: now) }
+        return diff
+    }
+
+    // MARK: - Events
+
+    public mutating func handle(_ event: ControlEvent, now: Instant) {
+        switch event {
+        case let .interfaceUp(interface):
+            membership.interfaceUp(interface, now: now, actions: &actions)
+            updateDispatch(now: now)
+        case let .interfaceDown(interface):
+            membership.interfaceDown(interface, now: now, actions: &actions)
+            updateDispatch(now: now)
+        case let .joinCompleted(ticket, result):
+            membership.joinCompleted(ticket, result: result, now: now, actions: &actions)
+        case .timerFired:
+            // A timer may fire late or spuriously; each part acts only on what is due.
+            armedTimer = nil
+            membership.timerFired(now: now, actions: &actions)
+            dispatcher.timerFired(now: now, actions: &actions)
+        case let .workerStarted(worker):
+            dispatcher.workerStarted(worker, now: now, actions: &actions)
+        case let .workerExited(worker):
+            dispatcher.workerExited(worker, now: now, actions: &actions)
+        case let .workerAcknowledged(worker, version):
+            dispatcher.acknowledged(worker, version: version, now: now, actions: &actions)
+        }
+        armTimer()
+    }
+
+    /// The earliest instant at which the control plane has work; what `.setTimer` last asked for.
+    public var nextDeadline: Instant? {
+        [membership.nextDeadline, dispatcher.nextDeadline].compactMap { $0 }.min()
+    }
+
+    // MARK: - Derivations
+
+    /// Memberships the rules need. Membership is per group, not per port: a group used by an
+    /// any-source rule is joined once from any source; a group used only by source-specific
+    /// rules is joined once per source.
+    public static func neededMemberships(for rules: some Sequence<Rule>) -> Set<MembershipKey> {
+        var anySource = Set<MembershipKey>()
+        var specific = Set<MembershipKey>()
+        for rule in rules {
+            let key = MembershipKey(interface: rule.input.interface, group: rule.input.group, source: rule.input.source)
+            if key.source == nil { anySource.insert(key) } else { specific.insert(key) }
+        }
+        return anySource.union(specific.filter {
+            !anySource.contains(MembershipKey(interface: $0.interface, group: $0.group))
+        })
+    }
+
+    /// Input interfaces that are up and used by a rule, sorted: what workers read.
+    public var readableInputs: [InterfaceName] {
+        Set(rules.rules.values.map(\.input.interface)).filter(membership.isUp).sorted()
+    }
+
+    private mutating func rulesChanged(now: Instant) {
+        membership.setNeeded(Self.neededMemberships(for: rules.rules.values), now: now, actions: &actions)
+        updateDispatch(now: now)
+        armTimer()
+    }
+
+    private mutating func updateDispatch(now: Instant) {
+        dispatcher.update(rules: Array(rules.rules.values), ingress: readableInputs, now: now, actions: &actions)
+    }
+
+    private mutating func armTimer() {
+        let deadline = nextDeadline
+        guard deadline != armedTimer else { return }
+        armedTimer = deadline
+        actions.append(.setTimer(deadline))
+    }
+}

@@ -1,0 +1,195 @@
+/// Index of a rule within the current plan of one Forwarder.
+public struct RouteHandle: Hashable, Sendable {
+    public let index: Int32
+}
+
+/// Index of one output of one rule within the current plan of one Forwarder.
+public struct OutputHandle: Hashable, Sendable {
+    public let index: Int32
+}
+
+/// One copy to send: everything the driver needs, all trivially copyable, with the payload
+/// as a view into the received frame.
+public struct Transmit: @unchecked Sendable {
+    public let output: OutputHandle
+    /// Index into the plan's `egress` interfaces.
+    public let egress: Int
+    public let destination: IPv4Address
+    public let port: UInt16
+    public let ttl: UInt8
+    public let payload: UnsafeRawBufferPointer
+}
+
+/// A datagram the Forwarder accepted for a route.
+public struct Forwarding: @unchecked Sendable {
+    public let route: RouteHandle
+    public let datagram: UDPDatagram
+    public let payload: UnsafeRawBufferPointer
+}
+
+public enum Decision: @unchecked Sendable {
+    case forward(Forwarding)
+    case drop(DropReason)
+}
+
+/// The per-worker data plane: frame in, decision out, transmits from the decision.
+/// `decide` neither allocates nor copies the payload; counters are updated in place.
+public struct Forwarder: Sendable {
+    struct EgressBinding: Sendable {
+        var egress: UInt16
+        var destination: IPv4Address
+        var port: UInt16
+        var ttl: UInt8
+    }
+
+    struct Route: Sendable {
+        var outputStart: Int32
+        var outputCount: Int32
+    }
+
+    public private(set) var plan: WorkerPlan
+    public private(set) var egress: [InterfaceName] = []
+    private var table = RouteTable(routes: [])
+    private var routes: ContiguousArray<Route> = []
+    private var bindings: ContiguousArray<EgressBinding> = []
+    private var accepted: ContiguousArray<TrafficCounter> = []
+    private var outputCounters: ContiguousArray<OutputCounter> = []
+    public private(set) var drops = DropCounters()
+
+    public init(plan: WorkerPlan) {
+        self.plan = .idle(plan.worker)
+        install(plan)
+    }
+
+    /// Switches to a new plan. Counters of rules present in both plans carry over (rules are
+    /// immutable under their id, so outputs line up); removed rules' counters are dropped.
+    public mutating func install(_ plan: WorkerPlan) {
+        var previous: [RuleID: (TrafficCounter, ArraySlice<OutputCounter>)] = [:]
+        for (index, rule) in self.plan.rules.enumerated() {
+            let route = routes[index]
+            let range = Int(route.outputStart)..<Int(route.outputStart + route.outputCount)
+            previous[rule.id] = (accepted[index], ArraySlice(outputCounters[range]))
+        }
+        let ingressSlots = Dictionary(uniqueKeysWithValues: plan.ingress.enumerated().map { ($1.interface, $0) })
+        let egress = plan.egress
+        let egressSlots = Dictionary(uniqueKeysWithValues: egress.enumerated().map { ($1, $0) })
+
+        var keyed: [(key: UInt64, source: IPv4Address?)] = []
+        var routes: ContiguousArray<Route> = []
+        var bindings: ContiguousArray<EgressBinding> = []
+        var accepted: ContiguousArray<TrafficCounter> = []
+        var outputCounters: ContiguousArray<OutputCounter> = []
+        for rule in plan.rules {
+            // A rule for an interface this worker does not read can never match; give it an
+            // impossible ingress slot rather than dropping it, so route indices match rules.
+            let slot = ingressSlots[rule.input.interface] ?? 0xFFFF
+            keyed.append((RouteTable.key(ingress: slot, group: rule.input.group, port: rule.input.port), rule.input.source))
+            routes.append(Route(outputStart: Int32(bindings.count), outputCount: Int32(rule.outputs.count)))
+            for output in rule.outputs {
+                bindings.append(EgressBinding(
+                    egress: UInt16(egressSlots[output.interface]!), destination: output.destination,
+                    port: output.port, ttl: output.ttl))
+            }
+            let carried = previous[rule.id].flatMap { old in
+                old.1.count == rule.outputs.count ? old : nil
+            }
+            accepted.append(carried?.0 ?? TrafficCounter())
+            outputCounters.append(contentsOf: carried?.1 ?? ArraySlice(repeating: OutputCounter(), count: rule.outputs.count))
+        }
+        self.plan = plan
+        self.egress = egress
+        self.table = RouteTable(routes: keyed)
+        self.routes = routes
+        self.bindings = bindings
+        self.accepted = accepted
+        self.outputCounters = outputCounters
+    }
+
+    /// Index of an input interface in the plan (what `decide` takes as `ingress`).
+    public func ingressSlot(of interface: InterfaceName) -> Int? {
+        plan.ingress.firstIndex { $0.interface == interface }
+    }
+
+    /// Classifies one frame that arrived on ingress slot `ingress` and counts the outcome.
+    @inline(__always)
+    public mutating func decide(_ frame: UnsafeRawBufferPointer, link: LinkType, ingress: Int) -> Decision {
+        switch FrameParser.parse(frame, link: link) {
+        case let .dropped(reason):
+            drops.record(reason)
+            return .drop(reason)
+        case let .datagram(datagram):
+            let key = RouteTable.key(ingress: ingress, group: datagram.destination, port: datagram.destinationPort)
+            let route = table.route(for: key, source: datagram.source)
+            guard route >= 0 else {
+                drops.record(.noMatchingRule)
+                return .drop(.noMatchingRule)
+            }
+            let length = UInt64(datagram.payloadLength)
+            let index = Int(route)
+            accepted[index].packets &+= 1
+            accepted[index].bytes &+= length
+            let routeInfo = routes[index]
+            for output in Int(routeInfo.outputStart)..<Int(routeInfo.outputStart + routeInfo.outputCount) {
+                outputCounters[output].packets &+= 1
+                outputCounters[output].bytes &+= length
+            }
+            let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<datagram.payloadOffset + datagram.payloadLength])
+            return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload))
+        }
+    }
+
+    /// The copies to send for an accepted datagram, one per output of its rule.
+    @inline(__always)
+    public func transmits(for forwarding: Forwarding) -> TransmitBatch {
+        let route = routes[Int(forwarding.route.index)]
+        return TransmitBatch(
+            bindings: bindings, start: Int(route.outputStart), count: Int(route.outputCount),
+            payload: forwarding.payload)
+    }
+
+    /// The driver reports sends that failed (EAGAIN, ENOBUFS, ...), so losses are visible.
+    public mutating func recordSendFailures(_ output: OutputHandle, count: UInt64 = 1) {
+        guard outputCounters.indices.contains(Int(output.index)) else { return }
+        outputCounters[Int(output.index)].sendErrors &+= count
+    }
+
+    /// The rule and output index an output handle refers to.
+    public func locate(_ output: OutputHandle) -> (rule: Rule, outputIndex: Int)? {
+        for (index, route) in routes.enumerated()
+        where output.index >= route.outputStart && output.index < route.outputStart + route.outputCount {
+            return (plan.rules[index], Int(output.index - route.outputStart))
+        }
+        return nil
+    }
+
+    public func statistics() -> ForwardingStatistics {
+        var rules: [RuleStatistics] = []
+        for (index, rule) in plan.rules.enumerated() {
+            let route = routes[index]
+            let range = Int(route.outputStart)..<Int(route.outputStart + route.outputCount)
+            rules.append(RuleStatistics(rule: rule, accepted: accepted[index], outputs: Array(outputCounters[range])))
+        }
+        return ForwardingStatistics(rules: rules, drops: drops)
+    }
+}
+
+/// The transmits of one forwarding decision, as a collection that reads the precomputed
+/// output bindings in place: iterating it allocates nothing.
+public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
+    let bindings: ContiguousArray<Forwarder.EgressBinding>
+    let start: Int
+    public let count: Int
+    let payload: UnsafeRawBufferPointer
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    @inline(__always)
+    public subscript(position: Int) -> Transmit {
+        precondition(position >= 0 && position < count, "transmit index out of range")
+        let binding = bindings[start + position]
+        return Transmit(
+            output: OutputHandle(index: Int32(start + position)), egress: Int(binding.egress),
+            destination: binding.destination, port: binding.port, ttl: binding.ttl, payload: payload)
+    }
+}

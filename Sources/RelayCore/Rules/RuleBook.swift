@@ -1,0 +1,145 @@
+import Collections
+
+/// The validated set of active rules. Iteration order is insertion order (never hash order),
+/// so everything derived from it — joins, dispatch, reports — is deterministic.
+///
+/// Duplicate inputs: adding a rule whose input already exists with *identical* outputs (and
+/// name) is idempotent and returns the existing rule; with different outputs it is refused
+/// (`conflictingInput`), because silently merging or overwriting would change a stream
+/// another operator set up. `replaceAll` is the way to change a rule's outputs.
+public struct RuleBook: Sendable {
+    public static let maximumOutputsPerRule = 64
+
+    public private(set) var rules: OrderedDictionary<RuleID, Rule> = [:]
+    private var idsByName: [String: RuleID] = [:]
+
+    public init() {}
+
+    public enum AddOutcome: Equatable, Sendable {
+        case added(Rule)
+        case unchanged(Rule)
+        public var rule: Rule {
+            switch self { case let .added(rule), let .unchanged(rule): rule }
+        }
+    }
+
+    public var count: Int { rules.count }
+    public subscript(id: RuleID) -> Rule? { rules[id] }
+
+    /// A rule by its id (12 hex digits) or its name.
+    public func rule(matching selector: String) -> Rule? {
+        if let id = RuleID(selector), let rule = rules[id] { return rule }
+        return idsByName[selector].flatMap { rules[$0] }
+    }
+
+    @discardableResult
+    public mutating func add(_ spec: RuleSpec) throws(RuleError) -> AddOutcome {
+        let rule = try Self.validated(spec)
+        if let existing = rules[rule.id] {
+            guard existing.input == rule.input else { throw .idCollision(rule.id, existing: existing.input) }
+            guard existing.outputs == rule.outputs, existing.name == rule.name else {
+                throw .conflictingInput(rule.input, existing: existing.id)
+            }
+            return .unchanged(existing)
+        }
+        try checkAgainstOthers(rule, ignoring: [])
+        insert(rule)
+        return .added(rule)
+    }
+
+    @discardableResult
+    public mutating func remove(_ selector: String) throws(RuleError) -> Rule {
+        guard let rule = rule(matching: selector) else { throw .noSuchRule(selector) }
+        erase(rule.id)
+        return rule
+    }
+
+    public struct Diff: Equatable, Sendable {
+        public var removed: [Rule] = []
+        public var added: [Rule] = []
+        public var unchanged: [Rule] = []
+        public var isEmpty: Bool { removed.isEmpty && added.isEmpty }
+    }
+
+    /// Replaces the whole set (a config reload) atomically: either every spec is valid
+    /// together and the book becomes exactly that set, or nothing changes. Rules whose
+    /// spec is identical are untouched, so their streams and counters carry on.
+    @discardableResult
+    public mutating func replaceAll(with specs: [RuleSpec]) throws(RuleError) -> Diff {
+        var next = RuleBook()
+        for spec in specs { try next.add(spec) }
+        var diff = Diff()
+        for (id, rule) in rules where next.rules[id] != rule { diff.removed.append(rule) }
+        for (id, rule) in next.rules {
+            if rules[id] == rule { diff.unchanged.append(rule) } else { diff.added.append(rule) }
+        }
+        self = next
+        return diff
+    }
+
+    // MARK: - Validation
+
+    public static func validated(_ spec: RuleSpec) throws(RuleError) -> Rule {
+        let input = spec.input
+        guard input.group.isMulticast else { throw .inputNotMulticast(input.group) }
+        guard !input.group.isLocalNetworkControl else { throw .inputLocalNetworkControl(input.group) }
+        guard input.port != 0 else { throw .inputPortZero }
+        if let source = input.source, !source.isUnicast { throw .sourceNotUnicast(source) }
+        if let name = spec.name, !isValidName(name) { throw .badName(name) }
+        guard !spec.outputs.isEmpty else { throw .noOutputs }
+        guard spec.outputs.count <= maximumOutputsPerRule else {
+            throw .tooManyOutputs(spec.outputs.count, limit: maximumOutputsPerRule)
+        }
+        let id = RuleID(deriving: input)
+        var seen = Set<OutputSpec>()
+        for output in spec.outputs {
+            guard output.port != 0 else { throw .outputPortZero(output) }
+            guard output.ttl != 0 else { throw .outputTTLZero(output) }
+            let destination = output.destination
+            guard destination.isUnicast || (destination.isMulticast && !destination.isLocalNetworkControl)
+            else { throw .outputDestinationInvalid(output) }
+            guard seen.insert(output).inserted else { throw .duplicateOutput(output) }
+            if feeds(output, input) { throw .outputFeedsInput(output, id) }
+        }
+        return Rule(id: id, name: spec.name, input: input, outputs: spec.outputs)
+    }
+
+    /// An output feeds an input when what it sends arrives where the input listens. Any
+    /// source-specific filter is ignored: the relay's own address is not known here, so
+    /// the check errs on the side of refusing a loop.
+    static func feeds(_ output: OutputSpec, _ input: InputSpec) -> Bool {
+        output.interface == input.interface && output.destination == input.group && output.port == input.port
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        guard (1...64).contains(name.utf8.count), RuleID(name) == nil else { return false }
+        return name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
+    }
+
+    private func checkAgainstOthers(_ rule: Rule, ignoring: Set<RuleID>) throws(RuleError) {
+        if let name = rule.name, let holder = idsByName[name], holder != rule.id, !ignoring.contains(holder) {
+            throw .nameInUse(name, existing: holder)
+        }
+        for other in rules.values where !ignoring.contains(other.id) {
+            for output in rule.outputs where Self.feeds(output, other.input) {
+                throw .outputFeedsInput(output, other.id)
+            }
+            if other.outputs.contains(where: { Self.feeds($0, rule.input) }) {
+                throw .inputFedByOutput(rule.input, other.id)
+            }
+        }
+    }
+
+    private mutating func insert(_ rule: Rule) {
+        rules[rule.id] = rule
+        if let name = rule.name { idsByName[name] = rule.id }
+    }
+
+    private mutating func erase(_ id: RuleID) {
+        guard let rule = rules.removeValue(forKey: id) else { return }
+        if let name = rule.name { idsByName[name] = nil }
+    }
+}
