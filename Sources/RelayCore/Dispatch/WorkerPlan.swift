@@ -20,7 +20,7 @@ public struct IngressAssignment: Hashable, Sendable, Codable {
 
 /// Everything a worker needs to forward: which interfaces to read and the rules for them.
 /// Versioned so the supervisor can tell a worker that is current from one that missed an update.
-public struct WorkerPlan: Hashable, Sendable {
+public struct WorkerPlan: Hashable, Sendable, Codable {
     public var worker: WorkerID
     public var version: UInt64
     public var ingress: [IngressAssignment]

@@ -40,6 +40,10 @@ public struct DropCounters: Sendable, Equatable {
         DropReason.allCases.allSatisfy { lhs[$0] == rhs[$0] }
     }
 
+    public var nonZero: [(reason: DropReason, count: UInt64)] {
+        DropReason.allCases.compactMap { self[$0] == 0 ? nil : ($0, self[$0]) }
+    }
+
     public static func + (lhs: Self, rhs: Self) -> Self {
         var sum = lhs
         for reason in DropReason.allCases { sum[reason] &+= rhs[reason] }
@@ -48,13 +52,13 @@ public struct DropCounters: Sendable, Equatable {
 }
 
 /// A snapshot of one rule's counters, off the hot path (allocates).
-public struct RuleStatistics: Sendable, Equatable {
+public struct RuleStatistics: Sendable, Equatable, Codable {
     public var rule: Rule
     public var accepted: TrafficCounter
     public var outputs: [OutputCounter]
 }
 
-public struct ForwardingStatistics: Sendable, Equatable {
+public struct ForwardingStatistics: Sendable, Equatable, Codable {
     public var rules: [RuleStatistics]
     public var drops: DropCounters
 
@@ -87,5 +91,32 @@ public struct ForwardingStatistics: Sendable, Equatable {
             }
         }
         return ForwardingStatistics(rules: order.map { byID[$0]! }, drops: drops)
+    }
+}
+
+/// Encoded as `{"reason": count}` with every reason present, in declaration order.
+extension DropCounters: Codable {
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let container = try decoder.container(keyedBy: Key.self)
+        for key in container.allKeys {
+            guard let reason = DropReason(name: key.stringValue) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: key, in: container, debugDescription: "unknown drop reason \"\(key.stringValue)\"")
+            }
+            self[reason] = try container.decode(UInt64.self, forKey: key)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        for reason in DropReason.allCases { try container.encode(self[reason], forKey: Key(stringValue: reason.description)) }
     }
 }

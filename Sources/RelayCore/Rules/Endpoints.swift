@@ -1,6 +1,6 @@
 /// What a rule listens for: UDP to `group:port` arriving on `interface`, optionally only
 /// from `source` (source-specific multicast).
-public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var interface: InterfaceName
     public var group: IPv4Address
     public var port: UInt16
@@ -26,7 +26,7 @@ public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible
 
 /// Where a rule sends a copy: `destination:port` out of `interface` with IP TTL `ttl`.
 /// The destination may be a multicast group or a unicast host.
-public struct OutputSpec: Hashable, Sendable, CustomStringConvertible {
+public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Multicast TTL 1 (the kernel's default) dies at the first router, which is the usual
     /// reason a relayed stream "does not arrive"; 64 matches the unicast default.
     public static let defaultTTL: UInt8 = 64

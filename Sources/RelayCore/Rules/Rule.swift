@@ -25,8 +25,24 @@ public struct RuleID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
+extension RuleID: Codable {
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let id = RuleID(text) else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath, debugDescription: "not a rule id (12 hex digits): \"\(text)\""))
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
 /// What a user asks for, before validation.
-public struct RuleSpec: Hashable, Sendable {
+public struct RuleSpec: Hashable, Sendable, Codable {
     public var name: String?
     public var input: InputSpec
     public var outputs: [OutputSpec]
@@ -39,7 +55,7 @@ public struct RuleSpec: Hashable, Sendable {
 }
 
 /// A validated rule, as held by the `RuleBook`.
-public struct Rule: Hashable, Sendable, CustomStringConvertible {
+public struct Rule: Hashable, Sendable, CustomStringConvertible, Codable {
     public let id: RuleID
     public let name: String?
     public let input: InputSpec
