@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
     ],
     targets: [
         // System libraries (Debian: liburing-dev, libpcap-dev, linux-libc-dev).
@@ -65,6 +66,7 @@ let package = Package(
             dependencies: [
                 "RelayCore",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
         .testTarget(
