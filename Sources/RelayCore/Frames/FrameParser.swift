@@ -125,12 +125,15 @@ public enum FrameParser {
 
     /// RFC 1071 ones'-complement sum over the header; a valid header sums to 0xFFFF.
     /// Callers guarantee `ip + length <= frame.count`.
+    /// Sums 32-bit words (the ones'-complement sum is the same at any word size once folded),
+    /// a quarter of the loads of a byte-pair loop on the per-packet path.
     static func headerChecksumIsValid(_ frame: UnsafeRawBufferPointer, at ip: Int, length: Int) -> Bool {
-        var sum: UInt32 = 0
+        var sum: UInt64 = 0
         var offset = ip
-        while offset < ip + length {
-            sum &+= UInt32(u16(frame, offset))
-            offset += 2
+        let end = ip + length  // a multiple of 4 from ip: length is IHL * 4
+        while offset < end {
+            sum &+= UInt64(UInt32(bigEndian: frame.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            offset += 4
         }
         while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
         return sum == 0xFFFF

@@ -44,6 +44,9 @@ public struct Membership: Sendable {
     private(set) var sockets: [HelperSocketID: SocketState] = [:]
     private var placements: [GroupOnInterface: HelperSocketID] = [:]
     private var inFlight: [JoinTicket: MembershipKey] = [:]
+    /// Retry deadlines of entries backing off, kept apart so arming the timer does not scan
+    /// every membership (10,000 groups joining would otherwise be quadratic).
+    private var retryDeadlines: [MembershipKey: Instant] = [:]
     private var nextTicket: UInt64 = 1
 
     public init(socketLimit: Int = 20, retryPolicy: RetryPolicy = RetryPolicy()) {
@@ -74,23 +77,20 @@ public struct Membership: Sendable {
     public func isUp(_ interface: InterfaceName) -> Bool { interfacesUp.contains(interface) }
 
     /// The earliest retry deadline, if any join is backing off.
-    public var nextDeadline: Instant? {
-        entries.values.compactMap { entry -> Instant? in
-            if case let .backingOff(until) = entry.phase, entry.wanted { return until }
-            return nil
-        }.min()
-    }
+    public var nextDeadline: Instant? { retryDeadlines.values.min() }
 
     // MARK: - Inputs
 
     public mutating func setNeeded(_ keys: Set<MembershipKey>, now: Instant, actions: inout Deque<ControlAction>) {
+        // Only what changed needs attention: adding one rule to ten thousand costs one join.
+        let changed = keys.symmetricDifference(needed)
         needed = keys
-        reconcile(now: now, actions: &actions)
+        reconcile(changed, now: now, actions: &actions)
     }
 
     public mutating func interfaceUp(_ interface: InterfaceName, now: Instant, actions: inout Deque<ControlAction>) {
         guard interfacesUp.insert(interface).inserted else { return }
-        reconcile(now: now, actions: &actions)
+        reconcile(keys(on: interface), now: now, actions: &actions)
     }
 
     /// An interface that went down takes its memberships with it: the helper sockets are
@@ -104,13 +104,14 @@ public struct Membership: Sendable {
         placements = placements.filter { $0.key.interface != interface }
         for (ticket, key) in inFlight where key.interface == interface { inFlight[ticket] = nil }
         for key in entries.keys.sorted() where key.interface == interface {
+            retryDeadlines[key] = nil
             if needed.contains(key) {
                 entries[key] = Entry(phase: .waitingForInterface, socket: nil, failures: entries[key]!.failures)
             } else {
                 entries[key] = nil
             }
         }
-        reconcile(now: now, actions: &actions)
+        reconcile(keys(on: interface), now: now, actions: &actions)
     }
 
     public mutating func joinCompleted(
@@ -165,21 +166,31 @@ public struct Membership: Sendable {
         entry.phase = .backingOff(until: retryAt)
         entry.socket = nil
         entries[key] = entry
+        retryDeadlines[key] = retryAt
     }
 
     public mutating func timerFired(now: Instant, actions: inout Deque<ControlAction>) {
-        for key in entries.keys.sorted() {
-            guard let entry = entries[key], entry.wanted, case let .backingOff(until) = entry.phase, until <= now
-            else { continue }
+        var due: [MembershipKey] = []
+        for (key, deadline) in retryDeadlines where deadline <= now {
+            retryDeadlines[key] = nil
+            guard let entry = entries[key], entry.wanted, case .backingOff = entry.phase else { continue }
             entries[key]!.phase = .waitingForInterface
+            due.append(key)
         }
-        reconcile(now: now, actions: &actions)
+        reconcile(due, now: now, actions: &actions)
     }
 
     // MARK: - Reconciliation
 
-    private mutating func reconcile(now: Instant, actions: inout Deque<ControlAction>) {
-        for key in entries.keys.sorted() {
+    private func keys(on interface: InterfaceName) -> [MembershipKey] {
+        Set(needed.filter { $0.interface == interface }).union(entries.keys.filter { $0.interface == interface }).sorted()
+    }
+
+    /// Brings the given keys in line with what is needed, in sorted order so the actions
+    /// are deterministic whatever order the keys came in.
+    private mutating func reconcile(_ candidates: some Collection<MembershipKey>, now: Instant, actions: inout Deque<ControlAction>) {
+        let keys = candidates.sorted()
+        for key in keys {
             guard var entry = entries[key] else { continue }
             let shouldHold = needed.contains(key) && interfacesUp.contains(key.interface)
             if shouldHold {
@@ -198,10 +209,13 @@ public struct Membership: Sendable {
                 entry.wanted = false
                 entries[key] = entry
             case .backingOff, .waitingForInterface:
-                entries[key] = needed.contains(key) ? entry : nil
+                if !needed.contains(key) {
+                    entries[key] = nil
+                    retryDeadlines[key] = nil
+                }
             }
         }
-        for key in needed.sorted() where interfacesUp.contains(key.interface) {
+        for key in keys where needed.contains(key) && interfacesUp.contains(key.interface) {
             if let entry = entries[key] {
                 guard entry.phase == .waitingForInterface else { continue }
             }
@@ -210,6 +224,7 @@ public struct Membership: Sendable {
     }
 
     private mutating func startJoin(_ key: MembershipKey, actions: inout Deque<ControlAction>) {
+        retryDeadlines[key] = nil
         let socket = place(key, actions: &actions)
         let ticket = JoinTicket(rawValue: nextTicket)
         nextTicket += 1

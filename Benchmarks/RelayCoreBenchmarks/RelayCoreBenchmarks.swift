@@ -1,0 +1,131 @@
+import Benchmark
+import RelayCore
+
+/// Core micro-benchmarks: forwarding decisions with 1, 100 and 10,000 rules, fan-out 1 to 8,
+/// and membership recomputation with 10,000 groups. Run with `make bench` (release).
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.throughput, .wallClock, .mallocCountTotal, .instructions],
+        maxDuration: .seconds(2), maxIterations: 1_000_000)
+
+    for ruleCount in [1, 100, 10_000] {
+        let setup = ForwardingSetup(rules: ruleCount, fanout: 1)
+        Benchmark("decide rules=\(ruleCount) fanout=1", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var forwarder = setup.forwarder
+            var sink = 0
+            for iteration in benchmark.scaledIterations {
+                sink &+= setup.forwardOne(&forwarder, frame: iteration)
+            }
+            blackHole(sink)
+        }
+    }
+
+    for fanout in [1, 2, 4, 8] {
+        let setup = ForwardingSetup(rules: 100, fanout: fanout)
+        Benchmark("decide+transmits rules=100 fanout=\(fanout)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var forwarder = setup.forwarder
+            var sink = 0
+            for iteration in benchmark.scaledIterations {
+                sink &+= setup.forwardOne(&forwarder, frame: iteration)
+            }
+            blackHole(sink)
+        }
+    }
+
+    Benchmark("membership: 10000 groups from scratch, all joins completed",
+              configuration: .init(metrics: [.wallClock, .mallocCountTotal, .instructions], maxIterations: 20)) { benchmark in
+        let specs = membershipRules(count: 10_000)
+        benchmark.startMeasurement()
+        var plane = ControlPlane()
+        plane.handle(.interfaceUp(InterfaceName("in0")!), now: .zero)
+        try plane.replaceRules(specs, now: .zero)
+        var joins = 0
+        while let action = plane.poll() {
+            if case let .join(request) = action {
+                plane.handle(.joinCompleted(request.ticket, .joined), now: .zero)
+                joins += 1
+            }
+        }
+        benchmark.stopMeasurement()
+        precondition(joins == 10_000 && plane.membership.joined.count == 10_000, "benchmark did not join every group")
+    }
+
+    Benchmark("membership: add 1 rule to 10000", configuration: .init(metrics: [.wallClock, .instructions], maxIterations: 50)) { benchmark in
+        var plane = ControlPlane()
+        plane.handle(.interfaceUp(InterfaceName("in0")!), now: .zero)
+        try plane.replaceRules(membershipRules(count: 10_000), now: .zero)
+        _ = plane.drain()
+        let extra = RuleSpec(input: InputSpec(interface: InterfaceName("in0")!, group: IPv4Address(239, 3, 0, 1), port: 5000),
+                             outputs: [OutputSpec(interface: InterfaceName("out0")!, destination: IPv4Address(239, 4, 0, 1), port: 5000)])
+        benchmark.startMeasurement()
+        try plane.addRule(extra, now: .zero)
+        let actions = plane.drain()
+        benchmark.stopMeasurement()
+        blackHole(actions)
+    }
+}
+
+/// `count` single-output rules on one interface, one group each.
+func membershipRules(count: Int) -> [RuleSpec] {
+    let input = InterfaceName("in0")!
+    let output = InterfaceName("out0")!
+    var specs: [RuleSpec] = []
+    for index in 0..<count {
+        let high = UInt8(index / 256)
+        let low = UInt8(index % 256)
+        let source = InputSpec(interface: input, group: IPv4Address(239, 1, high, low), port: 5000)
+        let destination = OutputSpec(interface: output, destination: IPv4Address(239, 2, high, low), port: 5000)
+        specs.append(RuleSpec(input: source, outputs: [destination]))
+    }
+    return specs
+}
+
+/// A Forwarder with `rules` rules on one interface, each with `fanout` outputs, and 64
+/// distinct matching frames to cycle through (so lookups do not hit one cache line only).
+struct ForwardingSetup: @unchecked Sendable {
+    let forwarder: Forwarder
+    let frames: [[UInt8]]
+
+    init(rules: Int, fanout: Int) {
+        var book = RuleBook()
+        let input = InterfaceName("in0")!
+        for index in 0..<rules {
+            let group = IPv4Address(239, 1, UInt8(index / 256), UInt8(index % 256))
+            let outputs = (0..<fanout).map { out in
+                OutputSpec(interface: InterfaceName("out\(out)")!, destination: IPv4Address(239, 2, UInt8(index / 256), UInt8(index % 256)),
+                           port: 6000, ttl: 16)
+            }
+            try! book.add(RuleSpec(input: InputSpec(interface: input, group: group, port: 5000), outputs: outputs))
+        }
+        forwarder = Forwarder(plan: WorkerPlan(worker: WorkerID(0), version: 1,
+                                               ingress: [IngressAssignment(interface: input, fanoutGroup: nil)],
+                                               rules: Array(book.rules.values)))
+        frames = (0..<64).map { index in
+            let ruleIndex = index * max(1, rules / 64) % rules
+            return Self.frame(to: IPv4Address(239, 1, UInt8(ruleIndex / 256), UInt8(ruleIndex % 256)), port: 5000, payload: 1316)
+        }
+    }
+
+    @inline(__always)
+    func forwardOne(_ forwarder: inout Forwarder, frame index: Int) -> Int {
+        frames[index & 63].withUnsafeBytes { bytes in
+            guard case let .forward(forwarding) = forwarder.decide(bytes, link: .rawIPv4, ingress: 0) else { return 0 }
+            var total = 0
+            for transmit in forwarder.transmits(for: forwarding) { total &+= transmit.payload.count &+ Int(transmit.ttl) }
+            return total
+        }
+    }
+
+    /// An IPv4/UDP packet (as an AF_PACKET SOCK_DGRAM socket delivers it) with a valid checksum.
+    static func frame(to group: IPv4Address, port: UInt16, payload: Int) -> [UInt8] {
+        let total = 28 + payload
+        var bytes: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 1, 0x40, 0, 1, 17, 0, 0,
+                              198, 18, 1, 1, group.octets.0, group.octets.1, group.octets.2, group.octets.3]
+        let checksum = bytes.withUnsafeBytes { FrameParser.ipv4HeaderChecksum($0) }
+        bytes[10] = UInt8(checksum >> 8)
+        bytes[11] = UInt8(checksum & 0xFF)
+        bytes += [0x9C, 0x40, UInt8(port >> 8), UInt8(port & 0xFF), UInt8((8 + payload) >> 8), UInt8((8 + payload) & 0xFF), 0, 0]
+        bytes += [UInt8](repeating: 0x47, count: payload)
+        return bytes
+    }
+}

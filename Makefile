@@ -1,0 +1,56 @@
+# mcrelay developer entry points. `make test` is what CI runs (.ci/run).
+#
+#   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
+#   make build     debug build
+#   make release   release build
+#   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests)
+#   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
+#   make bench     core micro-benchmarks (ordo-one/benchmark, release)
+#   make fuzz      (not yet)
+#   make clean     remove build products
+#
+# Variables: SCRATCH=/path  use another build folder (--scratch-path), e.g. to keep parallel
+#            builds apart; SWIFT=/path/to/swift; TEST_FILTER=regex passes --filter to swift test.
+
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+export SWIFT_BACKTRACE := enable=no
+
+SWIFT ?= swift
+SCRATCH ?=
+SCRATCH_FLAGS := $(if $(SCRATCH),--scratch-path $(SCRATCH))
+TEST_FILTER ?=
+FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
+
+.PHONY: all deps build release test demo bench fuzz clean
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	$(SWIFT) build $(SCRATCH_FLAGS)
+
+release:
+	$(SWIFT) build -c release $(SCRATCH_FLAGS)
+
+# Plain `swift test` (no --parallel): the root e2e suites are .serialized and must not overlap.
+test: deps
+	$(SWIFT) build --build-tests $(SCRATCH_FLAGS)
+	$(SWIFT) test $(SCRATCH_FLAGS) $(FILTER_FLAGS)
+	@# Heap-allocation counts are only meaningful optimized: rerun that suite in release.
+	$(if $(TEST_FILTER),,$(SWIFT) test -c release $(SCRATCH_FLAGS) --filter HotPathAllocationTests)
+
+demo: deps build
+	bash scripts/demo.sh
+
+bench: deps
+	$(SWIFT) package $(SCRATCH_FLAGS) --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks
+
+fuzz:
+	@echo "fuzz: not yet"
+
+clean:
+	$(SWIFT) package clean $(SCRATCH_FLAGS)
+	rm -rf $(if $(SCRATCH),$(SCRATCH),.build)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mcrelay needs to build and test. Idempotent and fast when
+# everything is present (checks dpkg first; runs apt-get update only when installing).
+#
+#   scripts/install-deps.sh            install what is missing (root), or list it (non-root)
+#   INSTALL_OPTIONAL=0 scripts/...     skip optional packages (python3-scapy)
+set -euo pipefail
+
+REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 tcpdump socat netsniff-ng smcroute python3)
+OPTIONAL=(python3-scapy)
+
+is_installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
+}
+
+missing=()
+for p in "${REQUIRED[@]}"; do is_installed "$p" || missing+=("$p"); done
+missing_opt=()
+if [ "${INSTALL_OPTIONAL:-1}" = "1" ]; then
+    for p in "${OPTIONAL[@]}"; do is_installed "$p" || missing_opt+=("$p"); done
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_opt[@]} -eq 0 ]; then
+    echo "install-deps: all packages present"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "install-deps: missing required packages; run as root or:" >&2
+        echo "  sudo apt-get install -y --no-install-recommends ${missing[*]} ${missing_opt[*]}" >&2
+        exit 1
+    fi
+    echo "install-deps: optional packages missing (not required): ${missing_opt[*]}"
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_install() {
+    apt-get install -y --no-install-recommends "$@"
+}
+# Update the package lists only if they are absent or the install fails with stale lists.
+lists_present() { compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null; }
+if ! lists_present; then
+    echo "install-deps: apt-get update"
+    apt-get update
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    if ! apt_install "${missing[@]}"; then
+        echo "install-deps: install failed; refreshing package lists and retrying"
+        apt-get update
+        apt_install "${missing[@]}"
+    fi
+fi
+if [ ${#missing_opt[@]} -gt 0 ]; then
+    echo "install-deps: installing optional ${missing_opt[*]}"
+    apt_install "${missing_opt[@]}" || echo "install-deps: optional packages not installed (continuing)"
+fi
+
+for p in "${REQUIRED[@]}"; do
+    is_installed "$p" || { echo "install-deps: $p still missing" >&2; exit 1; }
+done
+echo "install-deps: done"

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Send test multicast streams (see mcstream.py for the payload format).
+
+  mcsend.py --source 198.18.1.1 --stream 239.1.1.1:5000 --stream 239.1.1.2:5000:7 \
+            --count 1000 --rate 500 --size 200 --ttl 8
+
+Streams are interleaved round-robin (seq 0 of every stream, then seq 1, ...). --rate is packets
+per second per stream (0 = as fast as possible). Stream ids default to 1, 2, ... in order.
+Prints {"sent": {"GROUP:PORT": {"stream_id", "sent", "errors"}}, "errors": N, ...} on stdout
+and exits 1 if any send failed, 2 on bad arguments or socket setup failure.
+"""
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mcstream  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", required=True, help="interface address to send from (198.18.0.0/15)")
+    ap.add_argument("--stream", action="append", required=True, metavar="GROUP:PORT[:ID]")
+    ap.add_argument("--count", type=int, default=100, help="datagrams per stream")
+    ap.add_argument("--rate", type=float, default=1000.0, help="datagrams/s per stream (0: unpaced)")
+    ap.add_argument("--size", type=int, default=64, help="UDP payload bytes (>= 12)")
+    ap.add_argument("--ttl", type=int, default=1, help="IP_MULTICAST_TTL (default 1)")
+    ap.add_argument("--loop", action="store_true", help="enable IP_MULTICAST_LOOP (default off)")
+    ap.add_argument("--start-seq", type=int, default=0)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before sending")
+    args = ap.parse_args()
+
+    try:
+        source = mcstream.check_lab_address(args.source)
+        streams = [mcstream.parse_stream(s, i + 1) for i, s in enumerate(args.stream)]
+        if not mcstream.HEADER_LEN <= args.size <= 65507:
+            raise ValueError(f"--size must be in {mcstream.HEADER_LEN}..65507")
+        if not 0 <= args.ttl <= 255 or args.count < 0 or args.rate < 0:
+            raise ValueError("bad --ttl, --count or --rate")
+    except ValueError as e:
+        print(f"mcsend: {e}", file=sys.stderr)
+        return 2
+
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, args.ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if args.loop else 0)
+        sock.bind((source, 0))
+    except OSError as e:
+        print(f"mcsend: socket setup failed: {e}", file=sys.stderr)
+        return 2
+
+    if args.delay > 0:
+        time.sleep(args.delay)
+
+    sent = {f"{g}:{p}": {"stream_id": sid, "sent": 0, "errors": 0} for g, p, sid in streams}
+    errors = 0
+    error_kinds = {}
+    interval = 1.0 / args.rate if args.rate > 0 else 0.0
+    start = time.monotonic()
+    for i in range(args.count):
+        seq = args.start_seq + i
+        if interval:
+            due = start + i * interval
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+        for group, port, sid in streams:
+            key = f"{group}:{port}"
+            try:
+                sock.sendto(mcstream.payload(sid, seq, args.size), (group, port))
+                sent[key]["sent"] += 1
+            except OSError as e:
+                errors += 1
+                sent[key]["errors"] += 1
+                name = os.strerror(e.errno) if e.errno else str(e)
+                error_kinds[name] = error_kinds.get(name, 0) + 1
+    elapsed = time.monotonic() - start
+    sock.close()
+    print(json.dumps({
+        "sent": sent,
+        "errors": errors,
+        "error_kinds": error_kinds,
+        "source": source,
+        "size": args.size,
+        "ttl": args.ttl,
+        "elapsed_s": round(elapsed, 3),
+    }, sort_keys=True))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
