@@ -70,6 +70,7 @@ let package = Package(
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
+        .testTarget(name: "RelayControlTests", dependencies: ["RelayControl", "RelayCore"]),
         .testTarget(
             name: "SimTests",
             dependencies: [

@@ -23,6 +23,9 @@ public struct ConfigFile: Sendable, Equatable {
     /// Parses and validates: every rule alone and the set together (duplicates, loops,
     /// names), so a file that loads is one the relay accepts as a whole.
     public static func parse(_ data: Data, origin: String = "config") throws(ConfigError) -> ConfigFile {
+        if let problem = JSONSyntax.firstProblem(in: data) {
+            throw ConfigError(location: "\(origin): line \(problem.line), column \(problem.column)", message: problem.message)
+        }
         let raw: RawFile
         do {
             raw = try JSONDecoder().decode(RawFile.self, from: data)
@@ -76,6 +79,14 @@ public struct ConfigFile: Sendable, Equatable {
 
     struct RawFile: Codable {
         var rules: [RawRule]
+
+        init(rules: [RawRule]) { self.rules = rules }
+
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(in: decoder, allowed: ["rules"])
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            rules = try container.decode([RawRule].self, forKey: .rules)
+        }
     }
 
     struct RawRule: Codable {
@@ -83,6 +94,19 @@ public struct ConfigFile: Sendable, Equatable {
         var `in`: String
         var source: String?
         var out: [String]
+
+        init(name: String?, in input: String, source: String?, out: [String]) {
+            (self.name, self.in, self.source, self.out) = (name, input, source, out)
+        }
+
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(in: decoder, allowed: ["name", "in", "source", "out"])
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decodeIfPresent(String.self, forKey: .name)
+            self.in = try container.decode(String.self, forKey: .in)
+            source = try container.decodeIfPresent(String.self, forKey: .source)
+            out = try container.decode([String].self, forKey: .out)
+        }
     }
 
     private static func where_(_ path: [any CodingKey]) -> String {
@@ -90,6 +114,22 @@ public struct ConfigFile: Sendable, Equatable {
         return ": " + path.map { key in
             key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)"
         }.joined().trimmingPrefix(".")
+    }
+}
+
+/// A misspelt key ("ouput") must not silently drop what it was meant to configure.
+func rejectUnknownKeys(in decoder: any Decoder, allowed: [String]) throws {
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    let container = try decoder.container(keyedBy: AnyKey.self)
+    if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !allowed.contains($0) }) {
+        throw DecodingError.dataCorrupted(.init(
+            codingPath: decoder.codingPath,
+            debugDescription: "unknown key \"\(unknown)\" (expected \(allowed.joined(separator: ", ")))"))
     }
 }
 

@@ -1,0 +1,99 @@
+import Foundation
+import RelayCore
+import RelayControl
+import Testing
+
+@Suite struct ConfigFileTests {
+    func load(_ text: String) -> Result<ConfigFile, ConfigError> {
+        do { return .success(try ConfigFile.parse(Data(text.utf8), origin: "test.json")) } catch { return .failure(error) }
+    }
+
+    func message(_ text: String) -> String? {
+        if case let .failure(error) = load(text) { return error.description }
+        return nil
+    }
+
+    @Test func loadsTheDocumentedExample() throws {
+        let config = try load("""
+            {"rules":[{"name":"cam1","in":"eth0:239.1.1.1:5001","source":"198.18.1.1","out":["eth1:239.10.1.1:6001:16"]}]}
+            """).get()
+        #expect(config.rules.count == 1)
+        let rule = config.rules[0]
+        #expect(rule.name == "cam1")
+        #expect(rule.input.source == IPv4Address("198.18.1.1"))
+        #expect(rule.outputs == [OutputSpec(interface: InterfaceName("eth1")!, destination: IPv4Address("239.10.1.1")!, port: 6001, ttl: 16)])
+    }
+
+    @Test func errorsSayWhatAndWhere() {
+        #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:5001", "#) == "test.json: line 1, column 40: expected a quoted key")
+        #expect(message("{\"rules\":[\n{\"in\":\"eth0:239.1.1.1:5001\" \"out\":[]}]}") == "test.json: line 2, column 29: expected ',' or '}'")
+        #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:5001","ouput":["eth1:239.2.2.2:1"]}]}"#)
+                == #"test.json: rules[0]: unknown key "ouput" (expected name, in, source, out)"#)
+        #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:5001"}]}"#) == #"test.json: rules[0]: missing "out""#)
+        #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1","out":["eth1:239.2.2.2:1"]}]}"#)
+                == #"test.json: rules[0]: "eth0:239.1.1.1": expected IFACE:GROUP:PORT"#)
+        #expect(message(#"{"rules":[{"name":"x","in":"eth0:239.1.1.1:1","out":["eth1:239.2.2.2:1:300"]}]}"#)
+                == #"test.json: rules[0] (x): "eth1:239.2.2.2:1:300": TTL "300" must be 1-255"#)
+        #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:1","out":["eth0:239.1.1.1:1"]}]}"#)?.contains("forwarding loop") == true)
+        #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:1","source":"nope","out":["eth1:239.2.2.2:1"]}]}"#)
+                == #"test.json: rules[0]: "nope": "nope" is not an IPv4 address (dotted quad)"#)
+    }
+
+    @Test func rulesInvalidTogetherAreRefusedWithTheSecondRuleNamed() {
+        let text = """
+            {"rules":[{"in":"eth0:239.1.1.1:1","out":["eth1:239.2.2.2:1"]},
+                      {"name":"back","in":"eth1:239.2.2.2:1","out":["eth2:239.3.3.3:1"]}]}
+            """
+        #expect(message(text)?.hasPrefix("test.json: rules[1] (back): input eth1:239.2.2.2:1 is an output of rule") == true)
+    }
+
+    @Test func serialisedConfigParsesBackEqual() throws {
+        let config = try load("""
+            {"rules":[{"name":"a","in":"eth0:239.1.1.1:5001","out":["eth1:239.10.1.1:6001","eth2:198.18.3.3:7000:5"]},
+                      {"in":"eth0:239.1.1.2:5001","source":"198.18.1.9","out":["eth1:239.10.1.2:6001:16"]}]}
+            """).get()
+        let again = try ConfigFile.parse(config.serialized())
+        #expect(again == config)
+    }
+
+    @Test func jsonSyntaxCheckerAcceptsValidJSON() {
+        for valid in ["{}", "[]", "[1, -2.5e3, true, false, null, \"a\\u00e9\\n\"]", " {\"a\": {\"b\": [[]]}} "] {
+            #expect(JSONSyntax.firstProblem(in: Array(valid.utf8)) == nil, "\(valid)")
+        }
+        for invalid in ["", "{", "[1,]", "{\"a\" 1}", "01x", "\"abc", "[1 2]", "tru", String(repeating: "[", count: 300)] {
+            #expect(JSONSyntax.firstProblem(in: Array(invalid.utf8)) != nil, "\(invalid)")
+        }
+    }
+}
+
+@Suite struct WorkerProtocolTests {
+    @Test func framedMessagesSurviveArbitrarySplits() throws {
+        let plan = WorkerPlan(worker: WorkerID(1), version: 7,
+                              ingress: [IngressAssignment(interface: InterfaceName("in0")!, fanoutGroup: 77)],
+                              rules: [try RuleBook.validated(RuleSpec(
+                                input: InputSpec(interface: InterfaceName("in0")!, group: IPv4Address("239.1.1.1")!, port: 5000),
+                                outputs: [OutputSpec(interface: InterfaceName("out0")!, destination: IPv4Address("239.2.2.2")!, port: 6000)]))])
+        let messages: [SupervisorMessage] = [.install(plan), .statisticsRequest(requestID: 3), .shutdown]
+        let bytes = try messages.flatMap { try MessageFraming.encode($0) }
+        for chunk in [1, 3, 7, 64, bytes.count] {
+            var reassembler = MessageReassembler<SupervisorMessage>()
+            var received: [SupervisorMessage] = []
+            var offset = 0
+            while offset < bytes.count {
+                reassembler.append(bytes[offset..<min(offset + chunk, bytes.count)])
+                offset += chunk
+                while let message = try reassembler.next() { received.append(message) }
+            }
+            #expect(received == messages)
+        }
+    }
+
+    @Test func oversizedOrCorruptFramesAreRejected() {
+        var huge = MessageReassembler<SupervisorMessage>()
+        huge.append([0x7F, 0xFF, 0xFF, 0xFF])
+        #expect(throws: FramingError.tooLarge(0x7FFF_FFFF)) { try huge.next() }
+        var corrupt = MessageReassembler<SupervisorMessage>()
+        corrupt.append([0, 0, 0, 2] + Array("{]".utf8))
+        #expect(throws: FramingError.self) { try corrupt.next() }
+    }
+}
