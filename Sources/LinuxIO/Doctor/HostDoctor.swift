@@ -1,0 +1,199 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxNet
+import RelayCore
+
+/// Checks a host for the known traps of multicast relaying and says how to fix each.
+/// Read-only: it inspects /proc, /sys and interface state and changes nothing.
+public struct HostDoctor {
+    public enum Severity: String, Sendable, Codable, Comparable {
+        case ok = "OK", info = "INFO", warning = "WARN", problem = "FAIL"
+        var rank: Int { [.ok: 0, .info: 1, .warning: 2, .problem: 3][self]! }
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rank < rhs.rank }
+    }
+
+    public struct Finding: Sendable, Codable, Equatable {
+        public var severity: Severity
+        public var subject: String
+        public var message: String
+        public var fix: String?
+    }
+
+    /// Interfaces the rules read from and send to, and how many groups each input needs.
+    public var inputs: [InterfaceName: Int]
+    public var outputs: Set<InterfaceName>
+    public var multicastOutputs: Set<InterfaceName>
+    /// Where to read /proc and /sys (a test can point these at a fake tree).
+    public var procRoot = "/proc"
+    public var sysRoot = "/sys"
+
+    public init(rules: [RuleSpec], extraInputs: [InterfaceName] = [], extraOutputs: [InterfaceName] = []) {
+        var inputs: [InterfaceName: Set<IPv4Address>] = [:]
+        for rule in rules { inputs[rule.input.interface, default: []].insert(rule.input.group) }
+        for name in extraInputs where inputs[name] == nil { inputs[name] = [] }
+        self.inputs = inputs.mapValues(\.count)
+        outputs = Set(rules.flatMap { $0.outputs.map(\.interface) } + extraOutputs)
+        multicastOutputs = Set(rules.flatMap { $0.outputs.filter { $0.destination.isMulticast }.map(\.interface) } + extraOutputs)
+    }
+
+    public func run() -> [Finding] {
+        var findings: [Finding] = []
+        findings += privileges()
+        findings += membershipLimits()
+        findings += ioUring()
+        for name in inputs.keys.sorted() { findings += input(name, groups: inputs[name]!) }
+        for name in outputs.sorted() { findings += output(name) }
+        return findings
+    }
+
+    // MARK: - Checks
+
+    func privileges() -> [Finding] {
+        guard let status = readText("\(procRoot)/self/status"),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: " \t"), radix: 16)
+        else { return [Finding(severity: .info, subject: "privileges", message: "cannot read capabilities from \(procRoot)/self/status", fix: nil)] }
+        let netAdmin = mask & (1 << 12) != 0
+        let netRaw = mask & (1 << 13) != 0
+        if netAdmin && netRaw {
+            return [Finding(severity: .ok, subject: "privileges", message: "CAP_NET_RAW and CAP_NET_ADMIN present (AF_PACKET sockets, fanout, buffer sizes)", fix: nil)]
+        }
+        let missing = [netRaw ? nil : "CAP_NET_RAW", netAdmin ? nil : "CAP_NET_ADMIN"].compactMap { $0 }
+        return [Finding(severity: .problem, subject: "privileges",
+                        message: "missing \(missing.joined(separator: " and ")): the daemon cannot open AF_PACKET sockets",
+                        fix: "run the daemon as root, or grant them: AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the systemd unit")]
+    }
+
+    func membershipLimits() -> [Finding] {
+        guard let limit = readInt("\(procRoot)/sys/net/ipv4/igmp_max_memberships") else {
+            return [Finding(severity: .warning, subject: "igmp_max_memberships", message: "cannot read \(procRoot)/sys/net/ipv4/igmp_max_memberships", fix: nil)]
+        }
+        var findings: [Finding] = []
+        let biggest = inputs.values.max() ?? 0
+        let sockets = limit > 0 ? (biggest + limit - 1) / limit : 0
+        if limit <= 0 {
+            findings.append(Finding(severity: .problem, subject: "igmp_max_memberships",
+                                    message: "net.ipv4.igmp_max_memberships is \(limit): no socket can join any group",
+                                    fix: "sysctl -w net.ipv4.igmp_max_memberships=20"))
+        } else {
+            findings.append(Finding(severity: .ok, subject: "igmp_max_memberships",
+                                    message: "\(limit) groups per socket; mcrelay pools helper sockets" +
+                                        (biggest > 0 ? " (\(biggest) groups on the busiest input -> \(sockets) helper socket(s))" : ""),
+                                    fix: nil))
+        }
+        // Each membership costs about 48 bytes of socket option memory: raising the group
+        // limit past optmem_max / 48 has no effect, joins fail with ENOBUFS earlier instead.
+        if let optmem = readInt("\(procRoot)/sys/net/core/optmem_max"), limit > 0, limit * 48 > optmem {
+            findings.append(Finding(severity: .warning, subject: "optmem_max",
+                                    message: "net.core.optmem_max is \(optmem) bytes: a socket fits only ~\(optmem / 48) memberships, fewer than igmp_max_memberships (\(limit)); mcrelay adapts, but the limit you set is not the one in force",
+                                    fix: "sysctl -w net.core.optmem_max=\(limit * 48 + 4096)"))
+        }
+        return findings
+    }
+
+    func ioUring() -> [Finding] {
+        guard let disabled = readInt("\(procRoot)/sys/kernel/io_uring_disabled") else { return [] }
+        switch disabled {
+        case 0: return [Finding(severity: .ok, subject: "io_uring", message: "enabled", fix: nil)]
+        case 1: return [Finding(severity: .warning, subject: "io_uring", message: "restricted to the io_uring_group (kernel.io_uring_disabled=1); the daemon falls back to recvmmsg unless it is in that group", fix: "sysctl -w kernel.io_uring_disabled=0")]
+        default: return [Finding(severity: .warning, subject: "io_uring", message: "disabled (kernel.io_uring_disabled=\(disabled)); the daemon uses recvmmsg", fix: "sysctl -w kernel.io_uring_disabled=0")]
+        }
+    }
+
+    func input(_ name: InterfaceName, groups: Int) -> [Finding] {
+        let subject = "input \(name)"
+        guard let flags = interfaceFlags(name) else {
+            return [Finding(severity: .warning, subject: subject, message: "does not exist (yet); the daemon will join its groups when it appears", fix: nil)]
+        }
+        var findings: [Finding] = []
+        if flags & UInt32(IFF_UP) == 0 {
+            findings.append(Finding(severity: .warning, subject: subject, message: "is down: nothing arrives until it is up", fix: "ip link set \(name) up"))
+        }
+        let lro = cln_ethtool_lro(name.rawValue)
+        if lro == 1 {
+            findings.append(Finding(severity: .warning, subject: subject, message: "LRO is on: the NIC may merge received packets before the relay sees them", fix: "ethtool -K \(name) lro off"))
+        }
+        let gro = cln_ethtool_gro(name.rawValue)
+        if gro == 1 {
+            findings.append(Finding(severity: .info, subject: subject,
+                                    message: "GRO is on: harmless for plain UDP, but with rx-udp-gro-forwarding or UDP fraglist enabled datagrams can arrive merged (seen as bad_length drops or oversized payloads)",
+                                    fix: "ethtool -K \(name) gro off   # only if stats show bad_length drops"))
+        }
+        if findings.isEmpty {
+            findings.append(Finding(severity: .ok, subject: subject, message: "up" + (lro == 0 ? ", LRO off" : "") + (gro == 0 ? ", GRO off" : ""), fix: nil))
+        }
+        return findings
+    }
+
+    func output(_ name: InterfaceName) -> [Finding] {
+        let subject = "output \(name)"
+        guard let flags = interfaceFlags(name) else {
+            return [Finding(severity: .problem, subject: subject, message: "does not exist: sends to it fail and are counted as send errors", fix: nil)]
+        }
+        var findings: [Finding] = []
+        if flags & UInt32(IFF_UP) == 0 {
+            findings.append(Finding(severity: .problem, subject: subject, message: "is down: sends fail", fix: "ip link set \(name) up"))
+        }
+        if multicastOutputs.contains(name), flags & UInt32(IFF_MULTICAST) == 0 {
+            findings.append(Finding(severity: .problem, subject: subject, message: "lacks the MULTICAST flag: multicast sent out of it is refused", fix: "ip link set \(name) multicast on"))
+        }
+        if ipv4Addresses(of: name).isEmpty {
+            findings.append(Finding(severity: .problem, subject: subject, message: "has no IPv4 address: relayed packets would have no usable source address", fix: "ip addr add ADDRESS/PREFIX dev \(name)"))
+        }
+        if findings.isEmpty {
+            findings.append(Finding(severity: .ok, subject: subject, message: "up, multicast, IPv4 \(ipv4Addresses(of: name).map(\.description).joined(separator: ", "))", fix: nil))
+        }
+        return findings
+    }
+
+    // MARK: - Host access
+
+    func readText(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var text = ""
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return text
+    }
+
+    func readInt(_ path: String) -> Int? {
+        readText(path).flatMap { Int($0.trimmingCharacters(in: " \n\t")) }
+    }
+
+    func interfaceFlags(_ name: InterfaceName) -> UInt32? {
+        guard let text = readText("\(sysRoot)/class/net/\(name)/flags") else { return nil }
+        let trimmed = text.trimmingCharacters(in: " \n\t")
+        return UInt32(trimmed.hasPrefix("0x") ? String(trimmed.dropFirst(2)) : trimmed, radix: 16)
+    }
+
+    func ipv4Addresses(of name: InterfaceName) -> [IPv4Address] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var addresses: [IPv4Address] = []
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET),
+                  String(cString: entry.pointee.ifa_name) == name.rawValue else { continue }
+            address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { socketAddress in
+                addresses.append(IPv4Address(UInt32(bigEndian: socketAddress.pointee.sin_addr.s_addr)))
+            }
+        }
+        return addresses
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters(in set: String) -> String {
+        let characters = Set(set)
+        var slice = Substring(self)
+        while let first = slice.first, characters.contains(first) { slice.removeFirst() }
+        while let last = slice.last, characters.contains(last) { slice.removeLast() }
+        return String(slice)
+    }
+}
