@@ -6,7 +6,7 @@
 #   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests)
 #   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
 #   make bench     core micro-benchmarks (ordo-one/benchmark, release)
-#   make fuzz      (not yet)
+#   make fuzz      fuzz every target FUZZ_SECONDS (default 60) each (scripts/fuzz.sh; --smoke for CI)
 #   make clean     remove build products
 #
 # Variables: SCRATCH=/path  use another build folder (--scratch-path), e.g. to keep parallel
@@ -46,10 +46,13 @@ demo: deps build
 	bash scripts/demo.sh
 
 bench: deps
-	$(SWIFT) package $(SCRATCH_FLAGS) --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks
 
+# libFuzzer + AddressSanitizer on every target in Fuzz/Targets, FUZZ_SECONDS each (scripts/fuzz.sh;
+# builds in .build-fuzz, never in the normal build folder). Crash inputs: .build-fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
 fuzz:
-	@echo "fuzz: not yet"
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 clean:
 	$(SWIFT) package clean $(SCRATCH_FLAGS)

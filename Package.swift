@@ -22,7 +22,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
-        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
         // System libraries (Debian: liburing-dev, libpcap-dev, linux-libc-dev).
@@ -86,12 +85,5 @@ let package = Package(
             dependencies: ["LinuxIO", "RelayCore", "RelayControl"]
         ),
 
-        // Micro-benchmarks (ordo-one/benchmark): `make bench`.
-        .executableTarget(
-            name: "RelayCoreBenchmarks",
-            dependencies: ["RelayCore", .product(name: "Benchmark", package: "benchmark")],
-            path: "Benchmarks/RelayCoreBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
     ]
 )
