@@ -1,0 +1,59 @@
+/// How a worker reads its AF_PACKET sockets. Both stay selectable (env `MCRELAY_INGRESS`) so
+/// both stay tested; the default is the one measured faster on the lab (see DataPlaneOverview.swift).
+public enum IngressMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// `poll` + non-blocking `recvmmsg` in batches of `RecvmmsgReceiver.batchSize`.
+    case recvmmsg
+    /// io_uring multishot `recv` into a registered provided-buffer ring.
+    case uring
+
+    public static let `default`: IngressMode = .recvmmsg
+    public static let environmentVariable = "MCRELAY_INGRESS"
+
+    public var description: String { rawValue }
+
+    /// The mode named by `MCRELAY_INGRESS` (unset or empty: the default); a value that names no
+    /// mode is an error that names the variable and the allowed values.
+    public static func fromEnvironment(_ value: String?) -> Result<IngressMode, IngressModeError> {
+        guard let value, !value.isEmpty else { return .success(.default) }
+        guard let mode = IngressMode(rawValue: value) else { return .failure(IngressModeError(value: value)) }
+        return .success(mode)
+    }
+}
+
+public struct IngressModeError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var value: String
+    public var description: String {
+        "\(IngressMode.environmentVariable)=\"\(value)\" is not an ingress mode (use "
+            + IngressMode.allCases.map(\.rawValue).joined(separator: " or ") + ")"
+    }
+}
+
+/// Sizes shared by both ingress paths.
+enum IngressTuning {
+    /// Frame buffer size: a 9000-byte jumbo frame plus headroom. Larger frames arrive
+    /// truncated and are counted as `truncated` drops by the Forwarder.
+    static let frameBufferSize = 9216
+}
+
+/// Whether egress coalesces same-size datagrams of an output into UDP GSO sends
+/// (`MCRELAY_EGRESS_GSO=on|off`).
+public enum EgressSegmentation {
+    public static let `default` = true
+    public static let environmentVariable = "MCRELAY_EGRESS_GSO"
+
+    public static func fromEnvironment(_ value: String?) -> Result<Bool, EgressSegmentationError> {
+        guard let value, !value.isEmpty else { return .success(Self.default) }
+        switch value {
+        case "on", "1", "yes": return .success(true)
+        case "off", "0", "no": return .success(false)
+        default: return .failure(EgressSegmentationError(value: value))
+        }
+    }
+}
+
+public struct EgressSegmentationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var value: String
+    public var description: String {
+        "\(EgressSegmentation.environmentVariable)=\"\(value)\" is not on or off; using \(EgressSegmentation.default ? "on" : "off")"
+    }
+}

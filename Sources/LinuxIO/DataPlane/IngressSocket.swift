@@ -1,0 +1,78 @@
+import CLinuxNet
+import Glibc
+import RelayCore
+
+/// One AF_PACKET socket reading IPv4 frames from one input interface.
+///
+/// `SOCK_DGRAM` with protocol ETH_P_IP: the kernel strips the link header (and any VLAN tag),
+/// so frames start at the IPv4 header (`LinkType.rawIPv4`). Options, in the order they are set:
+/// - created with protocol 0, so nothing is queued before `bind` narrows it to one interface;
+/// - `PACKET_IGNORE_OUTGOING`: the relay's own transmissions never come back as input (a relay
+///   that reads an interface it also writes would otherwise loop);
+/// - a classic BPF filter keeping IPv4 UDP to 224.0.0.0/4, so unicast and other protocols are
+///   dropped in the kernel instead of costing a wakeup and a copy;
+/// - a large receive buffer (bursts are absorbed by the kernel, not lost);
+/// - `bind` to the interface index with ETH_P_IP;
+/// - `PACKET_FANOUT` (hash mode) when several workers share the interface: the kernel hands
+///   each frame to exactly one socket of the group, and a flow stays on one worker (in order).
+///   Joining needs a bound, running socket, so it comes last (a down interface fails here).
+public struct IngressSocket: Sendable {
+    public let fd: Int32
+    public let interface: InterfaceName
+    public let interfaceIndex: Int32
+    public let fanoutGroup: UInt16?
+
+    public static let receiveBufferBytes: Int32 = 8 << 20
+
+    public static func open(interface: InterfaceName, fanoutGroup: UInt16?,
+                            receiveBufferBytes: Int32 = receiveBufferBytes) throws(DataPlaneSystemError) -> IngressSocket {
+        let target = "input interface \(interface)"
+        let index = Int32(bitPattern: if_nametoindex(interface.rawValue))
+        guard index > 0 else { throw .last("if_nametoindex", target) }
+
+        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .last("socket(AF_PACKET)", target) }
+        do throws(DataPlaneSystemError) {
+            try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING", target)
+            let attached = cln_attach_udp_multicast_filter(fd, 1)
+            guard attached == 0 else { throw DataPlaneSystemError("setsockopt(SO_ATTACH_FILTER)", target, code: -attached) }
+            DataPlaneSocketOption.setBuffer(fd, receive: true, bytes: receiveBufferBytes)
+            try DataPlaneSocketOption.setNonBlocking(fd, target)
+
+            var address = sockaddr_ll()
+            address.sll_family = UInt16(AF_PACKET)
+            address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_IP))
+            address.sll_ifindex = index
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                }
+            }
+            guard bound == 0 else { throw .last("bind(AF_PACKET)", target) }
+
+            if let group = fanoutGroup {
+                let argument = cln_fanout_arg(group, CLN_PACKET_FANOUT_HASH, 0)
+                try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_FANOUT, argument, "PACKET_FANOUT group \(group)", target)
+            }
+        } catch {
+            _ = Glibc.close(fd)
+            throw error
+        }
+        return IngressSocket(fd: fd, interface: interface, interfaceIndex: index, fanoutGroup: fanoutGroup)
+    }
+
+    public func close() { _ = Glibc.close(fd) }
+
+    /// Frames the kernel dropped for this socket (receive queue full) since the last call
+    /// (PACKET_STATISTICS resets on read); nil if the kernel would not say.
+    public func takeKernelDrops() -> UInt64? {
+        var statistics = tpacket_stats()
+        var length = socklen_t(MemoryLayout<tpacket_stats>.size)
+        guard getsockopt(fd, CLN_SOL_PACKET, CLN_PACKET_STATISTICS, &statistics, &length) == 0 else { return nil }
+        return UInt64(statistics.tp_drops)
+    }
+
+    /// The interface index currently registered under this socket's interface name, or 0.
+    /// Differs from `interfaceIndex` when the interface was deleted (and maybe re-created).
+    func currentInterfaceIndex() -> Int32 { Int32(bitPattern: if_nametoindex(interface.rawValue)) }
+}

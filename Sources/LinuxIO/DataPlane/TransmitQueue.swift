@@ -1,0 +1,234 @@
+import CLinuxNet
+import Glibc
+import RelayCore
+
+/// Collects the transmits of one receive batch and sends them with one `sendmmsg` per egress
+/// socket. The iovecs point straight into the receive buffers (no payload copy), so the queue
+/// must be flushed before those buffers are reused. Everything is preallocated: appending and
+/// flushing allocate nothing.
+///
+/// With segmentation on, consecutive datagrams of one output with the same payload size (a
+/// stream at a high rate: several of its frames arrive in one receive batch) go out as a
+/// single UDP GSO message: one iovec per datagram (still no copy) and a UDP_SEGMENT control
+/// message. The kernel splits it back into the very same datagrams (in software, or in the
+/// NIC), for a fraction of the per-datagram cost of the UDP send path. Only the last datagram
+/// of a group may be shorter; a group never exceeds 64 datagrams, 65507 bytes, or a segment
+/// size that does not fit the interface MTU.
+public final class TransmitQueue {
+    struct Pending {
+        var rank: Int32
+        var socket: Int32
+        var output: OutputHandle
+        var base: UnsafeRawPointer?
+        var length: Int
+    }
+
+    /// sendmmsg takes at most UIO_MAXIOV (1024) messages per call.
+    static let capacity = 1024
+    /// UDP_MAX_SEGMENTS on older kernels (newer ones allow 128).
+    static let maximumSegments = 64
+    static let maximumDatagramBytes = 65507
+    static let ipv4AndUDPHeaderBytes = 28
+
+    /// Whether same-size datagrams of an output may be coalesced with UDP GSO.
+    let segmentation: Bool
+
+    private let pending: UnsafeMutablePointer<Pending>
+    private(set) var count = 0
+    /// Pending entries reordered by output rank (grouped by socket, then output, arrival order kept).
+    private let sorted: UnsafeMutablePointer<Int32>
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let messages: UnsafeMutablePointer<ldp_mmsghdr>
+    private let messageOutput: UnsafeMutablePointer<OutputHandle>
+    private let messageSocket: UnsafeMutablePointer<Int32>
+    private let messageDatagrams: UnsafeMutablePointer<Int32>
+    private let controlSpace: Int
+    private let control: UnsafeMutableRawPointer
+    private var rankSlots: UnsafeMutablePointer<Int32>
+    private var rankSlotCapacity = 0
+
+    /// Datagrams handed to sendmmsg and accepted, datagrams whose send failed, and GSO messages
+    /// sent (each carrying two or more datagrams), since the start.
+    public private(set) var sent: UInt64 = 0
+    public private(set) var failed: UInt64 = 0
+    public private(set) var segmentedMessages: UInt64 = 0
+
+    public init(segmentation: Bool) {
+        self.segmentation = segmentation
+        pending = .allocate(capacity: Self.capacity)
+        sorted = .allocate(capacity: Self.capacity)
+        iovecs = .allocate(capacity: Self.capacity)
+        iovecs.initialize(repeating: iovec(), count: Self.capacity)
+        messages = .allocate(capacity: Self.capacity)
+        messages.initialize(repeating: ldp_mmsghdr(), count: Self.capacity)
+        messageOutput = .allocate(capacity: Self.capacity)
+        messageSocket = .allocate(capacity: Self.capacity)
+        messageDatagrams = .allocate(capacity: Self.capacity)
+        controlSpace = ldp_udp_segment_cmsg_space()
+        control = .allocate(byteCount: Self.capacity * controlSpace, alignment: 8)
+        rankSlots = .allocate(capacity: 1)
+        rankSlotCapacity = 1
+    }
+
+    deinit {
+        pending.deallocate()
+        sorted.deallocate()
+        iovecs.deallocate()
+        messages.deallocate()
+        messageOutput.deallocate()
+        messageSocket.deallocate()
+        messageDatagrams.deallocate()
+        control.deallocate()
+        rankSlots.deallocate()
+    }
+
+    public var isFull: Bool { count == Self.capacity }
+
+    /// Queues one transmit; `socket` from `EgressSocketPool.socketIndex(for:)` (-1: none).
+    @inline(__always)
+    public func append(socket: Int, output: OutputHandle, payload: UnsafeRawBufferPointer, pool: EgressSocketPool) {
+        let index = Int(output.index)
+        let rank: Int32 = socket >= 0 && index < pool.outputCount && pool.outputSocket[index] == Int32(socket) ? pool.outputRank[index] : -1
+        pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: output,
+                                 base: payload.baseAddress, length: payload.count)
+        count += 1
+    }
+
+    /// Sends everything queued. Failed sends are counted on their outputs: EAGAIN/ENOBUFS (a
+    /// full socket or device queue) drop the rest of that socket's batch — retrying now would
+    /// fail again, and blocking would stall every other stream of this worker; other errors
+    /// drop only the message they belong to. `report` receives a description of errors other
+    /// than a full queue, once per socket and errno.
+    public func flush(pool: EgressSocketPool, forwarder: inout Forwarder, report: (String) -> Void) {
+        guard count > 0 else { return }
+        defer { count = 0 }
+        let messageCount = buildMessages(pool: pool, forwarder: &forwarder)
+        var start = 0
+        while start < messageCount {
+            var end = start + 1
+            while end < messageCount && messageSocket[end] == messageSocket[start] { end += 1 }
+            send(socket: Int(messageSocket[start]), range: start..<end, pool: pool, forwarder: &forwarder, report: report)
+            start = end
+        }
+    }
+
+    /// Orders the pending transmits by output rank (a stable counting sort) and turns them into
+    /// messages; returns the number of messages. Transmits without a socket fail right here.
+    private func buildMessages(pool: EgressSocketPool, forwarder: inout Forwarder) -> Int {
+        let ranks = pool.outputCount
+        if rankSlotCapacity < ranks + 1 {
+            rankSlots.deallocate()
+            rankSlots = .allocate(capacity: ranks + 1)
+            rankSlotCapacity = ranks + 1
+        }
+        for index in 0...ranks { rankSlots[index] = 0 }
+        var placed = 0
+        for index in 0..<count {
+            let rank = Int(pending[index].rank)
+            if rank >= 0 { rankSlots[rank + 1] &+= 1; placed += 1 }
+        }
+        for index in 0..<ranks { rankSlots[index + 1] &+= rankSlots[index] }
+        for index in 0..<count {
+            let rank = Int(pending[index].rank)
+            guard rank >= 0 else {
+                // No socket (the fallback lookup found none): a counted failure.
+                forwarder.recordSendFailures(pending[index].output)
+                failed &+= 1
+                continue
+            }
+            let position = Int(rankSlots[rank])
+            rankSlots[rank] = Int32(position + 1)
+            sorted[position] = Int32(index)
+        }
+
+        var messageCount = 0
+        var position = 0
+        while position < placed {
+            let first = pending[Int(sorted[position])]
+            let socket = Int(first.socket)
+            let size = first.length
+            var end = position + 1
+            if segmentation, size > 0, pool.sockets[socket].segmentation,
+               size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[socket].mtu {
+                var total = size
+                while end < placed, end - position < Self.maximumSegments {
+                    let next = pending[Int(sorted[end])]
+                    guard next.rank == first.rank, next.length <= size, total + next.length <= Self.maximumDatagramBytes else { break }
+                    total += next.length
+                    end += 1
+                    if next.length < size { break }  // a shorter datagram can only close a group
+                }
+            }
+            for slot in position..<end {
+                let entry = pending[Int(sorted[slot])]
+                iovecs[slot] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
+            }
+            let datagrams = end - position
+            messages[messageCount].msg_hdr.msg_name = UnsafeMutableRawPointer(pool.outputAddress + Int(first.output.index))
+            messages[messageCount].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            messages[messageCount].msg_hdr.msg_iov = iovecs + position
+            messages[messageCount].msg_hdr.msg_iovlen = datagrams
+            if datagrams > 1 {
+                let buffer = control + messageCount * controlSpace
+                messages[messageCount].msg_hdr.msg_control = buffer
+                messages[messageCount].msg_hdr.msg_controllen = ldp_udp_segment_cmsg(buffer, UInt16(size))
+            } else {
+                messages[messageCount].msg_hdr.msg_control = nil
+                messages[messageCount].msg_hdr.msg_controllen = 0
+            }
+            messageOutput[messageCount] = first.output
+            messageSocket[messageCount] = Int32(socket)
+            messageDatagrams[messageCount] = Int32(datagrams)
+            messageCount += 1
+            position = end
+        }
+        return messageCount
+    }
+
+    private func fail(_ range: Range<Int>, forwarder: inout Forwarder) {
+        for message in range {
+            let datagrams = UInt64(messageDatagrams[message])
+            forwarder.recordSendFailures(messageOutput[message], count: datagrams)
+            failed &+= datagrams
+        }
+    }
+
+    private func send(socket: Int, range: Range<Int>, pool: EgressSocketPool, forwarder: inout Forwarder, report: (String) -> Void) {
+        let fd = pool.sockets[socket].fd
+        guard fd >= 0 else {
+            fail(range, forwarder: &forwarder)
+            return
+        }
+        var next = range.lowerBound
+        while next < range.upperBound {
+            let result = Int(ldp_sendmmsg(fd, messages + next, UInt32(range.upperBound - next), 0))
+            if result > 0 {
+                for message in next..<next + result {
+                    sent &+= UInt64(messageDatagrams[message])
+                    if messageDatagrams[message] > 1 { segmentedMessages &+= 1 }
+                }
+                next += result
+                continue
+            }
+            let code = Int32(-result)
+            if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS {
+                fail(next..<range.upperBound, forwarder: &forwarder)
+                return
+            }
+            fail(next..<next + 1, forwarder: &forwarder)
+            if messageDatagrams[next] > 1 && (code == EINVAL || code == EIO || code == EMSGSIZE) {
+                report(pool.disableSegmentation(socket: socket, code: code))
+            } else if let problem = pool.sendProblem(socket: socket, code: code) {
+                report(problem)
+            }
+            if code == ENODEV {
+                // The interface is gone: close the socket (the retry timer reopens it by name);
+                // the rest of this run fails the same way.
+                pool.invalidate(socket: socket)
+                fail(next + 1..<range.upperBound, forwarder: &forwarder)
+                return
+            }
+            next += 1
+        }
+    }
+}

@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RelayControl
+import RelayCore
+
+/// A `stats` request waiting for the workers' counters.
+struct StatsCollection {
+    enum Purpose { case client(ControlConnection), final }
+    let requestID: UInt64
+    let purpose: Purpose
+    var waiting: Set<WorkerID>
+    var parts: [WorkerID: ForwardingStatistics] = [:]
+    let deadline: Instant
+
+    static let timeout: Duration = .seconds(2)
+}
+
+extension Supervisor {
+    func acceptClients() {
+        while let fd = listener.accept() {
+            let client = ControlConnection(fd: fd, serial: nextClientSerial)
+            nextClientSerial += 1
+            if clients.count >= Self.maximumClients {
+                client.sendAndClose(.failure("too many control connections (\(Self.maximumClients)); try again"))
+            }
+            clients.append(client)
+        }
+    }
+
+    func clientReady(_ client: ControlConnection, revents: Int16, now: Instant) {
+        if revents & Int16(POLLOUT) != 0 { client.flush() }
+        guard revents & Int16(POLLIN | POLLHUP | POLLERR) != 0, !client.closing else { return }
+        switch client.receive() {
+        case .ok: break
+        case .closed: break
+        case .tooLong:
+            logger.warning("control client \(client.serial): request longer than \(ControlProtocol.maximumRequestSize) bytes; closing")
+            client.sendAndClose(.failure("request longer than \(ControlProtocol.maximumRequestSize) bytes; closing the connection"))
+        }
+    }
+
+    /// Handles queued request lines, one at a time per client, in order.
+    func serveClients(now: Instant) {
+        for client in clients {
+            while !client.awaitingReply, let line = client.nextLine() {
+                switch ControlProtocol.decodeRequest(line) {
+                case let .failure(error):
+                    client.send(.failure(error.message))
+                case let .success(request):
+                    handle(request, from: client, now: now)
+                }
+            }
+        }
+    }
+
+    private func handle(_ request: ControlRequest, from client: ControlConnection, now: Instant) {
+        guard case .running = shutdown else {
+            client.send(.failure("the daemon is shutting down"))
+            return
+        }
+        switch request.op {
+        case .add:
+            guard let text = request.rule else { return client.send(.failure("add needs \"rule\": {\"in\": ..., \"out\": [...]}")) }
+            do {
+                let spec = try text.spec()
+                let outcome = try core.addRule(spec, now: now)
+                apply(now: now)
+                if case let .added(rule) = outcome { logger.notice("rule added: \(rule)") }
+                client.send(ControlReply(ok: true, rule: RuleView(outcome.rule), added: outcome == .added(outcome.rule)))
+            } catch let error as ControlProtocolError {
+                client.send(.failure(error.message))
+            } catch {
+                client.send(.failure("\(error)"))
+            }
+        case .remove:
+            guard let selector = request.selector, !selector.isEmpty else {
+                return client.send(.failure("remove needs \"selector\": a rule id or name"))
+            }
+            do {
+                let rule = try core.removeRule(selector, now: now)
+                apply(now: now)
+                logger.notice("rule removed: \(rule)")
+                client.send(ControlReply(ok: true, rule: RuleView(rule)))
+            } catch {
+                client.send(.failure(error.description))
+            }
+        case .list:
+            let joined = Set(core.membership.joined)
+            let views = core.rules.rules.values.map { rule in
+                RuleView(rule, joined: joined.contains(MembershipKey(interface: rule.input.interface, group: rule.input.group))
+                    || joined.contains(MembershipKey(interface: rule.input.interface, group: rule.input.group, source: rule.input.source)))
+            }
+            client.send(ControlReply(ok: true, rules: views))
+        case .stats:
+            client.awaitingReply = true
+            collectStatistics(for: .client(client), now: now)
+        case .reload:
+            switch reloadConfig(now: now) {
+            case let .success(view): client.send(ControlReply(ok: true, reload: view))
+            case let .failure(error): client.send(.failure(error.message))
+            }
+        }
+    }
+
+    // MARK: - Config reload (SIGHUP or the `reload` request)
+
+    func reload(now: Instant, reason: String) {
+        switch reloadConfig(now: now) {
+        case let .success(view):
+            logger.notice("\(reason): config reloaded: \(view.added) added, \(view.removed) removed, \(view.unchanged) unchanged")
+        case let .failure(error):
+            logger.error("\(reason): \(error.message); keeping the current rules")
+        }
+    }
+
+    private func reloadConfig(now: Instant) -> Result<ReloadView, ControlProtocolError> {
+        guard let path = options.configPath else {
+            return .failure(ControlProtocolError("the daemon was started without --config; nothing to reload"))
+        }
+        do {
+            let config = try ConfigFile.load(path: path)
+            let diff = try core.replaceRules(config.rules, now: now)
+            apply(now: now)
+            return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))
+        } catch let error as ConfigError {
+            return .failure(ControlProtocolError(error.description))
+        } catch {
+            return .failure(ControlProtocolError("\(path): \(error)"))
+        }
+    }
+
+    // MARK: - Statistics
+
+    func collectStatistics(for purpose: StatsCollection.Purpose, now: Instant) {
+        let requestID = nextStatsRequest
+        nextStatsRequest += 1
+        var waiting = Set<WorkerID>()
+        for worker in workers where worker.ready {
+            do {
+                try worker.send(.statisticsRequest(requestID: requestID))
+                waiting.insert(worker.id)
+            } catch {
+                logger.error("cannot ask \(worker.id) for statistics: \(error)")
+            }
+        }
+        statsCollections.append(StatsCollection(requestID: requestID, purpose: purpose, waiting: waiting,
+                                                deadline: now + StatsCollection.timeout))
+        completeStatsCollections(now: now)
+    }
+
+    func deliverStatistics(_ requestID: UInt64, from worker: WorkerID, _ statistics: ForwardingStatistics, now: Instant) {
+        guard let index = statsCollections.firstIndex(where: { $0.requestID == requestID }),
+              statsCollections[index].waiting.remove(worker) != nil
+        else { return }
+        statsCollections[index].parts[worker] = statistics
+        completeStatsCollections(now: now)
+    }
+
+    func dropFromStatsCollections(_ worker: WorkerID, now: Instant) {
+        for index in statsCollections.indices { statsCollections[index].waiting.remove(worker) }
+        completeStatsCollections(now: now)
+    }
+
+    /// Answers every collection that has all its parts or ran out of time.
+    func completeStatsCollections(now: Instant) {
+        var remaining: [StatsCollection] = []
+        for collection in statsCollections {
+            guard collection.waiting.isEmpty || collection.deadline <= now else {
+                remaining.append(collection)
+                continue
+            }
+            let view = statsView(collection.parts)
+            switch collection.purpose {
+            case let .client(client):
+                client.awaitingReply = false
+                client.send(ControlReply(ok: true, stats: view))
+            case .final:
+                finalStatisticsCollected(view, now: now)
+            }
+        }
+        statsCollections = remaining
+    }
+
+    /// Counters for the current rules (zero for a rule no worker has counted yet), plus the
+    /// supervisor's own view: workers, joins, helper sockets.
+    func statsView(_ parts: [WorkerID: ForwardingStatistics]) -> StatsView {
+        let merged = ForwardingStatistics.merged(parts.keys.sorted().map { parts[$0]! })
+        var byID: [RuleID: RuleStatistics] = [:]
+        for stats in merged.rules { byID[stats.rule.id] = stats }
+        let rules = core.rules.rules.values.map { rule -> RuleStatsView in
+            if let stats = byID[rule.id], stats.rule == rule { return RuleStatsView(stats) }
+            return RuleStatsView(unused: rule)
+        }
+        let workerViews = workers.map { worker in
+            WorkerView(id: worker.id.rawValue, pid: worker.pid, alive: worker.ready, planVersion: worker.acknowledgedVersion,
+                       restarts: worker.restarts, answered: parts[worker.id] != nil)
+        }
+        // Once shutting down, every group has been left and the helper sockets closed.
+        var running = false
+        if case .running = shutdown { running = true }
+        return StatsView(
+            rules: rules, drops: merged.drops, workers: workerViews, planVersion: core.dispatcher.version,
+            joined: running ? core.membership.joined.map(\.description) : [],
+            outstanding: running ? core.membership.outstanding.map(\.description) : [],
+            helperSockets: running ? core.membership.socketUsage.map {
+                HelperSocketView(socket: $0.socket.description, groups: $0.groups, capacity: $0.capacity)
+            } : [],
+            interfacesUp: links.usable)
+    }
+}

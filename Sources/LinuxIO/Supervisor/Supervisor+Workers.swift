@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import RelayControl
+import RelayCore
+
+extension Supervisor {
+    func start(_ worker: WorkerHandle, now: Instant) {
+        do {
+            try worker.spawn(executable: options.workerExecutable, now: now)
+            if worker.restarts > 0 || worker.consecutiveFailures > 0 {
+                logger.notice("restarted \(worker.id) as pid \(worker.pid ?? 0)")
+            } else {
+                logger.info("started \(worker.id) as pid \(worker.pid ?? 0)")
+            }
+        } catch {
+            logger.error("cannot start \(worker.id): \(error)")
+            worker.scheduleRestart(now: now)
+        }
+    }
+
+    func sendPlan(_ plan: WorkerPlan) {
+        guard plan.worker.rawValue < workers.count else { return }
+        let worker = workers[plan.worker.rawValue]
+        guard worker.ready else { return }
+        do { try worker.send(.install(plan)) } catch {
+            logger.error("cannot encode plan v\(plan.version) for \(worker.id): \(error)")
+        }
+    }
+
+    func workerReady(_ worker: WorkerHandle, revents: Int16, now: Instant) {
+        if revents & Int16(POLLOUT) != 0, !worker.flush() {
+            channelBroken(worker, "writing to \(worker.id) failed: \(SystemError.message(for: errno))")
+            return
+        }
+        guard revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 else { return }
+        switch worker.receive() {
+        case let .messages(messages):
+            for message in messages { handle(message, from: worker, now: now) }
+        case let .broken(reason):
+            channelBroken(worker, reason)
+        }
+    }
+
+    private func handle(_ message: WorkerMessage, from worker: WorkerHandle, now: Instant) {
+        switch message {
+        case let .ready(id, pid):
+            guard id == worker.id, !worker.ready else {
+                channelBroken(worker, "\(worker.id) sent an unexpected ready(\(id), pid \(pid))")
+                return
+            }
+            worker.ready = true
+            logger.info("\(worker.id) ready (pid \(pid))")
+            core.handle(.workerStarted(worker.id), now: now)
+            apply(now: now)
+        case let .installed(version):
+            worker.acknowledgedVersion = max(worker.acknowledgedVersion ?? 0, version)
+            core.handle(.workerAcknowledged(worker.id, version: version), now: now)
+            apply(now: now)
+        case let .statistics(requestID, statistics):
+            deliverStatistics(requestID, from: worker.id, statistics, now: now)
+        case let .problem(text):
+            logger.warning("\(worker.id): \(text)")
+        }
+    }
+
+    /// The channel cannot be trusted any more: kill the worker; reaping it restarts it.
+    func channelBroken(_ worker: WorkerHandle, _ reason: String) {
+        if case .running = shutdown { logger.error("\(reason); killing \(worker.id)") }
+        worker.closeChannel()
+        worker.kill()
+    }
+
+    func reapWorkers(now: Instant) {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            guard pid > 0 else { break }
+            guard let worker = workers.first(where: { $0.pid == pid }) else { continue }
+            let wasReady = worker.ready
+            worker.exited()
+            if wasReady {
+                core.handle(.workerExited(worker.id), now: now)
+                apply(now: now)
+            }
+            dropFromStatsCollections(worker.id, now: now)
+            if case .running = shutdown {
+                logger.error("\(worker.id) (pid \(pid)) \(describeExit(status)); restarting it")
+                worker.restarts += 1
+                worker.scheduleRestart(now: now)
+            } else {
+                logger.info("\(worker.id) (pid \(pid)) \(describeExit(status))")
+            }
+        }
+    }
+}

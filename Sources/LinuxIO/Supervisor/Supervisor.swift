@@ -1,0 +1,267 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxNet
+import Logging
+import RelayControl
+import RelayCore
+
+/// The daemon's control side: one thread, one poll(2) loop over the control socket and its
+/// clients, an rtnetlink socket (link events), a self-pipe for signals and one channel per
+/// worker process. It owns the single `ControlPlane` and executes its actions: helper
+/// sockets and joins here, plans sent to workers over their channels. Timers are the poll
+/// timeout (the loop wakes at the earliest deadline of the core, a worker restart, a stats
+/// collection or the shutdown). Nothing here runs per packet.
+public final class Supervisor {
+    let options: SupervisorOptions
+    var logger: Logger
+    var core: ControlPlane
+    let helpers = HelperSocketPool()
+    let listener: ControlListener
+    let links: LinkMonitor
+    let signalFD: Int32
+    var workers: [WorkerHandle]
+    var clients: [ControlConnection] = []
+    var nextClientSerial: UInt64 = 1
+    var coreTimer: Instant?
+    var statsCollections: [StatsCollection] = []
+    var nextStatsRequest: UInt64 = 1
+    var shutdown: ShutdownState = .running
+    var exitCode: Int32 = 0
+
+    static let maximumClients = 128
+
+    public init(options: SupervisorOptions, logger: Logger) throws(SupervisorStartError) {
+        self.options = options
+        self.logger = logger
+        guard options.workerCount >= 1 else { throw SupervisorStartError("--workers must be at least 1") }
+
+        var specs: [RuleSpec] = []
+        if let path = options.configPath {
+            do { specs = try ConfigFile.load(path: path).rules } catch {
+                throw SupervisorStartError(error.description)
+            }
+        }
+        let limit = Self.kernelMembershipLimit()
+        core = ControlPlane(configuration: .init(socketLimit: limit, workerCount: options.workerCount,
+                                                 dispatchMode: options.dispatchMode))
+        do {
+            try core.replaceRules(specs, now: MonotonicClock.now())
+        } catch {
+            throw SupervisorStartError("\(options.configPath ?? "config"): \(error)")
+        }
+        workers = (0..<options.workerCount).map { WorkerHandle(id: WorkerID($0)) }
+
+        do {
+            signalFD = try SignalPipe.install()
+        } catch { throw SupervisorStartError("cannot install signal handlers: \(error)") }
+        do {
+            listener = try ControlListener(path: options.controlPath)
+        } catch { throw SupervisorStartError("control socket: \(error)") }
+        do {
+            try Self.checkPacketSockets()
+        } catch {
+            listener.close()
+            throw error
+        }
+        do {
+            links = try LinkMonitor()
+        } catch {
+            listener.close()
+            throw SupervisorStartError("cannot watch network interfaces: \(error)")
+        }
+        logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
+    }
+
+    /// Workers read with AF_PACKET, which needs CAP_NET_RAW: say so now, not as a worker
+    /// problem after start.
+    static func checkPacketSockets() throws(SupervisorStartError) {
+        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            let code = errno
+            let hint = code == EPERM || code == EACCES ? " (run as root or with CAP_NET_RAW)" : ""
+            throw SupervisorStartError("cannot open AF_PACKET sockets for the workers: \(SystemError.message(for: code))\(hint)")
+        }
+        Descriptors.close(fd)
+    }
+
+    /// `net.ipv4.igmp_max_memberships` of this namespace (20 if unreadable). The core also
+    /// learns the real limit from ENOBUFS; starting from the sysctl just avoids the first failure.
+    static func kernelMembershipLimit() -> Int {
+        guard let text = Descriptors.readSmallFile("/proc/sys/net/ipv4/igmp_max_memberships"),
+              let value = Int(text.filter { !$0.isWhitespace }), value > 0
+        else { return 20 }
+        return value
+    }
+
+    /// Runs until SIGTERM/SIGINT and the orderly shutdown after it; returns the exit status.
+    public func run() -> Int32 {
+        let now = MonotonicClock.now()
+        for worker in workers { start(worker, now: now) }
+        apply(now: now)
+        while true {
+            if case .finished = shutdown { break }
+            pollOnce()
+        }
+        return exitCode
+    }
+
+    // MARK: - The loop
+
+    private enum Source { case signals, listener, links, worker(Int), client(Int) }
+
+    private func pollOnce() {
+        var fds: [pollfd] = []
+        var sources: [Source] = []
+        func watch(_ fd: Int32, _ events: Int32, _ source: Source) {
+            fds.append(pollfd(fd: fd, events: Int16(events), revents: 0))
+            sources.append(source)
+        }
+        watch(signalFD, POLLIN, .signals)
+        if case .running = shutdown { watch(listener.fd, POLLIN, .listener) }
+        watch(links.fd, POLLIN, .links)
+        for (index, worker) in workers.enumerated() where worker.channel >= 0 {
+            watch(worker.channel, POLLIN | (worker.wantsWrite ? POLLOUT : 0), .worker(index))
+        }
+        for (index, client) in clients.enumerated() {
+            let reading = !client.closing && !client.hasPendingLines
+            watch(client.fd, (reading ? POLLIN : 0) | (client.wantsWrite ? POLLOUT : 0), .client(index))
+        }
+
+        let timeout = pollTimeout(now: MonotonicClock.now())
+        let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+        if ready < 0 && errno != EINTR {
+            logger.critical("poll failed: \(SystemError.message(for: errno))")
+            exitCode = 1
+            shutdown = .finished
+            return
+        }
+        let now = MonotonicClock.now()
+        if ready > 0 {
+            for (pollfd, source) in zip(fds, sources) where pollfd.revents != 0 {
+                switch source {
+                case .signals: handleSignals(now: now)
+                case .listener: acceptClients()
+                case .links: handleLinkEvents(now: now)
+                case let .worker(index): workerReady(workers[index], revents: pollfd.revents, now: now)
+                case let .client(index): clientReady(clients[index], revents: pollfd.revents, now: now)
+                }
+            }
+        }
+        handleDeadlines(now: MonotonicClock.now())
+        serveClients(now: MonotonicClock.now())
+        clients.removeAll { client in
+            guard client.finished else { return false }
+            client.close()
+            return true
+        }
+    }
+
+    private func pollTimeout(now: Instant) -> Int32 {
+        var deadlines: [Instant] = []
+        if let coreTimer { deadlines.append(coreTimer) }
+        for worker in workers {
+            if let restart = worker.restartAt { deadlines.append(restart) }
+            if worker.isRunning, !worker.ready, let spawned = worker.spawnedAt { deadlines.append(spawned + WorkerHandle.readyTimeout) }
+        }
+        deadlines.append(contentsOf: statsCollections.map(\.deadline))
+        if let deadline = shutdown.deadline { deadlines.append(deadline) }
+        guard let earliest = deadlines.min() else { return -1 }
+        let wait = earliest.duration(since: now)
+        let (seconds, attoseconds) = wait.components
+        // Round up, so the loop does not spin just before a deadline.
+        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+    }
+
+    private func handleDeadlines(now: Instant) {
+        if let timer = coreTimer, timer <= now, case .running = shutdown {
+            coreTimer = nil
+            core.handle(.timerFired, now: now)
+            apply(now: now)
+        }
+        for worker in workers {
+            if let restart = worker.restartAt, restart <= now, case .running = shutdown {
+                start(worker, now: now)
+            }
+            if worker.isRunning, !worker.ready, let spawned = worker.spawnedAt, spawned + WorkerHandle.readyTimeout <= now {
+                logger.error("\(worker.id) (pid \(worker.pid ?? 0)) did not report ready within \(WorkerHandle.readyTimeout); killing it")
+                worker.kill()
+                worker.spawnedAt = now  // do not repeat the kill every loop while it dies
+            }
+        }
+        completeStatsCollections(now: now)
+        advanceShutdown(now: now)
+    }
+
+    // MARK: - Signals and links
+
+    private func handleSignals(now: Instant) {
+        for signal in SignalPipe.drain() {
+            switch signal {
+            case SIGCHLD: reapWorkers(now: now)
+            case SIGTERM, SIGINT:
+                if case .running = shutdown {
+                    logger.notice("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): shutting down")
+                    beginShutdown(now: now)
+                }
+            case SIGHUP: reload(now: now, reason: "SIGHUP")
+            default: break
+            }
+        }
+    }
+
+    private func handleLinkEvents(now: Instant) {
+        let changes = links.receive()
+        guard case .running = shutdown else { return }  // the groups are left already
+        for change in changes {
+            switch change {
+            case let .up(interface):
+                logger.info("interface \(interface) is up")
+                core.handle(.interfaceUp(interface), now: now)
+            case let .down(interface):
+                logger.info("interface \(interface) is down or gone")
+                core.handle(.interfaceDown(interface), now: now)
+            }
+            apply(now: now)
+        }
+    }
+
+    // MARK: - Executing the core's actions
+
+    /// Executes every pending action. Joins are synchronous system calls, so their results go
+    /// straight back into the core (which may queue more actions, executed in the same pass).
+    func apply(now: Instant) {
+        while let action = core.poll() {
+            switch action {
+            case let .openHelperSocket(id):
+                do { try helpers.open(id) } catch { logger.error("\(error)") }
+            case let .closeHelperSocket(id):
+                helpers.close(id)
+            case let .join(request):
+                let outcome = helpers.join(request)
+                if case let .failed(error) = outcome {
+                    logger.debug("join \(request.membership) via \(request.socket) failed: \(error)")
+                }
+                core.handle(.joinCompleted(request.ticket, outcome), now: now)
+            case let .leave(request):
+                helpers.leave(request)
+            case let .sendPlan(plan):
+                sendPlan(plan)
+            case let .setTimer(instant):
+                coreTimer = instant
+            case let .report(report):
+                log(report)
+            }
+        }
+    }
+
+    private func log(_ report: Report) {
+        switch report {
+        case .workerLost:
+            if case .running = shutdown { logger.warning("\(report)") } else { logger.debug("\(report)") }
+        case .joinFailed: logger.warning("\(report)")
+        case .joinRecovered, .socketCapacityLearned: logger.notice("\(report)")
+        case .workerCurrent: logger.debug("\(report)")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import RelayCore
+import RelayControl
+
+/// What `mcrelay daemon` was asked to do.
+public struct SupervisorOptions: Sendable {
+    public var controlPath: String
+    public var configPath: String?
+    public var workerCount: Int
+    public var dispatchMode: DispatchMode
+    /// The program workers are started from (`<it> worker --id N --channel-fd 3`).
+    public var workerExecutable: String
+
+    public init(controlPath: String = ControlProtocol.defaultSocketPath, configPath: String? = nil,
+                workerCount: Int, dispatchMode: DispatchMode = .fanout, workerExecutable: String = "/proc/self/exe") {
+        self.controlPath = controlPath
+        self.configPath = configPath
+        self.workerCount = workerCount
+        self.dispatchMode = dispatchMode
+        self.workerExecutable = workerExecutable
+    }
+}
+
+/// Why the daemon could not start; `description` is the one line printed before exiting.
+public struct SupervisorStartError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}

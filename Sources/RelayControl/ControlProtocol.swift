@@ -1,0 +1,342 @@
+import Foundation
+import RelayCore
+
+// The control protocol between `mcrelay rule|stats` (or any client, e.g. `socat`) and the
+// daemon, over a Unix stream socket: one JSON object per line each way, one reply per request,
+// in order. Requests are at most `ControlProtocol.maximumRequestSize` bytes (newline included);
+// a longer line gets an error reply and the connection is closed. A line that is not a valid
+// request gets `{"ok":false,"error":"..."}` and the connection stays open.
+//
+//   {"op":"add","rule":{"in":"rin0:239.1.1.1:5001","out":["rout0:239.10.1.1:6001:8"],"name":"cam1"}}
+//   {"op":"remove","selector":"cam1"}          (a rule id or a name)
+//   {"op":"list"}
+//   {"op":"stats"}
+//   {"op":"reload"}                            (re-read the daemon's --config file)
+
+public enum ControlProtocol {
+    public static let maximumRequestSize = 64 * 1024
+    public static let defaultSocketPath = "/run/mcrelay/control.sock"
+
+    /// Encodes one message as a line: compact JSON with sorted keys (deterministic), then "\n".
+    public static func encodeLine(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data(#"{"ok":false,"error":"internal: reply could not be encoded"}"#.utf8)
+        return Array(data) + [UInt8(ascii: "\n")]
+    }
+
+    /// Decodes a request line, with a message that says what is wrong with it.
+    public static func decodeRequest(_ line: some Collection<UInt8>) -> Result<ControlRequest, ControlProtocolError> {
+        do {
+            return .success(try JSONDecoder().decode(ControlRequest.self, from: Data(line)))
+        } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
+            return .failure(ControlProtocolError("request is not valid JSON"))
+        } catch let DecodingError.keyNotFound(key, context) {
+            return .failure(ControlProtocolError("request is missing \"\(path(context.codingPath + [key]))\""))
+        } catch let DecodingError.typeMismatch(_, context) {
+            return .failure(ControlProtocolError("request field \"\(path(context.codingPath))\": \(context.debugDescription)"))
+        } catch let DecodingError.valueNotFound(_, context) {
+            return .failure(ControlProtocolError("request field \"\(path(context.codingPath))\" is null"))
+        } catch let DecodingError.dataCorrupted(context) {
+            return .failure(ControlProtocolError("request field \"\(path(context.codingPath))\": \(context.debugDescription)"))
+        } catch {
+            return .failure(ControlProtocolError("request is not valid: \(error)"))
+        }
+    }
+
+    public static func decodeReply(_ line: some Collection<UInt8>) throws(ControlProtocolError) -> ControlReply {
+        do { return try JSONDecoder().decode(ControlReply.self, from: Data(line)) } catch {
+            throw ControlProtocolError("the daemon's reply is not valid: \(error)")
+        }
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingPrefix(".").description
+    }
+}
+
+public struct ControlProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public enum ControlOperation: String, Codable, Sendable, CaseIterable {
+    case add, remove, list, stats, reload
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let operation = ControlOperation(rawValue: text) else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "unknown op \"\(text)\"; one of " + Self.allCases.map(\.rawValue).joined(separator: ", ")))
+        }
+        self = operation
+    }
+}
+
+/// A rule in the same text form as the config file and the CLI.
+public struct RuleText: Codable, Equatable, Sendable {
+    public var name: String?
+    public var `in`: String
+    public var source: String?
+    public var out: [String]
+
+    public init(name: String? = nil, in input: String, source: String? = nil, out: [String]) {
+        self.name = name
+        self.in = input
+        self.source = source
+        self.out = out
+    }
+
+    public init(_ spec: RuleSpec) {
+        self.init(name: spec.name,
+                  in: "\(spec.input.interface):\(spec.input.group):\(spec.input.port)",
+                  source: spec.input.source?.description,
+                  out: spec.outputs.map(\.description))
+    }
+
+    /// Parses the endpoints; the error names the field that is wrong.
+    public func spec() throws(ControlProtocolError) -> RuleSpec {
+        do {
+            let source = try source.map { text throws(EndpointSyntaxError) in try EndpointSyntax.parseAddress(text) }
+            let input = try EndpointSyntax.parseInput(self.in, source: source)
+            let outputs = try out.map { text throws(EndpointSyntaxError) in try EndpointSyntax.parseOutput(text) }
+            return RuleSpec(name: name, input: input, outputs: outputs)
+        } catch {
+            throw ControlProtocolError(error.description)
+        }
+    }
+}
+
+public struct ControlRequest: Codable, Equatable, Sendable {
+    public var op: ControlOperation
+    /// `add`: the rule.
+    public var rule: RuleText?
+    /// `remove`: a rule id (12 hex digits) or name.
+    public var selector: String?
+
+    public init(op: ControlOperation, rule: RuleText? = nil, selector: String? = nil) {
+        self.op = op
+        self.rule = rule
+        self.selector = selector
+    }
+}
+
+/// A rule as the daemon reports it.
+public struct RuleView: Codable, Equatable, Sendable {
+    public var id: String
+    public var name: String?
+    public var `in`: String
+    public var source: String?
+    public var out: [String]
+    /// Memberships of this rule's input group that the kernel has confirmed / still outstanding.
+    public var joined: Bool?
+
+    public init(_ rule: Rule, joined: Bool? = nil) {
+        let text = RuleText(rule.spec)
+        id = rule.id.description
+        name = rule.name
+        self.in = text.in
+        source = text.source
+        out = text.out
+        self.joined = joined
+    }
+}
+
+public struct OutputStatsView: Codable, Equatable, Sendable {
+    public var out: String
+    public var packets: UInt64
+    public var bytes: UInt64
+    public var sendErrors: UInt64
+
+    enum CodingKeys: String, CodingKey { case out, packets, bytes, sendErrors = "send_errors" }
+
+    public init(out: String, packets: UInt64, bytes: UInt64, sendErrors: UInt64) {
+        self.out = out
+        self.packets = packets
+        self.bytes = bytes
+        self.sendErrors = sendErrors
+    }
+}
+
+public struct RuleStatsView: Codable, Equatable, Sendable {
+    public var id: String
+    public var name: String?
+    /// `IFACE:GROUP:PORT`, as in `RuleView`.
+    public var `in`: String
+    public var source: String?
+    public var packets: UInt64
+    public var bytes: UInt64
+    public var outputs: [OutputStatsView]
+
+    public init(_ stats: RuleStatistics) {
+        id = stats.rule.id.description
+        name = stats.rule.name
+        let text = RuleText(stats.rule.spec)
+        self.in = text.in
+        source = text.source
+        packets = stats.accepted.packets
+        bytes = stats.accepted.bytes
+        outputs = zip(stats.rule.outputs, stats.outputs).map { spec, counter in
+            OutputStatsView(out: spec.description, packets: counter.packets, bytes: counter.bytes,
+                            sendErrors: counter.sendErrors)
+        }
+    }
+}
+
+extension RuleStatsView {
+    /// A rule no worker has counted yet.
+    public init(unused rule: Rule) {
+        id = rule.id.description
+        name = rule.name
+        let text = RuleText(rule.spec)
+        self.in = text.in
+        source = text.source
+        packets = 0
+        bytes = 0
+        outputs = rule.outputs.map { OutputStatsView(out: $0.description, packets: 0, bytes: 0, sendErrors: 0) }
+    }
+}
+
+public struct WorkerView: Codable, Equatable, Sendable {
+    public var id: Int
+    public var pid: Int32?
+    public var alive: Bool
+    /// The plan version this worker acknowledged (nil: none yet).
+    public var planVersion: UInt64?
+    public var restarts: Int
+    /// Whether its counters are part of this reply (a worker that did not answer in time is not).
+    public var answered: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, pid, alive, restarts, answered, planVersion = "plan_version"
+    }
+
+    public init(id: Int, pid: Int32?, alive: Bool, planVersion: UInt64?, restarts: Int, answered: Bool) {
+        self.id = id
+        self.pid = pid
+        self.alive = alive
+        self.planVersion = planVersion
+        self.restarts = restarts
+        self.answered = answered
+    }
+}
+
+public struct HelperSocketView: Codable, Equatable, Sendable {
+    public var socket: String
+    public var groups: Int
+    public var capacity: Int
+    public init(socket: String, groups: Int, capacity: Int) {
+        self.socket = socket
+        self.groups = groups
+        self.capacity = capacity
+    }
+}
+
+public struct StatsView: Codable, Equatable, Sendable {
+    public var rules: [RuleStatsView]
+    public var drops: DropCounters
+    public var workers: [WorkerView]
+    public var planVersion: UInt64
+    /// Memberships the kernel confirmed, as "GROUP on IFACE[ from SOURCE]".
+    public var joined: [String]
+    /// Memberships needed on an interface that is up but not joined (yet).
+    public var outstanding: [String]
+    public var helperSockets: [HelperSocketView]
+    public var interfacesUp: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case rules, drops, workers, joined, outstanding
+        case planVersion = "plan_version", helperSockets = "helper_sockets", interfacesUp = "interfaces_up"
+    }
+
+    public init(rules: [RuleStatsView], drops: DropCounters, workers: [WorkerView], planVersion: UInt64,
+                joined: [String], outstanding: [String], helperSockets: [HelperSocketView], interfacesUp: [String]) {
+        self.rules = rules
+        self.drops = drops
+        self.workers = workers
+        self.planVersion = planVersion
+        self.joined = joined
+        self.outstanding = outstanding
+        self.helperSockets = helperSockets
+        self.interfacesUp = interfacesUp
+    }
+}
+
+public struct ControlReply: Codable, Equatable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    /// `add`, `remove`: the rule concerned.
+    public var rule: RuleView?
+    /// `add`: false when an identical rule already existed (nothing changed).
+    public var added: Bool?
+    /// `list`.
+    public var rules: [RuleView]?
+    /// `stats`.
+    public var stats: StatsView?
+    /// `reload`: what changed.
+    public var reload: ReloadView?
+
+    public init(ok: Bool, error: String? = nil, rule: RuleView? = nil, added: Bool? = nil, rules: [RuleView]? = nil,
+                stats: StatsView? = nil, reload: ReloadView? = nil) {
+        self.ok = ok
+        self.error = error
+        self.rule = rule
+        self.added = added
+        self.rules = rules
+        self.stats = stats
+        self.reload = reload
+    }
+
+    public static func failure(_ message: String) -> ControlReply { ControlReply(ok: false, error: message) }
+}
+
+public struct ReloadView: Codable, Equatable, Sendable {
+    public var added: Int
+    public var removed: Int
+    public var unchanged: Int
+    public init(added: Int, removed: Int, unchanged: Int) {
+        self.added = added
+        self.removed = removed
+        self.unchanged = unchanged
+    }
+}
+
+// MARK: - Text output (`mcrelay rule list`, `mcrelay stats`, the daemon's final counters)
+
+extension RuleView {
+    /// `ID  NAME  IN [from SOURCE] -> OUT, OUT  [joined|not joined]`
+    public var text: String {
+        var line = "\(id)  \(name ?? "-")  \(self.in)"
+        if let source { line += " from \(source)" }
+        line += " -> " + out.joined(separator: ", ")
+        if let joined { line += joined ? "  [joined]" : "  [not joined]" }
+        return line
+    }
+}
+
+extension StatsView {
+    public var text: String {
+        var lines: [String] = []
+        for rule in rules {
+            lines.append("rule \(rule.id)\(rule.name.map { " (\($0))" } ?? "") \(rule.in)\(rule.source.map { " from \($0)" } ?? ""): \(rule.packets) packets, \(rule.bytes) bytes")
+            for output in rule.outputs {
+                lines.append("  -> \(output.out): \(output.packets) packets, \(output.bytes) bytes, \(output.sendErrors) send errors")
+            }
+        }
+        if rules.isEmpty { lines.append("no rules") }
+        let drops = drops.nonZero.map { "\($0.reason)=\($0.count)" }
+        lines.append("drops: " + (drops.isEmpty ? "none" : drops.joined(separator: " ")))
+        let alive = workers.filter(\.alive).count
+        lines.append("workers: \(alive)/\(workers.count) alive, plan v\(planVersion): " + workers.map { worker in
+            "\(worker.id)=" + (worker.pid.map { "pid \($0)" } ?? "down") + (worker.planVersion.map { " v\($0)" } ?? "")
+                + (worker.restarts > 0 ? " restarts \(worker.restarts)" : "") + (worker.answered || !worker.alive ? "" : " (no answer)")
+        }.joined(separator: ", "))
+        lines.append("joins: \(joined.count) joined, \(outstanding.count) outstanding; helper sockets: "
+            + (helperSockets.isEmpty ? "none" : helperSockets.map { "\($0.socket) \($0.groups)/\($0.capacity)" }.joined(separator: ", ")))
+        if !outstanding.isEmpty { lines.append("outstanding: " + outstanding.joined(separator: ", ")) }
+        lines.append("interfaces up: " + (interfacesUp.isEmpty ? "none" : interfacesUp.joined(separator: " ")))
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+/// The CLI's error contract, without a daemon or root: non-zero exit and one line on stderr
+/// saying what is wrong and where.
+@Suite("mcrelay command line errors")
+struct CommandLineTests {
+    func mcrelay(_ arguments: [String]) throws -> CommandResult {
+        guard FileManager.default.isExecutableFile(atPath: E2E.binary) else {
+            throw HarnessError("mcrelay binary not found at \(E2E.binary): build it first (swift build), or set MCRELAY_BINARY")
+        }
+        let directory = try E2E.temporaryDirectory("cli")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        return try run([E2E.binary] + arguments, in: directory, timeout: .seconds(20))
+    }
+
+    func expectOneLineError(_ result: CommandResult, mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status != 0, "\(result)", sourceLocation: sourceLocation)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr should be one line: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(text), "stderr should mention \(text): \(result.stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test("bad --in syntax is reported before contacting the daemon")
+    func badInput() throws {
+        let result = try mcrelay(["rule", "add", "--in", "rin0:239.1.1:5001", "--out", "rout0:239.2.2.2:6000", "--control", "/nonexistent/x.sock"])
+        expectOneLineError(result, mentioning: "\"239.1.1\" is not an IPv4 address")
+    }
+
+    @Test("missing --in or selector")
+    func missingArguments() throws {
+        expectOneLineError(try mcrelay(["rule", "add", "--out", "rout0:239.2.2.2:6000"]), mentioning: "--in IFACE:GROUP:PORT")
+        expectOneLineError(try mcrelay(["rule", "add", "--in", "rin0:239.1.1.1:5001", "--control", "/nonexistent/x.sock"]), mentioning: "--out")
+        expectOneLineError(try mcrelay(["rule", "remove"]), mentioning: "rule id or name")
+    }
+
+    @Test("daemon: a control socket directory that cannot be created is named")
+    func badControlDirectory() throws {
+        let result = try mcrelay(["daemon", "--control", "/proc/mcrelay-nope/control.sock", "--workers", "1"])
+        expectOneLineError(result, mentioning: "/proc/mcrelay-nope")
+    }
+
+    @Test("bad TTL in --out")
+    func badTTL() throws {
+        let result = try mcrelay(["rule", "add", "--in", "rin0:239.1.1.1:5001", "--out", "rout0:239.2.2.2:6000:300", "--control", "/nonexistent/x.sock"])
+        expectOneLineError(result, mentioning: "TTL")
+    }
+
+    @Test("no daemon: says which socket and asks whether the daemon runs")
+    func noDaemon() throws {
+        let result = try mcrelay(["stats", "--control", "/tmp/mcrelay-no-such-daemon.sock"])
+        expectOneLineError(result, mentioning: "cannot connect to /tmp/mcrelay-no-such-daemon.sock: No such file or directory (is the daemon running?)")
+    }
+
+    @Test("daemon with a broken config file names the file and the rule")
+    func badConfig() throws {
+        let directory = try E2E.temporaryDirectory("cfg")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/bad.json"
+        try Data(#"{"rules": [{"in": "rin0:239.1.1.1:5001", "out": ["rout0:239.2.2.2:0"]}]}"#.utf8).write(to: URL(fileURLWithPath: path))
+        let result = try mcrelay(["daemon", "--config", path, "--control", directory + "/c.sock", "--workers", "1"])
+        expectOneLineError(result, mentioning: "\(path): rules[0]")
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import Glibc
+import LinuxIO
+import RelayControl
+import RelayCore
+import Testing
+
+@Suite("DataPlane ingress and lifecycle", .serialized,
+       .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces, AF_PACKET)"))
+struct DataPlaneIngressTests {
+    /// Two sockets in one PACKET_FANOUT group on the same interface: every frame reaches
+    /// exactly one of them (none twice, none lost), across several flows.
+    @Test("two sockets in one fanout group receive each frame exactly once")
+    func fanoutDeliversOnce() throws {
+        let lab = try DataPlaneLab(tag: "f")
+        defer { lab.down() }
+        let perStream = 150
+        let streams = (0..<4).map { "239.1.2.\(10 + $0):\(5000 + $0):\($0 + 1)" }
+        let interface = DataPlaneRules.interface("rin0")
+        let sockets = try DataPlaneTestSupport.inNamespace(lab.relay) {
+            [try IngressSocket.open(interface: interface, fanoutGroup: 0x1234),
+             try IngressSocket.open(interface: interface, fanoutGroup: 0x1234)]
+        }
+        defer { for socket in sockets { socket.close() } }
+        try lab.send(streams: streams, count: perStream, rate: 3000, size: 64)
+        usleep(100_000)
+
+        // Each frame is an IPv4 header (20 bytes, no options from a plain socket), UDP (8),
+        // then the mcstream payload: stream id (4 bytes BE) and sequence (8 bytes BE).
+        var seen: [UInt64: Int] = [:]
+        var perSocket: [Int] = []
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        for socket in sockets {
+            var received = 0
+            while true {
+                let count = recv(socket.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                guard count > 0 else { break }
+                guard count >= 40, buffer[9] == 17 else { continue }
+                let payload = 28
+                let stream = buffer[payload..<payload + 4].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                let sequence = buffer[payload + 4..<payload + 12].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                seen[stream << 32 | sequence, default: 0] += 1
+                received += 1
+            }
+            perSocket.append(received)
+        }
+        #expect(perSocket.reduce(0, +) == 4 * perStream, "per socket: \(perSocket)")
+        #expect(seen.count == 4 * perStream)
+        #expect(seen.values.allSatisfy { $0 == 1 }, "duplicated frames: \(seen.filter { $0.value > 1 }.count)")
+    }
+
+    /// A plan naming an interface that does not exist yet: the worker says so, acknowledges
+    /// the plan, and opens the interface once it appears (checked by forwarding through it).
+    @Test("a missing input interface is reported and picked up when it appears", arguments: IngressMode.allCases)
+    func missingInterfaceIsRetried(mode: IngressMode) throws {
+        let lab = try DataPlaneLab(tag: mode == .uring ? "mu" : "mr")
+        defer { lab.down() }
+        let count = 100, size = 80
+        let rule = try DataPlaneRules.rule("late0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:4"])
+        let plan = WorkerPlan(worker: WorkerID(0), version: 1,
+                              ingress: [IngressAssignment(interface: DataPlaneRules.interface("late0"), fanoutGroup: 9)],
+                              rules: [rule])
+        let worker = try WorkerUnderTest(namespace: lab.relay, mode: mode)
+        _ = try worker.next()
+        try worker.install(plan)
+        #expect(worker.problems.contains { $0.contains("input interface late0") }, "\(worker.problems)")
+
+        // Bring a second veth pair up between sender and relay, with the name the plan uses.
+        try DataPlaneTestSupport.run(["ip", "-n", lab.sender, "link", "add", "late1", "type", "veth", "peer", "name", "late0", "netns", lab.relay])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.sender, "addr", "add", "198.18.4.1/24", "dev", "late1"])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.sender, "link", "set", "late1", "up"])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "late0", "up"])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.sender, "route", "replace", "239.1.2.3/32", "dev", "late1"])
+        usleep(1_200_000)  // link up, plus at least one 500 ms retry
+
+        let receiver = try lab.startReceiver(interfaceAddress: DataPlaneLab.receiver0Address,
+                                             streams: ["239.9.1.1:6000:1"], expect: count, size: size)
+        defer { receiver.terminate() }
+        var arguments = ["ip", "netns", "exec", lab.sender, "python3", DataPlaneTestSupport.script("mcsend.py"),
+                         "--source", "198.18.4.1", "--count", "\(count)", "--rate", "2000", "--size", "\(size)"]
+        arguments += ["--stream", "239.1.2.3:5000:1"]
+        try DataPlaneTestSupport.run(arguments)
+        let output = try receiver.finish(timeout: 30, check: false)
+        #expect(output.status == 0, "mcrecv: \(output.stdout) \(output.stderr)")
+        #expect(try worker.statistics().rules.first?.accepted.packets == UInt64(count))
+        #expect(try worker.shutdown() == .shutdown)
+    }
+
+    /// An input interface going down and up keeps its socket (and fanout membership); an
+    /// output interface that does not exist yet turns sends into counted failures (never a
+    /// stall), and is picked up once it appears.
+    @Test("survives an input link flap and a late output interface", arguments: IngressMode.allCases)
+    func linkFlapAndLateOutput(mode: IngressMode) throws {
+        let lab = try DataPlaneLab(tag: mode == .uring ? "lu" : "lr")
+        defer { lab.down() }
+        let count = 100, size = 64
+        let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:4", "late2:239.9.1.2:6000:4"])
+        let worker = try WorkerUnderTest(namespace: lab.relay, mode: mode)
+        _ = try worker.next()
+        try worker.install(WorkerPlan(worker: WorkerID(0), version: 1,
+                                      ingress: [IngressAssignment(interface: DataPlaneRules.interface("rin0"), fanoutGroup: 77)],
+                                      rules: [rule]))
+        #expect(worker.problems.contains { $0.contains("output interface late2") }, "\(worker.problems)")
+
+        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "rin0", "down"])
+        usleep(200_000)
+        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "rin0", "up"])
+        try waitUntilUp(lab.relay, "rin0")
+        try waitUntilUp(lab.sender, "snd0")
+
+        let receiver = try lab.startReceiver(interfaceAddress: DataPlaneLab.receiver0Address,
+                                             streams: ["239.9.1.1:6000:1"], expect: count, size: size)
+        defer { receiver.terminate() }
+        try lab.send(streams: ["239.1.2.3:5000:1"], count: count, rate: 2000, size: size)
+        let output = try receiver.finish(timeout: 30, check: false)
+        #expect(output.status == 0, "after the flap: \(output.stdout) \(output.stderr)")
+        var outputs = try #require(try worker.statistics().rules.first?.outputs)
+        #expect(outputs.map(\.packets) == [UInt64(count), UInt64(count)])
+        #expect(outputs.map(\.sendErrors) == [0, UInt64(count)], "the missing output's copies are counted failures")
+        #expect(worker.problems.contains { $0.contains("input interface rin0 is down") }, "\(worker.problems)")
+
+        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "add", "late2", "type", "veth", "peer", "name", "late3", "netns", lab.receiver])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "late2", "up"])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.receiver, "addr", "add", "198.18.5.2/24", "dev", "late3"])
+        try DataPlaneTestSupport.run(["ip", "-n", lab.receiver, "link", "set", "late3", "up"])
+        try waitUntilUp(lab.receiver, "late3")
+        usleep(700_000)  // one 500 ms retry of the egress socket
+        let late = try lab.startReceiver(interfaceAddress: "198.18.5.2", streams: ["239.9.1.2:6000:1"],
+                                         expect: count, size: size, startSeq: count)
+        defer { late.terminate() }
+        try lab.send(streams: ["239.1.2.3:5000:1"], count: count, rate: 2000, size: size, startSeq: count)
+        let lateOutput = try late.finish(timeout: 30, check: false)
+        #expect(lateOutput.status == 0, "late output: \(lateOutput.stdout) \(lateOutput.stderr)")
+        outputs = try #require(try worker.statistics().rules.first?.outputs)
+        #expect(outputs.map(\.sendErrors) == [0, UInt64(count)], "no failures once the interface exists")
+        #expect(try worker.shutdown() == .shutdown)
+    }
+
+    private func waitUntilUp(_ namespace: String, _ interface: String) throws {
+        for _ in 0..<100 {
+            let state = try DataPlaneTestSupport.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/operstate"])
+            if state.stdout.hasPrefix("up") { return }
+            usleep(30_000)
+        }
+        throw DataPlaneTestSupport.HarnessError("\(interface) in \(namespace) did not come up")
+    }
+
+    /// Loss before the Forwarder is never silent: with a tiny receive queue and an unpaced
+    /// burst, every datagram sent is either accepted by the rule or among the frames the worker
+    /// reports the kernel dropped.
+    @Test("frames the kernel drops are reported", arguments: IngressMode.allCases)
+    func kernelDropsAreReported(mode: IngressMode) throws {
+        let lab = try DataPlaneLab(tag: mode == .uring ? "ku" : "kr")
+        defer { lab.down() }
+        let count = 3000
+        let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:4"])
+        let worker = try WorkerUnderTest(namespace: lab.relay, mode: mode, receiveBufferBytes: 4096)
+        _ = try worker.next()
+        try worker.install(WorkerPlan(worker: WorkerID(0), version: 1,
+                                      ingress: [IngressAssignment(interface: DataPlaneRules.interface("rin0"), fanoutGroup: nil)],
+                                      rules: [rule]))
+        try lab.send(streams: ["239.1.2.3:5000:1"], count: count, rate: 0, size: 1000)
+        usleep(1_300_000)  // the worker reads the kernel counters once a second
+        let accepted = try #require(try worker.statistics().rules.first?.accepted.packets)
+        let reported = worker.problems.compactMap { problem -> UInt64? in
+            guard let range = problem.range(of: "the kernel dropped ") else { return nil }
+            return UInt64(problem[range.upperBound...].prefix { $0.isNumber })
+        }.reduce(0, +)
+        print("kernel drop accounting (\(mode)): sent \(count), accepted \(accepted), reported dropped \(reported)")
+        #expect(accepted + reported == UInt64(count), "\(worker.problems)")
+        #expect(try worker.shutdown() == .shutdown)
+    }
+
+    /// The supervisor dying closes the channel: the worker must end, not linger.
+    @Test("the worker ends when the channel closes", arguments: IngressMode.allCases)
+    func channelCloseEndsWorker(mode: IngressMode) throws {
+        let lab = try DataPlaneLab(tag: mode == .uring ? "cu" : "cr")
+        defer { lab.down() }
+        let worker = try WorkerUnderTest(namespace: lab.relay, mode: mode)
+        guard case .ready? = try worker.next() else { Issue.record("no ready message"); return }
+        let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:4"])
+        try worker.install(WorkerPlan(worker: WorkerID(0), version: 3,
+                                      ingress: [IngressAssignment(interface: DataPlaneRules.interface("rin0"), fanoutGroup: nil)],
+                                      rules: [rule]))
+        #expect(try worker.closeChannel() == .channelClosed)
+
+        // A message and the end of the stream arriving together: the message is handled, and the
+        // end is not missed (with io_uring the channel poll fires once for both).
+        let second = try WorkerUnderTest(namespace: lab.relay, mode: mode, preload: [.statisticsRequest(requestID: 1)],
+                                         endAfterPreload: true)
+        guard case .ready? = try second.next() else { Issue.record("no ready message"); return }
+        guard case .statistics(1, _)? = try second.next() else { Issue.record("the request before the end was not answered"); return }
+        #expect(try second.join() == .channelClosed)
+
+        // Bytes that are not a message: the worker says so and ends (status 1).
+        let third = try WorkerUnderTest(namespace: lab.relay, mode: mode)
+        _ = try third.next()
+        let garbage: [UInt8] = [0, 0, 0, 3] + Array("{x}".utf8)
+        _ = garbage.withUnsafeBytes { Glibc.send(third.supervisorFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let exit = try third.join()
+        guard case .channelFailed = exit else { Issue.record("expected channelFailed, got \(exit)"); return }
+        #expect(exit.status == 1)
+    }
+}
+
+@Suite("DataPlane settings")
+struct DataPlaneSettingsTests {
+    @Test("MCRELAY_INGRESS values")
+    func ingressModeSetting() throws {
+        #expect(try IngressMode.fromEnvironment(nil).get() == .default)
+        #expect(try IngressMode.fromEnvironment("").get() == .default)
+        #expect(try IngressMode.fromEnvironment("uring").get() == .uring)
+        #expect(try IngressMode.fromEnvironment("recvmmsg").get() == .recvmmsg)
+        guard case let .failure(error) = IngressMode.fromEnvironment("epoll") else { Issue.record("accepted epoll"); return }
+        #expect(error.description.contains("MCRELAY_INGRESS=\"epoll\""))
+    }
+}

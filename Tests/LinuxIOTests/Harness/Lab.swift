@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// A three-namespace lab from scripts/netns-lab.sh (sender -- relay -- receiver, see there),
+/// torn down by `down()` (tests call it in `defer`).
+final class Lab {
+    let prefix: String
+    let directory: String
+    var sender: String { "\(prefix)-snd" }
+    var relay: String { "\(prefix)-rly" }
+    var receiver: String { "\(prefix)-rcv" }
+
+    static let senderAddress = "198.18.1.1"
+    static let receiverAddress0 = "198.18.2.2"  // rcv0, behind rout0
+    static let receiverAddress1 = "198.18.3.2"  // rcv1, behind rout1
+
+    /// `tag`: up to 5 characters naming the test; the prefix adds the pid so parallel runs differ.
+    init(_ tag: String) throws {
+        prefix = "m\(tag)\(getpid() % 10000)"
+        directory = try E2E.temporaryDirectory(prefix)
+        let result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix], in: directory, timeout: .seconds(30))
+        guard result.status == 0 else {
+            down()
+            throw HarnessError("lab setup failed: \(result)")
+        }
+    }
+
+    func down() {
+        _ = try? run(["bash", E2E.scripts + "/netns-lab.sh", "down", prefix], in: directory, timeout: .seconds(30))
+    }
+
+    func exec(_ namespace: String, _ arguments: [String]) -> [String] {
+        ["ip", "netns", "exec", namespace] + arguments
+    }
+
+    /// Runs a command in a namespace and requires it to succeed.
+    @discardableResult
+    func must(_ namespace: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws -> CommandResult {
+        let result = try run(exec(namespace, arguments), in: directory, timeout: timeout)
+        guard result.status == 0 else { throw HarnessError("command failed: \(result)") }
+        return result
+    }
+
+    /// Group memberships the kernel holds on an interface of a namespace (/proc/net/igmp).
+    func memberships(_ namespace: String, interface: String) throws -> Set<String> {
+        let text = try must(namespace, ["cat", "/proc/net/igmp"]).stdout
+        var groups = Set<String>()
+        var current = ""
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if let first = fields.first, Int(first) != nil, fields.count >= 2 {
+                current = String(fields[1])
+            } else if current == interface, let hex = fields.first, hex.count == 8, let value = UInt32(hex, radix: 16) {
+                // Little-endian hex of the network-order address.
+                let b = withUnsafeBytes(of: value.littleEndian) { Array($0) }
+                groups.insert("\(b[0]).\(b[1]).\(b[2]).\(b[3])")
+            }
+        }
+        return groups
+    }
+}
