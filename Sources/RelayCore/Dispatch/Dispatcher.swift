@@ -124,7 +124,11 @@ public struct Dispatcher: Sendable {
     /// whether any ownership changed.
     private mutating func assignOrphans() -> Bool {
         var changed = false
-        for interface in owners.keys.sorted() where !ingress.contains(interface) {
+        // An interface that leaves `ingress` (down, or no rule uses it) keeps its live owner:
+        // that worker may not have applied the plan without it yet, so giving the interface
+        // to another worker when it comes back would let both read it (found by sim fuzz
+        // seed 52410: partition mode, interface down/up, a lost plan -> duplicates).
+        for interface in owners.keys.sorted() where !ingress.contains(interface) && !alive.contains(owners[interface]!) {
             owners[interface] = nil
             changed = true
         }

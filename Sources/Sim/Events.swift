@@ -1,0 +1,165 @@
+import Foundation
+import RelayControl
+import RelayCore
+
+/// A control-plane event at a simulated time: what an operator (rule add/remove, config
+/// reload) or the machine (interface down/up, a worker crashing) does during a replay.
+///
+/// On disk (`--events FILE`), one JSON object per line; `at_ms` counts from the first frame
+/// of the traces (fractions allowed, down to nanoseconds):
+///
+///     {"at_ms": 500, "event": "rule_add", "rule": {"name": "cam2", "in": "eth0:239.1.1.2:5002", "out": ["eth1:239.10.1.2:6002"]}}
+///     {"at_ms": 800, "event": "rule_remove", "rule": "cam2"}
+///     {"at_ms": 900, "event": "iface_down", "iface": "eth0"}
+///     {"at_ms": 950, "event": "iface_up", "iface": "eth0"}
+///     {"at_ms": 1000, "event": "worker_crash", "worker": 1}
+///     {"at_ms": 1200, "event": "config_reload", "rules": [ ...same objects as the config file... ]}
+///
+/// Blank lines and lines starting with `#` are ignored.
+public struct ScriptedEvent: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case ruleAdd(RuleSpec)
+        case ruleRemove(String)
+        case interfaceDown(InterfaceName)
+        case interfaceUp(InterfaceName)
+        case workerCrash(Int)
+        case configReload([RuleSpec])
+    }
+
+    public var at: UInt64
+    public var kind: Kind
+
+    public init(at: UInt64, kind: Kind) {
+        self.at = at
+        self.kind = kind
+    }
+
+    public var name: String {
+        switch kind {
+        case .ruleAdd: "rule_add"
+        case .ruleRemove: "rule_remove"
+        case .interfaceDown: "iface_down"
+        case .interfaceUp: "iface_up"
+        case .workerCrash: "worker_crash"
+        case .configReload: "config_reload"
+        }
+    }
+
+    /// Interfaces the event mentions (they exist in the simulated host).
+    public var interfaces: [InterfaceName] {
+        switch kind {
+        case let .ruleAdd(spec): [spec.input.interface] + spec.outputs.map(\.interface)
+        case let .configReload(specs): specs.flatMap { [$0.input.interface] + $0.outputs.map(\.interface) }
+        case let .interfaceDown(name), let .interfaceUp(name): [name]
+        case .ruleRemove, .workerCrash: []
+        }
+    }
+}
+
+public enum EventScript {
+    public static func load(path: String) throws(SimError) -> [ScriptedEvent] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw SimError.input("--events \(path): cannot read file: \(error.localizedDescription)")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), origin: path)
+    }
+
+    public static func parse(_ text: String, origin: String = "events") throws(SimError) -> [ScriptedEvent] {
+        var events: [ScriptedEvent] = []
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let location = "\(origin):\(number + 1)"
+            events.append(try parseLine(trimmed, location: location))
+        }
+        // Stable: events at the same time run in file order.
+        return events.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
+    }
+
+    static func parseLine(_ line: String, location: String) throws(SimError) -> ScriptedEvent {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            throw SimError.input("\(location): not a JSON object")
+        }
+        guard let atValue = object["at_ms"] as? NSNumber, atValue.doubleValue >= 0, atValue.doubleValue.isFinite else {
+            throw SimError.input("\(location): missing or negative \"at_ms\" (milliseconds after the first frame)")
+        }
+        let at = UInt64((atValue.doubleValue * 1_000_000).rounded())
+        guard let event = object["event"] as? String else {
+            throw SimError.input("\(location): missing \"event\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload)")
+        }
+        func interface() throws(SimError) -> InterfaceName {
+            guard let text = object["iface"] as? String, let name = InterfaceName(text) else {
+                throw SimError.input("\(location): \(event) needs \"iface\": a valid interface name")
+            }
+            return name
+        }
+        func rules(_ array: [Any]) throws(SimError) -> [RuleSpec] {
+            guard let data = try? JSONSerialization.data(withJSONObject: ["rules": array]) else {
+                throw SimError.input("\(location): rules are not valid JSON")
+            }
+            do { return try ConfigFile.parse(data, origin: location).rules } catch {
+                throw SimError.input(error.description)
+            }
+        }
+        switch event {
+        case "rule_add":
+            guard let rule = object["rule"] as? [String: Any] else {
+                throw SimError.input("\(location): rule_add needs \"rule\": {\"in\": ..., \"out\": [...]}")
+            }
+            return ScriptedEvent(at: at, kind: .ruleAdd(try rules([rule])[0]))
+        case "rule_remove":
+            guard let selector = object["rule"] as? String, !selector.isEmpty else {
+                throw SimError.input("\(location): rule_remove needs \"rule\": a rule name or id")
+            }
+            return ScriptedEvent(at: at, kind: .ruleRemove(selector))
+        case "iface_down": return ScriptedEvent(at: at, kind: .interfaceDown(try interface()))
+        case "iface_up": return ScriptedEvent(at: at, kind: .interfaceUp(try interface()))
+        case "worker_crash":
+            guard let worker = object["worker"] as? Int, worker >= 0 else {
+                throw SimError.input("\(location): worker_crash needs \"worker\": a worker number (0-based)")
+            }
+            return ScriptedEvent(at: at, kind: .workerCrash(worker))
+        case "config_reload":
+            guard let array = object["rules"] as? [Any] else {
+                throw SimError.input("\(location): config_reload needs \"rules\": [...] as in the config file")
+            }
+            return ScriptedEvent(at: at, kind: .configReload(try rules(array)))
+        default:
+            throw SimError.input("\(location): unknown event \"\(event)\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload)")
+        }
+    }
+
+    /// JSON lines that `parse` reads back to the same events (keys sorted, one event a line).
+    public static func serialize(_ events: [ScriptedEvent]) -> String {
+        events.map { event in
+            var object: [String: Any] = ["event": event.name]
+            switch event.kind {
+            case let .ruleAdd(spec): object["rule"] = ruleObjects([spec])[0]
+            case let .ruleRemove(selector): object["rule"] = selector
+            case let .interfaceDown(name), let .interfaceUp(name): object["iface"] = name.rawValue
+            case let .workerCrash(worker): object["worker"] = worker
+            case let .configReload(specs): object["rules"] = ruleObjects(specs)
+            }
+            let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+                .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            // at_ms first, printed exactly (nanoseconds survive the round trip).
+            return "{\"at_ms\":\(formatMilliseconds(event.at)),\(body.dropFirst())"
+        }.joined(separator: "\n") + (events.isEmpty ? "" : "\n")
+    }
+
+    static func ruleObjects(_ specs: [RuleSpec]) -> [Any] {
+        let data = ConfigFile(rules: specs).serialized()
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        return object?["rules"] as? [Any] ?? []
+    }
+
+    public static func formatMilliseconds(_ nanoseconds: UInt64) -> String {
+        let whole = nanoseconds / 1_000_000
+        let fraction = nanoseconds % 1_000_000
+        guard fraction != 0 else { return "\(whole)" }
+        var digits = String(fraction).leftPadded(6)
+        while digits.hasSuffix("0") { digits.removeLast() }
+        return "\(whole).\(digits)"
+    }
+}

@@ -1,0 +1,84 @@
+import RelayCore
+
+public enum Timing: String, Sendable, Codable, CaseIterable {
+    /// Frames arrive at their capture timestamps.
+    case recorded
+    /// Frames arrive back to back, 1 µs apart, whatever their timestamps say.
+    case topspeed
+}
+
+/// Everything besides the inputs that fixes a run.
+public struct SimOptions: Sendable, Equatable {
+    public var seed: UInt64 = 0
+    public var faults = FaultSpec()
+    /// The seed also picks the fault probabilities (`faults` is ignored).
+    public var swarm = false
+    /// Faults chosen up front, as values (used by property tests and `shrink`).
+    public var schedule: [ScheduledFault] = []
+    public var timing = Timing.recorded
+    public var workers = 2
+    public var dispatch = DispatchMode.fanout
+    /// The membership limit the core assumes per helper socket.
+    public var coreSocketLimit = 20
+    /// The limit the kernel model enforces (`net.ipv4.igmp_max_memberships`).
+    public var kernelMembershipLimit = KernelModel.defaultMembershipLimit
+    /// The relay starts this long before the first frame, so it has joined its groups.
+    public var warmup: UInt64 = 1_000_000_000
+    /// After traffic and events end, faults stop and the relay must converge within this.
+    /// The default covers the core's longest join backoff (30 s) plus resends.
+    public var livenessBound: UInt64 = 35_000_000_000
+    /// A crashed worker is restarted by its supervisor after this long.
+    public var restartDelay: UInt64 = 100_000_000
+    /// Keep a per-step digest for `--check-determinism`.
+    public var recordSteps = false
+    /// Deliberate driver bugs, to show the checks catch them (see `DriverBug`).
+    public var driverBugs: Set<DriverBug> = []
+    /// Stop the run at the first violation (fuzzing) instead of collecting them all.
+    public var stopAtFirstViolation = false
+    /// Stop as soon as this invariant is broken (shrinking only needs to know that it is).
+    public var stopAtInvariant: String?
+    /// Print every control-plane step and core action (not frames) as the run goes.
+    public var verbose = false
+
+    public init() {}
+
+    /// The fault probabilities in force: the given ones, or the seed's pick in swarm mode.
+    public var effectiveFaults: FaultSpec { swarm ? FaultSpec.swarm(seed: seed) : faults }
+}
+
+/// What a run consumes: traffic, the config's rules and the control-plane script.
+public struct SimInput: Sendable {
+    public var store: FrameStore
+    public var rules: [RuleSpec]
+    public var events: [ScriptedEvent]
+
+    public init(store: FrameStore, rules: [RuleSpec], events: [ScriptedEvent] = []) {
+        self.store = store
+        self.rules = rules
+        self.events = events
+    }
+
+    /// Every interface the run mentions, sorted.
+    public var interfaces: InterfaceTable {
+        var names = Set<InterfaceName>()
+        var last: InterfaceName?
+        for frame in store.frames where frame.interface != last {  // long runs share an interface
+            names.insert(frame.interface)
+            last = frame.interface
+        }
+        for rule in rules { names.insert(rule.input.interface); for o in rule.outputs { names.insert(o.interface) } }
+        for event in events { names.formUnion(event.interfaces) }
+        return InterfaceTable(names)
+    }
+}
+
+/// Mistakes a driver (the daemon's Linux side) can make around a correct core. The simulator
+/// can play them to prove its invariants notice: each reproduces a bug from the field.
+public enum DriverBug: String, Sendable, Hashable, CaseIterable {
+    /// Workers open their AF_PACKET sockets without PACKET_FANOUT: every worker gets every
+    /// frame ("duplicates with two workers").
+    case ignoreFanout = "ignore-fanout"
+    /// Join errors are reported to the core as successes, so ENOBUFS past the per-socket
+    /// limit goes unnoticed ("fine until the 21st group").
+    case reportJoinsAsSucceeded = "report-joins-as-succeeded"
+}

@@ -1,0 +1,129 @@
+import RelayCore
+
+/// The independent judge of a run. It knows only what the operator asked for (config, rule
+/// commands, reloads) and what the network delivered, and from that alone decides which
+/// (frame, output) pairs a correct relay may send. It never asks the core what its rules are.
+struct Oracle {
+    /// Every distinct rule spec seen in the run, interned so hot-path tallies are array slots.
+    struct Registry {
+        private(set) var specs: [RuleSpec] = []
+        private(set) var outputBase: [Int] = []
+        private(set) var outputCount = 0
+        private var index: [RuleSpec: Int] = [:]
+
+        mutating func intern(_ spec: RuleSpec) -> Int {
+            if let existing = index[spec] { return existing }
+            specs.append(spec)
+            outputBase.append(outputCount)
+            outputCount += spec.outputs.count
+            index[spec] = specs.count - 1
+            return specs.count - 1
+        }
+
+        func find(_ spec: RuleSpec) -> Int? { index[spec] }
+    }
+
+    /// One operator rule set, with a lookup from (interface, group, port) to its rules.
+    struct Epoch {
+        var rules: [Int]  // registry indices, in operator order
+        var anySource: [UInt64: Int32] = [:]
+        var specific: [UInt64: [(source: UInt32, rule: Int32)]] = [:]
+
+        /// The rule a correct relay applies to a datagram: a source-specific rule for its
+        /// source wins over an any-source rule on the same group and port.
+        @inline(__always)
+        func match(interface: Int, group: UInt32, port: UInt16, source: UInt32) -> Int32 {
+            let key = UInt64(interface) << 48 | UInt64(group) << 16 | UInt64(port)
+            if let list = specific[key] {
+                for entry in list where entry.source == source { return entry.rule }
+            }
+            return anySource[key] ?? -1
+        }
+    }
+
+    var registry = Registry()
+    private(set) var epochs: [Epoch] = []
+    let interfaces: InterfaceTable
+
+    init(interfaces: InterfaceTable) {
+        self.interfaces = interfaces
+        epochs.append(Epoch(rules: []))
+    }
+
+    var current: Epoch { epochs[epochs.count - 1] }
+    var currentIndex: Int { epochs.count - 1 }
+    var currentSpecs: [RuleSpec] { current.rules.map { registry.specs[$0] } }
+
+    /// The operator's rule set changed (and the relay accepted the change).
+    mutating func setRules(_ specs: [RuleSpec]) {
+        var epoch = Epoch(rules: [])
+        for spec in specs {
+            let ref = intern(spec)
+            epoch.rules.append(ref)
+            guard let interface = interfaces.index(of: spec.input.interface) else { continue }
+            let key = UInt64(interface) << 48 | UInt64(spec.input.group.value) << 16 | UInt64(spec.input.port)
+            if let source = spec.input.source {
+                epoch.specific[key, default: []].append((source.value, Int32(ref)))
+            } else {
+                epoch.anySource[key] = Int32(ref)
+            }
+        }
+        epochs.append(epoch)
+    }
+
+    mutating func intern(_ spec: RuleSpec) -> Int { registry.intern(spec) }
+
+    /// The rule a remove selector (name or 12-digit id) means in the current set.
+    func resolve(_ selector: String) -> RuleSpec? {
+        currentSpecs.first { spec in
+            spec.name == selector || RuleID(deriving: spec.input).description == selector
+        }
+    }
+
+    /// Memberships the host must hold for these rules on the interfaces that are up: a group
+    /// with an any-source rule is joined from any source; a group with only source-specific
+    /// rules is joined once per source. Written from the rules, not taken from the core.
+    static func neededMemberships(_ specs: [RuleSpec], isUp: (InterfaceName) -> Bool) -> Set<MembershipKey> {
+        var anySource = Set<MembershipKey>()
+        for spec in specs where spec.input.source == nil && isUp(spec.input.interface) {
+            anySource.insert(MembershipKey(interface: spec.input.interface, group: spec.input.group))
+        }
+        var needed = anySource
+        for spec in specs where isUp(spec.input.interface) {
+            guard let source = spec.input.source else { continue }
+            let group = MembershipKey(interface: spec.input.interface, group: spec.input.group)
+            if !anySource.contains(group) {
+                needed.insert(MembershipKey(interface: spec.input.interface, group: spec.input.group, source: source))
+            }
+        }
+        return needed
+    }
+}
+
+/// A broken invariant, with when and what.
+public struct Violation: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var invariant: String
+    public var timeNanoseconds: UInt64
+    public var detail: String
+
+    enum CodingKeys: String, CodingKey {
+        case invariant, timeNanoseconds = "time_ns", detail
+    }
+
+    public var description: String {
+        "\(invariant) at \(Instant(nanoseconds: timeNanoseconds)): \(detail)"
+    }
+}
+
+/// Names of the invariants, as they appear in reports.
+public enum InvariantName {
+    public static let noForwardWithoutRule = "no_forward_without_rule"
+    public static let noDuplicateForward = "no_duplicate_forward"
+    public static let correctDestination = "correct_destination"
+    public static let helperSocketLimit = "helper_socket_limit"
+    public static let countersAddUp = "counters_add_up"
+    public static let kernelCallsValid = "kernel_calls_valid"
+    public static let liveness = "liveness"
+    public static let all = [noForwardWithoutRule, noDuplicateForward, correctDestination, helperSocketLimit,
+                             countersAddUp, kernelCallsValid, liveness]
+}

@@ -1,0 +1,153 @@
+import Foundation
+import RelayCore
+
+/// The small cases checked in under `traces/`, generated deterministically (`mcrelay sim
+/// make-traces`) so they can be rebuilt and reviewed; the tests replay them and compare with
+/// each case's `expected.json`.
+public enum TraceCases {
+    public struct Case: Sendable {
+        public var name: String
+        public var description: String
+        public var simCase: SimCase
+    }
+
+    static let eth0 = InterfaceName("eth0")!
+    static let eth1 = InterfaceName("eth1")!
+    static let eth2 = InterfaceName("eth2")!
+
+    static func payload(_ text: String, _ index: Int) -> [UInt8] { Array("\(text) #\(index)".utf8) }
+
+    public static var all: [Case] { [twoStreams, fiftyGroups, fanoutRemap, malformedMix, controlEvents] }
+
+    /// The seed's scenario: two streams on one interface; both must flow.
+    public static var twoStreams: Case {
+        let rules = [
+            RuleSpec(name: "cam1", input: InputSpec(interface: eth0, group: IPv4Address(239, 1, 1, 1), port: 5001),
+                     outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 1), port: 6001, ttl: 16)]),
+            RuleSpec(name: "cam2", input: InputSpec(interface: eth0, group: IPv4Address(239, 1, 1, 2), port: 5002),
+                     outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 2), port: 6002, ttl: 16)]),
+        ]
+        var store = FrameStore()
+        for index in 0..<200 {
+            let stream = index % 2
+            store.append(time: UInt64(index) * 1_000_000, interface: eth0, link: .ethernet, bytes: TrafficMaker.datagram(
+                interface: 0, source: IPv4Address(198, 18, 1, UInt8(1 + stream)), group: IPv4Address(239, 1, 1, UInt8(1 + stream)),
+                port: UInt16(5001 + stream), payload: payload("stream \(stream + 1)", index / 2), id: UInt16(index)))
+        }
+        return Case(name: "two-streams", description: "two streams on one interface (239.1.1.1:5001 and 239.1.1.2:5002), two workers with fanout: both must flow",
+                    simCase: SimCase(input: SimInput(store: store, rules: rules), options: SimOptions()))
+    }
+
+    /// 50 groups on one interface: more than one helper socket's worth (limit 20).
+    public static var fiftyGroups: Case {
+        var rules: [RuleSpec] = []
+        var store = FrameStore()
+        for group in 0..<50 {
+            rules.append(RuleSpec(name: "g\(group + 1)", input: InputSpec(interface: eth0, group: IPv4Address(239, 2, 0, UInt8(group + 1)), port: 5000),
+                                  outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 20, 0, UInt8(group + 1)), port: 6000, ttl: 8)]))
+        }
+        for index in 0..<150 {
+            let group = index % 50
+            store.append(time: UInt64(index) * 2_000_000, interface: eth0, link: .ethernet, bytes: TrafficMaker.datagram(
+                interface: 0, source: IPv4Address(198, 18, 1, 1), group: IPv4Address(239, 2, 0, UInt8(group + 1)), port: 5000,
+                payload: payload("group \(group + 1)", index / 50), id: UInt16(index)))
+        }
+        return Case(name: "fifty-groups", description: "50 groups on eth0: needs 3 helper sockets under the kernel's 20-per-socket limit; every group must flow",
+                    simCase: SimCase(input: SimInput(store: store, rules: rules), options: SimOptions()))
+    }
+
+    /// One input copied to four outputs on two interfaces with new groups, ports and TTLs,
+    /// plus a source-specific rule that takes precedence for its source.
+    public static var fanoutRemap: Case {
+        let group = IPv4Address(239, 1, 1, 1)
+        let rules = [
+            RuleSpec(name: "feed", input: InputSpec(interface: eth0, group: group, port: 5001),
+                     outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 1), port: 6001, ttl: 1),
+                               OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 2), port: 6002, ttl: 16),
+                               OutputSpec(interface: eth2, destination: IPv4Address(239, 20, 1, 1), port: 7001, ttl: 64),
+                               OutputSpec(interface: eth2, destination: IPv4Address(198, 18, 3, 10), port: 7002, ttl: 5)]),
+            RuleSpec(name: "feed-from-b", input: InputSpec(interface: eth0, group: group, port: 5001, source: IPv4Address(198, 18, 1, 2)),
+                     outputs: [OutputSpec(interface: eth2, destination: IPv4Address(239, 30, 1, 1), port: 8001, ttl: 3)]),
+        ]
+        var store = FrameStore()
+        for index in 0..<120 {
+            let source = index % 3 == 2 ? IPv4Address(198, 18, 1, 2) : IPv4Address(198, 18, 1, 1)
+            store.append(time: UInt64(index) * 500_000, interface: eth0, link: .ethernet, bytes: TrafficMaker.datagram(
+                interface: 0, source: source, group: group, port: 5001, payload: payload("feed from \(source)", index),
+                sourcePort: UInt16(40000 + index % 5), id: UInt16(index)))
+        }
+        var options = SimOptions()
+        options.workers = 3
+        return Case(name: "fanout-remap", description: "one input to four outputs (remapped group, port, TTL; one unicast) and a source-specific rule, three workers",
+                    simCase: SimCase(input: SimInput(store: store, rules: rules), options: options))
+    }
+
+    /// Every malformed kind between valid frames: only the valid ones may come out.
+    public static var malformedMix: Case {
+        let group = IPv4Address(239, 1, 1, 1)
+        let rules = [RuleSpec(name: "cam1", input: InputSpec(interface: eth0, group: group, port: 5001),
+                              outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 1), port: 6001, ttl: 16)])]
+        var store = FrameStore()
+        var index = 0
+        for round in 0..<5 {
+            for kind in TrafficMaker.Malformation.allCases {
+                let valid = TrafficMaker.datagram(interface: 0, source: IPv4Address(198, 18, 1, 1), group: group, port: 5001,
+                                                  payload: payload("valid", index), id: UInt16(index))
+                store.append(time: UInt64(index) * 1_000_000, interface: eth0, link: .ethernet, bytes: valid)
+                index += 1
+                let bad = TrafficMaker.malformed(kind, interface: 0, group: group, port: 5001, payload: payload("bad \(round)", index))
+                store.append(time: UInt64(index) * 1_000_000, interface: eth0, link: .ethernet, bytes: bad)
+                index += 1
+            }
+        }
+        return Case(name: "malformed-mix", description: "valid frames interleaved with bad checksums, truncation, fragments, TCP, IPv6, VLAN tags, unicast, IP options, bad UDP lengths and runts",
+                    simCase: SimCase(input: SimInput(store: store, rules: rules), options: SimOptions()))
+    }
+
+    /// Control-plane events during traffic: a rule added and removed, an interface flap, a
+    /// worker crash and a config reload.
+    public static var controlEvents: Case {
+        let cam1 = RuleSpec(name: "cam1", input: InputSpec(interface: eth0, group: IPv4Address(239, 1, 1, 1), port: 5001),
+                            outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 1), port: 6001, ttl: 16)])
+        let cam2 = RuleSpec(name: "cam2", input: InputSpec(interface: eth0, group: IPv4Address(239, 1, 1, 2), port: 5002),
+                            outputs: [OutputSpec(interface: eth1, destination: IPv4Address(239, 10, 1, 2), port: 6002, ttl: 16)])
+        let cam3 = RuleSpec(name: "cam3", input: InputSpec(interface: eth0, group: IPv4Address(239, 1, 1, 3), port: 5003),
+                            outputs: [OutputSpec(interface: eth2, destination: IPv4Address(239, 10, 1, 3), port: 6003, ttl: 16)])
+        var store = FrameStore()
+        for index in 0..<300 {
+            let stream = index % 3
+            store.append(time: UInt64(index) * 5_000_000, interface: eth0, link: .ethernet, bytes: TrafficMaker.datagram(
+                interface: 0, source: IPv4Address(198, 18, 1, 1), group: IPv4Address(239, 1, 1, UInt8(1 + stream)),
+                port: UInt16(5001 + stream), payload: payload("stream \(stream + 1)", index / 3), id: UInt16(index)))
+        }
+        let ms: UInt64 = 1_000_000
+        let events = [
+            ScriptedEvent(at: 200 * ms, kind: .ruleAdd(cam2)),
+            ScriptedEvent(at: 500 * ms, kind: .interfaceDown(eth0)),
+            ScriptedEvent(at: 600 * ms, kind: .interfaceUp(eth0)),
+            ScriptedEvent(at: 800 * ms, kind: .workerCrash(1)),
+            ScriptedEvent(at: 1000 * ms, kind: .ruleRemove("cam1")),
+            ScriptedEvent(at: 1200 * ms, kind: .configReload([cam2, cam3])),
+        ]
+        return Case(name: "control-events", description: "rule add, interface down/up, worker crash, rule remove and config reload during three streams",
+                    simCase: SimCase(input: SimInput(store: store, rules: [cam1], events: events), options: SimOptions()))
+    }
+
+    /// Writes every case (inputs, then the replay's expected outcome) under `root`.
+    public static func write(to root: String) throws(SimError) -> [String] {
+        var lines: [String] = []
+        for item in all {
+            let directory = root + "/" + item.name
+            try item.simCase.save(directory: directory, description: item.description)
+            // Replay from disk, exactly as the tests will.
+            let loaded = try SimCase.load(directory: directory)
+            let result = try loaded.run()
+            do {
+                try ExpectedOutcome(result).json().write(to: URL(fileURLWithPath: directory + "/expected.json"))
+            } catch { throw SimError.output("\(directory)/expected.json: \(error.localizedDescription)") }
+            lines.append("\(item.name): \(result.report.result), \(result.report.ingress.traceFrames) frames, "
+                + result.report.egress.keys.sorted().map { "\($0) \(result.report.egress[$0]!.frames)" }.joined(separator: ", "))
+        }
+        return lines
+    }
+}
