@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "SystemModulesTests", dependencies: ["CURing", "CPcap", "CLinuxNet"]),
         .testTarget(
             name: "LinuxIOTests",
-            dependencies: ["LinuxIO", "RelayCore", "RelayControl"]
+            dependencies: ["LinuxIO", "RelayCore", "RelayControl", "CLinuxNet"]
         ),
 
     ]

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import CLinuxNet
 import LinuxIO
 import RelayControl
 import RelayCore

@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Changes while the relay runs: rules, interfaces, workers, config reloads.
 extension RelayEndToEndTests {

@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Forwarding: what arrives, how often, with which bytes and TTL.
 extension RelayEndToEndTests {

@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Hostile input: malformed frames on the wire, abusive control clients.
 extension RelayEndToEndTests {

@@ -5,6 +5,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// The daemon as users run it: the built `mcrelay` in a relay namespace between a sender and
 /// a receiver namespace (veth pairs), rules added with the real CLI, real sockets sending

@@ -6,6 +6,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// The supervisor's pieces against the real kernel, without namespaces or root.
 @Suite("Supervisor parts")

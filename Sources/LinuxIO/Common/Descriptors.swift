@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Small helpers over raw file descriptors, shared by the supervisor and the workers.
 /// Everything the daemon opens is close-on-exec, so workers spawned with posix_spawn

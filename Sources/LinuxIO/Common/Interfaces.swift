@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 import RelayCore
 
 /// Interface lookups by name (the kernel's view at the moment of the call).

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 import RelayCore
 
 /// The daemon's one clock: CLOCK_MONOTONIC, as the core's `Instant`. Wall-clock time never

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// A failed system call: which operation (with its subject) and the errno it left.
 /// `description` is one line an operator can act on, e.g.

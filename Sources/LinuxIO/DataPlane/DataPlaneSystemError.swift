@@ -1,4 +1,5 @@
 import Glibc
+import CLinuxNet
 
 /// A failed system call in the data plane, naming what was attempted and on what, so the
 /// supervisor can show it to an operator as is (it travels as `WorkerMessage.problem`).

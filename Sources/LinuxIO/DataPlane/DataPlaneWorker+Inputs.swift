@@ -1,4 +1,5 @@
 import Glibc
+import CLinuxNet
 import RelayControl
 import RelayCore
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 import RelayControl
 
 /// One control client, non-blocking both ways: requests are cut from the input at newlines,

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Delivers signals to the event loop as readable bytes (the self-pipe trick).
 ///

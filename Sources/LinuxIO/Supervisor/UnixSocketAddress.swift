@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Builds a `sockaddr_un` for a filesystem path and calls `body` with it.
 enum UnixSocketAddress {

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// Where things are, and whether the end-to-end tests can run here.
 enum E2E {

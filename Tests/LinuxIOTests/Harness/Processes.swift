@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// What a finished command left: exit status (or 128+signal) and its output.
 struct CommandResult: CustomStringConvertible {

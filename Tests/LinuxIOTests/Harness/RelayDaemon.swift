@@ -4,6 +4,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// The built `mcrelay daemon` running in the lab's relay namespace, driven through the real CLI.
 final class RelayDaemon {
