@@ -237,6 +237,8 @@ public struct HelperSocketView: Codable, Equatable, Sendable {
 public struct StatsView: Codable, Equatable, Sendable {
     public var rules: [RuleStatsView]
     public var drops: DropCounters
+    /// Frames the kernel dropped before a worker read them (receive queue full).
+    public var ingressQueueDrops: UInt64 = 0
     public var workers: [WorkerView]
     public var planVersion: UInt64
     /// Memberships the kernel confirmed, as "GROUP on IFACE[ from SOURCE]".
@@ -248,6 +250,7 @@ public struct StatsView: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case rules, drops, workers, joined, outstanding
+        case ingressQueueDrops = "ingress_queue_drops"
         case planVersion = "plan_version", helperSockets = "helper_sockets", interfacesUp = "interfaces_up"
     }
 
@@ -327,6 +330,7 @@ extension StatsView {
         }
         if rules.isEmpty { lines.append("no rules") }
         let drops = drops.nonZero.map { "\($0.reason)=\($0.count)" }
+            + (ingressQueueDrops > 0 ? ["ingress_queue=\(ingressQueueDrops)"] : [])
         lines.append("drops: " + (drops.isEmpty ? "none" : drops.joined(separator: " ")))
         let alive = workers.filter(\.alive).count
         lines.append("workers: \(alive)/\(workers.count) alive, plan v\(planVersion): " + workers.map { worker in

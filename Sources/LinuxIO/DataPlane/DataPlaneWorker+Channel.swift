@@ -17,7 +17,10 @@ extension DataPlaneWorker {
                 case let .install(plan):
                     install(plan)
                 case let .statisticsRequest(requestID):
-                    guard channel.send(.statistics(requestID: requestID, forwarder.statistics())) else { return .channelClosed }
+                    collectKernelDrops()
+                    var statistics = forwarder.statistics()
+                    statistics.ingressQueueDrops = kernelDrops
+                    guard channel.send(.statistics(requestID: requestID, statistics)) else { return .channelClosed }
                 case .shutdown:
                     return .shutdown
                 }

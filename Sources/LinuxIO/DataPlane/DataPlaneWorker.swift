@@ -177,6 +177,16 @@ public final class DataPlaneWorker {
         }
     }
 
+    /// Moves the kernel's per-socket drop counts (PACKET_STATISTICS, which reset on read)
+    /// into the worker's totals; statistics answers call this so they are exact.
+    func collectKernelDrops() {
+        for index in inputs.indices {
+            guard let socket = inputs[index].socket, let drops = socket.takeKernelDrops(), drops > 0 else { continue }
+            kernelDrops &+= drops
+            inputs[index].unreportedKernelDrops &+= drops
+        }
+    }
+
     private func retryTimers() {
         let now = DataPlaneClock.milliseconds()
         retryInputs(now: now)
@@ -188,11 +198,9 @@ public final class DataPlaneWorker {
     /// supervisor, at most every `dropReportIntervalMilliseconds` per input.
     private func checkKernelDrops(now: Int64) {
         nextDropCheck = now + Self.dropCheckIntervalMilliseconds
+        collectKernelDrops()
         for index in inputs.indices {
-            guard let socket = inputs[index].socket, let drops = socket.takeKernelDrops(), drops > 0 || inputs[index].unreportedKernelDrops > 0
-            else { continue }
-            kernelDrops &+= drops
-            inputs[index].unreportedKernelDrops &+= drops
+            guard let socket = inputs[index].socket, inputs[index].unreportedKernelDrops > 0 else { continue }
             if inputs[index].lastDropReport.map({ now - $0 >= Self.dropReportIntervalMilliseconds }) ?? true {
                 report("input interface \(socket.interface): the kernel dropped \(inputs[index].unreportedKernelDrops) frames "
                        + "because this worker did not read them fast enough (receive queue full)")

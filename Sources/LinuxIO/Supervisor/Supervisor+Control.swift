@@ -200,7 +200,7 @@ extension Supervisor {
         // Once shutting down, every group has been left and the helper sockets closed.
         var running = false
         if case .running = shutdown { running = true }
-        return StatsView(
+        var view = StatsView(
             rules: rules, drops: merged.drops, workers: workerViews, planVersion: core.dispatcher.version,
             joined: running ? core.membership.joined.map(\.description) : [],
             outstanding: running ? core.membership.outstanding.map(\.description) : [],
@@ -208,5 +208,7 @@ extension Supervisor {
                 HelperSocketView(socket: $0.socket.description, groups: $0.groups, capacity: $0.capacity)
             } : [],
             interfacesUp: links.usable)
+        view.ingressQueueDrops = merged.ingressQueueDrops
+        return view
     }
 }

@@ -61,6 +61,9 @@ public struct RuleStatistics: Sendable, Equatable, Codable {
 public struct ForwardingStatistics: Sendable, Equatable, Codable {
     public var rules: [RuleStatistics]
     public var drops: DropCounters
+    /// Frames the kernel dropped before the Forwarder saw them (the ingress socket's receive
+    /// queue was full). The core cannot see these; the driver fills the count in.
+    public var ingressQueueDrops: UInt64 = 0
 
     public init(rules: [RuleStatistics] = [], drops: DropCounters = DropCounters()) {
         self.rules = rules
@@ -72,8 +75,10 @@ public struct ForwardingStatistics: Sendable, Equatable, Codable {
         var order: [RuleID] = []
         var byID: [RuleID: RuleStatistics] = [:]
         var drops = DropCounters()
+        var queueDrops: UInt64 = 0
         for part in parts {
             drops = drops + part.drops
+            queueDrops &+= part.ingressQueueDrops
             for stats in part.rules {
                 guard var existing = byID[stats.rule.id], existing.rule == stats.rule else {
                     if byID[stats.rule.id] == nil { order.append(stats.rule.id) }
@@ -90,7 +95,9 @@ public struct ForwardingStatistics: Sendable, Equatable, Codable {
                 byID[stats.rule.id] = existing
             }
         }
-        return ForwardingStatistics(rules: order.map { byID[$0]! }, drops: drops)
+        var merged = ForwardingStatistics(rules: order.map { byID[$0]! }, drops: drops)
+        merged.ingressQueueDrops = queueDrops
+        return merged
     }
 }
 
