@@ -5,7 +5,8 @@
 #   make release   release build
 #   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests)
 #   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
-#   make bench     core micro-benchmarks (ordo-one/benchmark, release)
+#   make bench     core micro-benchmarks, simulator throughput, end to end vs socat and the kernel
+#   make bench-smoke  checks the end-to-end benchmark harness itself (CI)
 #   make fuzz      fuzz every target FUZZ_SECONDS (default 60) each (scripts/fuzz.sh; --smoke for CI)
 #   make clean     remove build products
 #
@@ -22,7 +23,7 @@ SCRATCH_FLAGS := $(if $(SCRATCH),--scratch-path $(SCRATCH))
 TEST_FILTER ?=
 FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
-.PHONY: all deps build release test demo bench fuzz clean
+.PHONY: all deps build release test demo bench bench-smoke fuzz clean
 
 all: build
 
@@ -45,8 +46,17 @@ test: deps
 demo: deps build
 	bash scripts/demo.sh
 
+# Core micro-benchmarks, simulator throughput, then end to end in namespaces against socat and
+# the kernel's own forwarding (root). Results: BENCHMARKS.md.
 bench: deps
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks
+	$(SWIFT) build -c release $(SCRATCH_FLAGS) --product mcrelay
+	$(or $(SCRATCH),.build)/release/mcrelay sim bench
+	scripts/bench-e2e.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay
+
+# Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
+bench-smoke: deps build
+	scripts/bench-e2e.sh --smoke --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 
 # libFuzzer + AddressSanitizer on every target in Fuzz/Targets, FUZZ_SECONDS each (scripts/fuzz.sh;
 # builds in .build-fuzz, never in the normal build folder). Crash inputs: .build-fuzz/artifacts/.

@@ -1,0 +1,1 @@
+"""End-to-end relay benchmark: one lab, one generator, pluggable relay drivers (see bench/README.md)."""

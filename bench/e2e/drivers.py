@@ -1,0 +1,218 @@
+"""Relay drivers: each relay under test behind the same start/stop/cpu interface.
+
+A driver starts its relay in the lab's relay namespace for a list of streams, says where each
+stream leaves (group, port) so the counter knows what to expect, reports which processes' CPU
+time is the relay's, and stops everything it started. To add a relay, subclass RelayDriver and
+list it in DRIVERS.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import HarnessError
+from .lab import ROUT_ADDR, SND_ADDR, Lab, stop_process
+from .streams import Stream
+from .system import ns_pids, run, wait_until
+
+
+class RelayDriver:
+    name = "?"
+    title = "?"
+    # "process": utime+stime of the relay's processes is its cost; "softirq": the kernel forwards
+    # in softirq context, so /proc/stat softirq time is the cost (there is no relay process)
+    cpu_kind = "process"
+
+    def __init__(self, lab: Lab, workdir: Path, cpu: int | None = None):
+        self.lab = lab
+        self.workdir = workdir
+        self.cpu = cpu  # pin the relay's processes here (the lab steers rin0's softirq here too)
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def out_key(self, s: Stream) -> tuple[str, int]:
+        return (s.out_group, s.out_port)
+
+    def start(self, streams: list[Stream]) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        """Every process in the relay namespace (supervisor and workers alike)."""
+        return ns_pids(self.lab.rly)
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def extra_stats(self) -> dict:
+        return {}
+
+    def stop(self) -> None:
+        for p in self.procs:
+            stop_process(p)
+            self.lab.forget(p)
+        self.procs.clear()
+        # anything the relay forked and left behind in its namespace, by pid
+        for pid in ns_pids(self.lab.rly):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+    def describe(self) -> str:
+        return self.title
+
+    def log_tail(self, chars: int = 1500) -> str:
+        text = ""
+        for path in self.logs:
+            if path.exists():
+                text += f"--- {path.name}\n" + path.read_text(errors="replace")[-chars:]
+        return text
+
+    def _spawn(self, args: list[str], log_name: str | None, env: dict | None = None) -> subprocess.Popen:
+        """Starts one relay process in the relay namespace, pinned and niced like every relay;
+        its output goes to LOG_NAME in the work folder (None: discarded)."""
+        if log_name is None:
+            p = self.lab.spawn(self.lab.rly, args, cpu=self.cpu, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
+        else:
+            log = self.workdir / log_name
+            self.logs.append(log)
+            with open(log, "w") as f:
+                p = self.lab.spawn(self.lab.rly, args, cpu=self.cpu, stdout=f, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env)
+        self.procs.append(p)
+        return p
+
+
+def joined_groups(ns: str, dev: str) -> set[str]:
+    out = run(["ip", "-n", ns, "maddr", "show", "dev", dev]).stdout
+    return {line.split()[1] for line in out.splitlines() if line.strip().startswith("inet ")}
+
+
+class SocatDriver(RelayDriver):
+    name = "socat"
+    title = "socat 1.7 (one process per stream, UDP in, UDP out)"
+
+    def start(self, streams: list[Stream]) -> None:
+        self.logs = []
+        for s in streams:
+            # bind to the group (not INADDR_ANY) so a socket only gets its own group's frames
+            src = f"UDP4-RECV:{s.in_port},bind={s.in_group},ip-add-membership={s.in_group}:rin0,reuseaddr"
+            dst = (f"UDP4-SENDTO:{s.out_group}:{s.out_port},ip-multicast-if={ROUT_ADDR},"
+                   "ip-multicast-ttl=16,ip-multicast-loop=0")
+            # keep the first three logs, not one per stream
+            self._spawn(["socat", "-u", src, dst], f"socat-{s.index}.log" if s.index < 3 else None)
+        want = {s.in_group for s in streams}
+
+        def ready():
+            if not self.alive():
+                raise HarnessError("a socat exited at start:\n" + self.log_tail())
+            return want <= joined_groups(self.lab.rly, "rin0")
+        wait_until(ready, 15, f"{len(streams)} socat processes to join their groups on rin0")
+
+
+class KernelDriver(RelayDriver):
+    name = "kernel"
+    title = "Linux multicast forwarding (smcroute static (S,G) routes)"
+    cpu_kind = "softirq"
+
+    def out_key(self, s: Stream) -> tuple[str, int]:
+        return (s.in_group, s.in_port)  # the kernel forwards unchanged
+
+    def start(self, streams: list[Stream]) -> None:
+        self.logs = []
+        conf = self.workdir / "smcroute.conf"
+        # (S,G) routes are installed at start; (*,G) ones only on the first packet's upcall,
+        # which would lose the first frames of every trial's first burst
+        conf.write_text("".join(f"mroute from rin0 source {SND_ADDR} group {s.in_group} to rout0\n" for s in streams))
+        self._spawn(["smcrouted", "-n", "-f", str(conf), "-u", str(self.workdir / "smcroute.sock"),
+                     "-P", str(self.workdir / "smcroute.pid"), "-l", "notice"], "smcroute.log")
+
+        def ready():
+            if not self.alive():
+                raise HarnessError("smcrouted exited at start:\n" + self.log_tail())
+            return self.mfc_entries() >= len(streams)
+        wait_until(ready, 15, f"smcrouted to install {len(streams)} kernel multicast routes")
+
+    def mfc_entries(self) -> int:
+        out = run(["ip", "netns", "exec", self.lab.rly, "cat", "/proc/net/ip_mr_cache"]).stdout
+        return max(0, len(out.strip().splitlines()) - 1)
+
+    def extra_stats(self) -> dict:
+        vif = run(["ip", "netns", "exec", self.lab.rly, "cat", "/proc/net/ip_mr_vif"], check=False).stdout
+        return {"ip_mr_vif": vif.strip().splitlines()}
+
+
+class McrelayDriver(RelayDriver):
+    name = "mcrelay"
+    title = "mcrelay daemon"
+
+    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None):
+        super().__init__(lab, workdir, cpu)
+        self.binary = binary
+        self.workers = workers
+        self.control = workdir / "mcrelay.sock"
+
+    def available(self) -> tuple[bool, str]:
+        if not self.binary.exists():
+            return False, f"{self.binary} not built"
+        done = subprocess.run([str(self.binary), "daemon", "--help"], capture_output=True, text=True,
+                              env={**os.environ, "SWIFT_BACKTRACE": "enable=no"}, timeout=20)
+        text = done.stdout + done.stderr
+        if done.returncode != 0 or "--config" not in text or "--control" not in text:
+            return False, f"`{self.binary} daemon --help` does not show a daemon (exit {done.returncode})"
+        if "not yet" in text.lower() or "not implemented" in text.lower():
+            return False, "`mcrelay daemon --help` says it is not implemented yet"
+        return True, ""
+
+    def describe(self) -> str:
+        return f"mcrelay daemon ({self.binary}, workers={self.workers or 'default'})"
+
+    def start(self, streams: list[Stream]) -> None:
+        self.logs = []
+        config = self.workdir / "mcrelay.json"
+        rules = [{"name": f"s{s.index}", "in": f"rin0:{s.in_group}:{s.in_port}",
+                  "out": [f"rout0:{s.out_group}:{s.out_port}:16"]} for s in streams]
+        config.write_text(json.dumps({"rules": rules}, indent=1, sort_keys=True) + "\n")
+        if self.control.exists():
+            self.control.unlink()
+        args = [str(self.binary), "daemon", "--config", str(config), "--control", str(self.control)]
+        if self.workers:
+            args += ["--workers", str(self.workers)]
+        self._spawn(args, "mcrelay.log", env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
+
+        def ready():
+            if not self.alive():
+                raise HarnessError("mcrelay daemon exited at start:\n" + self.log_tail())
+            return self.stats() is not None
+        wait_until(ready, 20, "mcrelay to answer `stats` on its control socket", interval=0.2)
+        time.sleep(0.5)  # workers bind their rings after the supervisor answers
+
+    def stats(self) -> dict | None:
+        done = subprocess.run([str(self.binary), "stats", "--json", "--control", str(self.control)],
+                              capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
+        if done.returncode != 0:
+            return None
+        try:
+            return json.loads(done.stdout)
+        except json.JSONDecodeError:
+            return {"unparsed": done.stdout[-2000:]}
+
+    def extra_stats(self) -> dict:
+        return {"stats": self.stats()}
+
+
+class NoRelay(RelayDriver):
+    """Nothing in the relay namespace: proves nothing reaches the receiver without a relay."""
+    name = "none"
+    title = "no relay"
+
+    def start(self, streams: list[Stream]) -> None:
+        pass

@@ -1,0 +1,101 @@
+"""The benchmark's own three-namespace lab (same shape as scripts/netns-lab.sh, one output link).
+
+    PREFIX-snd  snd0 198.18.1.1/24 <--veth--> rin0 198.18.1.2/24   PREFIX-rly
+                                              rout0 198.18.2.1/24 <--veth--> rcv0 198.18.2.2/24  PREFIX-rcv
+
+Only 198.18.0.0/15 addresses; groups come from 239.0.0.0/8 (see streams.py). Every process the
+harness starts is registered here and ended by pid on close(), which also deletes the namespaces;
+close() runs from a finally block and from the SIGINT/SIGTERM handlers in main.py.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from .errors import HarnessError
+from .system import run
+
+SND_ADDR, RIN_ADDR, ROUT_ADDR, RCV_ADDR = "198.18.1.1", "198.18.1.2", "198.18.2.1", "198.18.2.2"
+
+
+class Lab:
+    def __init__(self, prefix: str):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,11}", prefix):
+            raise HarnessError(f"lab prefix must be 1-11 of [A-Za-z0-9_-], got {prefix!r}")
+        self.prefix = prefix
+        self.snd, self.rly, self.rcv = f"{prefix}-snd", f"{prefix}-rly", f"{prefix}-rcv"
+        self.processes: list[subprocess.Popen] = []
+        # every process of the benchmark (generator, counter, relays alike) runs at this nice
+        # level, so that builds sharing the machine disturb the measurement less
+        self.nice = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def up(self) -> None:
+        self.down()  # a previous run killed with SIGKILL may have left the same names behind
+        for ns in (self.snd, self.rly, self.rcv):
+            run(["ip", "netns", "add", ns])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            # no IPv6: no router solicitations or MLD reports in the counters
+            run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                 "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+        run(["ip", "-n", self.snd, "link", "add", "snd0", "type", "veth", "peer", "name", "rin0", "netns", self.rly])
+        run(["ip", "-n", self.rly, "link", "add", "rout0", "type", "veth", "peer", "name", "rcv0", "netns", self.rcv])
+        for ns, dev, addr in ((self.snd, "snd0", SND_ADDR), (self.rly, "rin0", RIN_ADDR),
+                              (self.rly, "rout0", ROUT_ADDR), (self.rcv, "rcv0", RCV_ADDR)):
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        run(["ip", "-n", self.snd, "route", "add", "239.0.0.0/8", "dev", "snd0"])
+        # socat sends to groups through rout0 (it also sets IP_MULTICAST_IF; the route is a backstop)
+        run(["ip", "-n", self.rly, "route", "add", "239.0.0.0/8", "dev", "rout0"])
+        # veth carriers come up a moment after `link set up`; frames sent earlier are lost
+        deadline = time.monotonic() + 3
+        for ns, dev in ((self.snd, "snd0"), (self.rly, "rin0"), (self.rly, "rout0"), (self.rcv, "rcv0")):
+            while run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/operstate"]).stdout.strip() != "up":
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"lab link {ns}/{dev} did not come up")
+                time.sleep(0.05)
+
+    def down(self) -> None:
+        for p in reversed(self.processes):
+            stop_process(p)
+        self.processes.clear()
+        existing = run(["ip", "netns", "list"], check=False).stdout.split()
+        for ns in (self.snd, self.rly, self.rcv):
+            if ns in existing:
+                # processes left inside (a relay's workers): end them by pid before deleting
+                for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+                    run(["kill", "-9", pid], check=False)
+                run(["ip", "netns", "del", ns], check=False)
+
+    # -- processes -------------------------------------------------------------------------
+    def spawn(self, ns: str, args: list[str], cpu: int | None = None, **kwargs) -> subprocess.Popen:
+        """Starts a process inside a namespace, optionally pinned to one CPU (ip netns exec, nice
+        and taskset all exec, so the pid is the program's)."""
+        niced = ["nice", "-n", str(self.nice)] if self.nice else []
+        pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *niced, *pinned, *args], **kwargs)
+        self.processes.append(p)
+        return p
+
+    def forget(self, p: subprocess.Popen) -> None:
+        if p in self.processes:
+            self.processes.remove(p)
+
+    def steer_receive(self, ns: str, dev: str, cpu: int) -> None:
+        """RPS: the link's receive processing (softirq) runs on `cpu`, whoever transmitted into it."""
+        run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {1 << cpu:x} > /sys/class/net/{dev}/queues/rx-0/rps_cpus"])
+
+    def mac(self, ns: str, dev: str) -> str:
+        return run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/address"]).stdout.strip()
+
+
+def stop_process(p: subprocess.Popen, grace: float = 2.0) -> None:
+    if p.poll() is not None:
+        return
+    p.terminate()
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=grace)
