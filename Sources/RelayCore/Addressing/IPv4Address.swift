@@ -1,6 +1,8 @@
 /// An IPv4 address held as a host-order integer, so comparisons and prefix tests are
 /// plain integer operations and the type is trivially copyable on the hot path.
-public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+public struct IPv4Address: Hashable, Comparable, Sendable, TextCodable {
+    public static let textKind = "an IPv4 address (dotted quad)"
+
     public var value: UInt32
 
     @inlinable public init(_ value: UInt32) { self.value = value }
@@ -12,7 +14,11 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     /// Strict dotted-quad parsing: exactly four decimal octets, no leading zeros beyond "0",
     /// no whitespace. Lenient forms ("1.2.3", "0x7f.1") are refused because they are the
     /// usual source of a rule that silently means something else.
-    public init?(_ text: some StringProtocol) {
+    public init?(_ text: String) { self.init(parsing: text) }
+
+    public init?(_ text: some StringProtocol) { self.init(parsing: text) }
+
+    init?(parsing text: some StringProtocol) {
         var octets: [UInt32] = []
         octets.reserveCapacity(4)
         var current: UInt32 = 0
@@ -57,18 +63,4 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     }
 
     @inlinable public static func < (lhs: Self, rhs: Self) -> Bool { lhs.value < rhs.value }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let address = IPv4Address(text) else {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath, debugDescription: "not an IPv4 address: \"\(text)\""))
-        }
-        self = address
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }

@@ -16,7 +16,9 @@ public struct RuleID: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// Twelve lowercase hex digits.
-    public init?(_ text: some StringProtocol) {
+    public init?(_ text: some StringProtocol) { self.init(parsing: text) }
+
+    init?(parsing text: some StringProtocol) {
         guard text.utf8.count == 12, let value = UInt64(text, radix: 16) else { return nil }
         self.init(rawValue: value)
     }
@@ -25,20 +27,9 @@ public struct RuleID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
-extension RuleID: Codable {
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let id = RuleID(text) else {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath, debugDescription: "not a rule id (12 hex digits): \"\(text)\""))
-        }
-        self = id
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
+extension RuleID: TextCodable {
+    public static let textKind = "a rule id (12 hex digits)"
+    public init?(_ text: String) { self.init(parsing: text) }
 }
 
 /// What a user asks for, before validation.
