@@ -85,5 +85,11 @@ let package = Package(
             dependencies: ["LinuxIO", "RelayCore", "RelayControl", "CLinuxNet"]
         ),
 
+        // Fuzzing (owned by fuzz): the property checks shared by the libFuzzer entry points in
+        // Fuzz/Targets (built only by scripts/fuzz.sh, never by `swift build`) and by the test
+        // that replays Fuzz/corpus and Fuzz/regressions.
+        .target(name: "FuzzChecks", dependencies: ["RelayCore", "RelayControl", "PcapFile", "Sim"], path: "Fuzz/FuzzChecks"),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks", "RelayCore", "PcapFile"]),
+
     ]
 )

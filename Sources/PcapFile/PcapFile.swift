@@ -267,7 +267,11 @@ public final class PcapReader {
             throw PcapError.malformedRecord(path: path, recordIndex: index, reason: "no data")
         }
         // Nanosecond precision: tv_usec holds nanoseconds.
-        let sec = Int64(hdr.ts.tv_sec)
+        // The seconds field is an unsigned 32-bit value in the file (good until 2106), but
+        // libpcap sign-extends it from native-order files and not from byte-swapped ones:
+        // take the stored 32 bits back, so both byte orders agree and every timestamp
+        // PcapWriter accepts (up to UInt32.max seconds) reads back (found by fuzzing).
+        let sec = Int64(UInt32(truncatingIfNeeded: hdr.ts.tv_sec))
         let frac = Int64(hdr.ts.tv_usec)
         guard sec >= 0, frac >= 0, frac < Int64(nanosPerSecond) else {
             finished = true

@@ -84,6 +84,12 @@ public enum EventScript {
         guard let atValue = object["at_ms"] as? NSNumber, atValue.doubleValue >= 0, atValue.doubleValue.isFinite else {
             throw SimError.input("\(location): missing or negative \"at_ms\" (milliseconds after the first frame)")
         }
+        // A year of simulated time is plenty; anything past it (5e111) would not fit in
+        // nanoseconds and must be refused, not trap (found by the events fuzz target).
+        let maximumMilliseconds = 365.0 * 24 * 3600 * 1000
+        guard atValue.doubleValue <= maximumMilliseconds else {
+            throw SimError.input("\(location): \"at_ms\" \(atValue) is beyond one year of simulated time")
+        }
         let at = UInt64((atValue.doubleValue * 1_000_000).rounded())
         guard let event = object["event"] as? String else {
             throw SimError.input("\(location): missing \"event\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload)")

@@ -24,7 +24,7 @@ import Testing
     @Test func validatesInterfaceNames() {
         #expect(InterfaceName("eth0") != nil)
         #expect(InterfaceName("veth-relay-in01") != nil)  // 15 bytes
-        for bad in ["", "veth-relay-in012", "a/b", "a:b", "a b", ".", ".."] {
+        for bad in ["", "veth-relay-in012", "a/b", "a:b", "a b", ".", "..", "caf\u{E9}", "cafe\u{301}"] {
             #expect(InterfaceName(bad) == nil, "\(bad) must be refused")
         }
     }

@@ -1,0 +1,129 @@
+import RelayCore
+
+/// An independent, deliberately plain model of what the data plane must do, written from
+/// the rules in FrameParser's and RouteTable's documentation rather than from their code:
+/// byte-array indexing instead of unsafe loads, a 16-bit checksum instead of the 32-bit
+/// word sum, a linear scan over the rules instead of the hash table. The fuzz checks compare
+/// the real parser and Forwarder against it.
+enum ReferenceModel {
+    /// The outcome FrameParser must produce. Drop reasons are checked in the parser's
+    /// documented order: link header, IPv4 header, checksum, lengths, fragment, protocol,
+    /// destination, UDP length.
+    /// UDPDatagram's fields (its initializer is internal to RelayCore).
+    struct Datagram: Equatable, CustomStringConvertible {
+        var source: IPv4Address
+        var destination: IPv4Address
+        var sourcePort: UInt16
+        var destinationPort: UInt16
+        var ttl: UInt8
+        var ipOffset: Int
+        var payloadOffset: Int
+        var payloadLength: Int
+
+        init(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
+             ttl: UInt8, ipOffset: Int, payloadOffset: Int, payloadLength: Int) {
+            (self.source, self.destination, self.sourcePort, self.destinationPort) = (source, destination, sourcePort, destinationPort)
+            (self.ttl, self.ipOffset, self.payloadOffset, self.payloadLength) = (ttl, ipOffset, payloadOffset, payloadLength)
+        }
+
+        init(_ d: UDPDatagram) {
+            self.init(source: d.source, destination: d.destination, sourcePort: d.sourcePort,
+                      destinationPort: d.destinationPort, ttl: d.ttl, ipOffset: d.ipOffset,
+                      payloadOffset: d.payloadOffset, payloadLength: d.payloadLength)
+        }
+
+        var description: String {
+            "\(source):\(sourcePort) -> \(destination):\(destinationPort) ttl \(ttl) ip@\(ipOffset) payload@\(payloadOffset)+\(payloadLength)"
+        }
+    }
+
+    enum Outcome: Equatable {
+        case datagram(Datagram)
+        case dropped(DropReason)
+
+        init(_ outcome: ParseOutcome) {
+            switch outcome {
+            case let .datagram(d): self = .datagram(Datagram(d))
+            case let .dropped(reason): self = .dropped(reason)
+            }
+        }
+    }
+
+    static func parse(_ frame: [UInt8], link: LinkType) -> Outcome {
+        func be16(_ at: Int) -> Int { Int(frame[at]) << 8 | Int(frame[at + 1]) }
+        let ip: Int
+        switch link {
+        case .rawIPv4:
+            ip = 0
+        case .ethernet:
+            var typeAt = 12
+            var tagsSeen = 0
+            while true {
+                if frame.count < typeAt + 2 { return .dropped(.truncated) }
+                let type = be16(typeAt)
+                if type != 0x8100 && type != 0x88A8 { break }
+                if tagsSeen == 2 { return .dropped(.notIPv4) }  // a third tag: not supported
+                tagsSeen += 1
+                typeAt += 4
+            }
+            if be16(typeAt) != 0x0800 { return .dropped(.notIPv4) }
+            ip = typeAt + 2
+        case .linuxCooked:
+            if frame.count < 16 { return .dropped(.truncated) }
+            if be16(0) == 4 { return .dropped(.ownTransmission) }
+            if be16(14) != 0x0800 { return .dropped(.notIPv4) }
+            ip = 16
+        case .linuxCooked2:
+            if frame.count < 20 { return .dropped(.truncated) }
+            if frame[10] == 4 { return .dropped(.ownTransmission) }
+            if be16(0) != 0x0800 { return .dropped(.notIPv4) }
+            ip = 20
+        }
+
+        let available = frame.count - ip
+        if available < 20 {
+            if available > 0 && frame[ip] >> 4 != 4 { return .dropped(.notIPv4) }
+            return .dropped(.truncated)
+        }
+        if frame[ip] >> 4 != 4 { return .dropped(.notIPv4) }
+        let ihl = Int(frame[ip] & 0x0F) * 4
+        if ihl < 20 { return .dropped(.badIPv4Header) }
+        if available < ihl { return .dropped(.truncated) }
+        var sum: UInt32 = 0
+        for word in stride(from: ip, to: ip + ihl, by: 2) { sum += UInt32(be16(word)) }
+        while sum > 0xFFFF { sum = (sum >> 16) + (sum & 0xFFFF) }
+        if sum != 0xFFFF { return .dropped(.badChecksum) }
+        let totalLength = be16(ip + 2)
+        if totalLength < ihl { return .dropped(.badLength) }
+        if available < totalLength { return .dropped(.truncated) }
+        let flags = be16(ip + 6)
+        if flags & 0x2000 != 0 || flags & 0x1FFF != 0 { return .dropped(.fragment) }
+        if frame[ip + 9] != 17 { return .dropped(.notUDP) }
+        let destination = IPv4Address(frame[ip + 16], frame[ip + 17], frame[ip + 18], frame[ip + 19])
+        if frame[ip + 16] < 224 || frame[ip + 16] > 239 { return .dropped(.notMulticast) }
+        let udp = ip + ihl
+        if totalLength - ihl < 8 { return .dropped(.badLength) }
+        let udpLength = be16(udp + 4)
+        if udpLength < 8 || udpLength > totalLength - ihl { return .dropped(.badLength) }
+        return .datagram(Datagram(
+            source: IPv4Address(frame[ip + 12], frame[ip + 13], frame[ip + 14], frame[ip + 15]),
+            destination: destination,
+            sourcePort: UInt16(be16(udp)),
+            destinationPort: UInt16(be16(udp + 2)),
+            ttl: frame[ip + 8],
+            ipOffset: ip,
+            payloadOffset: udp + 8,
+            payloadLength: udpLength - 8))
+    }
+
+    /// The rule that must receive a datagram arriving on `interface`: among rules listening
+    /// there for its group and port, the one for its source if any, else the any-source one.
+    static func rule(for datagram: Datagram, on interface: InterfaceName, in rules: [Rule]) -> Rule? {
+        let candidates = rules.filter {
+            $0.input.interface == interface && $0.input.group == datagram.destination
+                && $0.input.port == datagram.destinationPort
+        }
+        return candidates.first { $0.input.source == datagram.source }
+            ?? candidates.first { $0.input.source == nil }
+    }
+}
