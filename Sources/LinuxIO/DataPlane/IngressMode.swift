@@ -1,12 +1,15 @@
 /// How a worker reads its AF_PACKET sockets. Both stay selectable (env `MCRELAY_INGRESS`) so
-/// both stay tested; the default is the one measured faster on the lab (see DataPlaneOverview.swift).
+/// both stay tested. On the lab the two measured the same (kernel UDP sends dominate, see
+/// DataPlaneOverview.swift); io_uring is the default because a busy turn costs one
+/// io_uring_enter instead of a poll plus a recvmmsg per socket, which matters with many input
+/// interfaces. Where io_uring is unavailable the worker falls back to recvmmsg and says so.
 public enum IngressMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// `poll` + non-blocking `recvmmsg` in batches of `RecvmmsgReceiver.batchSize`.
     case recvmmsg
     /// io_uring multishot `recv` into a registered provided-buffer ring.
     case uring
 
-    public static let `default`: IngressMode = .recvmmsg
+    public static let `default`: IngressMode = .uring
     public static let environmentVariable = "MCRELAY_INGRESS"
 
     public var description: String { rawValue }
