@@ -26,10 +26,16 @@ struct DaemonCommand: ParsableCommand {
     var dispatch: String = DispatchMode.fanout.rawValue
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
+    @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
+    var logFormat: String = LogFormat.text.rawValue
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             printError("--log-level: \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error, critical")
+            throw ExitCode.failure
+        }
+        guard let format = LogFormat(rawValue: logFormat) else {
+            printError("--log-format: \"\(logFormat)\" is not text or json")
             throw ExitCode.failure
         }
         guard let mode = DispatchMode(rawValue: dispatch) else {
@@ -41,10 +47,19 @@ struct DaemonCommand: ParsableCommand {
             printError("--workers: \(count) is not in 1...256")
             throw ExitCode.failure
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        switch format {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "mcrelay.daemon")
         let supervisor: Supervisor
@@ -53,7 +68,8 @@ struct DaemonCommand: ParsableCommand {
                 options: SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode),
                 logger: logger)
         } catch {
-            printError(error.description)
+            // With --log-format json every stderr line must stay a JSON object.
+            if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }
         let status = supervisor.run()
@@ -132,18 +148,90 @@ struct RuleCommand: ParsableCommand {
 }
 
 struct StatsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show the daemon's counters.")
-    @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Show the daemon's counters.",
+        discussion: """
+            --watch refreshes a table of packets/s and payload Mbit/s per rule and per output every \
+            --interval seconds, computed from the counter deltas between two replies. On a terminal \
+            the screen is redrawn; otherwise (a pipe, a file) one block per refresh is printed, \
+            separated by a blank line. With --json, one JSON object per line per refresh. A rate \
+            is "-" (null in JSON) when unknown: the first refresh, a new rule, or a counter that \
+            went down (the daemon or a worker restarted).
+            """)
+    @Flag(name: .long, help: "Print the daemon's JSON reply (with --watch: one object with rates per line).") var json = false
+    @Flag(name: .long, help: "Refresh until Ctrl-C (or --count refreshes), with rates.") var watch = false
+    @Option(name: .long, help: "Seconds between refreshes with --watch (default 1).") var interval: Double?
+    @Option(name: .long, help: "Stop after this many refreshes with --watch.") var count: Int?
     @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
 
     func run() throws {
-        let reply = try request(ControlRequest(op: .stats), control: control)
-        guard let stats = reply.stats else { fail("the daemon's reply has no statistics") }
-        if json {
-            print(String(decoding: ControlProtocol.encodeLine(stats), as: UTF8.self), terminator: "")
-        } else {
-            print(stats.text, terminator: "")
+        guard watch else {
+            if interval != nil || count != nil {
+                printError("--interval and --count need --watch")
+                throw ExitCode.failure
+            }
+            let reply = try request(ControlRequest(op: .stats), control: control)
+            guard let stats = reply.stats else { fail("the daemon's reply has no statistics") }
+            if json {
+                print(String(decoding: ControlProtocol.encodeLine(stats), as: UTF8.self), terminator: "")
+            } else {
+                print(stats.text, terminator: "")
+            }
+            return
         }
+        let seconds = interval ?? 1
+        guard seconds.isFinite, seconds >= 0.05, seconds <= 3600 else {
+            printError("--interval: \(seconds) is not between 0.05 and 3600 seconds")
+            throw ExitCode.failure
+        }
+        if let count, count < 1 {
+            printError("--count: \(count) is not a positive number")
+            throw ExitCode.failure
+        }
+        try watchLoop(every: .milliseconds(Int64((seconds * 1000).rounded())))
+    }
+
+    /// Samples on a fixed schedule (no drift); rates use the time each reply arrived, on the
+    /// client's monotonic clock.
+    private func watchLoop(every period: Duration) throws {
+        let clock = ContinuousClock()
+        let redraw = !json && isatty(STDOUT_FILENO) == 1
+        var previous: (stats: StatsView, at: ContinuousClock.Instant)?
+        var next = clock.now
+        var refreshes = 0
+        while count.map({ refreshes < $0 }) ?? true {
+            let reply = try request(ControlRequest(op: .stats), control: control)
+            let arrived = clock.now
+            guard let stats = reply.stats else { fail("the daemon's reply has no statistics") }
+            let elapsed = previous.map { arrived - $0.at } ?? .zero
+            let rates = StatsRates.compute(previous: previous?.stats, current: stats,
+                                           elapsedSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            if json {
+                print(String(decoding: ControlProtocol.encodeLine(rates), as: UTF8.self), terminator: "")
+            } else if redraw {
+                print("\u{1B}[H\u{1B}[2J" + rates.table, terminator: "")
+            } else {
+                print((refreshes > 0 ? "\n" : "") + rates.table, terminator: "")
+            }
+            fflush(nil)  // All streams (stdout is not concurrency-safe to name). A pipe is block-buffered: each refresh must reach the reader now.
+            previous = (stats, arrived)
+            refreshes += 1
+            if let count, refreshes >= count { break }
+            next = next.advanced(by: period)
+            if next < clock.now { next = clock.now }  // Fell behind (slow daemon): do not burst.
+            sleep(until: next, clock: clock)
+        }
+    }
+}
+
+/// Blocks until `deadline` (the command is synchronous, so no `Task.sleep`).
+private func sleep(until deadline: ContinuousClock.Instant, clock: ContinuousClock) {
+    while true {
+        let left = clock.now.duration(to: deadline)
+        guard left > .zero else { return }
+        let (seconds, attoseconds) = left.components
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        _ = nanosleep(&request, nil)
     }
 }
 
