@@ -39,6 +39,8 @@ public struct SimOptions: Sendable, Equatable {
     public var stopAtInvariant: String?
     /// Print every control-plane step and core action (not frames) as the run goes.
     public var verbose = false
+    /// Soak runs: sample state sizes this often (simulated ns); 0 never samples.
+    public var sampleInterval: UInt64 = 0
 
     public init() {}
 

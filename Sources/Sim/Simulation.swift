@@ -8,6 +8,8 @@ public struct SimResult: Sendable {
     public var violations: [Violation]
     /// One entry per simulation step when `recordSteps` is on: a hash chain over what ran.
     public var steps: [StepRecord]
+    /// State sizes sampled every `SimOptions.sampleInterval` (soak runs only), then once at the end.
+    public var samples: [StateSizes] = []
     public var passed: Bool { violations.isEmpty }
 }
 
@@ -73,6 +75,8 @@ public final class Simulation {
         case livenessStart
         case livenessCheck
         case livenessFinish
+        /// Soak runs: record the sizes of the core's and the simulator's state.
+        case sample
     }
 
     struct Worker {
@@ -187,6 +191,7 @@ public final class Simulation {
     @exclusivity(unchecked) private var probeAccepted: [Int: UInt64] = [:]
     @exclusivity(unchecked) private var livenessDetail: String?
     @exclusivity(unchecked) private var finished = false
+    @exclusivity(unchecked) private var samples: [StateSizes] = []
 
     public init(input: SimInput, options: SimOptions, outputDirectory: String? = nil) throws(SimError) {
         guard options.workers >= 1, options.workers <= 64 else { throw SimError.usage("--workers must be 1-64") }
@@ -257,6 +262,8 @@ public final class Simulation {
         trafficEnd = end + 10_000_000
         scheduleTimedFaults(input: input)
         queue.push(.livenessStart, at: trafficEnd)
+        // Only soak runs sample; other runs push nothing, so their event order is unchanged.
+        if options.sampleInterval > 0 { queue.push(.sample, at: options.warmup + options.sampleInterval) }
 
         // Boot: interfaces up, workers started, the config's rules.
         for name in interfaces.names { control.handle(.interfaceUp(name), now: Instant(nanoseconds: 0)) }
@@ -325,7 +332,8 @@ public final class Simulation {
         }
         for worker in workers.indices where workers[worker].alive { checkpoint(worker) }
         try egress.close()
-        return SimResult(report: makeReport(), violations: violations, steps: steps)
+        if options.sampleInterval > 0 { samples.append(stateSizes()) }
+        return SimResult(report: makeReport(), violations: violations, steps: steps, samples: samples)
     }
 
     @inline(__always)
@@ -397,6 +405,10 @@ public final class Simulation {
         case .livenessFinish:
             step("liveness_finish", 0)
             finishLiveness()
+        case .sample:
+            samples.append(stateSizes())
+            let next = now + options.sampleInterval
+            if next < trafficEnd { queue.push(.sample, at: next) }
         }
     }
 
@@ -1021,6 +1033,14 @@ public final class Simulation {
         finished = true
     }
 
+    // MARK: - Soak sampling
+
+    private func stateSizes() -> StateSizes {
+        stateSizesImpl(control: control, kernel: kernel, workers: workers, queueCount: queue.count,
+                       pendingPlans: pendingPlans.count, oracle: oracle, arrivals: arrivalRule.count,
+                       overflow: arrivalOverflow.count, versionEpochs: versionEpoch.count, now: now)
+    }
+
     // MARK: - Report
 
     private func makeReport() -> SimReport {
@@ -1069,5 +1089,82 @@ public final class Simulation {
                        simulatedNanoseconds: now, steps: stepCount),
             ingress: ingress, rules: rules, drops: dropMap, faultsInjected: faultCounts, invariants: invariants,
             liveness: liveness, control: controlReport, egress: egressMap)
+    }
+}
+
+// MARK: - State sizes (soak)
+
+/// How big the core's and the simulator's state is at one instant: what `sim soak` watches
+/// to prove memory does not grow with simulated time.
+public struct StateSizes: Sendable, Equatable {
+    public var timeNanoseconds: UInt64 = 0
+    public var activeRules = 0
+    /// The core's membership table: joined plus outstanding (joins in flight or backing off).
+    public var membershipEntries = 0
+    public var inFlightJoins = 0
+    /// Helper sockets the core uses, and how many hold more groups than their capacity.
+    public var coreHelperSockets = 0
+    public var socketsOverLimit = 0
+    public var overLimitDetail: String?
+    public var maxGroupsPerSocket = 0
+    public var kernelHelperSockets = 0
+    public var kernelMemberships = 0
+    /// Rules installed across all workers' forwarders.
+    public var forwarderRoutes = 0
+    public var eventQueue = 0
+    public var pendingPlans = 0
+    /// The oracle's bookkeeping: interned rules, rule-set epochs, per-arrival records.
+    public var oracleRules = 0
+    public var oracleEpochs = 0
+    public var oracleArrivals = 0
+    public var oracleOverflow = 0
+    public var versionEpochs = 0
+
+    public init() {}
+
+    /// Named values, in a fixed order, for printing and bound checks.
+    public var fields: [(name: String, value: Int)] {
+        [("memberships", membershipEntries), ("in_flight_joins", inFlightJoins), ("core_sockets", coreHelperSockets),
+         ("kernel_sockets", kernelHelperSockets), ("kernel_memberships", kernelMemberships), ("routes", forwarderRoutes),
+         ("event_queue", eventQueue), ("pending_plans", pendingPlans), ("oracle_rules", oracleRules),
+         ("oracle_epochs", oracleEpochs), ("oracle_arrivals", oracleArrivals), ("oracle_overflow", oracleOverflow),
+         ("plan_versions", versionEpochs)]
+    }
+}
+
+extension Simulation {
+    fileprivate func stateSizesImpl(
+        control: ControlPlane, kernel: KernelModel, workers: [Worker], queueCount: Int, pendingPlans: Int,
+        oracle: Oracle, arrivals: Int, overflow: Int, versionEpochs: Int, now: UInt64
+    ) -> StateSizes {
+        var sizes = StateSizes()
+        sizes.timeNanoseconds = now
+        sizes.activeRules = oracle.current.rules.count
+        let outstanding = control.membership.outstanding.count
+        sizes.membershipEntries = control.membership.joined.count + outstanding
+        sizes.inFlightJoins = outstanding
+        let usage = control.membership.socketUsage
+        sizes.coreHelperSockets = usage.count
+        // The limit is the configured one (and the kernel's): a capacity the core learned from
+        // an ENOBUFS may sit below what a socket already holds, and that is not a breach.
+        let limit = control.membership.socketLimit
+        var over = usage.filter { $0.groups > limit }.map { "core \($0.socket) holds \($0.groups) groups, limit \(limit)" }
+        for id in kernel.helperSockets.keys.sorted() where kernel.helperSockets[id]!.groups.count > kernel.membershipLimit {
+            over.append("kernel \(id) holds \(kernel.helperSockets[id]!.groups.count) groups, limit \(kernel.membershipLimit)")
+        }
+        sizes.socketsOverLimit = over.count
+        sizes.overLimitDetail = over.isEmpty ? nil : over.joined(separator: "; ")
+        sizes.maxGroupsPerSocket = usage.map(\.groups).max() ?? 0
+        sizes.kernelHelperSockets = kernel.helperSockets.count
+        sizes.kernelMemberships = kernel.joinedMemberships.count
+        sizes.forwarderRoutes = workers.reduce(0) { $0 + ($1.alive ? $1.forwarder.plan.rules.count : 0) }
+        sizes.eventQueue = queueCount
+        sizes.pendingPlans = pendingPlans
+        sizes.oracleRules = oracle.registry.specs.count
+        sizes.oracleEpochs = oracle.epochs.count
+        sizes.oracleArrivals = arrivals
+        sizes.oracleOverflow = overflow
+        sizes.versionEpochs = versionEpochs
+        return sizes
     }
 }

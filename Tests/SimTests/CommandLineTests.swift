@@ -80,4 +80,23 @@ import Testing
         #expect(shrunk.output.contains("still fails no_duplicate_forward"), "\(shrunk.output)")
         #expect(FileManager.default.fileExists(atPath: directory + "/case/shrunk/case.json"))
     }
+
+    @Test func soakPassesWritesItsReportAndFailsOnABug() throws {
+        let directory = try temporaryDirectory("cli-soak")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let clean = try mcrelay(["sim", "soak", "--seed", "1", "--hours", "2", "--report", directory + "/soak.txt"])
+        #expect(clean.status == 0, "\(clean.output)")
+        #expect(clean.output.contains("hour 1: rules"), "\(clean.output)")
+        #expect(clean.output.contains("simulated hours per wall-clock minute"), "\(clean.output)")
+        #expect(clean.output.contains("result: pass"), "\(clean.output)")
+        let written = (try? String(contentsOfFile: directory + "/soak.txt", encoding: .utf8)) ?? ""
+        #expect(written.contains("result: pass"), "\(written)")
+        // Seed 1 runs three workers in one fanout group: ignoring fanout duplicates frames.
+        let bug = try mcrelay(["sim", "soak", "--seed", "1", "--hours", "2", "--driver-bug", "ignore-fanout"])
+        #expect(bug.status == 1, "\(bug.output)")
+        #expect(bug.output.contains("violation: seed 1 at simulated"), "\(bug.output)")
+        #expect(bug.output.contains("result: fail"), "\(bug.output)")
+        let bad = try mcrelay(["sim", "soak", "--hours", "0"])
+        #expect(bad.status == 2, "\(bad.output)")
+    }
 }
