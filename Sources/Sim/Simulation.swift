@@ -553,19 +553,25 @@ public final class Simulation {
         }
     }
 
-    private func sendPlan(_ plan: WorkerPlan) {
-        let worker = plan.worker.rawValue
-        guard worker < workers.count, workers[worker].alive else { return }
-        var extra: UInt64 = 0
+    /// What the supervisor/worker channel does to one message: nil when it is lost, else the
+    /// extra delay. Draws from the fault injector exactly once per message.
+    private func channelFate() -> UInt64? {
         switch injector.controlFate() {
         case .lose:
             faultCounts.controlMessagesLost += 1
-            return
+            return nil
         case let .delay(amount):
             faultCounts.controlMessagesDelayed += 1
-            extra = amount
-        case .deliver: break
+            return amount
+        case .deliver:
+            return 0
         }
+    }
+
+    private func sendPlan(_ plan: WorkerPlan) {
+        let worker = plan.worker.rawValue
+        guard worker < workers.count, workers[worker].alive else { return }
+        guard let extra = channelFate() else { return }
         // A stream socket keeps order: a delayed message holds back the ones behind it.
         let at = max(now + Self.channelLatency + extra, workers[worker].channelFree)
         workers[worker].channelFree = at
@@ -615,16 +621,7 @@ public final class Simulation {
         workers[index] = worker
         syncRegistry()
 
-        var extra: UInt64 = 0
-        switch injector.controlFate() {
-        case .lose:
-            faultCounts.controlMessagesLost += 1
-            return
-        case let .delay(amount):
-            faultCounts.controlMessagesDelayed += 1
-            extra = amount
-        case .deliver: break
-        }
+        guard let extra = channelFate() else { return }
         let at = max(now + Self.channelLatency + extra, workers[index].ackChannelFree)
         workers[index].ackChannelFree = at
         queue.push(.ackDelivered(worker: index, incarnation: worker.incarnation, version: plan.version), at: at)
