@@ -28,6 +28,10 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
+    var record: String?
+    @Option(name: .long, help: "Size limit of the --record directory in bytes (suffixes K, M, G). Default 256M.")
+    var recordLimit: String?
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -62,11 +66,12 @@ struct DaemonCommand: ParsableCommand {
             }
         }
         let logger = Logger(label: "mcrelay.daemon")
+        var supervisorOptions = SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode)
+        supervisorOptions.recordDirectory = record.map(absolutePath)
+        if let recordLimit { supervisorOptions.recordLimitBytes = try parseByteSize(recordLimit, option: "--record-limit") }
         let supervisor: Supervisor
         do {
-            supervisor = try Supervisor(
-                options: SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode),
-                logger: logger)
+            supervisor = try Supervisor(options: supervisorOptions, logger: logger)
         } catch {
             // With --log-format json every stderr line must stay a JSON object.
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }

@@ -65,6 +65,7 @@ extension Supervisor {
             guard let text = request.rule else { return client.send(.failure("add needs \"rule\": {\"in\": ..., \"out\": [...]}")) }
             do {
                 let spec = try text.spec()
+                recordEvent("rule_add", now: now, [("rule", FlightRecorder.json(spec))])
                 let outcome = try core.addRule(spec, now: now)
                 apply(now: now)
                 if case let .added(rule) = outcome { logger.notice("rule added: \(rule)") }
@@ -78,6 +79,7 @@ extension Supervisor {
             guard let selector = request.selector, !selector.isEmpty else {
                 return client.send(.failure("remove needs \"selector\": a rule id or name"))
             }
+            recordEvent("rule_remove", now: now, [("rule", FlightRecorder.json(selector))])
             do {
                 let rule = try core.removeRule(selector, now: now)
                 apply(now: now)
@@ -101,6 +103,8 @@ extension Supervisor {
             case let .success(view): client.send(ControlReply(ok: true, reload: view))
             case let .failure(error): client.send(.failure(error.message))
             }
+        case .recordStart, .recordStop, .recordStatus:
+            handleRecordRequest(request, from: client, now: now)
         }
     }
 
@@ -121,6 +125,7 @@ extension Supervisor {
         }
         do {
             let config = try ConfigFile.load(path: path)
+            recordEvent("config_reload", now: now, [("rules", "[" + config.rules.map(FlightRecorder.json).joined(separator: ",") + "]")])
             let diff = try core.replaceRules(config.rules, now: now)
             apply(now: now)
             return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))
@@ -209,6 +214,7 @@ extension Supervisor {
             } : [],
             interfacesUp: links.usable)
         view.ingressQueueDrops = merged.ingressQueueDrops
+        view.recording = recordingView
         return view
     }
 }

@@ -28,6 +28,8 @@ public final class Supervisor {
     var nextStatsRequest: UInt64 = 1
     var shutdown: ShutdownState = .running
     var exitCode: Int32 = 0
+    /// The flight recorder, running or last stopped (Supervisor+Recorder.swift).
+    var flightRecorder: FlightRecorder?
 
     static let maximumClients = 128
 
@@ -69,6 +71,12 @@ public final class Supervisor {
         } catch {
             listener.close()
             throw SupervisorStartError("cannot watch network interfaces: \(error)")
+        }
+        if let directory = options.recordDirectory,
+           case let .failure(error) = startRecording(directory: directory, limit: options.recordLimitBytes, now: MonotonicClock.now()) {
+            listener.close()
+            links.close()
+            throw SupervisorStartError("--record: \(error.message)")
         }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
     }
@@ -217,9 +225,11 @@ public final class Supervisor {
             switch change {
             case let .up(interface):
                 logger.info("interface \(interface) is up")
+                recordEvent("iface_up", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceUp(interface), now: now)
             case let .down(interface):
                 logger.info("interface \(interface) is down or gone")
+                recordEvent("iface_down", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceDown(interface), now: now)
             }
             apply(now: now)
@@ -241,6 +251,7 @@ public final class Supervisor {
                 let outcome = helpers.join(request)
                 if case let .failed(error) = outcome {
                     logger.debug("join \(request.membership) via \(request.socket) failed: \(error)")
+                    recordJoinFailure(request.membership, error, now: now)
                 }
                 core.handle(.joinCompleted(request.ticket, outcome), now: now)
             case let .leave(request):

@@ -9,6 +9,9 @@ public struct SupervisorOptions: Sendable {
     public var dispatchMode: DispatchMode
     /// The program workers are started from (`<it> worker --id N --channel-fd 3`).
     public var workerExecutable: String
+    /// `--record DIR`: start the flight recorder at launch; `--record-limit` bounds it.
+    public var recordDirectory: String?
+    public var recordLimitBytes: UInt64 = RecordingFormat.defaultLimitBytes
 
     public init(controlPath: String = ControlProtocol.defaultSocketPath, configPath: String? = nil,
                 workerCount: Int, dispatchMode: DispatchMode = .fanout, workerExecutable: String = "/proc/self/exe") {
