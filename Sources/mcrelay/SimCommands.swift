@@ -106,8 +106,12 @@ extension SimCommand {
         var traces: [String] = []
         @Option(name: .customLong("iface-map"), help: ArgumentHelp("INDEX=NAME for frames of an any= capture.", valueName: "INDEX=NAME"))
         var interfaceMap: [String] = []
-        @Option(help: "The daemon's JSON config file.") var config: String
+        @Option(help: "The daemon's JSON config file.") var config: String?
         @Option(help: "JSON lines of control-plane events.") var events: String?
+        @Option(help: ArgumentHelp("A flight recording (`mcrelay daemon --record DIR`): its rules, events and frames; workers, dispatch and limits from its manifest.", valueName: "DIR"))
+        var recording: String?
+        @Option(name: .customLong("save-case"), help: ArgumentHelp("With --recording: also write it as a case directory (case.json, config, events, pcaps, expected.json) for traces/.", valueName: "DIR"))
+        var saveCase: String?
         @Option(name: .customLong("out-dir"), help: "Directory for the egress captures and report.json.") var outDir: String
         @Flag(help: "Run twice and report the first divergence.") var checkDeterminism = false
         @Flag(help: "Print every control-plane step and core action as the run goes.") var verbose = false
@@ -115,6 +119,12 @@ extension SimCommand {
 
         func run() throws {
             try simMain {
+                if let recording {
+                    try replayRecording(recording)
+                    return
+                }
+                guard let configPath = config else { throw SimError.usage("sim replay needs --config FILE (or --recording DIR)") }
+                if saveCase != nil { throw SimError.usage("--save-case works with --recording") }
                 if traces.isEmpty { print("note: no --trace given: a control-plane-only run (events, faults, liveness probes)") }
                 var options = SimOptions()
                 try common.apply(to: &options)
@@ -126,31 +136,39 @@ extension SimCommand {
                 for (index, count) in summary.unmappedFrames.sorted(by: { $0.key < $1.key }) {
                     print("warning: \(count) frame(s) from interface index \(index) skipped: no --iface-map \(index)=NAME")
                 }
-                let config = try ConfigFile.load(path: config)
+                let config = try ConfigFile.load(path: configPath)
                 let scripted = try events.map { path throws(SimError) in try EventScript.load(path: path) } ?? []
                 let input = SimInput(store: store, rules: config.rules, events: scripted)
-                do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
-                    throw SimError.output("cannot create \(outDir): \(error.localizedDescription)")
-                }
-                options.recordSteps = checkDeterminism
-                options.verbose = verbose
-                let result = try Simulation(input: input, options: options, outputDirectory: outDir).run()
-                do { try result.report.json().write(to: URL(fileURLWithPath: outDir + "/report.json")) } catch {
-                    throw SimError.output("\(outDir)/report.json: \(error.localizedDescription)")
-                }
-                printSummary(result)
-                if checkDeterminism {
-                    options.verbose = false
-                    let second = try Simulation(input: input, options: options).run()
-                    if let divergence = DeterminismCheck.firstDivergence(result, second) {
-                        print("determinism: DIVERGED at \(divergence)")
-                        throw ExitCode(1)
-                    }
-                    print("determinism: two runs identical (\(result.steps.count) steps, same egress hashes and report)")
-                }
-                print("wrote \(outDir)/report.json and " + result.report.egress.keys.sorted().map { "\(outDir)/\($0).pcap" }.joined(separator: ", "))
-                if !result.passed { throw ExitCode(1) }
+                try run(input: input, options: options)
             }
+        }
+
+        /// Runs one input: report, summary, the determinism check; exit 1 when a check fails.
+        @discardableResult
+        func run(input: SimInput, options given: SimOptions) throws -> SimResult {
+            var options = given
+            do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
+                throw SimError.output("cannot create \(outDir): \(error.localizedDescription)")
+            }
+            options.recordSteps = checkDeterminism
+            options.verbose = verbose
+            let result = try Simulation(input: input, options: options, outputDirectory: outDir).run()
+            do { try result.report.json().write(to: URL(fileURLWithPath: outDir + "/report.json")) } catch {
+                throw SimError.output("\(outDir)/report.json: \(error.localizedDescription)")
+            }
+            printSummary(result)
+            if checkDeterminism {
+                options.verbose = false
+                let second = try Simulation(input: input, options: options).run()
+                if let divergence = DeterminismCheck.firstDivergence(result, second) {
+                    print("determinism: DIVERGED at \(divergence)")
+                    throw ExitCode(1)
+                }
+                print("determinism: two runs identical (\(result.steps.count) steps, same egress hashes and report)")
+            }
+            print("wrote \(outDir)/report.json and " + result.report.egress.keys.sorted().map { "\(outDir)/\($0).pcap" }.joined(separator: ", "))
+            if !result.passed { throw ExitCode(1) }
+            return result
         }
     }
 

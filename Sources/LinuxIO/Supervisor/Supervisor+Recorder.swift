@@ -96,17 +96,18 @@ extension Supervisor {
         guard flightRecorder?.isActive == true else { return }
         var fields = [("iface", FlightRecorder.json(membership.interface.rawValue)), ("group", FlightRecorder.json(membership.group.description))]
         if let source = membership.source { fields.append(("source", FlightRecorder.json(source.description))) }
-        fields.append(("errno", FlightRecorder.json(Self.errnoName(error))))
+        // The four errors the core names go by name, any other errno as a number (as the simulator reads them).
+        fields.append(("errno", Self.errnoName(error)))
         recordEvent("join_fail", now: now, fields)
     }
 
     static func errnoName(_ error: JoinError) -> String {
         switch error {
-        case .socketFull: "ENOBUFS"
-        case .noSuchDevice: "ENODEV"
-        case .alreadyMember: "EADDRINUSE"
-        case .notAvailable: "EADDRNOTAVAIL"
-        case let .other(code): SystemError.errnoName(code) ?? String(code)
+        case .socketFull: "\"ENOBUFS\""
+        case .noSuchDevice: "\"ENODEV\""
+        case .alreadyMember: "\"EADDRINUSE\""
+        case .notAvailable: "\"EADDRNOTAVAIL\""
+        case let .other(code): String(code)
         }
     }
 
