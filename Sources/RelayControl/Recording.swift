@@ -110,7 +110,9 @@ public struct RecordingManifest: Codable, Equatable, Sendable {
     }
 }
 
-/// Supervisor -> worker: record the frames you read into `directory`, at most `budgetBytes`.
+/// Supervisor -> worker: record the frames you read into `directory`, at most `budgetBytes`
+/// (this process, every file). The supervisor grants room in chunks and raises the budget by
+/// sending the same session again with a larger `budgetBytes`.
 public struct WorkerRecordingAssignment: Codable, Equatable, Sendable {
     public var directory: String
     public var budgetBytes: UInt64
@@ -130,11 +132,12 @@ public struct WorkerRecordingAssignment: Codable, Equatable, Sendable {
 public struct WorkerRecordingStatus: Codable, Equatable, Sendable {
     public var session: UInt64
     public var frames: UInt64
-    /// Bytes written to this worker's files (headers included).
+    /// Bytes this process put into its files (headers included; written or waiting in a buffer).
     public var bytes: UInt64
     /// Frames not recorded: the budget or the buffer was full, or a write failed.
     public var lost: UInt64
-    /// The budget is spent: time (recording clock) of the first frame that did not fit.
+    /// Time (recording clock) of the first frame that could not be recorded (the budget was
+    /// spent or a receive batch outgrew the buffer): the recording is complete only before it.
     public var fullAtNs: UInt64?
     /// A file could not be opened or written.
     public var error: String?

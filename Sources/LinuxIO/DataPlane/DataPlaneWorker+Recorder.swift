@@ -7,7 +7,10 @@ import RelayCore
 /// themselves are recorded in `handle(frame:slot:)` (see `FrameRecorder`).
 extension DataPlaneWorker {
     func startRecording(_ assignment: WorkerRecordingAssignment) {
-        if let old = recorder, old.assignment.session == assignment.session { return }
+        if let old = recorder, old.assignment.session == assignment.session {
+            old.raiseBudget(to: assignment.budgetBytes)  // a grant of more room
+            return
+        }
         stopRecording()
         let recorder = FrameRecorder(assignment: assignment, worker: worker.rawValue)
         recorder.assign(interfaces: inputs.map(\.assignment.interface.rawValue))

@@ -10,10 +10,13 @@ import RelayCore
 /// manifest, the initial rules, the control-plane events as they happen, and the byte budget.
 ///
 /// Bound: `limitBytes` over every file. The supervisor keeps `eventsReserve` (1/16 of the
-/// limit, at least 32 KiB) for the manifest, the config and the events; each worker may write
-/// an equal share of the rest. When any part is spent the whole recording stops (it is not
-/// rotated: a recording keeps its beginning, which holds the state everything after it
-/// depends on), and the manifest's `complete_until_ns` marks the cut so a replay stops there.
+/// limit, at least 32 KiB) for the manifest, the config and the events; the rest is the frame
+/// pool, handed to the workers in chunks (a quarter of a fair share, at least 16 KiB): a
+/// worker asks for more (a status message) when half its room is used, so busy workers get
+/// more than idle ones and the sum of grants never exceeds the pool. When a worker finds no
+/// room, or the events reserve is spent, the whole recording stops (it is not rotated: a
+/// recording keeps its beginning, which holds the state everything after it depends on), and
+/// the manifest's `complete_until_ns` marks the cut so a replay stops there.
 ///
 /// Times: CLOCK_MONOTONIC + `clockOffsetNs` (CLOCK_REALTIME - CLOCK_MONOTONIC at the start),
 /// for events here and frames in the workers alike, so they interleave as they happened and
@@ -24,11 +27,16 @@ public final class FlightRecorder {
     public let session: UInt64
     public private(set) var manifest: RecordingManifest
     let eventsReserve: UInt64
-    public let workerShare: UInt64
+    /// Bytes for frames, all workers together, and what is granted of it so far.
+    public let framePool: UInt64
+    private var granted: UInt64 = 0
+    let chunk: UInt64
+    /// Per worker slot: what the current process may write.
     private var eventsFD: Int32 = -1
     private var supervisorBytes: UInt64 = 0
     public private(set) var events: UInt64 = 0
     /// Per worker slot: bytes of earlier incarnations, and the current incarnation's status.
+    private var budgets: [UInt64]
     private var earlierBytes: [UInt64]
     private var earlierFrames: [UInt64]
     private var earlierLost: [UInt64]
@@ -42,7 +50,9 @@ public final class FlightRecorder {
         self.limitBytes = limitBytes
         self.session = session
         eventsReserve = max(limitBytes / 16, 32 << 10)
-        workerShare = limitBytes > eventsReserve ? (limitBytes - eventsReserve) / UInt64(max(workers, 1)) : 0
+        framePool = limitBytes > eventsReserve ? limitBytes - eventsReserve : 0
+        chunk = max(framePool / UInt64(max(workers, 1) * 4), 16 << 10)
+        budgets = Array(repeating: 0, count: workers)
         earlierBytes = Array(repeating: 0, count: workers)
         earlierFrames = Array(repeating: 0, count: workers)
         earlierLost = Array(repeating: 0, count: workers)
@@ -64,6 +74,10 @@ public final class FlightRecorder {
         try write(RecordingFormat.configFile, config)
         // Counted once, with room for the fields the final rewrite adds.
         supervisorBytes += UInt64(try writeManifest()) + 512
+        guard supervisorBytes + 4096 <= eventsReserve else {
+            throw SystemError("record into \(directory): the rules alone take \(supervisorBytes) bytes of the \(eventsReserve) kept for "
+                + "the manifest, rules and events; raise the limit", errno: ENOSPC)
+        }
         let eventsPath = directory + "/" + RecordingFormat.eventsFile
         eventsFD = open(eventsPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
         guard eventsFD >= 0 else { throw .last("open \(eventsPath)") }
@@ -76,27 +90,44 @@ public final class FlightRecorder {
     /// A supervisor instant on the recording clock.
     public func time(_ instant: Instant) -> UInt64 { UInt64(Int64(instant.nanoseconds) + manifest.clockOffsetNs) }
 
-    /// What a (re)started worker is told: its share minus what its earlier incarnations wrote.
+    /// What a (re)started worker is told: a first chunk of room.
     public func assignment(worker: Int) -> WorkerRecordingAssignment {
-        let used = worker < earlierBytes.count ? earlierBytes[worker] : workerShare
-        return WorkerRecordingAssignment(directory: directory, budgetBytes: workerShare > used ? workerShare - used : 0,
+        if worker < budgets.count, budgets[worker] == 0 { budgets[worker] = grant() }
+        return WorkerRecordingAssignment(directory: directory, budgetBytes: worker < budgets.count ? budgets[worker] : 0,
                                          clockOffsetNs: manifest.clockOffsetNs, session: session)
     }
 
-    /// A worker slot starts a new process: fold the old one's numbers into the slot's total.
+    /// Frame room not granted to any worker yet.
+    public var poolLeft: UInt64 { framePool - granted }
+
+    private func grant() -> UInt64 {
+        let room = min(chunk, framePool - granted)
+        granted += room
+        return room
+    }
+
+    /// A worker slot starts a new process: fold the old one's numbers into the slot's total;
+    /// the room it was granted and did not use goes back to the pool.
     public func workerRestarted(_ worker: Int) {
-        guard worker < current.count, let status = current[worker] else { return }
-        earlierBytes[worker] += status.bytes
-        earlierFrames[worker] += status.frames
-        earlierLost[worker] += status.lost
+        guard worker < current.count else { return }
+        let used = current[worker]?.bytes ?? 0
+        granted -= budgets[worker] - min(used, budgets[worker])
+        budgets[worker] = 0
+        earlierBytes[worker] += used
+        earlierFrames[worker] += current[worker]?.frames ?? 0
+        earlierLost[worker] += current[worker]?.lost ?? 0
         current[worker] = nil
     }
 
-    /// A worker's status; returns the cut time when the worker ran out of room (or failed).
-    public func update(worker: Int, _ status: WorkerRecordingStatus) -> UInt64? {
-        guard status.session == session, worker < current.count else { return nil }
+    /// A worker's status: the cut time when it could not record a frame, and a raised budget
+    /// to send it when it used half its room and the pool has more.
+    public func update(worker: Int, _ status: WorkerRecordingStatus) -> (cut: UInt64?, grant: WorkerRecordingAssignment?) {
+        guard status.session == session, worker < current.count else { return (nil, nil) }
         current[worker] = status
-        return status.fullAtNs
+        if let cut = status.fullAtNs { return (cut, nil) }
+        guard isActive, status.bytes * 2 >= budgets[worker], granted < framePool else { return (nil, nil) }
+        budgets[worker] += grant()
+        return (nil, assignment(worker: worker))
     }
 
     // MARK: - Events (the simulator's events format)

@@ -27,7 +27,8 @@ public final class FrameRecorder {
         var used = 0
     }
 
-    public static let bufferBytes = 256 << 10
+    /// Per file: room for a full io_uring completion batch (256) of 1500-byte frames and more.
+    public static let bufferBytes = 1 << 20
     public static let flushThreshold = 64 << 10
     public static let flushIntervalNs: UInt64 = 200_000_000
     /// Status messages to the supervisor: at most this often, except when full or stopped.
@@ -38,6 +39,10 @@ public final class FrameRecorder {
     static let linkTypeRaw: UInt32 = 101
 
     public let assignment: WorkerRecordingAssignment
+    /// Bytes this process may put into its files; raised by the supervisor's grants.
+    public private(set) var budgetBytes: UInt64
+    /// Ask for more room (send a status) once this much is committed.
+    private var askAt: UInt64
     let worker: Int
     let pid: Int32
     private var files: [File] = []
@@ -58,6 +63,8 @@ public final class FrameRecorder {
         self.worker = worker
         self.pid = pid
         status = WorkerRecordingStatus(session: assignment.session)
+        budgetBytes = assignment.budgetBytes
+        askAt = assignment.budgetBytes / 2
         slotFile = .allocate(capacity: 1)
         slotCapacity = 1
         lastFlush = now()
@@ -69,6 +76,13 @@ public final class FrameRecorder {
     }
 
     public var isFull: Bool { status.fullAtNs != nil || status.error != nil }
+
+    /// The supervisor granted more room.
+    public func raiseBudget(to bytes: UInt64) {
+        guard bytes > budgetBytes else { return }
+        budgetBytes = bytes
+        askAt = committed + (budgetBytes - committed) / 2
+    }
 
     /// The recording clock: CLOCK_MONOTONIC + the recording's offset to CLOCK_REALTIME.
     @inline(__always)
@@ -102,7 +116,7 @@ public final class FrameRecorder {
     private func open(_ interface: String) -> File? {
         guard !isFull else { return nil }
         let path = assignment.directory + "/" + RecordingFormat.pcapFileName(interface: interface, worker: worker, pid: pid)
-        guard committed + UInt64(Self.globalHeaderBytes) <= assignment.budgetBytes else {
+        guard committed + UInt64(Self.globalHeaderBytes) <= budgetBytes else {
             markFull()
             return nil
         }
@@ -139,7 +153,7 @@ public final class FrameRecorder {
         guard index >= 0 else { return }
         let size = Self.recordHeaderBytes + frame.count
         let time = now()
-        guard committed + UInt64(size) <= assignment.budgetBytes else {
+        guard committed + UInt64(size) <= budgetBytes else {
             status.lost &+= 1
             status.fullAtNs = time
             statusDue = true
@@ -147,6 +161,9 @@ public final class FrameRecorder {
         }
         guard files[index].used + size <= Self.bufferBytes else {
             status.lost &+= 1
+            status.fullAtNs = time
+            status.error = "a receive batch outgrew the \(Self.bufferBytes)-byte recording buffer of \(files[index].interface)"
+            statusDue = true
             return
         }
         let base = files[index].buffer + files[index].used
@@ -158,6 +175,10 @@ public final class FrameRecorder {
         files[index].used += size
         committed += UInt64(size)
         status.frames &+= 1
+        if committed >= askAt {
+            askAt = .max
+            statusDue = true
+        }
     }
 
     // MARK: - Writing out
@@ -189,7 +210,6 @@ public final class FrameRecorder {
                 }
                 offset += n
             }
-            status.bytes &+= UInt64(file.used)
             files[index].used = 0
         }
         if lastFlush &- lastStatus >= Self.statusIntervalNs { statusDue = true }
@@ -198,6 +218,7 @@ public final class FrameRecorder {
     /// The status to send to the supervisor, if one is due.
     public func takeStatus() -> WorkerRecordingStatus? {
         guard statusDue else { return nil }
+        status.bytes = committed
         statusDue = false
         lastStatus = now()
         return status
@@ -214,6 +235,7 @@ public final class FrameRecorder {
         files.removeAll()
         slotCount = 0
         statusDue = false
+        status.bytes = committed
         return status
     }
 

@@ -42,7 +42,7 @@ extension Supervisor {
             recorder.event("iface_down", at: now, [("iface", FlightRecorder.json(name))])
         }
         for worker in workers where worker.ready { sendRecordingAssignment(worker) }
-        logger.notice("recording to \(directory) (limit \(limit) bytes: \(recorder.workerShare) per worker for frames, the rest for events)")
+        logger.notice("recording to \(directory) (limit \(limit) bytes: \(recorder.framePool) for frames, granted to the workers as they need it; the rest for events)")
         return .success(recorder.view)
     }
 
@@ -74,12 +74,19 @@ extension Supervisor {
     }
 
     func recordingStatus(_ status: WorkerRecordingStatus, from worker: WorkerHandle, now: Instant) {
-        guard let recorder = flightRecorder, recorder.isActive, let cut = recorder.update(worker: worker.id.rawValue, status) else { return }
+        // Counted also after the stop: the workers' final numbers arrive then.
+        guard let recorder = flightRecorder else { return }
+        let (cut, grant) = recorder.update(worker: worker.id.rawValue, status)
+        if let grant { try? worker.send(.recordStart(grant)) }
+        guard recorder.isActive, let cut else { return }
         if let error = status.error {
             logger.error("\(worker.id): recording failed: \(error)")
             stopRecording(reason: "error: \(error)", now: now, completeUntil: cut)
-        } else {
+        } else if recorder.poolLeft == 0 {
             stopRecording(reason: "limit reached", now: now, completeUntil: cut)
+        } else {
+            stopRecording(reason: "\(worker.id) filled its room before more was granted (frames faster than the recorder's grants)",
+                          now: now, completeUntil: cut)
         }
     }
 
