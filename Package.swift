@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "SystemModulesTests", dependencies: ["CURing", "CPcap", "CLinuxNet"]),
         .testTarget(
             name: "LinuxIOTests",
-            dependencies: ["LinuxIO", "RelayCore", "RelayControl", "CLinuxNet"]
+            dependencies: ["LinuxIO", "RelayCore", "RelayControl", "CLinuxNet", "PcapFile"]
         ),
 
         // Fuzzing (owned by fuzz): the property checks shared by the libFuzzer entry points in
