@@ -77,7 +77,7 @@ public struct RecordingManifest: Codable, Equatable, Sendable {
     /// Every interface of the host at the start, index <-> name.
     public var interfaces: [Interface]
     public var limitBytes: UInt64
-    /// Why it stopped: "stopped" (record stop), "daemon stopped", "limit reached", "error: ...".
+    /// Why it stopped: "record stop", "daemon stopped", "limit reached", "error: ...", or a worker that filled its room first.
     public var stopReason: String?
     /// Set when the recording was cut short (limit reached, a file could not be written):
     /// frames and events from this time on may be incomplete, so the replay ignores them.

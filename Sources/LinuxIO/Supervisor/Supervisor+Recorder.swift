@@ -145,7 +145,7 @@ extension Supervisor {
             }
         case .recordStop:
             guard flightRecorder?.isActive == true else { return client.send(.failure("not recording")) }
-            stopRecording(reason: "stopped", now: now)
+            stopRecording(reason: "record stop", now: now)
             reply.recording = recordingView
         default:
             reply.recording = recordingView ?? RecordingView(active: false)

@@ -1,0 +1,109 @@
+import Foundation
+import LinuxIO
+import RelayControl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxNet
+
+/// The flight recorder end to end: a live run recorded with `--record`, then replayed by the
+/// simulator, which must forward exactly what the receiver counted, per stream.
+extension RelayEndToEndTests {
+    @Test("flight recorder: a recorded live run replays in the simulator to the receiver's per-stream counts; size bounds hold")
+    func flightRecorderReplaysTheLiveRun() throws {
+        let recordings = try E2E.temporaryDirectory("recordings")
+        let recording = recordings + "/run"
+        let small = recordings + "/small"
+        let limit: UInt64 = 4 << 20, smallLimit: UInt64 = 64 << 10
+        let n = 300
+        let s1 = Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)
+        let s2 = Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2)
+        var live: [String: Int] = [:]
+
+        try withRelay("rec", workers: 2, daemonArguments: ["--record", recording, "--record-limit", "4M"]) { lab, daemon in
+            try daemon.addRule("rin0:\(s1.input)", ["rout0:\(s1.output)"], name: "cam1")
+            try daemon.waitSettled()
+            let receiver = try Receiver(lab, streams: [s1, s2], expect: 3 * n, size: 200, duration: 90, idle: 4)
+            // Three phases on both streams; the rule changes fall between them, once every worker
+            // runs the new plan. (A frame read within the plan's ~1 ms trip from supervisor to
+            // worker could go either way in the replay; the quiet gaps keep the comparison exact.)
+            try send(lab, streams: [s1, s2], count: n, rate: 500, size: 200)
+            try daemon.addRule("rin0:\(s2.input)", ["rout0:\(s2.output)"], name: "cam2")
+            try daemon.waitSettled()
+            try send(lab, streams: [s1, s2], count: n, rate: 500, size: 200, startSeq: n)
+            try daemon.removeRule("cam1")
+            try daemon.waitSettled()
+            try send(lab, streams: [s1, s2], count: n, rate: 500, size: 200, startSeq: 2 * n)
+            let summary = try receiver.finish(timeout: .seconds(120))
+            for stream in [s1, s2] {
+                live[stream.output] = summary.received[stream.output]?.received ?? -1
+                #expect(summary.received[stream.output]?.duplicates == 0)
+            }
+            #expect(live[s1.output] == 2 * n && live[s2.output] == 2 * n, "live run: \(live)")
+
+            // Every frame sent reached a worker and the recording (6 n), nothing was lost.
+            let status = try decodeRecording(daemon.cli(["record", "status", "--json"]))
+            #expect(status.active && status.directory == recording && status.framesLost == 0, "\(status)")
+            let allRecorded = try waitUntil(timeout: .seconds(5)) {
+                try decodeRecording(daemon.cli(["record", "status", "--json"])).frames == UInt64(6 * n)
+            }
+            let recorded = try decodeRecording(daemon.cli(["record", "status", "--json"]))
+            #expect(allRecorded, "recorded frames: \(recorded), sent \(6 * n)")
+            let stopped = try daemon.cli(["record", "stop"])
+            #expect(stopped.status == 0 && stopped.stdout.contains("recording stopped"), "\(stopped)")
+            #expect(try daemon.cli(["record", "stop"]).stderr.contains("not recording"))
+
+            // A second, small recording from the control command: it fills up and stops by itself.
+            let started = try daemon.cli(["record", "start", small, "--limit", "64K"])
+            #expect(started.status == 0, "\(started)")
+            try send(lab, streams: [s2], count: 600, rate: 1000, size: 200, startSeq: 5000)
+            let full = try waitUntil(timeout: .seconds(10)) {
+                try decodeRecording(daemon.cli(["record", "status", "--json"])).stopReason == "limit reached"
+            }
+            let smallStatus = try daemon.cli(["record", "status"]).stdout
+            #expect(full, "the 64K recording did not stop at its limit: \(smallStatus)")
+            #expect(try daemon.stats().recording?.stopReason == "limit reached", "stats shows why the recording stopped")
+            #expect(daemon.process.stderr.contains("stopped (limit reached)"), "the log says so")
+        }
+
+        // The size bounds hold on disk.
+        #expect(directoryBytes(recording) <= limit, "\(recording): \(directoryBytes(recording)) bytes")
+        #expect(directoryBytes(small) <= smallLimit, "\(small): \(directoryBytes(small)) bytes > \(smallLimit)")
+
+        // The replay forwards exactly what the receiver counted, per stream, twice the same.
+        let out = recordings + "/replay"
+        let replay = try run([E2E.binary, "sim", "replay", "--recording", recording, "--out-dir", out, "--check-determinism"],
+                             in: recordings, timeout: .seconds(120))
+        #expect(replay.status == 0, "\(replay)")
+        #expect(replay.stdout.contains("determinism: two runs identical"), "\(replay.stdout)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any]
+        let ingress = report?["ingress"] as? [String: Any]
+        #expect(ingress?["trace_frames"] as? Int == 6 * n, "frames in the recording: \(String(describing: ingress))")
+        var simulated: [String: Int] = [:]
+        for rule in report?["rules"] as? [[String: Any]] ?? [] {
+            for output in rule["outputs"] as? [[String: Any]] ?? [] {
+                guard let text = output["output"] as? String, let count = output["transmitted"] as? Int else { continue }
+                for stream in [s1, s2] where text.hasPrefix("rout0:\(stream.output):") { simulated[stream.output, default: 0] += count }
+            }
+        }
+        #expect(simulated == live, "simulator \(simulated) vs receivers \(live)")
+
+        // The cut-short recording loads and replays up to its cut.
+        let smallReplay = try run([E2E.binary, "sim", "replay", "--recording", small, "--out-dir", recordings + "/replay-small"],
+                                  in: recordings, timeout: .seconds(60))
+        #expect(smallReplay.status == 0 && smallReplay.stdout.contains("cut short"), "\(smallReplay)")
+    }
+}
+
+private func decodeRecording(_ result: CommandResult) throws -> RecordingView {
+    guard result.status == 0 else { throw HarnessError("record status failed: \(result)") }
+    return try JSONDecoder().decode(RecordingView.self, from: Data(result.stdout.utf8))
+}
+
+private func directoryBytes(_ path: String) -> UInt64 {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+    return names.reduce(0) { total, name in
+        total + (((try? FileManager.default.attributesOfItem(atPath: path + "/" + name))?[.size] as? NSNumber)?.uint64Value ?? 0)
+    }
+}
