@@ -58,13 +58,19 @@ extension RelayEndToEndTests {
             let started = try daemon.cli(["record", "start", small, "--limit", "64K"])
             #expect(started.status == 0, "\(started)")
             try send(lab, streams: [s2], count: 600, rate: 1000, size: 200, startSeq: 5000)
+            // It stops by itself: normally at the limit; on a starved host a worker may use up its
+            // room before the supervisor's next grant reaches it, which also ends the recording
+            // (and says so).
+            let reasons = ["limit reached", "filled its room before more was granted"]
             let full = try waitUntil(timeout: .seconds(10)) {
-                try decodeRecording(daemon.cli(["record", "status", "--json"])).stopReason == "limit reached"
+                let reason = try decodeRecording(daemon.cli(["record", "status", "--json"])).stopReason ?? ""
+                return reasons.contains { reason.contains($0) }
             }
             let smallStatus = try daemon.cli(["record", "status"]).stdout
-            #expect(full, "the 64K recording did not stop at its limit: \(smallStatus)")
-            #expect(try daemon.stats().recording?.stopReason == "limit reached", "stats shows why the recording stopped")
-            #expect(daemon.process.stderr.contains("stopped (limit reached)"), "the log says so")
+            #expect(full, "the 64K recording did not stop by itself: \(smallStatus)")
+            let shown = try daemon.stats().recording?.stopReason ?? ""
+            #expect(reasons.contains { shown.contains($0) }, "stats shows why the recording stopped: \(shown)")
+            #expect(daemon.process.stderr.contains("warning") && daemon.process.stderr.contains("\(small) stopped ("), "the log says so")
         }
 
         // The size bounds hold on disk.

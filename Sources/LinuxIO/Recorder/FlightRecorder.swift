@@ -11,7 +11,7 @@ import RelayCore
 ///
 /// Bound: `limitBytes` over every file. The supervisor keeps `eventsReserve` (1/16 of the
 /// limit, at least 32 KiB) for the manifest, the config and the events; the rest is the frame
-/// pool, handed to the workers in chunks (a quarter of a fair share, at least 4 KiB): a
+/// pool, handed to the workers in chunks (a quarter of a fair share, at least 16 KiB): a
 /// worker asks for more (a status message) when half its room is used, so busy workers get
 /// more than idle ones and the sum of grants never exceeds the pool. When a worker finds no
 /// room, or the events reserve is spent, the whole recording stops (it is not rotated: a
@@ -51,7 +51,9 @@ public final class FlightRecorder {
         self.session = session
         eventsReserve = max(limitBytes / 16, 32 << 10)
         framePool = limitBytes > eventsReserve ? limitBytes - eventsReserve : 0
-        chunk = max(framePool / UInt64(max(workers, 1) * 4), 4 << 10)
+        // At least 16 KiB: a worker asks for more with half of it left, and the answer must
+        // come back (one supervisor loop turn) before that half is used.
+        chunk = max(framePool / UInt64(max(workers, 1) * 4), 16 << 10)
         budgets = Array(repeating: 0, count: workers)
         earlierBytes = Array(repeating: 0, count: workers)
         earlierFrames = Array(repeating: 0, count: workers)
