@@ -63,6 +63,23 @@ struct FlightRecorderTests {
         #expect(status.bytes == total, "the status counts exactly what is on disk")
     }
 
+    @Test func buffersHandedToTheWriterThreadArriveWholeAndInOrder() throws {
+        let directory = try Self.directory("writer")
+        let recorder = FrameRecorder(assignment: WorkerRecordingAssignment(directory: directory, budgetBytes: 64 << 20, clockOffsetNs: 0, session: 1),
+                                     worker: 0, pid: 3)
+        recorder.assign(interfaces: ["in0"])
+        // 20 batches of 200 frames, each batch handed over (or kept while the writer is busy).
+        for batch in 0..<20 {
+            for index in 0..<200 { Self.frame(batch * 200 + index, size: 300).withUnsafeBytes { recorder.record($0, slot: 0) } }
+            recorder.flush()
+        }
+        let status = recorder.close()
+        #expect(status.frames == 4000 && status.lost == 0 && status.error == nil, "\(status)")
+        let records = try PcapReader.readAll(path: directory + "/" + RecordingFormat.pcapFileName(interface: "in0", worker: 0, pid: 3)).records
+        #expect(records.count == 4000)
+        #expect(records.enumerated().allSatisfy { $0.element.bytes == Self.frame($0.offset, size: 300) }, "every frame byte-exact, in order")
+    }
+
     @Test func theBudgetIsNeverExceeded() throws {
         let directory = try Self.directory("budget")
         // Room for the header and three 100-byte frames (16-byte record headers).

@@ -9,12 +9,13 @@ import RelayControl
 /// over the IPv4 packet without a link header, nanosecond timestamps).
 ///
 /// Per packet it only stamps the time (vDSO clock_gettime) and copies the frame into the
-/// file's preallocated buffer: no allocation, no system call. The buffer is written out
-/// (`flushIfDue`, called after each receive batch, and `tick` on idle turns) once it holds
-/// `flushThreshold` bytes or has waited `flushIntervalNs`. A frame that does not fit in the
-/// buffer or in the byte budget is not recorded and counted in `lost`; once the budget is
-/// spent the recorder records nothing more and reports the time it filled up, so the
-/// supervisor can end the recording at a consistent cut.
+/// file's preallocated buffer: no allocation, no system call. Each file has two buffers: once
+/// the active one holds `flushThreshold` bytes or has waited `flushIntervalNs` (`flushIfDue`,
+/// after each receive batch and on idle turns), it goes to a writer thread
+/// (`RecordingDiskWriter`) and the other one takes the frames, so the worker never waits on the
+/// disk. A frame that does not fit in the budget, or in the buffer because the disk is behind,
+/// is not recorded and counted in `lost`; from then on the recorder records nothing more and
+/// reports the time it happened, so the supervisor ends the recording at a consistent cut.
 ///
 /// With several workers in one PACKET_FANOUT group, each records the share of an interface it
 /// reads; the simulator merges the files by timestamp. All timestamps are CLOCK_MONOTONIC plus
@@ -22,9 +23,12 @@ import RelayControl
 public final class FrameRecorder {
     struct File {
         let interface: String
+        let name: String
         let fd: Int32
-        let buffer: UnsafeMutableRawPointer
+        let buffers: (UnsafeMutableRawPointer, UnsafeMutableRawPointer)
+        var active = 0
         var used = 0
+        var buffer: UnsafeMutableRawPointer { active == 0 ? buffers.0 : buffers.1 }
     }
 
     /// Per file: room for a full io_uring completion batch (256) of 1500-byte frames and more.
@@ -57,6 +61,7 @@ public final class FrameRecorder {
     public private(set) var status: WorkerRecordingStatus
     /// A status the supervisor has not been sent yet (taken with `takeStatus`).
     private var statusDue = false
+    private let writer = RecordingDiskWriter()
 
     public init(assignment: WorkerRecordingAssignment, worker: Int, pid: Int32 = getpid()) {
         self.assignment = assignment
@@ -125,7 +130,8 @@ public final class FrameRecorder {
             fail(SystemError.last("open \(path)").description)
             return nil
         }
-        let file = File(interface: interface, fd: fd, buffer: .allocate(byteCount: Self.bufferBytes, alignment: 16))
+        let file = File(interface: interface, name: path, fd: fd,
+                        buffers: (.allocate(byteCount: Self.bufferBytes, alignment: 16), .allocate(byteCount: Self.bufferBytes, alignment: 16)))
         // Global header: nanosecond magic, version 2.4, no zone, snaplen, LINKTYPE_RAW.
         var header = [UInt8](repeating: 0, count: Self.globalHeaderBytes)
         store(&header, 0, UInt32(0xa1b2_3c4d))
@@ -162,7 +168,7 @@ public final class FrameRecorder {
         guard files[index].used + size <= Self.bufferBytes else {
             status.lost &+= 1
             status.fullAtNs = time
-            status.error = "a receive batch outgrew the \(Self.bufferBytes)-byte recording buffer of \(files[index].interface)"
+            status.error = "the \(Self.bufferBytes)-byte recording buffer of \(files[index].interface) filled up before the disk writer caught up"
             statusDue = true
             return
         }
@@ -192,27 +198,20 @@ public final class FrameRecorder {
         if due || now() &- lastFlush >= Self.flushIntervalNs { flush() }
     }
 
-    /// Writes every buffer out (regular files: page cache, no waiting on the network).
+    /// Hands the filled buffers to the writer thread and switches to their twins; when the
+    /// writer is still busy with the previous ones, the frames wait in the active buffers.
     public func flush() {
         lastFlush = now()
+        if lastFlush &- lastStatus >= Self.statusIntervalNs { statusDue = true }
+        if let error = writer.error { return fail(error) }
+        guard !writer.isBusy else { return }
+        var jobs: [RecordingDiskWriter.Job] = []
         for index in files.indices where files[index].used > 0 {
-            let file = files[index]
-            var offset = 0
-            while offset < file.used {
-                let n = Glibc.write(file.fd, file.buffer + offset, file.used - offset)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    // The bytes that did not reach the file leave a truncated record behind:
-                    // the recording ends here (the loader cuts at `complete_until_ns`).
-                    fail(SystemError.last("write \(assignment.directory)/\(RecordingFormat.pcapFileName(interface: file.interface, worker: worker, pid: pid))").description)
-                    files[index].used = 0
-                    return
-                }
-                offset += n
-            }
+            jobs.append(.init(fd: files[index].fd, buffer: files[index].buffer, count: files[index].used, name: files[index].name))
+            files[index].active ^= 1
             files[index].used = 0
         }
-        if lastFlush &- lastStatus >= Self.statusIntervalNs { statusDue = true }
+        writer.submit(jobs)
     }
 
     /// The status to send to the supervisor, if one is due.
@@ -224,13 +223,20 @@ public final class FrameRecorder {
         return status
     }
 
-    /// Flushes and closes every file; returns the final status.
+    /// Writes what is left (waiting for the writer thread) and closes every file; returns the
+    /// final status.
     @discardableResult
     public func close() -> WorkerRecordingStatus {
-        flush()
+        writer.finish()
+        if let error = writer.error { fail(error) }
         for file in files {
+            if status.error == nil, file.used > 0,
+               let error = RecordingDiskWriter.write(.init(fd: file.fd, buffer: file.buffer, count: file.used, name: file.name)) {
+                fail(error)
+            }
             Descriptors.close(file.fd)
-            file.buffer.deallocate()
+            file.buffers.0.deallocate()
+            file.buffers.1.deallocate()
         }
         files.removeAll()
         slotCount = 0
