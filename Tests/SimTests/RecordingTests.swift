@@ -83,6 +83,19 @@ import Testing
         #expect(transmitted(result, "eth0:239.1.1.2:5002") == 100)
     }
 
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5])
+    func underSwarmFaultsTheInvariantsHoldAndRunsRepeat(seed: UInt64) throws {
+        let directory = try temporaryDirectory("recording-swarm-\(seed)")
+        try Self.write(directory)
+        var simCase = try Recording.load(directory: directory).simCase
+        simCase.options.seed = seed
+        simCase.options.swarm = true
+        simCase.options.recordSteps = true
+        let first = try simCase.run()
+        #expect(first.passed, "seed \(seed): \(first.violations.prefix(3))")
+        #expect(DeterminismCheck.firstDivergence(first, try simCase.run()) == nil)
+    }
+
     @Test func aCutRecordingReplaysUpToTheCut() throws {
         let directory = try temporaryDirectory("recording-cut")
         var layout = Layout()
