@@ -42,6 +42,8 @@ public final class FlightRecorder {
     private var earlierLost: [UInt64]
     private var current: [WorkerRecordingStatus?]
     public private(set) var stopReason: String?
+    /// Why the last `event` call failed.
+    public private(set) var eventsProblem: String?
 
     /// Creates DIR (which must not exist or be empty) and writes the manifest and the rules.
     public init(directory: String, limitBytes: UInt64, session: UInt64, now: Instant, workers: Int, dispatch: DispatchMode,
@@ -134,8 +136,8 @@ public final class FlightRecorder {
 
     // MARK: - Events (the simulator's events format)
 
-    /// Appends one event line; false when the events reserve is spent (the caller stops the
-    /// recording) or the write failed.
+    /// Appends one event line; false when the events reserve is spent or the write failed
+    /// (`eventsProblem` says which; the caller stops the recording).
     @discardableResult
     public func event(_ name: String, at instant: Instant, _ fields: [(String, String)]) -> Bool {
         guard isActive, eventsFD >= 0 else { return false }
@@ -145,8 +147,14 @@ public final class FlightRecorder {
         for (key, json) in fields { line += ",\"\(key)\":\(json)" }
         line += "}\n"
         let bytes = Array(line.utf8)
-        guard supervisorBytes + UInt64(bytes.count) + 4096 <= eventsReserve else { return false }
-        do { try Descriptors.writeAll(eventsFD, bytes) } catch { return false }
+        guard supervisorBytes + UInt64(bytes.count) + 4096 <= eventsReserve else {
+            eventsProblem = "limit reached"
+            return false
+        }
+        do { try Descriptors.writeAll(eventsFD, bytes) } catch {
+            eventsProblem = "error: \(error)"
+            return false
+        }
         supervisorBytes += UInt64(bytes.count)
         events += 1
         return true

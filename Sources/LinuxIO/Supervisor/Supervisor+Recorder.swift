@@ -95,7 +95,7 @@ extension Supervisor {
     func recordEvent(_ name: String, now: Instant, _ fields: [(String, String)]) {
         guard let recorder = flightRecorder, recorder.isActive else { return }
         if !recorder.event(name, at: now, fields) {
-            stopRecording(reason: "limit reached", now: now, completeUntil: recorder.time(now))
+            stopRecording(reason: recorder.eventsProblem ?? "limit reached", now: now, completeUntil: recorder.time(now))
         }
     }
 
