@@ -65,7 +65,7 @@ extension Supervisor {
             guard let text = request.rule else { return client.send(.failure("add needs \"rule\": {\"in\": ..., \"out\": [...]}")) }
             do {
                 let spec = try text.spec()
-                recordEvent("rule_add", now: now, [("rule", FlightRecorder.json(spec))])
+                recordRules("rule_add", [spec], now: now)
                 let outcome = try core.addRule(spec, now: now)
                 apply(now: now)
                 if case let .added(rule) = outcome { logger.notice("rule added: \(rule)") }
@@ -125,7 +125,7 @@ extension Supervisor {
         }
         do {
             let config = try ConfigFile.load(path: path)
-            recordEvent("config_reload", now: now, [("rules", "[" + config.rules.map(FlightRecorder.json).joined(separator: ",") + "]")])
+            recordRules("config_reload", config.rules, now: now)
             let diff = try core.replaceRules(config.rules, now: now)
             apply(now: now)
             return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))

@@ -99,6 +99,26 @@ extension Supervisor {
         }
     }
 
+    /// `rule_add` or `config_reload`. The simulator's interfaces are up unless told otherwise:
+    /// one the rules name that is not up here (missing, down) is written as down first.
+    func recordRules(_ name: String, _ specs: [RuleSpec], now: Instant) {
+        guard flightRecorder?.isActive == true else { return }
+        let usable = Set(links.usable)
+        var named = Set<String>()
+        for spec in specs {
+            named.insert(spec.input.interface.rawValue)
+            for output in spec.outputs { named.insert(output.interface.rawValue) }
+        }
+        for interface in named.sorted() where !usable.contains(interface) {
+            recordEvent("iface_down", now: now, [("iface", FlightRecorder.json(interface))])
+        }
+        if name == "rule_add", specs.count == 1 {
+            recordEvent(name, now: now, [("rule", FlightRecorder.json(specs[0]))])
+        } else {
+            recordEvent(name, now: now, [("rules", "[" + specs.map(FlightRecorder.json).joined(separator: ",") + "]")])
+        }
+    }
+
     func recordJoinFailure(_ membership: MembershipKey, _ error: JoinError, now: Instant) {
         guard flightRecorder?.isActive == true else { return }
         var fields = [("iface", FlightRecorder.json(membership.interface.rawValue)), ("group", FlightRecorder.json(membership.group.description))]
