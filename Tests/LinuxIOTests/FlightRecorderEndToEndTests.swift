@@ -102,6 +102,42 @@ extension RelayEndToEndTests {
     }
 }
 
+extension RelayEndToEndTests {
+    @Test("flight recorder: a rule on an interface that appears later replays the same (the interface is recorded as down until it comes)")
+    func flightRecorderLateInterface() throws {
+        let recordings = try E2E.temporaryDirectory("recordings-late")
+        let recording = recordings + "/run"
+        let stream = Stream(input: "239.1.4.1:5004", output: "239.10.4.1:6004", id: 4)
+        var received = -1
+        try withRelay("reclt", daemonArguments: ["--record", recording]) { lab, daemon in
+            try daemon.addRule("late0:\(stream.input)", ["rout0:\(stream.output)"], name: "late")
+            try lab.must(lab.sender, ["ip", "link", "add", "snd1", "type", "veth", "peer", "name", "late0", "netns", lab.relay])
+            try lab.must(lab.sender, ["ip", "addr", "add", "198.18.4.1/24", "dev", "snd1"])
+            try lab.must(lab.relay, ["ip", "addr", "add", "198.18.4.2/24", "dev", "late0"])
+            try lab.must(lab.sender, ["ip", "link", "set", "snd1", "up"])
+            try lab.must(lab.relay, ["ip", "link", "set", "late0", "up"])
+            #expect(try waitUntil(timeout: .seconds(10)) { try daemon.stats().joined.count == 1 }, "late0 was not joined")
+            try daemon.waitSettled()
+            _ = waitUntil(timeout: .seconds(5)) {
+                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd1/operstate"]).stdout.hasPrefix("up")) == true
+            }
+            let receiver = try Receiver(lab, streams: [stream], expect: 300, size: 200)
+            let sent = try run(lab.exec(lab.sender, ["python3", E2E.scripts + "/mcsend.py", "--source", "198.18.4.1", "--count", "300",
+                                                     "--rate", "500", "--size", "200", "--ttl", "4", "--stream", "239.1.4.1:5004:4"]),
+                               in: lab.directory, timeout: .seconds(20))
+            #expect(sent.status == 0, "sender: \(sent)")
+            received = try receiver.finish().received[stream.output]?.received ?? -1
+            #expect(received == 300)
+        }
+        let events = try String(contentsOfFile: recording + "/events.jsonl", encoding: .utf8)
+        #expect(events.contains(#""event":"iface_down","iface":"late0""#) && events.contains(#""event":"iface_up","iface":"late0""#), "\(events)")
+        let out = recordings + "/replay"
+        let replay = try run([E2E.binary, "sim", "replay", "--recording", recording, "--out-dir", out], in: recordings, timeout: .seconds(60))
+        #expect(replay.status == 0, "\(replay)")
+        #expect(replay.stdout.contains("late late0:239.1.4.1:5004 -> rout0:239.10.4.1:6004:64: \(received) sent of \(received) matched"), "\(replay.stdout)")
+    }
+}
+
 private func decodeRecording(_ result: CommandResult) throws -> RecordingView {
     guard result.status == 0 else { throw HarnessError("record status failed: \(result)") }
     return try JSONDecoder().decode(RecordingView.self, from: Data(result.stdout.utf8))
