@@ -130,6 +130,10 @@ public struct SimCase: Sendable {
 
     /// The `sim replay` command line that runs this case from `directory`.
     public func replayCommand(directory: String, outDir: String = "OUT") -> String {
+        // Time zero before the first frame (a recording): only case.json carries it.
+        if let first = input.store.frames.first, first.time != 0 {
+            return "mcrelay sim replay --case \(directory) --out-dir \(outDir)"
+        }
         let interfaces = Set(input.store.frames.map(\.interface)).sorted()
         var words = ["mcrelay sim replay"]
         for interface in interfaces { words.append("--trace \(interface)=\(directory)/\(interface).pcap") }

@@ -110,6 +110,8 @@ extension SimCommand {
         @Option(help: "JSON lines of control-plane events.") var events: String?
         @Option(help: ArgumentHelp("A flight recording (`mcrelay daemon --record DIR`): its rules, events and frames; workers, dispatch and limits from its manifest.", valueName: "DIR"))
         var recording: String?
+        @Option(name: .customLong("case"), help: ArgumentHelp("A case directory (case.json, as `sim fuzz --save`, `sim shrink` and --save-case write): its traces, config, events and options.", valueName: "DIR"))
+        var caseDirectory: String?
         @Option(name: .customLong("save-case"), help: ArgumentHelp("With --recording: also write it as a case directory (case.json, config, events, pcaps, expected.json) for traces/.", valueName: "DIR"))
         var saveCase: String?
         @Option(name: .customLong("out-dir"), help: "Directory for the egress captures and report.json.") var outDir: String
@@ -121,6 +123,14 @@ extension SimCommand {
             try simMain {
                 if let recording {
                     try replayRecording(recording)
+                    return
+                }
+                if let caseDirectory {
+                    guard traces.isEmpty, config == nil, events == nil, interfaceMap.isEmpty, saveCase == nil else {
+                        throw SimError.usage("--case brings its own traces, config, events and options: drop the others")
+                    }
+                    let loaded = try SimCase.load(directory: caseDirectory)
+                    try run(input: loaded.input, options: loaded.options)
                     return
                 }
                 guard let configPath = config else { throw SimError.usage("sim replay needs --config FILE (or --recording DIR)") }

@@ -27,24 +27,29 @@ extension SimCommand.Replay {
         for note in recording.notes { print("note: \(note)") }
         if options.swarm { print("swarm faults for seed \(options.seed): \(options.effectiveFaults)") }
         let input = recording.simCase.input
-        let result: SimResult
-        do { result = try run(input: input, options: options) } catch let exit as ExitCode {
-            if let saveCase { print("not saving \(saveCase): the replay failed") }
-            throw exit
+        var result: SimResult?
+        var failure: ExitCode?
+        do { result = try run(input: input, options: options) } catch let exit as ExitCode { failure = exit }
+        guard let saveCase else {
+            if let failure { throw failure }
+            return
         }
-        guard let saveCase else { return }
         let simCase = SimCase(input: input, options: options)
         try simCase.save(directory: saveCase, description: "flight recording \(directory) (\(manifest.mcrelayVersion))")
         // Load it back and replay it exactly as the trace tests will, so expected.json is
         // what a replay from the saved files gives.
         let reloaded = try SimCase.load(directory: saveCase).run()
-        guard reloaded.report.egress == result.report.egress else {
+        if let result, reloaded.report.egress != result.report.egress {
             throw SimError.output("\(saveCase): the saved case replays differently from the recording; not writing expected.json")
         }
         do { try ExpectedOutcome(reloaded).json().write(to: URL(fileURLWithPath: saveCase + "/expected.json")) } catch {
             throw SimError.output("\(saveCase)/expected.json: \(error.localizedDescription)")
         }
-        print("saved the case to \(saveCase) (with expected.json); replay: mcrelay sim replay --recording \(directory) --out-dir OUT, "
-            + "or copy it under traces/ for the trace tests")
+        print("saved the case to \(saveCase) (with expected.json); replay it: \(simCase.replayCommand(directory: saveCase)); "
+            + "under traces/regressions/ the regression tests replay it")
+        if let failure {
+            print("the replay breaks an invariant: the saved case reproduces it (shrink it: mcrelay sim shrink \(saveCase))")
+            throw failure
+        }
     }
 }

@@ -124,6 +124,8 @@ import Testing
         #expect(loaded.input.events == recording.simCase.input.events)
         let again = try loaded.run()
         #expect(ExpectedOutcome(again) == ExpectedOutcome(first))
+        // --trace would start the clock at the first frame: the printed command uses the case.
+        #expect(loaded.replayCommand(directory: saved) == "mcrelay sim replay --case \(saved) --out-dir OUT")
     }
 
     @Test func recordedJoinFailuresAreReplayed() throws {
