@@ -28,6 +28,10 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPV4:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9464 or [::1]:9464; off by default).",
+        valueName: "address:port"))
+    var metrics: String?
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -41,6 +45,13 @@ struct DaemonCommand: ParsableCommand {
         guard let mode = DispatchMode(rawValue: dispatch) else {
             printError("--dispatch: \"\(dispatch)\" is not fanout or partition")
             throw ExitCode.failure
+        }
+        var metricsAddress: MetricsAddress?
+        if let metrics {
+            do { metricsAddress = try MetricsAddress.parse(metrics) } catch {
+                printError("--metrics: \(error.description)")
+                throw ExitCode.failure
+            }
         }
         let count = workers ?? ProcessInfo.processInfo.activeProcessorCount
         guard (1...256).contains(count) else {
@@ -64,9 +75,9 @@ struct DaemonCommand: ParsableCommand {
         let logger = Logger(label: "mcrelay.daemon")
         let supervisor: Supervisor
         do {
-            supervisor = try Supervisor(
-                options: SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode),
-                logger: logger)
+            var options = SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode)
+            options.metricsAddress = metricsAddress
+            supervisor = try Supervisor(options: options, logger: logger)
         } catch {
             // With --log-format json every stderr line must stay a JSON object.
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }

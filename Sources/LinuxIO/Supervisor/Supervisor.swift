@@ -28,6 +28,8 @@ public final class Supervisor {
     var nextStatsRequest: UInt64 = 1
     var shutdown: ShutdownState = .running
     var exitCode: Int32 = 0
+    /// `--metrics`: the Prometheus endpoint (Metrics/Supervisor+Metrics.swift).
+    var metrics: MetricsEndpoint?
 
     static let maximumClients = 128
 
@@ -70,6 +72,14 @@ public final class Supervisor {
             listener.close()
             throw SupervisorStartError("cannot watch network interfaces: \(error)")
         }
+        if let address = options.metricsAddress {
+            do { metrics = try MetricsEndpoint(address: address, now: MonotonicClock.now()) } catch {
+                listener.close()
+                links.close()
+                throw SupervisorStartError("--metrics \(address): \(error)")
+            }
+            logger.info("serving Prometheus metrics at http://\(address)/metrics")
+        }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
     }
 
@@ -103,12 +113,13 @@ public final class Supervisor {
             if case .finished = shutdown { break }
             pollOnce()
         }
+        metrics?.server.close()
         return exitCode
     }
 
     // MARK: - The loop
 
-    private enum Source { case signals, listener, links, worker(Int), client(Int) }
+    private enum Source { case signals, listener, links, worker(Int), client(Int), metrics(UInt64) }
 
     private func pollOnce() {
         var fds: [pollfd] = []
@@ -127,6 +138,7 @@ public final class Supervisor {
             let reading = !client.closing && !client.hasPendingLines
             watch(client.fd, (reading ? POLLIN : 0) | (client.wantsWrite ? POLLOUT : 0), .client(index))
         }
+        for entry in metricsPollEntries(now: MonotonicClock.now()) { watch(entry.fd, Int32(entry.events), .metrics(entry.token)) }
 
         let timeout = pollTimeout(now: MonotonicClock.now())
         let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
@@ -145,6 +157,7 @@ public final class Supervisor {
                 case .links: handleLinkEvents(now: now)
                 case let .worker(index): workerReady(workers[index], revents: pollfd.revents, now: now)
                 case let .client(index): clientReady(clients[index], revents: pollfd.revents, now: now)
+                case let .metrics(token): metricsReady(token: token, revents: pollfd.revents, now: now)
                 }
             }
         }
@@ -166,6 +179,7 @@ public final class Supervisor {
         }
         deadlines.append(contentsOf: statsCollections.map(\.deadline))
         if let deadline = shutdown.deadline { deadlines.append(deadline) }
+        deadlines.append(contentsOf: metricsDeadlines)
         guard let earliest = deadlines.min() else { return -1 }
         let wait = earliest.duration(since: now)
         let (seconds, attoseconds) = wait.components
@@ -190,6 +204,7 @@ public final class Supervisor {
             }
         }
         completeStatsCollections(now: now)
+        metricsTick(now: now)
         advanceShutdown(now: now)
     }
 
@@ -250,6 +265,7 @@ public final class Supervisor {
             case let .setTimer(instant):
                 coreTimer = instant
             case let .report(report):
+                countJoinFailure(report)
                 log(report)
             }
         }
