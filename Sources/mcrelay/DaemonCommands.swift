@@ -16,6 +16,11 @@ struct DaemonCommand: ParsableCommand {
             changes through the control socket (`mcrelay rule`, `mcrelay stats`). SIGHUP re-reads the \
             config file (all or nothing). SIGTERM leaves the groups, stops the workers, prints the final \
             counters and exits 0. Relayed packets get the TTL of their output (default \(OutputSpec.defaultTTL)).
+
+            --metrics 127.0.0.1:9464 serves Prometheus metrics (text format 0.0.4) at \
+            http://127.0.0.1:9464/metrics: the counters of `mcrelay stats`, refreshed every second, \
+            plus rules, workers, memberships and join failures. No authentication: bind it to \
+            loopback or a management address.
             """)
 
     @Option(name: .long, help: "JSON config file with the initial rules.") var config: String?
