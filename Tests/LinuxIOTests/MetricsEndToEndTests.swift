@@ -266,3 +266,53 @@ struct MetricsCommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: directory + "/c.sock"), "the daemon must not have started")
     }
 }
+
+/// `--metrics [::1]:PORT`: the IPv6 listener, in a namespace of its own with only loopback
+/// (the three-namespace lab has IPv6 off).
+@Suite("Metrics endpoint over IPv6 (root, network namespace)", .serialized,
+       .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
+struct MetricsIPv6Tests {
+    @Test("a daemon with --metrics [::1]:9464 answers a scrape over IPv6 loopback")
+    func ipv6Loopback() throws {
+        let namespace = "mtxv6-\(getpid() % 100000)"
+        let directory = try E2E.temporaryDirectory(namespace)
+        _ = try? run(["ip", "netns", "del", namespace], in: directory)
+        let created = try run(["ip", "netns", "add", namespace], in: directory)
+        #expect(created.status == 0, "\(created)")
+        defer { _ = try? run(["ip", "netns", "del", namespace], in: directory) }
+        let up = try run(["ip", "-n", namespace, "link", "set", "lo", "up"], in: directory)
+        #expect(up.status == 0, "\(up)")
+
+        let daemon = try ChildProcess(["ip", "netns", "exec", namespace, E2E.binary, "daemon", "--workers", "1",
+                                       "--control", directory + "/c.sock", "--metrics", "[::1]:9464"],
+                                      outputDirectory: directory, name: "daemon")
+        defer { daemon.terminate() }
+        let client = """
+            import socket, sys
+            s = socket.create_connection(("::1", 9464), timeout=10)
+            s.sendall(b"GET /metrics HTTP/1.1\\r\\nHost: [::1]:9464\\r\\n\\r\\n")
+            reply = b""
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                reply += b
+            sys.stdout.buffer.write(reply)
+            """
+        var last: CommandResult?
+        let answered = try waitUntil(timeout: .seconds(15)) {
+            guard daemon.isRunning else { return true }
+            let result = try run(["ip", "netns", "exec", namespace, "python3", "-c", client], in: directory)
+            last = result
+            return result.status == 0 && result.stdout.contains("\nmcrelay_workers 1")
+        }
+        #expect(answered && daemon.isRunning, "no scrape over [::1]: \(String(describing: last))\ndaemon: \(daemon.stderr.suffix(2000))")
+        if let reply = last?.stdout {
+            #expect(reply.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(reply.prefix(200))")
+            #expect(reply.contains("\nmcrelay_rules 0"), "\(reply.suffix(500))")
+        }
+        daemon.signal(SIGTERM)
+        let stopped = daemon.wait(timeout: .seconds(15))
+        #expect(stopped?.status == 0, "daemon exit after SIGTERM: \(String(describing: stopped))")
+        #expect(daemon.stderr.contains("serving Prometheus metrics at http://[::1]:9464/metrics"), "\(daemon.stderr)")
+    }
+}

@@ -16,12 +16,16 @@ public final class RelayMetrics {
     private var gauges: [MetricSeries: CoreMetrics.Meter] = [:]
     /// Counter series whose value went down (a reset the ledger could not hide): recreated from zero.
     public private(set) var resets: UInt64 = 0
+    /// The exposition of the current values, rendered once per update: a client scraping in a
+    /// tight loop costs a copy, not a rendering, per request.
+    private var rendered: [UInt8]?
 
     public init() {
         factory = PrometheusMetricsFactory(registry: registry)
     }
 
     public func update(_ snapshot: MetricsSnapshot) {
+        rendered = nil
         var seen = Set<MetricSeries>()
         for sample in snapshot.counters {
             let series = sample.series
@@ -65,9 +69,12 @@ public final class RelayMetrics {
     /// The text exposition (format 0.0.4): families sorted by name, series sorted within,
     /// each with `# HELP` and `# TYPE`, so equal states give equal bytes.
     public func exposition() -> [UInt8] {
+        if let rendered { return rendered }
         var raw: [UInt8] = []
         registry.emit(into: &raw)
-        return Self.arrange(raw, help: MetricsSnapshot.help)
+        let text = Self.arrange(raw, help: MetricsSnapshot.help)
+        rendered = text
+        return text
     }
 
     /// Sorts the registry's output (its families come out in dictionary order) and adds the
