@@ -4,6 +4,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 
 /// `mcrelay daemon --metrics` in a namespace lab, scraped over real TCP from inside the relay's
 /// namespace (python3's socket module: a plain client that sends exactly the bytes given, so
