@@ -30,7 +30,8 @@ public final class ServiceNotifier {
     /// naming the variable when it cannot be used.
     public static func fromEnvironment() -> Result<ServiceNotifier, SystemError>? {
         let name = getenv(socketVariable).map { String(cString: $0) }
-        let watchdog = watchdogFromEnvironment()
+        let watchdog = watchdogInterval(microseconds: getenv(watchdogVariable).map { String(cString: $0) },
+                                        pid: getenv(watchdogPIDVariable).map { String(cString: $0) }, ownPID: getpid())
         unsetenv(socketVariable)
         unsetenv(watchdogVariable)
         unsetenv(watchdogPIDVariable)
@@ -41,14 +42,12 @@ public final class ServiceNotifier {
     }
 
     /// `$WATCHDOG_USEC` if it is meant for this process (`$WATCHDOG_PID` unset or ours).
-    static func watchdogFromEnvironment() -> Duration? {
-        if let pidText = getenv(watchdogPIDVariable).map({ String(cString: $0) }), !pidText.isEmpty {
-            guard let pid = Int32(pidText), pid == getpid() else { return nil }
+    public static func watchdogInterval(microseconds: String?, pid: String?, ownPID: Int32) -> Duration? {
+        if let pid, !pid.isEmpty {
+            guard let value = Int32(pid), value == ownPID else { return nil }
         }
-        guard let text = getenv(watchdogVariable).map({ String(cString: $0) }),
-              let microseconds = UInt64(text), microseconds > 0
-        else { return nil }
-        return .microseconds(Int64(clamping: microseconds))
+        guard let microseconds, let value = UInt64(microseconds), value > 0 else { return nil }
+        return .microseconds(Int64(clamping: value))
     }
 
     public init(socket name: String, watchdogInterval: Duration? = nil) throws(SystemError) {
