@@ -178,6 +178,36 @@ extension RelayEndToEndTests {
         #expect(!controlPath.isEmpty && !FileManager.default.fileExists(atPath: controlPath), "control socket left behind: \(controlPath)")
     }
 
+    @Test("started unprivileged with ambient CAP_NET_RAW CAP_NET_ADMIN (the systemd unit's way): says so, forwards, restarts workers")
+    func ambientCapabilitiesLikeTheUnit() throws {
+        let lab = try Lab("amb")
+        defer { lab.down() }
+        // What the unit's RuntimeDirectory= does: the socket's directory belongs to the user.
+        let runtime = lab.directory + "/run/mcrelay"
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        guard chown(runtime, 65534, 65534) == 0 else { throw HarnessError("chown \(runtime) failed") }
+        let daemon = try RelayDaemon(lab, workers: 2, launcher: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                                                 "--inh-caps=+net_raw,+net_admin", "--ambient-caps=+net_raw,+net_admin"])
+        defer { daemon.kill() }
+        #expect(daemon.process.stderr.contains("running as uid 65534 gid 65534 with CAP_NET_RAW CAP_NET_ADMIN"), "\(daemon.process.stderr.suffix(2000))")
+        #expect(!daemon.process.stderr.contains("running as root"))
+        let stream = Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)
+        try daemon.addRule("rin0:\(stream.input)", ["rout0:\(stream.output)"])
+        try daemon.waitSettled()
+        try expectUnprivileged(daemon, uid: 65534, gid: 65534, bounding: false)
+        try deliver(lab, [stream], source: Lab.senderAddress, startSeq: 0, name: "amb")
+        guard let victim = try daemon.stats().workers.last?.pid else { throw HarnessError("no worker pid") }
+        kill(victim, SIGKILL)
+        let restarted = try waitUntil(timeout: .seconds(10)) {
+            let stats = try daemon.stats()
+            return stats.workers.allSatisfy { $0.alive && $0.planVersion == stats.planVersion } && stats.workers.last?.pid != victim
+        }
+        #expect(restarted, "worker 1 did not come back")
+        try deliver(lab, [stream], source: Lab.senderAddress, startSeq: 1000, name: "amb2")
+        let stopped = try daemon.stop()
+        #expect(stopped.status == 0, "\(stopped)")
+    }
+
     /// Sends 300 datagrams per stream from `source` and requires all of them at the receiver.
     private func deliver(_ lab: Lab, _ streams: [Stream], source: String, startSeq: Int, name: String) throws {
         let receiver = try Receiver(lab, streams: streams, expect: 300, size: 200, startSeq: startSeq, name: "recv-\(name)")
@@ -191,16 +221,18 @@ extension RelayEndToEndTests {
 
     /// Every thread of the supervisor and of each worker runs as uid/gid; the main threads hold
     /// exactly CAP_NET_RAW CAP_NET_ADMIN in every set, with no_new_privs; no thread holds more.
-    private func expectUnprivileged(_ daemon: RelayDaemon, uid: uid_t, gid: gid_t, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// `bounding`: also the bounding set and no_new_privs (what --user sets; setpriv leaves them).
+    private func expectUnprivileged(_ daemon: RelayDaemon, uid: uid_t, gid: gid_t, bounding: Bool = true,
+                                    sourceLocation: SourceLocation = #_sourceLocation) throws {
         let kept = "0000000000003000"
         let workers = try daemon.stats().workers.compactMap(\.pid)
         #expect(workers.count == 2, "worker pids: \(workers)", sourceLocation: sourceLocation)
         for pid in [daemon.process.pid] + workers {
             let main = try processStatus("/proc/\(pid)/status")
-            for set in ["CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"] {
+            for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] + (bounding ? ["CapBnd"] : []) {
                 #expect(main[set] == kept, "pid \(pid) \(set) = \(main[set] ?? "?"), expected \(kept)", sourceLocation: sourceLocation)
             }
-            #expect(main["NoNewPrivs"] == "1", "pid \(pid) NoNewPrivs = \(main["NoNewPrivs"] ?? "?")", sourceLocation: sourceLocation)
+            #expect(!bounding || main["NoNewPrivs"] == "1", "pid \(pid) NoNewPrivs = \(main["NoNewPrivs"] ?? "?")", sourceLocation: sourceLocation)
             let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
             #expect(!threads.isEmpty, sourceLocation: sourceLocation)
             for thread in threads {
