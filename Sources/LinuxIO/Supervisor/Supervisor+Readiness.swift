@@ -104,9 +104,15 @@ extension Supervisor {
     /// SIGHUP: tell systemd a reload is under way, re-read the config; `updateService`
     /// says READY=1 again once the result is forwarding.
     func reloadOnSignal(now: Instant) {
-        notify(["RELOADING=1", "MONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())", "STATUS=Reloading the config"])
-        reload(now: now, reason: "SIGHUP")
-        if service.phase != .stopping { service.phase = .reloading(since: now) }
+        switch service.phase {
+        case .ready, .reloading:
+            notify(["RELOADING=1", "MONOTONIC_USEC=\(ServiceNotifier.monotonicMicroseconds())", "STATUS=Reloading the config"])
+            reload(now: now, reason: "SIGHUP")
+            service.phase = .reloading(since: now)
+        case .starting, .stopping:
+            // Still starting: the reloaded rules are simply what READY=1 will wait for.
+            reload(now: now, reason: "SIGHUP")
+        }
     }
 
     /// SIGTERM/SIGINT, before the orderly shutdown.
