@@ -28,6 +28,10 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
+    var user: String?
+    @Option(name: .long, help: "With --user: the group (default: the user's primary group); it owns the control socket.")
+    var group: String?
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -40,6 +44,16 @@ struct DaemonCommand: ParsableCommand {
         }
         guard let mode = DispatchMode(rawValue: dispatch) else {
             printError("--dispatch: \"\(dispatch)\" is not fanout or partition")
+            throw ExitCode.failure
+        }
+        var identity: ServiceIdentity?
+        if let user {
+            do { identity = try ServiceIdentity.resolve(user: user, group: group) } catch {
+                printError(error.description)
+                throw ExitCode.failure
+            }
+        } else if group != nil {
+            printError("--group needs --user")
             throw ExitCode.failure
         }
         let count = workers ?? ProcessInfo.processInfo.activeProcessorCount
@@ -69,6 +83,12 @@ struct DaemonCommand: ParsableCommand {
                 logger: logger)
         } catch {
             // With --log-format json every stderr line must stay a JSON object.
+            if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
+            throw ExitCode.failure
+        }
+        do {
+            if let identity { try supervisor.dropPrivileges(to: identity) } else { supervisor.reportPrivileges() }
+        } catch {
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }

@@ -28,6 +28,8 @@ public final class Supervisor {
     var nextStatsRequest: UInt64 = 1
     var shutdown: ShutdownState = .running
     var exitCode: Int32 = 0
+    /// sd_notify state (Supervisor+Readiness.swift); reads and clears $NOTIFY_SOCKET.
+    let service = ServiceState()
 
     static let maximumClients = 128
 
@@ -149,6 +151,7 @@ public final class Supervisor {
             }
         }
         handleDeadlines(now: MonotonicClock.now())
+        updateService(now: MonotonicClock.now())
         serveClients(now: MonotonicClock.now())
         clients.removeAll { client in
             guard client.finished else { return false }
@@ -166,6 +169,7 @@ public final class Supervisor {
         }
         deadlines.append(contentsOf: statsCollections.map(\.deadline))
         if let deadline = shutdown.deadline { deadlines.append(deadline) }
+        if let watchdog = service.watchdogDue { deadlines.append(watchdog) }
         guard let earliest = deadlines.min() else { return -1 }
         let wait = earliest.duration(since: now)
         let (seconds, attoseconds) = wait.components
@@ -204,7 +208,7 @@ public final class Supervisor {
                     logger.notice("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): shutting down")
                     beginShutdown(now: now)
                 }
-            case SIGHUP: reload(now: now, reason: "SIGHUP")
+            case SIGHUP: reloadOnSignal(now: now)
             default: break
             }
         }
