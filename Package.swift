@@ -35,7 +35,11 @@ let package = Package(
 
         .target(
             name: "RelayCore",
-            dependencies: [.product(name: "Collections", package: "swift-collections")]
+            dependencies: [.product(name: "Collections", package: "swift-collections")],
+            // The per-packet calls (decide, transmits) cross from LinuxIO/Sim into this module;
+            // without cross-module optimization each costs a call, retains of the plan's
+            // buffers and an unspecialised iterator: ~50 ns instead of ~20 ns per decision.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(name: "RelayControl", dependencies: ["RelayCore"]),
         .target(name: "PcapFile", dependencies: ["CPcap"]),

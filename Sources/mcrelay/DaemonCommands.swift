@@ -33,6 +33,10 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
+    var user: String?
+    @Option(name: .long, help: "With --user: the group (default: the user's primary group); it owns the control socket.")
+    var group: String?
     @Option(name: .long, help: ArgumentHelp(
         "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPV4:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9464 or [::1]:9464; off by default).",
         valueName: "address:port"))
@@ -49,6 +53,16 @@ struct DaemonCommand: ParsableCommand {
         }
         guard let mode = DispatchMode(rawValue: dispatch) else {
             printError("--dispatch: \"\(dispatch)\" is not fanout or partition")
+            throw ExitCode.failure
+        }
+        var identity: ServiceIdentity?
+        if let user {
+            do { identity = try ServiceIdentity.resolve(user: user, group: group) } catch {
+                printError(error.description)
+                throw ExitCode.failure
+            }
+        } else if group != nil {
+            printError("--group needs --user")
             throw ExitCode.failure
         }
         var metricsAddress: MetricsAddress?
@@ -85,6 +99,12 @@ struct DaemonCommand: ParsableCommand {
             supervisor = try Supervisor(options: options, logger: logger)
         } catch {
             // With --log-format json every stderr line must stay a JSON object.
+            if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
+            throw ExitCode.failure
+        }
+        do {
+            if let identity { try supervisor.dropPrivileges(to: identity) } else { supervisor.reportPrivileges() }
+        } catch {
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }

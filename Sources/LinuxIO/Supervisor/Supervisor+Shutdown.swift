@@ -24,6 +24,7 @@ extension Supervisor {
     static let workerStopTimeout: Duration = .seconds(3)
 
     func beginShutdown(now: Instant) {
+        serviceStopping()
         listener.close()
         let left = helpers.leaveAllAndClose()
         logger.info("left \(left) group membership(s), closed the helper sockets")

@@ -28,6 +28,8 @@ public final class Supervisor {
     var nextStatsRequest: UInt64 = 1
     var shutdown: ShutdownState = .running
     var exitCode: Int32 = 0
+    /// sd_notify state (Supervisor+Readiness.swift); reads and clears $NOTIFY_SOCKET.
+    let service = ServiceState()
     /// `--metrics`: the Prometheus endpoint (Metrics/Supervisor+Metrics.swift).
     var metrics: MetricsEndpoint?
 
@@ -162,6 +164,7 @@ public final class Supervisor {
             }
         }
         handleDeadlines(now: MonotonicClock.now())
+        updateService(now: MonotonicClock.now())
         serveClients(now: MonotonicClock.now())
         clients.removeAll { client in
             guard client.finished else { return false }
@@ -179,6 +182,7 @@ public final class Supervisor {
         }
         deadlines.append(contentsOf: statsCollections.map(\.deadline))
         if let deadline = shutdown.deadline { deadlines.append(deadline) }
+        if let watchdog = service.watchdogDue { deadlines.append(watchdog) }
         deadlines.append(contentsOf: metricsDeadlines)
         guard let earliest = deadlines.min() else { return -1 }
         let wait = earliest.duration(since: now)
@@ -219,7 +223,7 @@ public final class Supervisor {
                     logger.notice("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): shutting down")
                     beginShutdown(now: now)
                 }
-            case SIGHUP: reload(now: now, reason: "SIGHUP")
+            case SIGHUP: reloadOnSignal(now: now)
             default: break
             }
         }
