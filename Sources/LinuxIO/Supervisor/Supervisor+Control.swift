@@ -174,14 +174,14 @@ extension Supervisor {
                 remaining.append(collection)
                 continue
             }
-            let view = statsView(collection.parts)
             switch collection.purpose {
             case let .client(client):
                 client.awaitingReply = false
-                client.send(ControlReply(ok: true, stats: view))
+                client.send(ControlReply(ok: true, stats: statsView(collection.parts)))
             case .final:
-                finalStatisticsCollected(view, now: now)
+                finalStatisticsCollected(statsView(collection.parts), now: now)
             case .metrics:
+                // Its own view, through the restart ledger (Metrics/Supervisor+Metrics.swift).
                 metricsCollected(collection, now: now)
             }
         }
