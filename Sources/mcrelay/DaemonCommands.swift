@@ -16,6 +16,11 @@ struct DaemonCommand: ParsableCommand {
             changes through the control socket (`mcrelay rule`, `mcrelay stats`). SIGHUP re-reads the \
             config file (all or nothing). SIGTERM leaves the groups, stops the workers, prints the final \
             counters and exits 0. Relayed packets get the TTL of their output (default \(OutputSpec.defaultTTL)).
+
+            --metrics 127.0.0.1:9464 serves Prometheus metrics (text format 0.0.4) at \
+            http://127.0.0.1:9464/metrics: the counters of `mcrelay stats`, refreshed every second, \
+            plus rules, workers, memberships and join failures. No authentication: bind it to \
+            loopback or a management address.
             """)
 
     @Option(name: .long, help: "JSON config file with the initial rules.") var config: String?
@@ -28,6 +33,14 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
+    var user: String?
+    @Option(name: .long, help: "With --user: the group (default: the user's primary group); it owns the control socket.")
+    var group: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPV4:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9464 or [::1]:9464; off by default).",
+        valueName: "address:port"))
+    var metrics: String?
     @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
     var record: String?
     @Option(name: .long, help: "Size limit of the --record directory in bytes (suffixes K, M, G). Default 256M.")
@@ -45,6 +58,23 @@ struct DaemonCommand: ParsableCommand {
         guard let mode = DispatchMode(rawValue: dispatch) else {
             printError("--dispatch: \"\(dispatch)\" is not fanout or partition")
             throw ExitCode.failure
+        }
+        var identity: ServiceIdentity?
+        if let user {
+            do { identity = try ServiceIdentity.resolve(user: user, group: group) } catch {
+                printError(error.description)
+                throw ExitCode.failure
+            }
+        } else if group != nil {
+            printError("--group needs --user")
+            throw ExitCode.failure
+        }
+        var metricsAddress: MetricsAddress?
+        if let metrics {
+            do { metricsAddress = try MetricsAddress.parse(metrics) } catch {
+                printError("--metrics: \(error.description)")
+                throw ExitCode.failure
+            }
         }
         let count = workers ?? ProcessInfo.processInfo.activeProcessorCount
         guard (1...256).contains(count) else {
@@ -71,9 +101,16 @@ struct DaemonCommand: ParsableCommand {
         if let recordLimit { supervisorOptions.recordLimitBytes = try parseByteSize(recordLimit, option: "--record-limit") }
         let supervisor: Supervisor
         do {
+            supervisorOptions.metricsAddress = metricsAddress
             supervisor = try Supervisor(options: supervisorOptions, logger: logger)
         } catch {
             // With --log-format json every stderr line must stay a JSON object.
+            if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
+            throw ExitCode.failure
+        }
+        do {
+            if let identity { try supervisor.dropPrivileges(to: identity) } else { supervisor.reportPrivileges() }
+        } catch {
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }

@@ -276,6 +276,7 @@ extension SimCommand {
         @Option(help: "Frames in the synthetic replay.") var packets: Int = 1_000_000
         @Option(help: "Fuzz seeds to time (0 skips).") var fuzzSeeds: Int = 50
         @Option(help: "Also write egress pcaps to this directory (default: hash only).") var outDir: String?
+        @Option(help: "Also write the figures as JSON to this file (for `make bench`'s summary table).") var json: String?
 
         func run() throws {
             try simMain {
@@ -295,14 +296,26 @@ extension SimCommand {
                 print("  setup (classify frames, build state): \(String(format: "%.3f", seconds(loaded - loadStart))) s")
                 print("  run: \(String(format: "%.3f", runSeconds)) s = \(String(format: "%.0f", Double(packets) / runSeconds)) simulated packets/s"
                     + " (\(String(format: "%.0f", Double(packets) / (runSeconds + seconds(loaded - loadStart)))) including setup); result \(result.report.result)")
+                var figures: [String: Double] = [
+                    "replay_packets": Double(packets), "replay_setup_s": seconds(loaded - loadStart),
+                    "replay_run_s": runSeconds, "replay_pps": Double(packets) / runSeconds,
+                    "replay_failed": result.report.passed ? 0 : 1,
+                ]
                 if fuzzSeeds > 0 {
                     let fuzzStart = clock.now
                     let outcome = try Fuzzer.run(seed: 1, runs: fuzzSeeds)
-                    let fuzzElapsed = clock.now - fuzzStart
-                    let fuzzSeconds = Double(fuzzElapsed.components.seconds) + Double(fuzzElapsed.components.attoseconds) / 1e18
+                    let fuzzSeconds = seconds(clock.now - fuzzStart)
                     print("fuzz: \(outcome.runs) seeds in \(String(format: "%.2f", fuzzSeconds)) s: "
                         + "\(String(format: "%.0f", Double(outcome.runs) / fuzzSeconds * 60)) seeds/minute"
                         + (outcome.failure.map { " (seed \($0.seed) failed)" } ?? ""))
+                    figures["fuzz_seeds"] = Double(outcome.runs)
+                    figures["fuzz_seeds_per_minute"] = Double(outcome.runs) / fuzzSeconds * 60
+                    figures["fuzz_failed"] = outcome.failure == nil ? 0 : 1
+                }
+                if let json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                    try encoder.encode(figures).write(to: URL(fileURLWithPath: json))
                 }
             }
         }

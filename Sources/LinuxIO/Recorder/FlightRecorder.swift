@@ -91,6 +91,12 @@ public final class FlightRecorder {
 
     public var isActive: Bool { stopReason == nil }
 
+    /// The directory and the files the supervisor created in it (for `--user`: they change
+    /// owner with the daemon before it drops its privileges).
+    public var ownedPaths: [String] {
+        [directory] + [RecordingFormat.manifestFile, RecordingFormat.configFile, RecordingFormat.eventsFile].map { directory + "/" + $0 }
+    }
+
     /// A supervisor instant on the recording clock.
     public func time(_ instant: Instant) -> UInt64 { UInt64(Int64(instant.nanoseconds) + manifest.clockOffsetNs) }
 

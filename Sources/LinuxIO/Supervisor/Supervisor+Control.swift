@@ -7,11 +7,13 @@ import RelayCore
 
 /// A `stats` request waiting for the workers' counters.
 struct StatsCollection {
-    enum Purpose { case client(ControlConnection), final }
+    enum Purpose { case client(ControlConnection), final, metrics }
     let requestID: UInt64
     let purpose: Purpose
     var waiting: Set<WorkerID>
     var parts: [WorkerID: ForwardingStatistics] = [:]
+    /// The process each part came from (the metrics ledger tells restarts apart by it).
+    var pids: [WorkerID: Int32] = [:]
     let deadline: Instant
 
     static let timeout: Duration = .seconds(2)
@@ -160,6 +162,7 @@ extension Supervisor {
               statsCollections[index].waiting.remove(worker) != nil
         else { return }
         statsCollections[index].parts[worker] = statistics
+        statsCollections[index].pids[worker] = workers.first { $0.id == worker }?.pid
         completeStatsCollections(now: now)
     }
 
@@ -176,13 +179,15 @@ extension Supervisor {
                 remaining.append(collection)
                 continue
             }
-            let view = statsView(collection.parts)
             switch collection.purpose {
             case let .client(client):
                 client.awaitingReply = false
-                client.send(ControlReply(ok: true, stats: view))
+                client.send(ControlReply(ok: true, stats: statsView(collection.parts)))
             case .final:
-                finalStatisticsCollected(view, now: now)
+                finalStatisticsCollected(statsView(collection.parts), now: now)
+            case .metrics:
+                // Its own view, through the restart ledger (Metrics/Supervisor+Metrics.swift).
+                metricsCollected(collection, now: now)
             }
         }
         statsCollections = remaining

@@ -24,6 +24,7 @@ extension Supervisor {
     static let workerStopTimeout: Duration = .seconds(3)
 
     func beginShutdown(now: Instant) {
+        serviceStopping()
         stopRecording(reason: "daemon stopped", now: now)
         listener.close()
         let left = helpers.leaveAllAndClose()
