@@ -17,6 +17,9 @@ final class Arena {
 
     deinit { base.deallocate() }
 
+    /// Bytes allocated (what the soak's bound check watches).
+    var capacityBytes: Int { capacity }
+
     func append(_ bytes: UnsafeRawBufferPointer) -> Int {
         if count + bytes.count > capacity {
             let newCapacity = max(capacity * 2, count + bytes.count)

@@ -111,7 +111,16 @@ extension Simulation {
                 }
             case let .sendPlan(plan):
                 controlStats.plansSent += 1
-                if versionEpoch[plan.version] == nil { versionEpoch[plan.version] = oracle.currentIndex }
+                if versionEpoch[plan.version] == nil {
+                    // The dispatcher only ever sends its current version. An older one with no
+                    // record was pruned as no longer installable (soak): sending it again would
+                    // go back in time, and judging it against today's rules would hide that.
+                    if plan.version < latestPlanVersion {
+                        violate(InvariantName.kernelCallsValid,
+                                "the core sent plan v\(plan.version) to worker \(plan.worker.rawValue) after v\(latestPlanVersion)")
+                    }
+                    versionEpoch[plan.version] = oracle.current
+                }
                 latestPlanVersion = max(latestPlanVersion, plan.version)
                 sendPlan(plan)
             case let .setTimer(at):

@@ -121,6 +121,7 @@ extension Simulation {
             violate(InvariantName.liveness, "after convergence, a probe for rule \(RuleID(deriving: spec.input)) (\(spec.input)) "
                 + "was not forwarded to every output (\(spec.outputs.map(\.description).joined(separator: ", ")))")
         }
-        finished = true
+        // A soak's core lives on: the settle ends the window, and the next one is loaded.
+        if options.continuous { windowDone = true } else { finished = true }
     }
 }

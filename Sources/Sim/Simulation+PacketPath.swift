@@ -112,7 +112,7 @@ extension Simulation {
                     "worker \(index) forwarded frame \(frame) on \(interfaces.names[interface]), which is not a whole multicast UDP datagram")
             return
         }
-        let epoch = oracle.epochs[workers[index].epoch]
+        let epoch = workers[index].epoch
         let expected = epoch.match(interface: interface, group: fx.group, port: fx.port, source: fx.source)
         guard expected >= 0 else {
             violate(InvariantName.noForwardWithoutRule,

@@ -40,7 +40,7 @@ extension Simulation {
         worker.sendFailTally = Array(repeating: 0, count: plan.rules.reduce(0) { $0 + $1.outputs.count })
         worker.baseline = worker.forwarder.statistics()
         worker.version = plan.version
-        worker.epoch = versionEpoch[plan.version] ?? oracle.currentIndex
+        worker.epoch = versionEpoch[plan.version] ?? oracle.current
         workers[index] = worker
         syncRegistry()
 

@@ -49,7 +49,9 @@ public final class Simulation {
         var incarnation = 0
         var forwarder: Forwarder
         var version: UInt64 = 0
-        var epoch = 0
+        /// The operator's rule set the installed plan was made from (empty before any plan):
+        /// what this worker may forward is judged against it.
+        var epoch = Oracle.Epoch(rules: [])
         var slotOf: [Int]
         var egressInterface: [Int] = []
         var routeRef: [Int] = []
@@ -85,15 +87,23 @@ public final class Simulation {
     let options: SimOptions
     let faultSpec: FaultSpec
     let interfaces: InterfaceTable
-    let events: [ScriptedEvent]
-    let arena: Arena
+    /// The loaded window's scripted events (the whole run's, outside soaks).
+    var events: [ScriptedEvent]
+    var arena: Arena
     @exclusivity(unchecked) var frameOffset: [Int] = []
     @exclusivity(unchecked) var frameLength: [Int] = []
     @exclusivity(unchecked) var frameInterface: [Int] = []
     @exclusivity(unchecked) var frameLink: [LinkType] = []
     @exclusivity(unchecked) var facts: [FrameFacts] = []
+    /// Arrival time of each trace frame of the loaded window, from `traceStart`.
     @exclusivity(unchecked) var arrivalTime: [UInt64] = []
-    let traceFrameCount: Int
+    /// The loaded window's trace frames are frames traceStart..<traceEnd; the next to arrive
+    /// is `cursor`, as arrival `cursor + traceArrivalDelta` (outside soaks: all of the trace,
+    /// arrival = frame).
+    @exclusivity(unchecked) var traceStart = 0
+    @exclusivity(unchecked) var traceEnd: Int
+    @exclusivity(unchecked) var cursor = 0
+    @exclusivity(unchecked) var traceArrivalDelta = 0
     let epochBase: UInt64
 
     @exclusivity(unchecked) var queue = EventQueue<Event>()
@@ -111,7 +121,9 @@ public final class Simulation {
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
     @exclusivity(unchecked) var pendingPlans: [Int: (worker: Int, incarnation: Int, plan: WorkerPlan)] = [:]
     @exclusivity(unchecked) var nextMessage = 0
-    @exclusivity(unchecked) var versionEpoch: [UInt64: Int] = [:]
+    /// The rule set each plan version was made from, while a plan of that version can still be
+    /// installed: the latest version (the core may send it again) and versions in flight.
+    @exclusivity(unchecked) var versionEpoch: [UInt64: Oracle.Epoch] = [:]
     @exclusivity(unchecked) var latestPlanVersion: UInt64 = 0
     @exclusivity(unchecked) var adminDown: [Bool]
     @exclusivity(unchecked) var faultDown: [Int]
@@ -156,6 +168,9 @@ public final class Simulation {
     @exclusivity(unchecked) var probeAccepted: [Int: UInt64] = [:]
     @exclusivity(unchecked) var livenessDetail: String?
     @exclusivity(unchecked) var finished = false
+    /// Soak (`options.continuous`): the loaded window's settle is over.
+    @exclusivity(unchecked) var windowDone = false
+    @exclusivity(unchecked) var windowIndex = 0
     @exclusivity(unchecked) var samples: [StateSizes] = []
 
     public init(input: SimInput, options: SimOptions, outputDirectory: String? = nil) throws(SimError) {
@@ -168,7 +183,8 @@ public final class Simulation {
         interfaces = input.interfaces
         events = input.events
         arena = Arena(input.store.arena)
-        traceFrameCount = input.store.frames.count
+        let traceFrameCount = input.store.frames.count
+        traceEnd = traceFrameCount
         epochBase = input.store.epoch >= options.warmup ? input.store.epoch - options.warmup : 0
         control = ControlPlane(configuration: .init(
             socketLimit: options.coreSocketLimit, workerCount: options.workers, dispatchMode: options.dispatch))
@@ -225,7 +241,8 @@ public final class Simulation {
             queue.push(.script(index), at: at)
         }
         trafficEnd = end + 10_000_000
-        scheduleTimedFaults(input: input)
+        scheduleTimedFaults(from: options.warmup)
+        scheduleListedFaults()
         queue.push(.livenessStart, at: trafficEnd)
         // Only soak runs sample; other runs push nothing, so their event order is unchanged.
         if options.sampleInterval > 0 { queue.push(.sample, at: options.warmup + options.sampleInterval) }
@@ -241,9 +258,12 @@ public final class Simulation {
         executeActions()
     }
 
-    func scheduleTimedFaults(input: SimInput) {
-        var rng = SimRandom.stream(seed: options.seed, label: "timed")
-        let span = Double(trafficEnd - options.warmup) / 1e9
+    /// Random flaps and crashes from `start` to the end of traffic (a soak draws each window's
+    /// from its own stream; the first window's are those of a plain run).
+    func scheduleTimedFaults(from start: UInt64) {
+        var rng = windowIndex == 0 ? SimRandom.stream(seed: options.seed, label: "timed")
+            : SimRandom.stream(seed: options.seed &+ UInt64(windowIndex), label: "timed-window")
+        let span = Double(trafficEnd - start) / 1e9
         if faultSpec.flapsPerSecond > 0, interfaces.count > 0 {
             var t = 0.0
             while true {
@@ -251,7 +271,7 @@ public final class Simulation {
                 guard t < span else { break }
                 let interface = rng.below(interfaces.count)
                 let duration = UInt64(1_000_000 + rng.below(500_000_000))
-                queue.push(.flapDown(interface, duration: duration), at: options.warmup + UInt64(t * 1e9))
+                queue.push(.flapDown(interface, duration: duration), at: start + UInt64(t * 1e9))
             }
         }
         if faultSpec.crashesPerSecond > 0 {
@@ -259,9 +279,12 @@ public final class Simulation {
             while true {
                 t += -log(max(rng.unit(), 1e-12)) / faultSpec.crashesPerSecond
                 guard t < span else { break }
-                queue.push(.workerCrash(rng.below(options.workers), fault: true), at: options.warmup + UInt64(t * 1e9))
+                queue.push(.workerCrash(rng.below(options.workers), fault: true), at: start + UInt64(t * 1e9))
             }
         }
+    }
+
+    func scheduleListedFaults() {
         for fault in options.schedule {
             switch fault {
             case let .flap(interface, atMs, forMs) where interfaces.count > 0:
@@ -278,16 +301,25 @@ public final class Simulation {
     // MARK: - Running
 
     public func run() throws(SimError) -> SimResult {
-        var cursor = 0
-        while !finished {
-            let frameTime = cursor < traceFrameCount ? arrivalTime[cursor] : UInt64.max
+        try advance()
+        for worker in workers.indices where workers[worker].alive { checkpoint(worker) }
+        try egress.close()
+        if options.sampleInterval > 0 { samples.append(stateSizes()) }
+        return SimResult(report: makeReport(), violations: violations, steps: steps, samples: samples)
+    }
+
+    /// Runs events and trace frames in time order until the run finishes (in a soak: until
+    /// the loaded window's settle is over), or stops at a violation when asked to.
+    func advance() throws(SimError) {
+        while !finished && !windowDone {
+            let frameTime = cursor < traceEnd ? arrivalTime[cursor - traceStart] : UInt64.max
             if let eventTime = queue.peekTime, eventTime <= frameTime {
                 let entry = queue.pop()!
                 now = entry.time
                 try handle(entry.payload)
-            } else if cursor < traceFrameCount {
+            } else if cursor < traceEnd {
                 now = frameTime
-                try ingressArrival(frame: cursor, arrival: cursor, faulted: false)
+                try ingressArrival(frame: cursor, arrival: cursor + traceArrivalDelta, faulted: false)
                 cursor += 1
             } else {
                 break
@@ -295,10 +327,6 @@ public final class Simulation {
             if options.stopAtFirstViolation, !violations.isEmpty { break }
             if let target = options.stopAtInvariant, invariantViolations[target] != nil { break }
         }
-        for worker in workers.indices where workers[worker].alive { checkpoint(worker) }
-        try egress.close()
-        if options.sampleInterval > 0 { samples.append(stateSizes()) }
-        return SimResult(report: makeReport(), violations: violations, steps: steps, samples: samples)
     }
 
     @inline(__always)

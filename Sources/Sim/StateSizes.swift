@@ -22,12 +22,20 @@ public struct StateSizes: Sendable, Equatable {
     public var forwarderRoutes = 0
     public var eventQueue = 0
     public var pendingPlans = 0
-    /// The oracle's bookkeeping: interned rules, rule-set epochs, per-arrival records.
+    /// The oracle's bookkeeping: interned rules (and the report tallies kept per rule), rule
+    /// sets held (the current one, one per installable plan version, one per worker),
+    /// per-arrival records.
     public var oracleRules = 0
     public var oracleEpochs = 0
     public var oracleArrivals = 0
     public var oracleOverflow = 0
     public var versionEpochs = 0
+    /// The simulator's own frame store: frames held (trace, copies, probes) and its bytes.
+    public var simFrames = 0
+    public var arenaBytes = 0
+    /// The newest plan version the core sent (not a size: it shows one core lives on, since a
+    /// fresh core starts again at 1).
+    public var planVersion: UInt64 = 0
 
     public init() {}
 
@@ -37,7 +45,7 @@ public struct StateSizes: Sendable, Equatable {
          ("kernel_sockets", kernelHelperSockets), ("kernel_memberships", kernelMemberships), ("routes", forwarderRoutes),
          ("event_queue", eventQueue), ("pending_plans", pendingPlans), ("oracle_rules", oracleRules),
          ("oracle_epochs", oracleEpochs), ("oracle_arrivals", oracleArrivals), ("oracle_overflow", oracleOverflow),
-         ("plan_versions", versionEpochs)]
+         ("plan_versions", versionEpochs), ("sim_frames", simFrames), ("arena_bytes", arenaBytes)]
     }
 }
 
@@ -76,10 +84,13 @@ extension Simulation {
         sizes.eventQueue = queueCount
         sizes.pendingPlans = pendingPlans
         sizes.oracleRules = oracle.registry.specs.count
-        sizes.oracleEpochs = oracle.epochs.count
+        sizes.oracleEpochs = 1 + versionEpochs + workers.count
         sizes.oracleArrivals = arrivals
         sizes.oracleOverflow = overflow
         sizes.versionEpochs = versionEpochs
+        sizes.planVersion = latestPlanVersion
+        sizes.simFrames = frameOffset.count
+        sizes.arenaBytes = arena.capacityBytes
         return sizes
     }
 }
