@@ -88,7 +88,8 @@ def main() -> int:
     metrics = ["sup_rss_kb", "workers_rss_kb", "w0_rss_kb", "w1_rss_kb", "sup_fds", "w0_fds", "w1_fds",
                "igmp_groups", "helper_sockets", "joined", "outstanding", "rules", "stats_packets",
                "stats_send_errors", "stats_drops", "ingress_queue_drops", "plan_version", "chunk_sent",
-               "steady_lost", "steady_dup", "load1"]
+               "steady_lost", "steady_dup", "steady_relay_packets", "rin0_rx_dropped", "rcv0_rx_dropped",
+               "softnet_dropped", "load1"]
     print(f"{'metric':<22}{'min':>12}{'first':>12}{'last':>12}{'max':>12}")
     for name in metrics:
         values = [number(r.get(name)) for r in rows]
@@ -132,11 +133,25 @@ def main() -> int:
     dup_all = sum(int(r["steady_dup"]) for r in rows)
     print(f"steady streams: {len(clean)} undisturbed chunks, {sent_clean} sent, {lost_clean} lost; "
           f"{len(rows) - len(clean)} disturbed chunks; all chunks {sent_all} sent, {lost_all} lost, {dup_all} duplicated")
-    for row, hit in zip(rows, disturbed):
+    def where(index):
+        """For a lossy chunk: what the relay counted for the steady rules and what the links and
+        the kernel's backlog dropped meanwhile (deltas from the sample before; absent in old runs)."""
+        if index == 0 or "steady_relay_packets" not in rows[index]:
+            return ""
+        before, row = rows[index - 1], rows[index]
+        try:
+            parts = [f"relay accepted {int(row['steady_relay_packets']) - int(before['steady_relay_packets'])}"]
+            for name in ("rin0_rx_dropped", "rcv0_rx_dropped", "softnet_dropped"):
+                parts.append(f"{name} +{int(row[name]) - int(before[name])}")
+        except (KeyError, ValueError):
+            return ""
+        return " [" + ", ".join(parts) + " (softnet: all CPUs, every namespace)]"
+    for index, (row, hit) in enumerate(zip(rows, disturbed)):
         if hit:
             print(f"  disturbed chunk at t={row['t_s']}s ({', '.join(sorted(set(hit)))}): lost {row['steady_lost']} of {row['steady_expected']}")
         elif int(row["steady_lost"]) > 0:
-            reasons.append(f"steady streams lost {row['steady_lost']} of {row['steady_expected']} in the undisturbed chunk ending t={row['t_s']}s")
+            print(f"  UNDISTURBED chunk at t={row['t_s']}s lost {row['steady_lost']} of {row['steady_expected']}{where(index)}")
+            reasons.append(f"steady streams lost {row['steady_lost']} of {row['steady_expected']} in the undisturbed chunk starting t={row['t_s']}s")
     if dup_all:
         reasons.append(f"steady streams received {dup_all} duplicates")
     if not clean:
