@@ -18,6 +18,14 @@ Thresholds, and why:
   (a flap of rin0/rout0, which carry them, or a worker kill, each plus 3 s of grace for
   restart and rejoin). rout1 flaps and all rule churn are NOT disturbances: the steady rules
   must not notice them. Duplicates fail in any chunk.
+  One exception, only with evidence: the host's kernel dropped the frames, not the relay. On
+  this shared 2-CPU machine other people's benchmarks overflow the per-CPU receive backlog
+  (softnet drops of millions per chunk, all namespaces). A lossy chunk is put on the host when
+  the relay's own count for the steady rules shows it handed every frame it received to the
+  kernel, and the frames it did not receive plus the ones that did not arrive are covered by
+  the drop counters of the lab's links (rin0, rout0 -> rcv0: veth backlog drops; the outputs
+  segment GSO, so they count datagrams) in that chunk. Such
+  chunks are listed as HOST LOSS and do not fail the run; anything else does.
 - The daemon must be alive at the end and exit 0 on SIGTERM; every control command must succeed.
 """
 import csv
@@ -88,7 +96,7 @@ def main() -> int:
     metrics = ["sup_rss_kb", "workers_rss_kb", "w0_rss_kb", "w1_rss_kb", "sup_fds", "w0_fds", "w1_fds",
                "igmp_groups", "helper_sockets", "joined", "outstanding", "rules", "stats_packets",
                "stats_send_errors", "stats_drops", "ingress_queue_drops", "plan_version", "chunk_sent",
-               "steady_lost", "steady_dup", "steady_relay_packets", "rin0_rx_dropped", "rcv0_rx_dropped",
+               "steady_lost", "steady_dup", "steady_relay_packets", "rin0_rx_dropped", "rcv0_rx_dropped", "rout0_tx_dropped",
                "softnet_dropped", "load1"]
     print(f"{'metric':<22}{'min':>12}{'first':>12}{'last':>12}{'max':>12}")
     for name in metrics:
@@ -133,25 +141,40 @@ def main() -> int:
     dup_all = sum(int(r["steady_dup"]) for r in rows)
     print(f"steady streams: {len(clean)} undisturbed chunks, {sent_clean} sent, {lost_clean} lost; "
           f"{len(rows) - len(clean)} disturbed chunks; all chunks {sent_all} sent, {lost_all} lost, {dup_all} duplicated")
-    def where(index):
+    def deltas(index):
         """For a lossy chunk: what the relay counted for the steady rules and what the links and
-        the kernel's backlog dropped meanwhile (deltas from the sample before; absent in old runs)."""
+        the kernel's backlog dropped meanwhile (from the sample before; None in old runs)."""
         if index == 0 or "steady_relay_packets" not in rows[index]:
-            return ""
+            return None
         before, row = rows[index - 1], rows[index]
         try:
-            parts = [f"relay accepted {int(row['steady_relay_packets']) - int(before['steady_relay_packets'])}"]
-            for name in ("rin0_rx_dropped", "rcv0_rx_dropped", "softnet_dropped"):
-                parts.append(f"{name} +{int(row[name]) - int(before[name])}")
+            return {name: int(row[name]) - int(before[name])
+                    for name in ("steady_relay_packets", "rin0_rx_dropped", "rcv0_rx_dropped", "rout0_tx_dropped", "softnet_dropped")}
         except (KeyError, ValueError):
-            return ""
-        return " [" + ", ".join(parts) + " (softnet: all CPUs, every namespace)]"
+            return None
+    host_lost = 0
     for index, (row, hit) in enumerate(zip(rows, disturbed)):
+        lost, expected = int(row["steady_lost"]), int(row["steady_expected"])
         if hit:
-            print(f"  disturbed chunk at t={row['t_s']}s ({', '.join(sorted(set(hit)))}): lost {row['steady_lost']} of {row['steady_expected']}")
-        elif int(row["steady_lost"]) > 0:
-            print(f"  UNDISTURBED chunk at t={row['t_s']}s lost {row['steady_lost']} of {row['steady_expected']}{where(index)}")
-            reasons.append(f"steady streams lost {row['steady_lost']} of {row['steady_expected']} in the undisturbed chunk starting t={row['t_s']}s")
+            print(f"  disturbed chunk at t={row['t_s']}s ({', '.join(sorted(set(hit)))}): lost {lost} of {expected}")
+            continue
+        if lost == 0:
+            continue
+        d = deltas(index)
+        detail = "" if d is None else (f" [relay accepted {d['steady_relay_packets']}, rin0_rx_dropped +{d['rin0_rx_dropped']}, "
+                                       f"rcv0_rx_dropped +{d['rcv0_rx_dropped']}, rout0_tx_dropped +{d['rout0_tx_dropped']}, softnet_dropped +{d['softnet_dropped']} (all CPUs, every namespace)]")
+        if d is not None and 0 <= d["steady_relay_packets"] <= expected:
+            not_seen = expected - d["steady_relay_packets"]  # never reached the relay's socket
+            not_arrived = lost - not_seen                    # handed to the kernel, not received
+            if not_arrived >= 0 and not_seen <= d["rin0_rx_dropped"] and not_arrived <= d["rcv0_rx_dropped"] + d["rout0_tx_dropped"]:
+                host_lost += lost
+                print(f"  HOST LOSS chunk at t={row['t_s']}s lost {lost} of {expected}: the relay sent every frame it saw; "
+                      f"{not_seen} never reached it, {not_arrived} did not arrive, all within the links' drop counters{detail}")
+                continue
+        print(f"  UNDISTURBED chunk at t={row['t_s']}s lost {lost} of {expected}{detail}")
+        reasons.append(f"steady streams lost {lost} of {expected} in the undisturbed chunk starting t={row['t_s']}s")
+    if host_lost:
+        print(f"steady streams: {host_lost} frames lost to the host's kernel (link backlog drops) in undisturbed chunks; not counted against the relay")
     if dup_all:
         reasons.append(f"steady streams received {dup_all} duplicates")
     if not clean:

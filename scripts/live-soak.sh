@@ -118,6 +118,10 @@ ip -n "$LAB_RLY" link set rin1 up
 for _ in $(seq 60); do
     [ "$(ip netns exec "$LAB_RLY" cat /sys/class/net/rin1/operstate)" = up ] && break; sleep 0.05
 done
+# The outputs segment the relay's UDP GSO sends (as bench-e2e does): one frame per datagram on the
+# wire, so the links' drop counters count datagrams, as the counter does.
+ip -n "$LAB_RLY" link set rout0 gso_max_segs 1
+ip -n "$LAB_RLY" link set rout1 gso_max_segs 1
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # --- frames ----------------------------------------------------------------------------------
@@ -270,7 +274,7 @@ BLOCKGEN_PID=$!
 # --- chunks and samples --------------------------------------------------------------------------
 CHUNK_S=10
 CHUNK_COUNT=$(( RATE * CHUNK_S / NSTREAMS * NSTREAMS ))
-echo "t_s,load1,sup_rss_kb,sup_fds,workers_rss_kb,w0_pid,w0_rss_kb,w0_fds,w1_pid,w1_rss_kb,w1_fds,igmp_groups,helper_sockets,joined,outstanding,rules,stats_packets,stats_send_errors,stats_drops,ingress_queue_drops,plan_version,chunk_start_ms,chunk_end_ms,chunk_sent,steady_expected,steady_received,steady_lost,steady_dup,steady_relay_packets,rin0_rx_dropped,rcv0_rx_dropped,softnet_dropped" > "$CSV"
+echo "t_s,load1,sup_rss_kb,sup_fds,workers_rss_kb,w0_pid,w0_rss_kb,w0_fds,w1_pid,w1_rss_kb,w1_fds,igmp_groups,helper_sockets,joined,outstanding,rules,stats_packets,stats_send_errors,stats_drops,ingress_queue_drops,plan_version,chunk_start_ms,chunk_end_ms,chunk_sent,steady_expected,steady_received,steady_lost,steady_dup,steady_relay_packets,rin0_rx_dropped,rcv0_rx_dropped,rout0_tx_dropped,softnet_dropped" > "$CSV"
 # Where a loss happened: the relay's own count for the steady rules (cumulative; a restarted
 # worker starts again from 0), the links' drop counters and the kernel's backlog drops (all CPUs).
 link_stat() { in_ns "$1" cat "/sys/class/net/$2/statistics/$3" 2>/dev/null || echo ""; }
@@ -326,7 +330,7 @@ while :; do
     igmp=$(in_ns "$LAB_RLY" awk 'substr($0,1,1) == "\t" && $1 != "010000E0" {n++} END {print n+0}' /proc/net/igmp)
     w0_rss=$(proc_rss "$w0"); w1_rss=$(proc_rss "$w1")
     steady_relay=$(echo "$stats" | jq '[.rules[] | select(.name // "" | startswith("st")) | .packets] | add // 0')
-    diag="$steady_relay,$(link_stat "$LAB_RLY" rin0 rx_dropped),$(link_stat "$LAB_RCV" rcv0 rx_dropped),$(softnet_dropped)"
+    diag="$steady_relay,$(link_stat "$LAB_RLY" rin0 rx_dropped),$(link_stat "$LAB_RCV" rcv0 rx_dropped),$(link_stat "$LAB_RLY" rout0 tx_dropped),$(softnet_dropped)"
     echo "$elapsed,$(cut -d' ' -f1 /proc/loadavg),$(proc_rss "$DAEMON_PID"),$(proc_fds "$DAEMON_PID"),$(( ${w0_rss:-0} + ${w1_rss:-0} )),$w0,$w0_rss,$(proc_fds "$w0"),$w1,$w1_rss,$(proc_fds "$w1"),$igmp,$totals,$start_ms,$end_ms,$sent,$expected,$received,$lost,$dup,$diag" >> "$CSV"
     printf '  t=%4ss sent %6s steady %6s/%6s lost %s dup %s  sup rss %s kB fds %s  igmp %s  load %s\n' \
         "$elapsed" "$sent" "$received" "$expected" "$lost" "$dup" "$(proc_rss "$DAEMON_PID")" "$(proc_fds "$DAEMON_PID")" "$igmp" \
