@@ -65,12 +65,12 @@ CSV="$OUT/samples.csv"
 HARNESS_ERRORS="$OUT/harness-errors.log"
 : > "$EVENTS"; : > "$HARNESS_ERRORS"
 
-DAEMON_PID=""; CHURN_PID=""; BLOCKGEN_PID=""; CHUNKGEN_PID=""; COUNTER_PID=""
+DAEMON_PID=""; CHURN_PID=""; BLOCKGEN_PID=""; CHUNKGEN_PID=""; MCCOUNT_PID=""
 LAB_UP=0
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    set +e
+    set +eu  # best effort from here on: every step runs even if one fails
     for pid in "$CHURN_PID" "$CHUNKGEN_PID" "$BLOCKGEN_PID"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null
     done
@@ -79,11 +79,8 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
         kill -0 "$DAEMON_PID" 2>/dev/null && kill -9 "$DAEMON_PID"
     fi
-    if [ -n "$COUNTER_PID" ]; then
-        exec {COUNTER_IN}>&- 2>/dev/null
-        kill "$COUNTER_PID" 2>/dev/null
-    fi
-    for pid in "$CHURN_PID" "$CHUNKGEN_PID" "$BLOCKGEN_PID" "$DAEMON_PID" "$COUNTER_PID"; do
+    [ -n "$MCCOUNT_PID" ] && kill "$MCCOUNT_PID" 2>/dev/null
+    for pid in "$CHURN_PID" "$CHUNKGEN_PID" "$BLOCKGEN_PID" "$DAEMON_PID" "$MCCOUNT_PID"; do
         [ -n "$pid" ] && wait "$pid" 2>/dev/null
     done
     # the lab script ends anything still inside the namespaces (ours: nothing else runs there)
@@ -178,13 +175,13 @@ done
 
 # --- counter ---------------------------------------------------------------------------------
 coproc COUNTER { exec ip netns exec "$LAB_RCV" "$WORK/mccount" rcv0; }
-COUNTER_PID=$COUNTER_PID
+MCCOUNT_PID=$COUNTER_PID  # bash unsets COUNTER_PID when the coproc ends; cleanup needs the pid
 exec {COUNTER_IN}>&"${COUNTER[1]}" {COUNTER_OUT}<&"${COUNTER[0]}"
 read -r -t 10 line <&"$COUNTER_OUT" || die "mccount did not start"
 [ "$line" = ready ] || die "mccount said '$line' instead of ready"
 snap() {  # -> one JSON line, or a harness failure
     local reply
-    kill -0 "$COUNTER_PID" 2>/dev/null || die "mccount exited"
+    kill -0 "$MCCOUNT_PID" 2>/dev/null || die "mccount exited"
     echo snap >&"$COUNTER_IN"
     read -r -t 10 reply <&"$COUNTER_OUT" || die "mccount did not answer"
     echo "$reply"
@@ -353,7 +350,7 @@ daemon_alive=1
 kill -0 "$DAEMON_PID" 2>/dev/null || daemon_alive=0
 [ $daemon_alive -eq 1 ] && kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"; daemon_rc=$?; DAEMON_PID=""
-kill "$COUNTER_PID" 2>/dev/null; wait "$COUNTER_PID" 2>/dev/null; COUNTER_PID=""  # its stdin is shared with children, EOF would not reach it
+kill "$MCCOUNT_PID" 2>/dev/null; wait "$MCCOUNT_PID" 2>/dev/null; MCCOUNT_PID=""  # its stdin is shared with children, EOF would not reach it
 {
     echo "minutes=$MINUTES rate=$RATE block_rate=$BLOCK_RATE chunk_s=$CHUNK_S workers=2"
     echo "daemon_alive_at_end=$daemon_alive daemon_exit=$daemon_rc"
