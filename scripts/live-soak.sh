@@ -46,6 +46,9 @@ done
 [[ "$MINUTES" =~ ^[0-9]+$ ]] && [ "$MINUTES" -ge 1 ] || { echo "live-soak: --minutes must be a positive integer" >&2; exit 2; }
 [[ "$RATE" =~ ^[0-9]+$ ]] && [ "$RATE" -ge 80 ] || { echo "live-soak: --rate must be an integer >= 80" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "live-soak: must run as root (namespaces, AF_PACKET)" >&2; exit 2; }
+for tool in cc jq python3 ip; do
+    command -v "$tool" > /dev/null || { echo "live-soak: needs $tool (scripts/install-deps.sh installs jq)" >&2; exit 2; }
+done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 [ -x "$MCRELAY" ] || { echo "live-soak: no daemon at $MCRELAY (swift build -c release --product mcrelay)" >&2; exit 2; }
