@@ -7,6 +7,7 @@
 #   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
 #   make bench     core micro-benchmarks, simulator throughput, end to end vs socat and the kernel
 #   make bench-smoke  checks the end-to-end benchmark harness itself (CI)
+#   make soak-live live soak of the release daemon in namespaces, MINUTES (default 10) (root; not in `make test`)
 #   make fuzz      fuzz every target FUZZ_SECONDS (default 60) each (scripts/fuzz.sh; --smoke for CI)
 #   make clean     remove build products
 #
@@ -23,7 +24,7 @@ SCRATCH_FLAGS := $(if $(SCRATCH),--scratch-path $(SCRATCH))
 TEST_FILTER ?=
 FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
-.PHONY: all deps build release test demo bench bench-smoke fuzz clean
+.PHONY: all deps build release test demo bench bench-smoke soak-live fuzz clean
 
 all: build
 
@@ -64,6 +65,14 @@ bench-smoke: deps build
 	scripts/bench-e2e.sh --smoke --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null
+
+# The release daemon (2 workers) under steady traffic, rule churn, SIGHUP reloads, flaps and worker
+# kills for MINUTES; samples RSS, fds, memberships and stats every ~10 s and judges them
+# (scripts/live-soak.sh; results in soak/results/live-*/).
+MINUTES ?= 10
+soak-live: deps
+	$(SWIFT) build -c release $(SCRATCH_FLAGS) --product mcrelay
+	scripts/live-soak.sh --minutes $(MINUTES) --mcrelay $(or $(SCRATCH),.build)/release/mcrelay
 
 # libFuzzer + AddressSanitizer on every target in Fuzz/Targets, FUZZ_SECONDS each (scripts/fuzz.sh;
 # builds in .build-fuzz, never in the normal build folder). Crash inputs: .build-fuzz/artifacts/.

@@ -32,6 +32,16 @@ struct EventQueue<Payload> {
         }
     }
 
+    /// Every queued payload, in no particular order (soak compaction scans for references).
+    func forEachPayload(_ body: (Payload) -> Void) {
+        for entry in heap { body(entry.payload) }
+    }
+
+    /// Rewrites payloads in place; times and sequence numbers, and so the order, stay as they are.
+    mutating func updatePayloads(_ body: (inout Payload) -> Void) {
+        for index in heap.indices { body(&heap[index].payload) }
+    }
+
     mutating func pop() -> Entry? {
         guard !heap.isEmpty else { return nil }
         let top = heap[0]

@@ -41,6 +41,9 @@ public struct SimOptions: Sendable, Equatable {
     public var verbose = false
     /// Soak runs: sample state sizes this often (simulated ns); 0 never samples.
     public var sampleInterval: UInt64 = 0
+    /// Soak runs with one core: the end of the liveness phase ends the loaded window, not the
+    /// run; `Simulation.load(window:at:)` brings the next one (see Simulation+Soak.swift).
+    public var continuous = false
 
     public init() {}
 
@@ -53,6 +56,9 @@ public struct SimInput: Sendable {
     public var store: FrameStore
     public var rules: [RuleSpec]
     public var events: [ScriptedEvent]
+    /// Interfaces the run knows although this input does not mention them (a soak's first
+    /// window declares every interface later windows may use).
+    public var declaredInterfaces: [InterfaceName] = []
 
     public init(store: FrameStore, rules: [RuleSpec], events: [ScriptedEvent] = []) {
         self.store = store
@@ -70,6 +76,7 @@ public struct SimInput: Sendable {
         }
         for rule in rules { names.insert(rule.input.interface); for o in rule.outputs { names.insert(o.interface) } }
         for event in events { names.formUnion(event.interfaces) }
+        names.formUnion(declaredInterfaces)
         return InterfaceTable(names)
     }
 }

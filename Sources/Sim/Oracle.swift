@@ -21,6 +21,15 @@ struct Oracle {
         }
 
         func find(_ spec: RuleSpec) -> Int? { index[spec] }
+
+        /// The registry with only the specs `keep` selects, in their old order; `map[old]` is
+        /// the new index, or -1 for a spec dropped.
+        func compacted(keeping keep: [Bool]) -> (registry: Registry, map: [Int32]) {
+            var fresh = Registry()
+            var map = [Int32](repeating: -1, count: specs.count)
+            for (old, spec) in specs.enumerated() where keep[old] { map[old] = Int32(fresh.intern(spec)) }
+            return (fresh, map)
+        }
     }
 
     /// One operator rule set, with a lookup from (interface, group, port) to its rules.
@@ -39,19 +48,33 @@ struct Oracle {
             }
             return anySource[key] ?? -1
         }
+
+        /// Every registry index this rule set refers to.
+        var references: [Int] { rules }
+
+        /// The same rule set after a registry compaction (`map[old]` is the new index; every
+        /// index an epoch refers to is kept, so none maps to -1).
+        func remapped(_ map: [Int32]) -> Epoch {
+            var epoch = Epoch(rules: rules.map { Int(map[$0]) })
+            for (key, rule) in anySource { epoch.anySource[key] = map[Int(rule)] }
+            for (key, list) in specific { epoch.specific[key] = list.map { ($0.source, map[Int($0.rule)]) } }
+            return epoch
+        }
     }
 
     var registry = Registry()
-    private(set) var epochs: [Epoch] = []
+    /// The operator's rule set now. Older rule sets are not kept here: the simulator keeps the
+    /// one each plan version was made from, for as long as that plan can still be installed
+    /// (`Simulation.versionEpoch`), and each worker keeps the one its installed plan came from.
+    private(set) var current = Epoch(rules: [])
+    /// Rule-set changes so far (reports only).
+    private(set) var changes = 0
     let interfaces: InterfaceTable
 
     init(interfaces: InterfaceTable) {
         self.interfaces = interfaces
-        epochs.append(Epoch(rules: []))
     }
 
-    var current: Epoch { epochs[epochs.count - 1] }
-    var currentIndex: Int { epochs.count - 1 }
     var currentSpecs: [RuleSpec] { current.rules.map { registry.specs[$0] } }
 
     /// The operator's rule set changed (and the relay accepted the change).
@@ -68,7 +91,18 @@ struct Oracle {
                 epoch.anySource[key] = Int32(ref)
             }
         }
-        epochs.append(epoch)
+        current = epoch
+        changes += 1
+    }
+
+    /// Drops every interned spec `keep` does not select and renumbers the rest (soak runs, so
+    /// the registry holds what can still matter, not every spec ever seen). Returns the map
+    /// from old to new indices for the caller's own references.
+    mutating func compactRegistry(keeping keep: [Bool]) -> [Int32] {
+        let (fresh, map) = registry.compacted(keeping: keep)
+        registry = fresh
+        current = current.remapped(map)
+        return map
     }
 
     mutating func intern(_ spec: RuleSpec) -> Int { registry.intern(spec) }

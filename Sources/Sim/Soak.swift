@@ -4,21 +4,30 @@ import RelayCore
 /// `sim soak` (issue 7): a long run of simulated time, in one-hour windows generated one at a
 /// time from the seed, so memory depends on the window, not on how many hours run.
 ///
-/// Each window is a full `Simulation`: the rule set carries over from the window before; the
-/// window brings rule churn (adds, removes, reloads), interface flaps, worker crashes and
-/// restarts, join failures and traffic with bursts; it ends with the fault-free settle (the
-/// liveness phase), which must converge and forward every probe. The core and the oracle start
-/// afresh per window: that is where the oracle's per-frame bookkeeping is pruned. Within the
-/// window the state sizes are sampled every simulated minute and must stay under bounds
-/// derived from the rules the window had active.
+/// One relay core (`ControlPlane`, the workers' `Forwarder`s, the kernel model) lives through
+/// the whole run, days if asked. Each window brings rule churn (adds, removes, reloads),
+/// interface flaps, worker crashes and restarts, join failures and traffic with bursts, starting
+/// from the rules the relay runs; it ends with the fault-free settle (the liveness phase),
+/// which must converge and forward every probe. Then the oracle's and the simulator's
+/// bookkeeping is compacted (`Simulation.compact()`: what no check can need any more) and the
+/// next window is loaded into the same simulation. State sizes — the core's, the kernel
+/// model's, the oracle's and the simulator's own — are sampled every simulated minute and must
+/// stay under bounds derived from the window's rules and size, never from elapsed time.
+/// `freshCorePerWindow` keeps the older mode: a new core (and oracle) per window.
 public struct SoakOptions: Sendable {
     public var seed: UInt64 = 0
     public var hours = 24
     /// Valid datagrams per simulated minute outside bursts (a burst minute has ten times more).
     public var framesPerMinute = 20
-    /// Simulated hours per window. The relay's core (and the oracle) live for one window, so a
-    /// longer window soaks one core for longer; memory grows with the window, not with `hours`.
+    /// Simulated hours per window: traffic and churn between two settles (and the unit the
+    /// bookkeeping is compacted in; memory grows with the window, not with `hours`).
     public var windowHours = 1
+    /// The older mode: a new core and oracle per window, so nothing outlives a window.
+    public var freshCorePerWindow = false
+    /// Test hook: nothing is ever pruned (no `Simulation.compact()`: the oracle keeps every
+    /// arrival record, plan version's rule set and interned rule, the simulator every frame),
+    /// to prove the bound check catches bookkeeping that grows with time. Always false outside tests.
+    public var skipPruning = false
     /// Test hook: a fake counter that grows by this much per sample, to prove the bound check
     /// catches a leak. Always 0 outside tests.
     public var leakPerSample = 0
@@ -36,9 +45,10 @@ public struct SoakBounds: Sendable, Equatable {
     public var limits: [String: Int]
 
     /// `maxRules`: the most rules active at once in the window; `specsSeen`: distinct rule
-    /// specs the window mentions; `scripted`: scripted events; `frames`: the window's frames.
-    public static func derive(maxRules: Int, specsSeen: Int, scripted: Int, frames: Int, workers: Int,
-                              interfaces: Int, socketLimit: Int) -> SoakBounds {
+    /// specs the window mentions; `scripted`: scripted events; `frames`: the window's frames;
+    /// `frameBytes`: their bytes.
+    public static func derive(maxRules: Int, specsSeen: Int, scripted: Int, frames: Int, frameBytes: Int = 0,
+                              workers: Int, interfaces: Int, socketLimit: Int) -> SoakBounds {
         // A membership per rule at most (several rules can share one), plus leaves still
         // pending from rules just removed: twice the peak, and some slack.
         let memberships = 2 * maxRules + 8
@@ -55,11 +65,18 @@ public struct SoakBounds: Sendable, Equatable {
             // (timers, joins, plans, acks, delayed frames) scales with rules and workers.
             "event_queue": 2 * scripted + 512 + 16 * (maxRules + 1) * workers,
             "pending_plans": 4 * workers * (scripted + 2),
+            // The oracle: the rules the window mentions (those carried in are among them); the
+            // rule sets of the current set, of plan versions still installable, of each worker;
+            // a record per arrival (trace frames, duplicates, probes) and per overflow send.
             "oracle_rules": specsSeen + 1,
-            "oracle_epochs": scripted + 2,
+            "oracle_epochs": 1 + workers + 4 * (scripted + 2) * workers + 16,
             "oracle_arrivals": 2 * frames + specsSeen + 16,
             "oracle_overflow": 2 * frames + 16,
             "plan_versions": 4 * (scripted + 2) * workers + 16,
+            // The simulator's frame store: trace frames, corrupted/truncated copies, probes; its
+            // arena doubles when full, so twice that, plus the first block.
+            "sim_frames": 2 * frames + specsSeen + 16,
+            "arena_bytes": 4 * frameBytes + 65_536,
         ])
     }
 
@@ -108,6 +125,9 @@ public struct SoakOutcome: Sendable {
     public var hours: Int
     public var simulatedNanoseconds: UInt64
     public var violation: SoakViolation?
+    /// The first state sample of the run and the last one (after the last settle).
+    public var firstSample: StateSizes?
+    public var lastSample: StateSizes?
     public var passed: Bool { violation == nil }
 }
 
@@ -125,13 +145,103 @@ public enum Soak {
         return (soak.workers ?? workers, soak.dispatch ?? dispatch, membershipLimit)
     }
 
-    /// The window's simulation time starts after the relay's warm-up; the soak's clock counts
-    /// whole windows (traffic hour + settle) back to back.
     public static func run(_ soak: SoakOptions, progress: (SoakHour) -> Void = { _ in }) throws(SimError) -> SoakOutcome {
         guard soak.hours >= 1 else { throw SimError.usage("--hours must be at least 1") }
         guard soak.framesPerMinute >= 1 else { throw SimError.usage("frames per minute must be positive") }
         guard soak.windowHours >= 1 else { throw SimError.usage("--window-hours must be at least 1") }
+        return soak.freshCorePerWindow ? try runFreshCores(soak, progress: progress) : try runOneCore(soak, progress: progress)
+    }
+
+    /// One core for the whole run. Simulated time starts after the relay's warm-up; a window
+    /// starts when the one before has settled, and never less than its hours after that one.
+    static func runOneCore(_ soak: SoakOptions, progress: (SoakHour) -> Void) throws(SimError) -> SoakOutcome {
         let (workers, dispatch, membershipLimit) = setup(soak)
+        var generator = SoakWindowGenerator(seed: soak.seed)
+        var options = SimOptions()
+        options.seed = soak.seed
+        options.workers = workers
+        options.dispatch = dispatch
+        options.kernelMembershipLimit = membershipLimit
+        options.coreSocketLimit = membershipLimit
+        options.sampleInterval = minute
+        options.stopAtFirstViolation = true
+        options.driverBugs = soak.driverBugs
+        options.continuous = true
+        var simulation: Simulation?
+        var windowStart = options.warmup
+        var leak = 0
+        var index = 0
+        var firstHour = 0
+        var firstSample: StateSizes?
+        var lastSample: StateSizes?
+        while firstHour < soak.hours {
+            let windowHours = min(soak.windowHours, soak.hours - firstHour)
+            defer { index += 1; firstHour += windowHours }
+            var window = generator.next(hour: index, framesPerMinute: soak.framesPerMinute, minutes: 60 * windowHours)
+            let sim: Simulation
+            if let simulation {
+                sim = simulation
+                try sim.load(window: window.input, at: windowStart)
+            } else {
+                window.input.declaredInterfaces = SoakWindowGenerator.inputs + SoakWindowGenerator.outputs
+                options.faults = window.faults
+                sim = try Simulation(input: window.input, options: options)
+                simulation = sim
+            }
+            let result = try sim.runWindow()
+            let start = windowStart
+            func fail(_ at: UInt64, _ detail: String) -> SoakOutcome {
+                let offset = at - min(at, start)
+                return SoakOutcome(hours: firstHour + min(Int(offset / hour), windowHours - 1) + 1,
+                                   simulatedNanoseconds: at - min(at, options.warmup),
+                                   violation: SoakViolation(seed: soak.seed, timeNanoseconds: at - min(at, options.warmup), detail: detail),
+                                   firstSample: firstSample, lastSample: lastSample)
+            }
+            if let first = result.violations.first {
+                return fail(first.timeNanoseconds, "invariant \(first.invariant): \(first.detail)")
+            }
+            let bounds = SoakBounds.derive(
+                maxRules: window.maxRules, specsSeen: window.specsSeen, scripted: window.input.events.count,
+                frames: window.input.store.frames.count, frameBytes: window.input.store.arena.count, workers: workers,
+                interfaces: SoakWindowGenerator.inputs.count + SoakWindowGenerator.outputs.count, socketLimit: membershipLimit)
+            var peaks = [[String: Int]](repeating: [:], count: windowHours)
+            var lastRules = [Int](repeating: 0, count: windowHours)
+            for var sample in result.samples {
+                leak += soak.leakPerSample
+                sample.oracleOverflow += leak
+                if firstSample == nil { firstSample = sample }
+                lastSample = sample
+                if let problem = bounds.check(sample) { return fail(sample.timeNanoseconds, "state bound: " + problem) }
+                let h = min(Int((sample.timeNanoseconds &- min(sample.timeNanoseconds, start)) / hour), windowHours - 1)
+                for (name, value) in sample.fields { peaks[h][name] = max(peaks[h][name] ?? 0, value) }
+                lastRules[h] = sample.activeRules
+            }
+            if let problem = result.countersProblem { return fail(result.endNanoseconds, problem) }
+            guard result.liveness.converged, result.liveness.probesForwarded == result.liveness.probesSent else {
+                return fail(result.endNanoseconds, "settle after the window did not converge: \(result.liveness.detail ?? "probes lost")")
+            }
+            for h in 0..<windowHours {
+                let last = h == windowHours - 1
+                progress(SoakHour(
+                    hour: firstHour + h, activeRules: lastRules[h],
+                    peak: StateSizes().fields.map { ($0.name, peaks[h][$0.name] ?? 0) },
+                    frames: last ? result.frames : nil, faults: last ? result.faults : nil,
+                    convergedAfterMs: last ? result.liveness.convergedAfterMs : nil))
+            }
+            if !soak.skipPruning { sim.compact() }
+            windowStart = max(result.endNanoseconds + 1_000_000, windowStart + UInt64(windowHours) * hour)
+            generator.carry(rules: window.finalRules)
+        }
+        return SoakOutcome(hours: soak.hours, simulatedNanoseconds: windowStart - options.warmup, violation: nil,
+                           firstSample: firstSample, lastSample: lastSample)
+    }
+
+    /// The older mode: each window is a fresh `Simulation` (core and oracle), the rule set
+    /// carried over; the soak's clock counts whole windows (traffic + settle) back to back.
+    static func runFreshCores(_ soak: SoakOptions, progress: (SoakHour) -> Void) throws(SimError) -> SoakOutcome {
+        let (workers, dispatch, membershipLimit) = setup(soak)
+        var firstSample: StateSizes?
+        var lastSample: StateSizes?
         var generator = SoakWindowGenerator(seed: soak.seed)
         var clock: UInt64 = 0
         var leak = 0
@@ -158,14 +268,16 @@ public enum Soak {
             func fail(_ at: UInt64, _ detail: String) -> SoakOutcome {
                 SoakOutcome(hours: firstHour + Int(min(at &- min(at, options.warmup), UInt64(windowHours) * hour - 1) / hour) + 1,
                             simulatedNanoseconds: soakTime(at),
-                            violation: SoakViolation(seed: soak.seed, timeNanoseconds: soakTime(at), detail: detail))
+                            violation: SoakViolation(seed: soak.seed, timeNanoseconds: soakTime(at), detail: detail),
+                            firstSample: firstSample, lastSample: lastSample)
             }
             if let first = result.violations.first {
                 return fail(first.timeNanoseconds, "invariant \(first.invariant): \(first.detail)")
             }
             let bounds = SoakBounds.derive(
                 maxRules: window.maxRules, specsSeen: window.specsSeen, scripted: window.input.events.count,
-                frames: window.input.store.frames.count, workers: workers, interfaces: window.input.interfaces.count,
+                frames: window.input.store.frames.count, frameBytes: window.input.store.arena.count, workers: workers,
+                interfaces: window.input.interfaces.count,
                 socketLimit: membershipLimit)
             // Per hour of the window: peaks and the last sample (the settle's goes to the last hour).
             var peaks = [[String: Int]](repeating: [:], count: windowHours)
@@ -174,6 +286,8 @@ public enum Soak {
                 // The test hook: an oracle table that never forgets, growing across windows.
                 leak += soak.leakPerSample
                 sample.oracleOverflow += leak
+                if firstSample == nil { firstSample = sample }
+                lastSample = sample
                 if let problem = bounds.check(sample) { return fail(sample.timeNanoseconds, "state bound: " + problem) }
                 let offset = sample.timeNanoseconds &- min(sample.timeNanoseconds, options.warmup)
                 let h = min(Int(offset / hour), windowHours - 1)
@@ -198,7 +312,8 @@ public enum Soak {
             clock = soakTime(max(result.report.run.simulatedNanoseconds, options.warmup + UInt64(windowHours) * Self.hour))
             generator.carry(rules: window.finalRules)
         }
-        return SoakOutcome(hours: soak.hours, simulatedNanoseconds: clock, violation: nil)
+        return SoakOutcome(hours: soak.hours, simulatedNanoseconds: clock, violation: nil,
+                           firstSample: firstSample, lastSample: lastSample)
     }
 
     /// Counters that must add up: nothing goes out that the workers did not hand to the driver,

@@ -325,17 +325,21 @@ extension SimCommand {
         static let configuration = CommandConfiguration(
             abstract: "A long deterministic run of simulated time with churn and faults, checking state stays bounded.",
             discussion: """
-                Hour-long windows generated one at a time from the seed: rule adds/removes/reloads, \
-                interface flaps, worker crashes, join failures, traffic bursts; each ends with a fault-free \
-                settle that must converge. State sizes are sampled every simulated minute against bounds \
-                from the active rules. Exit status 1 on the first violation (with the seed and simulated time).
+                One relay core for the whole run, fed hour-long windows generated one at a time from the seed: \
+                rule adds/removes/reloads, interface flaps, worker crashes, join failures, traffic bursts; each \
+                ends with a fault-free settle that must converge, after which the oracle's and the simulator's \
+                bookkeeping is pruned to what can still matter. State sizes (core, kernel model, oracle, \
+                simulator) are sampled every simulated minute against bounds from the window's rules and size, \
+                never from elapsed time. Exit status 1 on the first violation (with the seed and simulated time).
                 """)
 
         @Option(help: "Seed for everything the soak generates.") var seed: UInt64 = 0
         @Option(help: "Simulated hours.") var hours: Int = 24
         @Option(help: "Valid datagrams per simulated minute outside bursts.") var framesPerMinute: Int = 20
-        @Option(help: "Simulated hours per window: one relay core lives through a window (memory grows with this, not --hours).")
+        @Option(help: "Simulated hours per window (traffic between two settles; memory grows with this, not --hours).")
         var windowHours: Int = 1
+        @Flag(help: "A new relay core (and oracle) per window instead of one for the whole run.")
+        var freshCorePerWindow = false
         @Option(help: "Also write the per-hour lines and the summary to this file.") var report: String?
         @Option(name: .customLong("driver-bug"), help: ArgumentHelp(
             "Play a known driver bug (ignore-fanout, report-joins-as-succeeded) to see the soak catch it.", valueName: "BUG"))
@@ -348,6 +352,7 @@ extension SimCommand {
                 options.hours = hours
                 options.framesPerMinute = framesPerMinute
                 options.windowHours = windowHours
+                options.freshCorePerWindow = freshCorePerWindow
                 for name in driverBugs {
                     guard let bug = DriverBug(rawValue: name) else { throw SimError.usage("--driver-bug \(name): unknown") }
                     options.driverBugs.insert(bug)
@@ -356,7 +361,9 @@ extension SimCommand {
                 func emit(_ line: String) { print(line); lines.append(line) }
                 let setup = Sim.Soak.setup(options)
                 emit("soak: seed \(seed), \(hours) simulated hours, \(setup.workers) worker(s), \(setup.dispatch.rawValue) dispatch, "
-                    + "igmp_max_memberships \(setup.membershipLimit), \(framesPerMinute) frames/minute (x10 in bursts), \(windowHours)-hour windows")
+                    + "igmp_max_memberships \(setup.membershipLimit), \(framesPerMinute) frames/minute (x10 in bursts), \(windowHours)-hour windows, "
+                    + (freshCorePerWindow ? "a new core per window" : "one core for the whole run"))
+                let rssAtStart = residentKilobytes()
                 let clock = ContinuousClock()
                 let started = clock.now
                 let outcome = try Sim.Soak.run(options) { emit($0.line) }
@@ -365,6 +372,15 @@ extension SimCommand {
                 let simulatedHours = Double(outcome.simulatedNanoseconds) / Double(Sim.Soak.hour)
                 emit(String(format: "soak: seed %llu, %.2f simulated hours (%d hours checked, windows of %d h) in %.1f s wall clock = %.1f simulated hours per wall-clock minute",
                             seed, simulatedHours, outcome.hours, windowHours, seconds, simulatedHours / max(seconds, 1e-9) * 60))
+                if let first = outcome.firstSample, let last = outcome.lastSample {
+                    func line(_ sizes: StateSizes) -> String { sizes.fields.map { "\($0.name)=\($0.value)" }.joined(separator: " ") }
+                    emit(String(format: "state at start (simulated %.1f min): ", Double(first.timeNanoseconds) / 6e10) + line(first))
+                    emit(String(format: "state at end   (simulated %.1f h):   ", Double(last.timeNanoseconds) / 3.6e12) + line(last))
+                }
+                // Not part of the deterministic lines above: the process's own memory.
+                if let start = rssAtStart, let end = residentKilobytes() {
+                    emit("process RSS: \(start) kB after setup, \(end) kB at the end")
+                }
                 if let violation = outcome.violation { emit("violation: \(violation)") }
                 emit("result: \(outcome.passed ? "pass" : "fail")")
                 if let report {
@@ -389,4 +405,13 @@ extension SimCommand {
             }
         }
     }
+}
+
+/// VmRSS of this process in kB, from /proc/self/status (nil where that is unreadable).
+private func residentKilobytes() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    }
+    return nil
 }

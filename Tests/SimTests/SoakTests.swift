@@ -74,6 +74,71 @@ import Testing
         #expect(try Soak.run(options).passed)
     }
 
+    /// One core lives through every window: its plan versions keep counting across windows
+    /// (a fresh core per window starts again), and the state after days is no bigger than the
+    /// bounds of one window allow.
+    @Test func oneCoreOutlivesTheWindows() throws {
+        var options = SoakOptions()
+        options.seed = 1
+        options.hours = 4
+        let one = try Soak.run(options)
+        #expect(one.passed, "\(one.violation.map(\.description) ?? "")")
+        options.freshCorePerWindow = true
+        let fresh = try Soak.run(options)
+        #expect(fresh.passed, "\(fresh.violation.map(\.description) ?? "")")
+        let oneVersion = try #require(one.lastSample).planVersion
+        let freshVersion = try #require(fresh.lastSample).planVersion
+        #expect(oneVersion > freshVersion, "one core: v\(oneVersion); fresh core per window: v\(freshVersion)")
+        // The first window's plans alone are fewer than the whole run's.
+        options.freshCorePerWindow = false
+        options.hours = 1
+        #expect(try #require(Soak.run(options).lastSample).planVersion < oneVersion)
+    }
+
+    /// The planted non-pruning hook: with compaction off, the oracle's and the simulator's
+    /// bookkeeping grows window after window and the bound check must catch it, naming an
+    /// oracle field, after the first window (within one window it fits).
+    @Test func unprunedOracleFailsTheBound() throws {
+        var options = SoakOptions()
+        options.seed = 1
+        options.hours = 24
+        options.skipPruning = true
+        var hoursPassed = 0
+        let outcome = try Soak.run(options) { _ in hoursPassed += 1 }
+        let violation = try #require(outcome.violation, "24 hours without pruning passed the bound check")
+        #expect(violation.detail.hasPrefix("state bound: oracle_"), "\(violation.detail)")
+        #expect(hoursPassed >= 1, "the growth should take more than one window to show")
+        #expect(violation.timeNanoseconds >= Soak.hour)
+        // With pruning the same hours pass, and the oracle's tables end no bigger than they started
+        // plus one window's worth: they do not grow with time.
+        options.skipPruning = false
+        options.hours = outcome.hours
+        let pruned = try Soak.run(options)
+        #expect(pruned.passed, "\(pruned.violation.map(\.description) ?? "")")
+    }
+
+    /// Over many windows the oracle's and the simulator's tables stay within one window's
+    /// worth: the largest value of each in the last hours is no bigger than a multiple of the
+    /// first hours' (they depend on the window's traffic and rules, not on elapsed time).
+    @Test func oracleStaysFlatOverAWeekOfWindows() throws {
+        var options = SoakOptions()
+        options.seed = 4
+        options.hours = 48
+        options.framesPerMinute = 5
+        var hours: [SoakHour] = []
+        let outcome = try Soak.run(options) { hours.append($0) }
+        #expect(outcome.passed, "\(outcome.violation.map(\.description) ?? "")")
+        #expect(hours.count == 48)
+        func peak(_ name: String, _ range: Range<Int>) -> Int {
+            hours[range].map { $0.peak.first { $0.name == name }!.value }.max() ?? 0
+        }
+        for name in ["oracle_rules", "oracle_arrivals", "oracle_epochs", "plan_versions", "sim_frames", "arena_bytes"] {
+            let early = peak(name, 0..<12)
+            let late = peak(name, 36..<48)
+            #expect(late <= 2 * early + 64, "\(name): peak \(early) in the first 12 hours, \(late) in the last 12")
+        }
+    }
+
     /// The harness itself: a soak with a known driver bug must fail, naming the invariant.
     @Test func driverBugFailsTheSoak() throws {
         var options = SoakOptions()

@@ -1,0 +1,207 @@
+import Foundation
+import RelayCore
+
+/// The packet path: kernel delivery to AF_PACKET sockets, forwarding decisions, the per-frame invariants.
+extension Simulation {
+    // MARK: - The packet path
+
+    func newArrival() -> Int {
+        arrivalRule.append(-1)
+        arrivalMask.append(0)
+        return arrivalRule.count - 1
+    }
+
+    func addFrame(bytes: UnsafeRawBufferPointer, interface: Int, link: LinkType) -> Int {
+        let offset = arena.append(bytes)
+        frameOffset.append(offset)
+        frameLength.append(bytes.count)
+        frameInterface.append(interface)
+        frameLink.append(link)
+        facts.append(ReferenceClassifier.facts(arena.buffer(offset, bytes.count), link: link))
+        return frameOffset.count - 1
+    }
+
+    func ingressArrival(frame: Int, arrival: Int, faulted: Bool) throws(SimError) {
+        var frame = frame
+        if !faulted && injector.ingressActive {
+            switch injector.ingressFate(frame: frame, length: frameLength[frame]) {
+            case .deliver: break
+            case .drop:
+                faultCounts.ingressLost += 1
+                return
+            case let .duplicate(gap):
+                faultCounts.ingressDuplicated += 1
+                queue.push(.arrival(frame: Int32(frame), arrival: Int32(newArrival())), at: now + gap)
+            case let .delay(amount, reorder):
+                if reorder { faultCounts.ingressReordered += 1 } else { faultCounts.ingressDelayed += 1 }
+                queue.push(.arrival(frame: Int32(frame), arrival: Int32(arrival)), at: now + amount)
+                return
+            case let .truncate(keep):
+                faultCounts.truncated += 1
+                let bytes = arena.buffer(frameOffset[frame], min(keep, frameLength[frame]))
+                let copy = [UInt8](bytes)
+                frame = copy.withUnsafeBytes { addFrame(bytes: $0, interface: frameInterface[frame], link: frameLink[frame]) }
+            case let .corrupt(byte, mask):
+                faultCounts.corrupted += 1
+                var copy = [UInt8](arena.buffer(frameOffset[frame], frameLength[frame]))
+                if byte < copy.count { copy[byte] ^= mask }
+                frame = copy.withUnsafeBytes { addFrame(bytes: $0, interface: frameInterface[frame], link: frameLink[frame]) }
+            }
+        }
+        if options.recordSteps { step("frame", frame) } else { stepCount &+= 1 }
+        ingress.arrived += 1
+        let interface = frameInterface[frame]
+        let fx = facts[frame]
+        if fx.forwardable && arrival < firstProbeArrival {
+            let rule = oracle.current.match(interface: interface, group: fx.group, port: fx.port, source: fx.source)
+            if rule >= 0 {
+                let ref = Int(rule)
+                matchedByRule[ref] &+= 1
+                let base = oracle.registry.outputBase[ref]
+                for o in 0..<registryOutputCounts[ref] { expectedByOutput[base + o] &+= 1 }
+            }
+        }
+        guard kernel.up[interface] else {
+            ingress.interfaceDown += 1
+            return
+        }
+        guard kernel.admits(interface: interface, group: fx.gateGroup, source: fx.gateSource) else {
+            ingress.notJoined += 1
+            return
+        }
+        let receivers = packetSockets.receivers[interface]
+        if receivers.isEmpty {
+            ingress.noReader += 1
+            return
+        }
+        for receiver in receivers {
+            switch receiver {
+            case let .solo(worker):
+                try deliver(frame: frame, arrival: arrival, interface: interface, to: worker)
+            case let .fanout(members):
+                // fanout_demux_hash: reciprocal_scale(hash, num_members).
+                let member = members[Int((UInt64(fx.flowHash) &* UInt64(members.count)) >> 32)]
+                try deliver(frame: frame, arrival: arrival, interface: interface, to: member)
+            }
+        }
+    }
+
+    @inline(__always)
+    func deliver(frame: Int, arrival: Int, interface: Int, to index: Int) throws(SimError) {
+        ingress.copiesToWorkers += 1
+        let slot = workers[index].slotOf[interface]
+        workers[index].delivered &+= 1
+        let bytes = arena.buffer(frameOffset[frame], frameLength[frame])
+        switch workers[index].forwarder.decide(bytes, link: frameLink[frame], ingress: slot) {
+        case let .drop(reason):
+            workers[index].dropTally[reason.rawValue] &+= 1
+        case let .forward(forwarding):
+            let route = Int(forwarding.route.index)
+            workers[index].routeTally[route] &+= 1
+            if arrival >= firstProbeArrival { probeAccepted[workers[index].routeRef[route], default: 0] += 1 }
+            try forward(forwarding, frame: frame, arrival: arrival, interface: interface, worker: index, bytes: bytes)
+        }
+    }
+
+    func forward(_ forwarding: Forwarding, frame: Int, arrival: Int, interface: Int, worker index: Int,
+                         bytes: UnsafeRawBufferPointer) throws(SimError) {
+        let fx = facts[frame]
+        forwardChecks &+= 1  // no_forward_without_rule and correct_destination, once per forward
+        guard fx.forwardable else {
+            violate(InvariantName.noForwardWithoutRule,
+                    "worker \(index) forwarded frame \(frame) on \(interfaces.names[interface]), which is not a whole multicast UDP datagram")
+            return
+        }
+        let epoch = workers[index].epoch
+        let expected = epoch.match(interface: interface, group: fx.group, port: fx.port, source: fx.source)
+        guard expected >= 0 else {
+            violate(InvariantName.noForwardWithoutRule,
+                    "worker \(index) (plan v\(workers[index].version)) forwarded \(IPv4Address(fx.source)) -> \(IPv4Address(fx.group)):\(fx.port) on \(interfaces.names[interface]); no rule matches it")
+            return
+        }
+        let ref = Int(expected)
+        if forwarding.payload.baseAddress != bytes.baseAddress.map({ $0 + Int(fx.payloadOffset) })
+            || forwarding.payload.count != Int(fx.payloadLength) {
+            violate(InvariantName.correctDestination, "frame \(frame): payload is not the datagram's payload")
+            return
+        }
+        let base = oracle.registry.outputBase[ref]
+        let outputCount = registryOutputCounts[ref]
+        var spec: RuleSpec { oracle.registry.specs[ref] }  // for messages only: copying it costs
+        let batch = workers[index].forwarder.transmits(for: forwarding)
+        for position in 0..<batch.count {
+            let transmit = batch[position]
+            let egressInterface = workers[index].egressInterface[transmit.egress]
+            var o = position < outputCount ? position : -1
+            if o >= 0 {
+                let want = registryOutputs[base + o]
+                if want.interface != egressInterface || want.destination != transmit.destination.value
+                    || want.port != transmit.port || want.ttl != transmit.ttl { o = -1 }
+            }
+            if o < 0 {
+                o = (0..<outputCount).first { candidate in
+                    let want = registryOutputs[base + candidate]
+                    return want.interface == egressInterface && want.destination == transmit.destination.value
+                        && want.port == transmit.port && want.ttl == transmit.ttl
+                } ?? -1
+            }
+            guard o >= 0 else {
+                violate(InvariantName.correctDestination,
+                        "frame \(frame) sent to \(interfaces.names[max(0, egressInterface)]):\(transmit.destination):\(transmit.port) ttl \(transmit.ttl), not an output of rule \(RuleID(deriving: spec.input))")
+                continue
+            }
+            // The send.
+            var failure: Int32?
+            if injector.sendActive, let errno = injector.sendFault() {
+                faultCounts.sendsFailed += 1
+                failure = errno
+            } else if case let .failed(errno) = kernel.send(interface: egressInterface,
+                                                            frameLength: FrameBuilder.headersLength + transmit.payload.count, now: now) {
+                failure = errno
+            }
+            if failure != nil {
+                workers[index].forwarder.recordSendFailures(transmit.output)
+                workers[index].sendFailTally[Int(transmit.output.index)] &+= 1
+                continue
+            }
+            sendChecks &+= 1
+            if arrivalRule[arrival] == -1 || arrivalRule[arrival] == Int32(ref) {
+                arrivalRule[arrival] = Int32(ref)
+                let bit: UInt64 = 1 << UInt64(o)
+                if arrivalMask[arrival] & bit != 0 {
+                    violate(InvariantName.noDuplicateForward,
+                            "frame \(frame) (arrival \(arrival)) sent twice to \(spec.outputs[o]) (second copy by worker \(index))")
+                    continue
+                }
+                arrivalMask[arrival] |= bit
+            } else {
+                let key: [UInt64] = [UInt64(arrival), UInt64(egressInterface), UInt64(transmit.destination.value), UInt64(transmit.port)]
+                let first = registryOutputs[oracle.registry.outputBase[Int(arrivalRule[arrival])]...]
+                let clash = first.prefix(oracle.registry.specs[Int(arrivalRule[arrival])].outputs.count).enumerated().contains { k, w in
+                    arrivalMask[arrival] & (1 << UInt64(k)) != 0 && w.interface == egressInterface
+                        && w.destination == transmit.destination.value && w.port == transmit.port
+                }
+                if clash || !arrivalOverflow.insert(key).inserted {
+                    violate(InvariantName.noDuplicateForward, "frame \(frame) (arrival \(arrival)) sent twice to \(spec.outputs[o])")
+                    continue
+                }
+            }
+            guard arrival < firstProbeArrival else { continue }
+            transmittedByOutput[base + o] &+= 1
+            try egress.record(interface: egressInterface, time: epochBase &+ now, destination: transmit.destination,
+                              port: transmit.port, ttl: transmit.ttl, payload: transmit.payload)
+        }
+    }
+
+    // MARK: - Invariant bookkeeping
+
+    @inline(__always)
+    func count(_ invariant: String) {
+        invariantChecks[invariant, default: 0] &+= 1
+    }
+
+    func violate(_ invariant: String, _ detail: String) {
+        invariantViolations[invariant, default: 0] += 1
+        if violations.count < 100 { violations.append(Violation(invariant: invariant, timeNanoseconds: now, detail: detail)) }
+    }
+}
