@@ -28,6 +28,8 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: "How workers send multicast outputs: packet (AF_PACKET frames built by the relay; bypasses qdisc, tc and netfilter OUTPUT; falls back to UDP per interface when it cannot be used) or udp (kernel UDP sockets).")
+    var egress: String = EgressMode.default.rawValue
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -42,6 +44,12 @@ struct DaemonCommand: ParsableCommand {
             printError("--dispatch: \"\(dispatch)\" is not fanout or partition")
             throw ExitCode.failure
         }
+        guard let egressMode = EgressMode(rawValue: egress) else {
+            printError("--egress: \"\(egress)\" is not packet or udp")
+            throw ExitCode.failure
+        }
+        // Workers are spawned with this process's environment (WorkerProcess reads it).
+        setenv(EgressMode.environmentVariable, egressMode.rawValue, 1)
         let count = workers ?? ProcessInfo.processInfo.activeProcessorCount
         guard (1...256).contains(count) else {
             printError("--workers: \(count) is not in 1...256")
@@ -62,6 +70,7 @@ struct DaemonCommand: ParsableCommand {
             }
         }
         let logger = Logger(label: "mcrelay.daemon")
+        logger.info("egress: \(egressMode == .packet ? "packet (AF_PACKET for multicast outputs, UDP sockets for unicast and fallbacks)" : "udp (kernel UDP sockets)")")
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(

@@ -8,6 +8,7 @@ import Testing
 
 /// The egress path on its own, with frames built in the test so the batch is known exactly:
 /// Forwarder decisions -> TransmitQueue -> real UDP sockets in the relay namespace -> mcrecv.
+/// (The AF_PACKET path has its own tests in DataPlanePacketEgressTests.)
 @Suite("DataPlane egress batching", .serialized,
        .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces)"))
 struct DataPlaneEgressTests {
@@ -33,7 +34,7 @@ struct DataPlaneEgressTests {
         }
         let counts = try DataPlaneTestSupport.inNamespace(lab.relay) { () -> [UInt64] in
             var forwarder = Forwarder(plan: plan)
-            let pool = EgressSocketPool()
+            let pool = EgressSocketPool(mode: .udp)  // UDP GSO is what this test is about
             let problems = pool.install(plan, now: 0)
             guard problems.isEmpty else { throw DataPlaneTestSupport.HarnessError("egress setup: \(problems)") }
             let queue = TransmitQueue(segmentation: enabled)

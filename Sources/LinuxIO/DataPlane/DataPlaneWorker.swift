@@ -56,7 +56,7 @@ public final class DataPlaneWorker {
     public let ingressMode: IngressMode
     let channel: WorkerChannel
     var forwarder: Forwarder
-    let pool = EgressSocketPool()
+    let pool: EgressSocketPool
     let queue: TransmitQueue
     var inputs: [Input] = []
     let recvmmsg: RecvmmsgReceiver?
@@ -82,16 +82,21 @@ public final class DataPlaneWorker {
     public var transmitsFailed: UInt64 { queue.failed }
     /// UDP GSO messages sent (each carrying two or more datagrams).
     public var segmentedSends: UInt64 { queue.segmentedMessages }
+    /// Datagrams sent through AF_PACKET egress (included in `transmitsSent`).
+    public var packetSends: UInt64 { queue.packetSent }
+    public var egressMode: EgressMode { pool.mode }
 
     /// `channelFD` becomes owned by the worker (set non-blocking, closed at exit).
     /// `segmentation`: coalesce same-size datagrams of an output into UDP GSO sends (see
     /// `TransmitQueue`); off sends every datagram as its own message.
     /// `receiveBufferBytes`: each ingress socket's receive queue (what absorbs a burst while the
-    /// worker is busy or descheduled).
+    /// worker is busy or descheduled). `egress`: AF_PACKET egress for multicast outputs, or UDP
+    /// sockets only (see `EgressMode`).
     public init(worker: WorkerID, channelFD: Int32, ingressMode: IngressMode = .default,
-                segmentation: Bool = EgressSegmentation.default,
+                segmentation: Bool = EgressSegmentation.default, egress: EgressMode = .default,
                 receiveBufferBytes: Int32 = IngressSocket.receiveBufferBytes, startupProblems: [String] = []) {
         self.worker = worker
+        pool = EgressSocketPool(mode: egress)
         self.receiveBufferBytes = receiveBufferBytes
         queue = TransmitQueue(segmentation: segmentation)
         self.startupProblems = startupProblems
@@ -248,7 +253,8 @@ public final class DataPlaneWorker {
         for index in 0..<transmits.count {
             if queue.isFull { flush() }
             let transmit = transmits[index]
-            queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload, pool: pool)
+            queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload, pool: pool,
+                         sourcePort: forwarding.datagram.sourcePort)
         }
     }
 
