@@ -70,7 +70,6 @@ struct DaemonCommand: ParsableCommand {
             }
         }
         let logger = Logger(label: "mcrelay.daemon")
-        logger.info("egress: \(egressMode == .packet ? "packet (AF_PACKET for multicast outputs, UDP sockets for unicast and fallbacks)" : "udp (kernel UDP sockets)")")
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(
@@ -81,6 +80,7 @@ struct DaemonCommand: ParsableCommand {
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }
+        logger.info("egress: \(egressMode == .packet ? "packet (AF_PACKET for multicast outputs, UDP sockets for unicast and fallbacks)" : "udp (kernel UDP sockets)")")
         let status = supervisor.run()
         if status != 0 { throw ExitCode(status) }
     }
