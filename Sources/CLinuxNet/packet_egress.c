@@ -85,8 +85,9 @@ static inline uint16_t fold(uint64_t sum) {
 }
 
 // Template layout: bytes 0..41 the header, 44..47 the IPv4 header's partial sum, 48..51 the
-// UDP partial sum (pseudo header without length, plus the destination port).
-enum { IP = 14, UDP = 34, IP_SUM = 44, UDP_SUM = 48 };
+// UDP partial sum (pseudo header without length, plus the destination port), 52..55 the pseudo
+// header's sum alone (addresses and protocol).
+enum { IP = 14, UDP = 34, IP_SUM = 44, UDP_SUM = 48, PSEUDO_SUM = 52 };
 
 void ldp_packet_template(uint8_t *t, const uint8_t source_mac[6], uint32_t source, uint32_t destination,
                          uint16_t destination_port, uint8_t ttl) {
@@ -109,8 +110,10 @@ void ldp_packet_template(uint8_t *t, const uint8_t source_mac[6], uint32_t sourc
 
     uint32_t ip_sum = (uint32_t)fold(sum_bytes(ip, 20, 0));
     memcpy(t + IP_SUM, &ip_sum, 4);
-    uint64_t pseudo = sum_bytes(ip + 12, 8, 0) + htons(IPPROTO_UDP) + port;
-    uint32_t udp_sum = (uint32_t)fold(pseudo);
+    uint64_t pseudo = sum_bytes(ip + 12, 8, 0) + htons(IPPROTO_UDP);
+    uint32_t pseudo_sum = (uint32_t)fold(pseudo);
+    memcpy(t + PSEUDO_SUM, &pseudo_sum, 4);
+    uint32_t udp_sum = (uint32_t)fold(pseudo + port);
     memcpy(t + UDP_SUM, &udp_sum, 4);
 }
 
@@ -138,6 +141,49 @@ void ldp_packet_header(uint8_t *out, const uint8_t *t, uint16_t source_port, con
         if (udp_check == 0) udp_check = 0xffff;  // a computed 0 is sent as all ones (RFC 768)
     }
     memcpy(out + UDP + 6, &udp_check, 2);
+}
+
+// struct virtio_net_hdr (include/uapi/linux/virtio_net.h), little-endian fields on x86 (the
+// packet socket uses the host's order).
+struct vnet_header {
+    uint8_t flags;
+    uint8_t gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+};
+_Static_assert(sizeof(struct vnet_header) == LDP_VNET_HEADER_BYTES, "virtio_net_hdr layout");
+
+void ldp_packet_vnet_plain(uint8_t *out) { memset(out, 0, LDP_VNET_HEADER_BYTES); }
+
+void ldp_packet_gso_header(uint8_t *out, const uint8_t *t, uint16_t source_port, size_t total, uint16_t segment) {
+    struct vnet_header vnet = {
+        .flags = 1,       // VIRTIO_NET_HDR_F_NEEDS_CSUM
+        .gso_type = 5,    // VIRTIO_NET_HDR_GSO_UDP_L4
+        .hdr_len = LDP_PACKET_HEADER_BYTES,
+        .gso_size = segment,
+        .csum_start = UDP,
+        .csum_offset = 6,
+    };
+    memcpy(out, &vnet, sizeof(vnet));
+    uint8_t *frame = out + LDP_VNET_HEADER_BYTES;
+    memcpy(frame, t, LDP_PACKET_HEADER_BYTES);
+    uint16_t length = htons((uint16_t)(total + 28));
+    uint16_t udp_length = htons((uint16_t)(total + 8));
+    uint16_t sport = htons(source_port);
+    uint32_t ip_sum, pseudo_sum;
+    memcpy(&ip_sum, t + IP_SUM, 4);
+    memcpy(&pseudo_sum, t + PSEUDO_SUM, 4);
+    memcpy(frame + IP + 2, &length, 2);
+    uint16_t ip_check = (uint16_t)~fold((uint64_t)ip_sum + length);
+    memcpy(frame + IP + 10, &ip_check, 2);
+    memcpy(frame + UDP, &sport, 2);
+    memcpy(frame + UDP + 4, &udp_length, 2);
+    // CHECKSUM_PARTIAL: the checksum field holds the pseudo header's sum (uncomplemented);
+    // segmentation adjusts it per segment and the device (or the kernel) completes it.
+    uint16_t seed = fold((uint64_t)pseudo_sum + udp_length);
+    memcpy(frame + UDP + 6, &seed, 2);
 }
 
 uint16_t ldp_internet_checksum(const void *data, size_t length) {

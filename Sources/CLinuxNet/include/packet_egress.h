@@ -33,5 +33,20 @@ void ldp_packet_template(uint8_t *template_bytes, const uint8_t source_mac[6], u
 void ldp_packet_header(uint8_t *out, const uint8_t *template_bytes, uint16_t source_port,
                        const void *payload, size_t length, int udp_checksum);
 
+/// Bytes of the struct virtio_net_hdr a packet socket with PACKET_VNET_HDR expects in front of
+/// every frame.
+#define LDP_VNET_HEADER_BYTES 10
+
+/// A virtio_net_hdr that asks for nothing (a plain frame).
+void ldp_packet_vnet_plain(uint8_t *out);
+
+/// A virtio_net_hdr asking for UDP segmentation (VIRTIO_NET_HDR_GSO_UDP_L4, `segment` payload
+/// bytes per datagram, checksums completed per segment), followed by the Ethernet/IPv4/UDP
+/// header of the whole run of `total` payload bytes: LDP_VNET_HEADER_BYTES +
+/// LDP_PACKET_HEADER_BYTES bytes into `out`. The kernel (or a NIC with USO) cuts it into
+/// datagrams exactly as it does a UDP GSO send.
+void ldp_packet_gso_header(uint8_t *out, const uint8_t *template_bytes, uint16_t source_port, size_t total,
+                           uint16_t segment);
+
 /// The Internet checksum (RFC 1071) of `length` bytes, for tests: 0 over a valid header.
 uint16_t ldp_internet_checksum(const void *data, size_t length);

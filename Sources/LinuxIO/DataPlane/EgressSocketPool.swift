@@ -52,6 +52,9 @@ public final class EgressSocketPool {
         var link: PacketEgressLink?
         /// Packet sockets: why the interface cannot take packet egress, as last reported.
         var unusable: PacketEgressUnusable?
+        /// Packet sockets: frames start with a virtio_net_hdr (PACKET_VNET_HDR is on), which
+        /// also allows segmentation requests.
+        var vnet = false
     }
 
     /// A planned output, kept so the packet tables can be rebuilt when an interface changes.
@@ -303,7 +306,8 @@ public final class EgressSocketPool {
     /// now on. Returns a problem to report.
     func disableSegmentation(socket index: Int, code: Int32) -> String {
         sockets[index].segmentation = false
-        return "\(DataPlaneSystemError("sendmmsg with UDP_SEGMENT", sockets[index].key.description, code: code)); "
+        let request = sockets[index].key.kind == .packet ? "sendmmsg with a UDP segmentation request" : "sendmmsg with UDP_SEGMENT"
+        return "\(DataPlaneSystemError(request, sockets[index].key.description, code: code)); "
             + "sending datagrams one by one on it from now on"
     }
 
@@ -329,7 +333,8 @@ public final class EgressSocketPool {
         var problems = readLink(&socket)
         guard let link = socket.link else { return problems }
         do {
-            socket.fd = try PacketEgressLink.openSocket(index: link.index, target: socket.key.description)
+            (socket.fd, socket.vnet) = try PacketEgressLink.openSocket(index: link.index, target: socket.key.description)
+            socket.segmentation = socket.vnet
         } catch {
             socket.link = nil
             problems += transition(&socket, to: .socket(error))

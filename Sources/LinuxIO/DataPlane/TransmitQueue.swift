@@ -15,10 +15,12 @@ import RelayCore
 /// of a group may be shorter; a group never exceeds 64 datagrams, 65507 bytes, or a segment
 /// size that does not fit the interface MTU.
 ///
-/// Transmits of outputs on AF_PACKET egress (see `EgressMode`) go out as one message per
-/// datagram on their interface's packet socket: two iovecs, the Ethernet/IPv4/UDP header
-/// written here (`ldp_packet_header`, into a preallocated slot per queue entry) and the payload,
-/// still a view into the receive buffer.
+/// Transmits of outputs on AF_PACKET egress (see `EgressMode`) go out on their interface's
+/// packet socket, one frame per datagram: the headers written here into a preallocated slot per
+/// queue entry (`ldp_packet_header`: virtio_net_hdr, Ethernet, IPv4, UDP), then the payload,
+/// still a view into the receive buffer. With segmentation on, the same runs that would be one
+/// UDP GSO message become one frame with a UDP segmentation request in its virtio_net_hdr
+/// (`ldp_packet_gso_header`), cut into the very same datagrams by the kernel or the NIC.
 public final class TransmitQueue {
     struct Pending {
         var rank: Int32
@@ -183,13 +185,17 @@ public final class TransmitQueue {
             let first = pending[Int(sorted[position])]
             let socket = Int(first.socket)
             let size = first.length
+            var end = position + 1
             if first.packet {
-                buildPacketMessage(messageCount, position: position, entry: first, pool: pool)
+                if segmentation, size > 0, pool.sockets[socket].segmentation {
+                    // Every datagram of this output fits a frame (checked when queued).
+                    end = groupEnd(position, placed: placed, first: first)
+                }
+                buildPacketMessage(messageCount, positions: position..<end, first: first, pool: pool)
                 messageCount += 1
-                position += 1
+                position = end
                 continue
             }
-            var end = position + 1
             if segmentation, size > 0, pool.sockets[socket].segmentation,
                size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[socket].mtu {
                 var total = size
@@ -227,27 +233,64 @@ public final class TransmitQueue {
         return messageCount
     }
 
-    /// One frame: header slot `position` gets the output's template with this datagram's
-    /// lengths, port and checksums; iovecs [header, payload].
+    /// The end of the run of datagrams starting at sorted `position` that may share one
+    /// segmentation request: same output, none longer than the first, a shorter one only last,
+    /// at most `maximumSegments` and `maximumDatagramBytes` in all.
     @inline(__always)
-    private func buildPacketMessage(_ message: Int, position: Int, entry: Pending, pool: EgressSocketPool) {
-        let output = Int(entry.output.index)
-        let header = headers + position * Self.headerSlotBytes
-        ldp_packet_header(header.assumingMemoryBound(to: UInt8.self),
-                          UnsafePointer(pool.outputTemplate.advanced(by: output * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self)),
-                          entry.sourcePort, entry.base, entry.length, Self.packetUDPChecksum)
-        let vectors = iovecs + Self.capacity + 2 * position
-        vectors[0] = iovec(iov_base: header, iov_len: Int(LDP_PACKET_HEADER_BYTES))
-        vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
+    private func groupEnd(_ position: Int, placed: Int, first: Pending) -> Int {
+        var end = position + 1
+        var total = first.length
+        while end < placed, end - position < Self.maximumSegments {
+            let next = pending[Int(sorted[end])]
+            guard next.rank == first.rank, next.length <= first.length, total + next.length <= Self.maximumDatagramBytes else { break }
+            total += next.length
+            end += 1
+            if next.length < first.length { break }
+        }
+        return end
+    }
+
+    /// One frame for the datagrams at sorted `positions` (one, or a run sharing a segmentation
+    /// request): header slot of the first position; iovecs [header, payload...] from
+    /// `capacity + 2 * first position` (a run of n needs n + 1 <= 2n iovecs, so runs never overlap).
+    @inline(__always)
+    private func buildPacketMessage(_ message: Int, positions: Range<Int>, first: Pending, pool: EgressSocketPool) {
+        let output = Int(first.output.index)
+        let socket = Int(first.socket)
+        let header = headers + positions.lowerBound * Self.headerSlotBytes
+        let template = UnsafePointer(pool.outputTemplate.advanced(by: output * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self))
+        let bytes = header.assumingMemoryBound(to: UInt8.self)
+        let vectors = iovecs + Self.capacity + 2 * positions.lowerBound
+        var headerLength = Int(LDP_PACKET_HEADER_BYTES)
+        if positions.count > 1 {
+            var total = 0
+            for slot in positions {
+                let entry = pending[Int(sorted[slot])]
+                vectors[1 + slot - positions.lowerBound] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
+                total += entry.length
+            }
+            ldp_packet_gso_header(bytes, template, first.sourcePort, total, UInt16(first.length))
+            headerLength += Int(LDP_VNET_HEADER_BYTES)
+        } else {
+            var frame = bytes
+            if pool.sockets[socket].vnet {
+                ldp_packet_vnet_plain(bytes)
+                frame += Int(LDP_VNET_HEADER_BYTES)
+                headerLength += Int(LDP_VNET_HEADER_BYTES)
+            }
+            ldp_packet_header(frame, template, first.sourcePort, first.base, first.length, Self.packetUDPChecksum)
+            vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: first.base), iov_len: first.length)
+        }
+        vectors[0] = iovec(iov_base: header, iov_len: headerLength)
         messages[message].msg_hdr.msg_name = UnsafeMutableRawPointer(pool.outputLinkAddress + output)
         messages[message].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)
         messages[message].msg_hdr.msg_iov = vectors
-        messages[message].msg_hdr.msg_iovlen = 2
+        messages[message].msg_hdr.msg_iovlen = 1 + positions.count
         messages[message].msg_hdr.msg_control = nil
         messages[message].msg_hdr.msg_controllen = 0
-        messageOutput[message] = entry.output
-        messageSocket[message] = entry.socket
-        messageDatagrams[message] = 1
+        messageOutput[message] = first.output
+        messageSocket[message] = first.socket
+        messageDatagrams[message] = Int32(positions.count)
     }
 
     private func fail(_ range: Range<Int>, forwarder: inout Forwarder) {
@@ -273,7 +316,9 @@ public final class TransmitQueue {
                     sent &+= UInt64(messageDatagrams[message])
                     if messageDatagrams[message] > 1 { segmentedMessages &+= 1 }
                 }
-                if packet { packetSent &+= UInt64(result) }
+                if packet {
+                    for message in next..<next + result { packetSent &+= UInt64(messageDatagrams[message]) }
+                }
                 next += result
                 continue
             }
