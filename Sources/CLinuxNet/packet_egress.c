@@ -85,12 +85,11 @@ static inline uint16_t fold(uint64_t sum) {
 }
 
 // Template layout: bytes 0..41 the header, 44..47 the IPv4 header's partial sum, 48..51 the
-// UDP partial sum (pseudo header without length, plus the destination port), 52..55 the pseudo
-// header's sum alone (addresses and protocol).
-enum { IP = 14, UDP = 34, IP_SUM = 44, UDP_SUM = 48, PSEUDO_SUM = 52 };
+// UDP partial sum (pseudo header without length, plus the destination port).
+enum { IP = 14, UDP = 34, IP_SUM = 44, UDP_SUM = 48 };
 
 void ldp_packet_template(uint8_t *t, const uint8_t source_mac[6], uint32_t source, uint32_t destination,
-                         uint16_t destination_port, uint8_t ttl) {
+                         uint16_t source_port, uint16_t destination_port, uint8_t ttl) {
     memset(t, 0, LDP_PACKET_TEMPLATE_BYTES);
     // 01:00:5e + the low 23 bits of the group (RFC 1112 section 6.4).
     const uint8_t *group = (const uint8_t *)&destination;
@@ -105,24 +104,22 @@ void ldp_packet_template(uint8_t *t, const uint8_t source_mac[6], uint32_t sourc
     ip[9] = IPPROTO_UDP;
     memcpy(ip + 12, &source, 4);
     memcpy(ip + 16, &destination, 4);
+    uint16_t sport = htons(source_port);
     uint16_t port = htons(destination_port);
+    memcpy(t + UDP, &sport, 2);
     memcpy(t + UDP + 2, &port, 2);
 
     uint32_t ip_sum = (uint32_t)fold(sum_bytes(ip, 20, 0));
     memcpy(t + IP_SUM, &ip_sum, 4);
     uint64_t pseudo = sum_bytes(ip + 12, 8, 0) + htons(IPPROTO_UDP);
-    uint32_t pseudo_sum = (uint32_t)fold(pseudo);
-    memcpy(t + PSEUDO_SUM, &pseudo_sum, 4);
-    uint32_t udp_sum = (uint32_t)fold(pseudo + port);
+    uint32_t udp_sum = (uint32_t)fold(pseudo + sport + port);
     memcpy(t + UDP_SUM, &udp_sum, 4);
 }
 
-void ldp_packet_header(uint8_t *out, const uint8_t *t, uint16_t source_port, const void *payload,
-                       size_t length, int udp_checksum) {
+void ldp_packet_header(uint8_t *out, const uint8_t *t, const void *payload, size_t length, int udp_checksum) {
     memcpy(out, t, LDP_PACKET_HEADER_BYTES);
     uint16_t total = htons((uint16_t)(length + 28));
     uint16_t udp_length = htons((uint16_t)(length + 8));
-    uint16_t sport = htons(source_port);
     uint32_t ip_sum, udp_sum;
     memcpy(&ip_sum, t + IP_SUM, 4);
     memcpy(&udp_sum, t + UDP_SUM, 4);
@@ -131,61 +128,30 @@ void ldp_packet_header(uint8_t *out, const uint8_t *t, uint16_t source_port, con
     uint16_t ip_check = (uint16_t)~fold((uint64_t)ip_sum + total);
     memcpy(out + IP + 10, &ip_check, 2);
 
-    memcpy(out + UDP, &sport, 2);
     memcpy(out + UDP + 4, &udp_length, 2);
     uint16_t udp_check = 0;  // 0: no checksum (legal for UDP over IPv4)
     if (udp_checksum) {
         // The UDP length counts twice: in the pseudo header and in the UDP header.
-        uint64_t sum = sum_bytes((const uint8_t *)payload, length, (uint64_t)udp_sum + udp_length + udp_length + sport);
+        uint64_t sum = sum_bytes((const uint8_t *)payload, length, (uint64_t)udp_sum + udp_length + udp_length);
         udp_check = (uint16_t)~fold(sum);
         if (udp_check == 0) udp_check = 0xffff;  // a computed 0 is sent as all ones (RFC 768)
     }
     memcpy(out + UDP + 6, &udp_check, 2);
 }
 
-// struct virtio_net_hdr (include/uapi/linux/virtio_net.h), little-endian fields on x86 (the
-// packet socket uses the host's order).
-struct vnet_header {
-    uint8_t flags;
-    uint8_t gso_type;
-    uint16_t hdr_len;
-    uint16_t gso_size;
-    uint16_t csum_start;
-    uint16_t csum_offset;
-};
-_Static_assert(sizeof(struct vnet_header) == LDP_VNET_HEADER_BYTES, "virtio_net_hdr layout");
-
-void ldp_packet_vnet_plain(uint8_t *out) { memset(out, 0, LDP_VNET_HEADER_BYTES); }
-
-void ldp_packet_gso_header(uint8_t *out, const uint8_t *t, uint16_t source_port, size_t total, uint16_t segment) {
-    struct vnet_header vnet = {
-        .flags = 1,       // VIRTIO_NET_HDR_F_NEEDS_CSUM
-        .gso_type = 5,    // VIRTIO_NET_HDR_GSO_UDP_L4
-        .hdr_len = LDP_PACKET_HEADER_BYTES,
-        .gso_size = segment,
-        .csum_start = UDP,
-        .csum_offset = 6,
-    };
-    memcpy(out, &vnet, sizeof(vnet));
-    uint8_t *frame = out + LDP_VNET_HEADER_BYTES;
-    memcpy(frame, t, LDP_PACKET_HEADER_BYTES);
-    uint16_t length = htons((uint16_t)(total + 28));
-    uint16_t udp_length = htons((uint16_t)(total + 8));
-    uint16_t sport = htons(source_port);
-    uint32_t ip_sum, pseudo_sum;
-    memcpy(&ip_sum, t + IP_SUM, 4);
-    memcpy(&pseudo_sum, t + PSEUDO_SUM, 4);
-    memcpy(frame + IP + 2, &length, 2);
-    uint16_t ip_check = (uint16_t)~fold((uint64_t)ip_sum + length);
-    memcpy(frame + IP + 10, &ip_check, 2);
-    memcpy(frame + UDP, &sport, 2);
-    memcpy(frame + UDP + 4, &udp_length, 2);
-    // CHECKSUM_PARTIAL: the checksum field holds the pseudo header's sum (uncomplemented);
-    // segmentation adjusts it per segment and the device (or the kernel) completes it.
-    uint16_t seed = fold((uint64_t)pseudo_sum + udp_length);
-    memcpy(frame + UDP + 6, &seed, 2);
-}
-
 uint16_t ldp_internet_checksum(const void *data, size_t length) {
     return (uint16_t)~fold(sum_bytes((const uint8_t *)data, length, 0));
+}
+
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+
+int ldp_interface_set_tx_checksum(int fd, const char *name, int on) {
+    struct ifreq request;
+    int rc = copy_name(&request, name);
+    if (rc != 0) return rc;
+    struct ethtool_value value = {.cmd = ETHTOOL_STXCSUM, .data = on ? 1 : 0};
+    request.ifr_data = (void *)&value;
+    if (ioctl(fd, SIOCETHTOOL, &request) != 0) return -errno;
+    return 0;
 }

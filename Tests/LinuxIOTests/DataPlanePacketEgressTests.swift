@@ -57,6 +57,8 @@ struct DataPlanePacketEgressTests {
         let whole = frames.filter { !$0.fragment }
         #expect(whole.count == payloads.count - 1, "whole datagrams captured: \(whole.count)")
         #expect(frames.count == whole.count + 2, "the 1473-byte datagram arrives as two fragments")
+        // One source port per output, whichever path a datagram took: the UDP socket's.
+        #expect(Set(whole.map(\.sourcePort)).count == 1 && whole.first?.sourcePort != 0, "\(whole.map(\.sourcePort))")
         for frame in whole {
             let sequence = frame.payload.count >= 12 ? Int(frame.payload[4...11].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) : -1
             guard payloads.indices.contains(sequence) else { Issue.record("unexpected payload \(frame.payload.prefix(12))"); continue }
@@ -76,8 +78,57 @@ struct DataPlanePacketEgressTests {
             if mode == .packet {
                 // The UDP path's checksum is left to offload on veth (not final in a capture).
                 #expect(frame.udpChecksum != 0 && frame.udpChecksumValid, "UDP checksum of sequence \(sequence)")
-                #expect(frame.sourcePort == 4000, "the original sender's source port")
             }
+        }
+    }
+
+    /// On packet egress, a run of same-size datagrams of one output still goes out as one UDP GSO
+    /// send, and single datagrams as frames. With rout0 unable to carry GSO whole (gso_max_segs 1)
+    /// or to checksum (tx offload off), as a NIC without USO or checksum offload, the kernel cuts
+    /// the runs and completes every checksum: the capture must see separate, valid datagrams,
+    /// byte-exact and in order.
+    @Test("runs go as UDP GSO, singles as frames, all valid where the device cannot segment or checksum")
+    func softwareSegmentation() throws {
+        let lab = try DataPlaneLab(tag: "ps")
+        defer { lab.down() }
+        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "rout0", "gso_max_segs", "1"])
+        try DataPlaneTestSupport.inNamespace(lab.relay) {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { Glibc.close(fd) }
+            let result = ldp_interface_set_tx_checksum(fd, "rout0", 0)
+            guard result == 0 else { throw DataPlaneTestSupport.HarnessError("tx checksum offload off on rout0: errno \(-result)") }
+        }
+        let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:7"])
+        // One run ([700 x 20, 333]), then 30 growing sizes that cannot share a GSO send.
+        let sizes = Array(repeating: 700, count: 20) + [333] + Array(64..<94)
+        let receiver = try lab.startReceiver(interfaceAddress: DataPlaneLab.receiver0Address,
+                                             streams: ["239.9.1.1:6000:3"], expect: sizes.count, size: nil)
+        defer { receiver.terminate() }
+        let capture = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+        defer { capture.close() }
+        let payloads = sizes.enumerated().map { MCStream.payload(stream: 3, sequence: UInt64($0), size: $1) }
+        let relay = lab.relay
+        let plan = Self.plan([rule])
+        let counts = try DataPlaneTestSupport.inNamespace(relay) { () -> [UInt64] in
+            var forwarder = Forwarder(plan: plan)
+            let pool = EgressSocketPool(mode: .packet)
+            var problems = pool.install(plan, now: 0)
+            let queue = TransmitQueue(segmentation: true)
+            try Self.send(payloads, forwarder: &forwarder, pool: pool, queue: queue, problems: &problems)
+            guard problems.isEmpty else { throw DataPlaneTestSupport.HarnessError("\(problems)") }
+            return [queue.sent, queue.failed, queue.segmentedMessages, queue.packetSent]
+        }
+        #expect(counts == [UInt64(sizes.count), 0, 1, 30], "sent, failed, GSO sends, packet sends")
+        let output = try receiver.finish(timeout: 20, check: false)
+        #expect(output.status == 0, "mcrecv (strict, byte-exact): \(output.stdout) \(output.stderr)")
+        let frames = capture.frames().compactMap(CapturedDatagram.init).filter { $0.destination == [239, 9, 1, 1] }
+        #expect(frames.count == sizes.count, "captured \(frames.count) datagrams, sent \(sizes.count)")
+        #expect(Set(frames.map(\.sourcePort)).count == 1, "one source port for runs and single frames")
+        for (index, frame) in frames.enumerated() where index < payloads.count {
+            #expect(frame.payload == payloads[index], "payload \(index)")
+            #expect(frame.udpChecksum != 0 && frame.udpChecksumValid, "UDP checksum of datagram \(index)")
+            #expect(frame.headerChecksumValid && frame.ttl == 7 && frame.source == [198, 18, 2, 1], "IPv4 header of datagram \(index)")
+            #expect(frame.udpLength == 8 + payloads[index].count && frame.destinationPort == 6000)
         }
     }
 
@@ -197,7 +248,7 @@ struct DataPlanePacketEgressTests {
             }
             for transmit in forwarder.transmits(for: forwarding) {
                 queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload,
-                             pool: pool, sourcePort: forwarding.datagram.sourcePort)
+                             pool: pool)
             }
         }
         queue.flush(pool: pool, forwarder: &forwarder) { problems.append($0) }

@@ -253,8 +253,7 @@ public final class DataPlaneWorker {
         for index in 0..<transmits.count {
             if queue.isFull { flush() }
             let transmit = transmits[index]
-            queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload, pool: pool,
-                         sourcePort: forwarding.datagram.sourcePort)
+            queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload, pool: pool)
         }
     }
 

@@ -48,13 +48,14 @@ public final class EgressSocketPool {
         /// Whether sends may coalesce same-size datagrams with UDP GSO (turned off for this
         /// socket if the kernel refuses it, e.g. a device without checksum offload).
         var segmentation = true
+        /// UDP sockets: the local port (bound at open), which packet egress frames of the same
+        /// outputs carry too, so a receiver sees one source port per stream whichever path a
+        /// datagram took (runs and oversized datagrams go through this socket).
+        var port: UInt16 = 0
         /// Packet sockets: the interface as last read (nil: unusable, its outputs use UDP).
         var link: PacketEgressLink?
         /// Packet sockets: why the interface cannot take packet egress, as last reported.
         var unusable: PacketEgressUnusable?
-        /// Packet sockets: frames start with a virtio_net_hdr (PACKET_VNET_HDR is on), which
-        /// also allows segmentation requests.
-        var vnet = false
     }
 
     /// A planned output, kept so the packet tables can be rebuilt when an interface changes.
@@ -221,10 +222,11 @@ public final class EgressSocketPool {
                 address.sll_ifindex = link.index
                 address.sll_halen = 6
                 outputLinkAddress[index] = address
+                let sourcePort = sockets[Int(outputSocket[index])].port
                 link.mac.withUnsafeBufferPointer { mac in
                     ldp_packet_template(outputTemplate.advanced(by: index * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self),
                                         mac.baseAddress, link.address, output.address.sin_addr.s_addr,
-                                        UInt16(bigEndian: output.address.sin_port), output.ttl)
+                                        sourcePort, UInt16(bigEndian: output.address.sin_port), output.ttl)
                 }
             }
         }
@@ -306,15 +308,14 @@ public final class EgressSocketPool {
     /// now on. Returns a problem to report.
     func disableSegmentation(socket index: Int, code: Int32) -> String {
         sockets[index].segmentation = false
-        let request = sockets[index].key.kind == .packet ? "sendmmsg with a UDP segmentation request" : "sendmmsg with UDP_SEGMENT"
-        return "\(DataPlaneSystemError(request, sockets[index].key.description, code: code)); "
+        return "\(DataPlaneSystemError("sendmmsg with UDP_SEGMENT", sockets[index].key.description, code: code)); "
             + "sending datagrams one by one on it from now on"
     }
 
     private func open(_ socket: inout Socket) -> [String] {
         if socket.key.kind == .packet { return openPacket(&socket) }
         do {
-            socket.fd = try Self.makeSocket(socket.key)
+            (socket.fd, socket.port) = try Self.makeSocket(socket.key)
             let mtu = ldp_interface_mtu(socket.fd, socket.key.interface.rawValue)
             socket.mtu = mtu > 0 ? Int(mtu) : 0
             socket.lastProblem = nil
@@ -333,8 +334,7 @@ public final class EgressSocketPool {
         var problems = readLink(&socket)
         guard let link = socket.link else { return problems }
         do {
-            (socket.fd, socket.vnet) = try PacketEgressLink.openSocket(index: link.index, target: socket.key.description)
-            socket.segmentation = socket.vnet
+            socket.fd = try PacketEgressLink.openSocket(index: link.index, target: socket.key.description)
         } catch {
             socket.link = nil
             problems += transition(&socket, to: .socket(error))
@@ -374,7 +374,7 @@ public final class EgressSocketPool {
         }
     }
 
-    static func makeSocket(_ key: Key) throws(DataPlaneSystemError) -> Int32 {
+    static func makeSocket(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
         let target = key.description
         let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
         guard index > 0 else { throw .last("if_nametoindex", target) }
@@ -399,11 +399,21 @@ public final class EgressSocketPool {
             DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: sendBufferBytes)
             var small: Int32 = 4096
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            // Bind the ephemeral port now (the first send would), so packet egress can use it.
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+                }
+            }
+            guard bound else { throw .last("bind(0.0.0.0:0)", target) }
+            return (fd, UInt16(bigEndian: local.sin_port))
         } catch {
             close(fd)
             throw error
         }
-        return fd
     }
 }
 

@@ -47,10 +47,8 @@ struct PacketEgressLink: Equatable {
     /// An AF_PACKET SOCK_RAW socket for sending on interface `index`: bound with protocol 0 (it
     /// receives nothing), PACKET_QDISC_BYPASS (frames go straight to the driver: one queue
     /// less per frame; a full device queue shows up as ENOBUFS, a counted drop), non-blocking,
-    /// a large send buffer, and PACKET_VNET_HDR where the kernel has it (`vnet`): every frame
-    /// then starts with a virtio_net_hdr, through which a run of same-size datagrams goes out
-    /// as one UDP segmentation request (see `TransmitQueue`).
-    static func openSocket(index: Int32, target: String) throws(DataPlaneSystemError) -> (fd: Int32, vnet: Bool) {
+    /// a large send buffer.
+    static func openSocket(index: Int32, target: String) throws(DataPlaneSystemError) -> Int32 {
         let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .last("socket(AF_PACKET, SOCK_RAW)", target) }
         do throws(DataPlaneSystemError) {
@@ -67,13 +65,8 @@ struct PacketEgressLink: Equatable {
             close(fd)
             throw error
         }
-        var on: Int32 = 1
-        let vnet = setsockopt(fd, CLN_SOL_PACKET, packetVNetHeader, &on, socklen_t(MemoryLayout<Int32>.size)) == 0
-        return (fd, vnet)
+        return fd
     }
-
-    /// PACKET_VNET_HDR (linux/if_packet.h).
-    static let packetVNetHeader: Int32 = 15
 }
 
 /// Why an output interface cannot take AF_PACKET egress.

@@ -16,11 +16,15 @@ import RelayCore
 /// size that does not fit the interface MTU.
 ///
 /// Transmits of outputs on AF_PACKET egress (see `EgressMode`) go out on their interface's
-/// packet socket, one frame per datagram: the headers written here into a preallocated slot per
-/// queue entry (`ldp_packet_header`: virtio_net_hdr, Ethernet, IPv4, UDP), then the payload,
-/// still a view into the receive buffer. With segmentation on, the same runs that would be one
-/// UDP GSO message become one frame with a UDP segmentation request in its virtio_net_hdr
-/// (`ldp_packet_gso_header`), cut into the very same datagrams by the kernel or the NIC.
+/// packet socket, one frame per datagram: the Ethernet/IPv4/UDP header written here into a
+/// preallocated slot per queue entry (`ldp_packet_header`), then the payload, still a view into
+/// the receive buffer. A run of same-size datagrams of one such output (a fast stream) still
+/// goes out as one UDP GSO message through the output's UDP socket: measured on the lab, a GSO
+/// send costs less per datagram than frame-by-frame packet sends (the kernel transmits the
+/// segments as one batch), while for many streams, whose datagrams rarely share a batch, the
+/// packet frames cost less than UDP sends. (A GSO request through the packet socket itself,
+/// PACKET_VNET_HDR, was tried and dropped: with PACKET_QDISC_BYPASS a frame the device cannot
+/// take whole is discarded, not segmented — every one was lost with checksum offload off.)
 public final class TransmitQueue {
     struct Pending {
         var rank: Int32
@@ -28,7 +32,6 @@ public final class TransmitQueue {
         var output: OutputHandle
         var base: UnsafeRawPointer?
         var length: Int
-        var sourcePort: UInt16
         var packet: Bool
     }
 
@@ -107,12 +110,9 @@ public final class TransmitQueue {
     public var isFull: Bool { count == Self.capacity }
 
     /// Queues one transmit; `socket` from `EgressSocketPool.socketIndex(for:)` (-1: none).
-    /// `sourcePort`: the UDP source port frames on the packet path carry (the relay keeps the
-    /// original sender's, as a multicast router would; the UDP path uses its socket's port).
     /// An output on packet egress whose payload does not fit one frame takes its UDP socket.
     @inline(__always)
-    public func append(socket: Int, output: OutputHandle, payload: UnsafeRawBufferPointer, pool: EgressSocketPool,
-                       sourcePort: UInt16 = 0) {
+    public func append(socket: Int, output: OutputHandle, payload: UnsafeRawBufferPointer, pool: EgressSocketPool) {
         let index = Int(output.index)
         var socket = socket
         var rank: Int32 = -1
@@ -128,7 +128,7 @@ public final class TransmitQueue {
             }
         }
         pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: output,
-                                 base: payload.baseAddress, length: payload.count, sourcePort: sourcePort, packet: packet)
+                                 base: payload.baseAddress, length: payload.count, packet: packet)
         count += 1
     }
 
@@ -183,29 +183,24 @@ public final class TransmitQueue {
         var position = 0
         while position < placed {
             let first = pending[Int(sorted[position])]
-            let socket = Int(first.socket)
+            var socket = Int(first.socket)
             let size = first.length
             var end = position + 1
-            if first.packet {
-                if segmentation, size > 0, pool.sockets[socket].segmentation {
-                    // Every datagram of this output fits a frame (checked when queued).
-                    end = groupEnd(position, placed: placed, first: first)
-                }
-                buildPacketMessage(messageCount, positions: position..<end, first: first, pool: pool)
-                messageCount += 1
-                position = end
-                continue
+            // Outputs on packet egress have a UDP socket too: a run of their datagrams goes out
+            // through it as one UDP GSO message (see the type's comment), a single datagram as a frame.
+            let udpSocket = first.packet ? Int(pool.outputSocket[Int(first.output.index)]) : socket
+            if segmentation, size > 0, pool.sockets[udpSocket].segmentation,
+               size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[udpSocket].mtu {
+                end = groupEnd(position, placed: placed, first: first)
             }
-            if segmentation, size > 0, pool.sockets[socket].segmentation,
-               size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[socket].mtu {
-                var total = size
-                while end < placed, end - position < Self.maximumSegments {
-                    let next = pending[Int(sorted[end])]
-                    guard next.rank == first.rank, next.length <= size, total + next.length <= Self.maximumDatagramBytes else { break }
-                    total += next.length
-                    end += 1
-                    if next.length < size { break }  // a shorter datagram can only close a group
+            if first.packet {
+                if end - position == 1 {
+                    buildPacketMessage(messageCount, position: position, entry: first, pool: pool)
+                    messageCount += 1
+                    position = end
+                    continue
                 }
+                socket = udpSocket
             }
             for slot in position..<end {
                 let entry = pending[Int(sorted[slot])]
@@ -233,8 +228,8 @@ public final class TransmitQueue {
         return messageCount
     }
 
-    /// The end of the run of datagrams starting at sorted `position` that may share one
-    /// segmentation request: same output, none longer than the first, a shorter one only last,
+    /// The end of the run of datagrams starting at sorted `position` that may share one UDP GSO
+    /// message: same output, none longer than the first (a shorter one can only close a run),
     /// at most `maximumSegments` and `maximumDatagramBytes` in all.
     @inline(__always)
     private func groupEnd(_ position: Int, placed: Int, first: Pending) -> Int {
@@ -250,47 +245,26 @@ public final class TransmitQueue {
         return end
     }
 
-    /// One frame for the datagrams at sorted `positions` (one, or a run sharing a segmentation
-    /// request): header slot of the first position; iovecs [header, payload...] from
-    /// `capacity + 2 * first position` (a run of n needs n + 1 <= 2n iovecs, so runs never overlap).
+    /// One frame: header slot `position` gets the output's template with this datagram's
+    /// lengths, port and checksums; iovecs [header, payload] at `capacity + 2 * position`.
     @inline(__always)
-    private func buildPacketMessage(_ message: Int, positions: Range<Int>, first: Pending, pool: EgressSocketPool) {
-        let output = Int(first.output.index)
-        let socket = Int(first.socket)
-        let header = headers + positions.lowerBound * Self.headerSlotBytes
-        let template = UnsafePointer(pool.outputTemplate.advanced(by: output * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self))
-        let bytes = header.assumingMemoryBound(to: UInt8.self)
-        let vectors = iovecs + Self.capacity + 2 * positions.lowerBound
-        var headerLength = Int(LDP_PACKET_HEADER_BYTES)
-        if positions.count > 1 {
-            var total = 0
-            for slot in positions {
-                let entry = pending[Int(sorted[slot])]
-                vectors[1 + slot - positions.lowerBound] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
-                total += entry.length
-            }
-            ldp_packet_gso_header(bytes, template, first.sourcePort, total, UInt16(first.length))
-            headerLength += Int(LDP_VNET_HEADER_BYTES)
-        } else {
-            var frame = bytes
-            if pool.sockets[socket].vnet {
-                ldp_packet_vnet_plain(bytes)
-                frame += Int(LDP_VNET_HEADER_BYTES)
-                headerLength += Int(LDP_VNET_HEADER_BYTES)
-            }
-            ldp_packet_header(frame, template, first.sourcePort, first.base, first.length, Self.packetUDPChecksum)
-            vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: first.base), iov_len: first.length)
-        }
-        vectors[0] = iovec(iov_base: header, iov_len: headerLength)
+    private func buildPacketMessage(_ message: Int, position: Int, entry: Pending, pool: EgressSocketPool) {
+        let output = Int(entry.output.index)
+        let header = headers + position * Self.headerSlotBytes
+        let template = pool.outputTemplate.advanced(by: output * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self)
+        ldp_packet_header(header.assumingMemoryBound(to: UInt8.self), template, entry.base, entry.length, Self.packetUDPChecksum)
+        let vectors = iovecs + Self.capacity + 2 * position
+        vectors[0] = iovec(iov_base: header, iov_len: Int(LDP_PACKET_HEADER_BYTES))
+        vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
         messages[message].msg_hdr.msg_name = UnsafeMutableRawPointer(pool.outputLinkAddress + output)
         messages[message].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)
         messages[message].msg_hdr.msg_iov = vectors
-        messages[message].msg_hdr.msg_iovlen = 1 + positions.count
+        messages[message].msg_hdr.msg_iovlen = 2
         messages[message].msg_hdr.msg_control = nil
         messages[message].msg_hdr.msg_controllen = 0
-        messageOutput[message] = first.output
-        messageSocket[message] = first.socket
-        messageDatagrams[message] = Int32(positions.count)
+        messageOutput[message] = entry.output
+        messageSocket[message] = entry.socket
+        messageDatagrams[message] = 1
     }
 
     private func fail(_ range: Range<Int>, forwarder: inout Forwarder) {
