@@ -219,6 +219,9 @@ public final class DataPlaneWorker {
         var timeout = Self.idleTimeoutMilliseconds
         for input in inputs where input.socket == nil { timeout = min(timeout, max(0, input.nextRetry - now)) }
         if let delay = pool.retryDelay(now: now) { timeout = min(timeout, delay) }
+        // Wake for the drop check itself: an idle timeout that ends a millisecond early would
+        // otherwise put it off by a whole second.
+        if !inputs.isEmpty { timeout = min(timeout, max(0, nextDropCheck - now)) }
         return timeout
     }
 
