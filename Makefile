@@ -47,16 +47,23 @@ demo: deps build
 	bash scripts/demo.sh
 
 # Core micro-benchmarks, simulator throughput, then end to end in namespaces against socat and
-# the kernel's own forwarding (root). Results: BENCHMARKS.md.
+# the kernel's own forwarding (root). Each part writes its figures under bench/results/; the last
+# step prints them as one table beside their targets and updates BENCHMARKS.md.
+BENCH_RESULTS := bench/results
 bench: deps
-	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks
+	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
+		--format jmh --path ../$(BENCH_RESULTS)/core --no-progress
 	$(SWIFT) build -c release $(SCRATCH_FLAGS) --product mcrelay
-	$(or $(SCRATCH),.build)/release/mcrelay sim bench
+	$(or $(SCRATCH),.build)/release/mcrelay sim bench --json $(BENCH_RESULTS)/sim-latest.json
 	scripts/bench-e2e.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay
+	python3 bench/summary.py --write BENCHMARKS.md
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
 bench-smoke: deps build
 	scripts/bench-e2e.sh --smoke --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
+	@# The summary table must still read the committed results of the last full run.
+	python3 bench/summary.py > /dev/null
 
 # libFuzzer + AddressSanitizer on every target in Fuzz/Targets, FUZZ_SECONDS each (scripts/fuzz.sh;
 # builds in .build-fuzz, never in the normal build folder). Crash inputs: .build-fuzz/artifacts/.

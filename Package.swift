@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian: liburing-dev, libpcap-dev, linux-libc-dev).
@@ -33,7 +35,11 @@ let package = Package(
 
         .target(
             name: "RelayCore",
-            dependencies: [.product(name: "Collections", package: "swift-collections")]
+            dependencies: [.product(name: "Collections", package: "swift-collections")],
+            // The per-packet calls (decide, transmits) cross from LinuxIO/Sim into this module;
+            // without cross-module optimization each costs a call, retains of the plan's
+            // buffers and an unspecialised iterator: ~50 ns instead of ~20 ns per decision.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(name: "RelayControl", dependencies: ["RelayCore"]),
         .target(name: "PcapFile", dependencies: ["CPcap"]),
@@ -50,6 +56,8 @@ let package = Package(
                 "RelayCore", "RelayControl", "CURing", "CLinuxNet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .executableTarget(
@@ -82,7 +90,7 @@ let package = Package(
         .testTarget(name: "SystemModulesTests", dependencies: ["CURing", "CPcap", "CLinuxNet"]),
         .testTarget(
             name: "LinuxIOTests",
-            dependencies: ["LinuxIO", "RelayCore", "RelayControl", "CLinuxNet"]
+            dependencies: ["LinuxIO", "RelayCore", "RelayControl", "CLinuxNet", "PcapFile"]
         ),
 
         // Fuzzing (owned by fuzz): the property checks shared by the libFuzzer entry points in

@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument("--loop", action="store_true", help="enable IP_MULTICAST_LOOP (default off)")
     ap.add_argument("--start-seq", type=int, default=0)
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before sending")
+    ap.add_argument("--start-file", metavar="PATH",
+                    help="set up the socket, then start sending within ~1 ms of PATH appearing (gives up after 60 s)")
     args = ap.parse_args()
 
     try:
@@ -57,6 +59,14 @@ def main() -> int:
 
     if args.delay > 0:
         time.sleep(args.delay)
+    if args.start_file:
+        # Polled, not inotify: a millisecond of reaction time is all a readiness test needs.
+        give_up = time.monotonic() + 60
+        while not os.path.exists(args.start_file):
+            if time.monotonic() > give_up:
+                print(f"mcsend: {args.start_file} did not appear within 60 s", file=sys.stderr)
+                return 2
+            time.sleep(0.001)
 
     sent = {f"{g}:{p}": {"stream_id": sid, "sent": 0, "errors": 0} for g, p, sid in streams}
     errors = 0

@@ -12,6 +12,8 @@ import RelayCore
 //   {"op":"list"}
 //   {"op":"stats"}
 //   {"op":"reload"}                            (re-read the daemon's --config file)
+//   {"op":"record_start","path":"/var/tmp/rec","limit":268435456}   (flight recorder; limit optional)
+//   {"op":"record_stop"}   {"op":"record_status"}
 
 public enum ControlProtocol {
     public static let maximumRequestSize = 64 * 1024
@@ -63,6 +65,7 @@ public struct ControlProtocolError: Error, Equatable, Sendable, CustomStringConv
 
 public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case add, remove, list, stats, reload
+    case recordStart = "record_start", recordStop = "record_stop", recordStatus = "record_status"
 
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
@@ -115,11 +118,16 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var rule: RuleText?
     /// `remove`: a rule id (12 hex digits) or name.
     public var selector: String?
+    /// `record_start`: the recording directory and its size limit in bytes.
+    public var path: String?
+    public var limit: UInt64?
 
-    public init(op: ControlOperation, rule: RuleText? = nil, selector: String? = nil) {
+    public init(op: ControlOperation, rule: RuleText? = nil, selector: String? = nil, path: String? = nil, limit: UInt64? = nil) {
         self.op = op
         self.rule = rule
         self.selector = selector
+        self.path = path
+        self.limit = limit
     }
 }
 
@@ -247,9 +255,11 @@ public struct StatsView: Codable, Equatable, Sendable {
     public var outstanding: [String]
     public var helperSockets: [HelperSocketView]
     public var interfacesUp: [String]
+    /// The flight recorder, when one runs or ran.
+    public var recording: RecordingView?
 
     enum CodingKeys: String, CodingKey {
-        case rules, drops, workers, joined, outstanding
+        case rules, drops, workers, joined, outstanding, recording
         case ingressQueueDrops = "ingress_queue_drops"
         case planVersion = "plan_version", helperSockets = "helper_sockets", interfacesUp = "interfaces_up"
     }
@@ -280,6 +290,8 @@ public struct ControlReply: Codable, Equatable, Sendable {
     public var stats: StatsView?
     /// `reload`: what changed.
     public var reload: ReloadView?
+    /// `record_*`: the flight recorder's state.
+    public var recording: RecordingView?
 
     public init(ok: Bool, error: String? = nil, rule: RuleView? = nil, added: Bool? = nil, rules: [RuleView]? = nil,
                 stats: StatsView? = nil, reload: ReloadView? = nil) {
@@ -341,6 +353,7 @@ extension StatsView {
             + (helperSockets.isEmpty ? "none" : helperSockets.map { "\($0.socket) \($0.groups)/\($0.capacity)" }.joined(separator: ", ")))
         if !outstanding.isEmpty { lines.append("outstanding: " + outstanding.joined(separator: ", ")) }
         lines.append("interfaces up: " + (interfacesUp.isEmpty ? "none" : interfacesUp.joined(separator: " ")))
+        if let recording { lines.append(recording.text) }
         return lines.joined(separator: "\n") + "\n"
     }
 }

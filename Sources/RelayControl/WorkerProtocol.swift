@@ -9,6 +9,10 @@ public enum SupervisorMessage: Codable, Equatable, Sendable {
     case statisticsRequest(requestID: UInt64)
     /// Close sockets and exit 0.
     case shutdown
+    /// Flight recorder: write the frames read from now on (see `Recording.swift`).
+    case recordStart(WorkerRecordingAssignment)
+    /// Flight recorder: flush and close the files; answer `.recordStatus`.
+    case recordStop
 }
 
 /// Messages from a worker process to the supervisor.
@@ -20,6 +24,8 @@ public enum WorkerMessage: Codable, Equatable, Sendable {
     case statistics(requestID: UInt64, ForwardingStatistics)
     /// A problem the operator should see (an interface that cannot be opened, ...).
     case problem(String)
+    /// Flight recorder: what was written so far (after each write, and once stopped).
+    case recordStatus(WorkerRecordingStatus)
 }
 
 /// Length-prefixed JSON framing for the supervisor/worker channel (a SOCK_STREAM

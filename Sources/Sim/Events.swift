@@ -14,6 +14,12 @@ import RelayCore
 ///     {"at_ms": 950, "event": "iface_up", "iface": "eth0"}
 ///     {"at_ms": 1000, "event": "worker_crash", "worker": 1}
 ///     {"at_ms": 1200, "event": "config_reload", "rules": [ ...same objects as the config file... ]}
+///     {"at_ms": 1300, "event": "join_fail", "iface": "eth0", "group": "239.1.1.1", "errno": "ENOBUFS"}
+///
+/// `join_fail` (written by the flight recorder, `mcrelay daemon --record`): the relay's first
+/// join of that membership (`source` optional) from `at_ms` - 50 ms on fails with `errno`
+/// (ENOBUFS, ENODEV, EADDRINUSE, EADDRNOTAVAIL, another name below or a number) instead of
+/// asking the kernel model; one not used within a second is dropped.
 ///
 /// Blank lines and lines starting with `#` are ignored.
 public struct ScriptedEvent: Sendable, Equatable {
@@ -24,6 +30,7 @@ public struct ScriptedEvent: Sendable, Equatable {
         case interfaceUp(InterfaceName)
         case workerCrash(Int)
         case configReload([RuleSpec])
+        case joinFail(MembershipKey, JoinError)
     }
 
     public var at: UInt64
@@ -42,6 +49,7 @@ public struct ScriptedEvent: Sendable, Equatable {
         case .interfaceUp: "iface_up"
         case .workerCrash: "worker_crash"
         case .configReload: "config_reload"
+        case .joinFail: "join_fail"
         }
     }
 
@@ -51,6 +59,7 @@ public struct ScriptedEvent: Sendable, Equatable {
         case let .ruleAdd(spec): [spec.input.interface] + spec.outputs.map(\.interface)
         case let .configReload(specs): specs.flatMap { [$0.input.interface] + $0.outputs.map(\.interface) }
         case let .interfaceDown(name), let .interfaceUp(name): [name]
+        case let .joinFail(key, _): [key.interface]
         case .ruleRemove, .workerCrash: []
         }
     }
@@ -92,7 +101,7 @@ public enum EventScript {
         }
         let at = UInt64((atValue.doubleValue * 1_000_000).rounded())
         guard let event = object["event"] as? String else {
-            throw SimError.input("\(location): missing \"event\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload)")
+            throw SimError.input("\(location): missing \"event\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload, join_fail)")
         }
         func interface() throws(SimError) -> InterfaceName {
             guard let text = object["iface"] as? String, let name = InterfaceName(text) else {
@@ -131,8 +140,24 @@ public enum EventScript {
                 throw SimError.input("\(location): config_reload needs \"rules\": [...] as in the config file")
             }
             return ScriptedEvent(at: at, kind: .configReload(try rules(array)))
+        case "join_fail":
+            let name = try interface()
+            guard let groupText = object["group"] as? String, let group = try? EndpointSyntax.parseAddress(groupText), group.isMulticast else {
+                throw SimError.input("\(location): join_fail needs \"group\": a multicast IPv4 address")
+            }
+            var source: IPv4Address?
+            if let value = object["source"] {
+                guard let text = value as? String, let address = try? EndpointSyntax.parseAddress(text) else {
+                    throw SimError.input("\(location): join_fail \"source\" must be an IPv4 address")
+                }
+                source = address
+            }
+            guard let error = JoinErrorName.parse(object["errno"]) else {
+                throw SimError.input("\(location): join_fail needs \"errno\": a name (\(JoinErrorName.names.map(\.name).joined(separator: ", "))) or a positive number")
+            }
+            return ScriptedEvent(at: at, kind: .joinFail(MembershipKey(interface: name, group: group, source: source), error))
         default:
-            throw SimError.input("\(location): unknown event \"\(event)\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload)")
+            throw SimError.input("\(location): unknown event \"\(event)\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload, join_fail)")
         }
     }
 
@@ -146,6 +171,11 @@ public enum EventScript {
             case let .interfaceDown(name), let .interfaceUp(name): object["iface"] = name.rawValue
             case let .workerCrash(worker): object["worker"] = worker
             case let .configReload(specs): object["rules"] = ruleObjects(specs)
+            case let .joinFail(key, error):
+                object["iface"] = key.interface.rawValue
+                object["group"] = key.group.description
+                if let source = key.source { object["source"] = source.description }
+                object["errno"] = JoinErrorName.serialize(error)
             }
             let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
                 .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
@@ -167,5 +197,46 @@ public enum EventScript {
         var digits = String(fraction).leftPadded(6)
         while digits.hasSuffix("0") { digits.removeLast() }
         return "\(whole).\(digits)"
+    }
+}
+
+/// errno names of `join_fail` events, as the daemon's flight recorder writes them (Linux values).
+enum JoinErrorName {
+    static let names: [(name: String, code: Int32)] = [
+        ("ENOBUFS", 105), ("ENODEV", 19), ("EADDRINUSE", 98), ("EADDRNOTAVAIL", 99), ("EPERM", 1), ("ENOENT", 2),
+        ("EINTR", 4), ("EBADF", 9), ("EAGAIN", 11), ("ENOMEM", 12), ("EACCES", 13), ("EINVAL", 22), ("ENETDOWN", 100),
+        ("ENETUNREACH", 101), ("EHOSTUNREACH", 113),
+    ]
+
+    static func error(code: Int32) -> JoinError {
+        switch code {
+        case 105: .socketFull
+        case 19: .noSuchDevice
+        case 98: .alreadyMember
+        case 99: .notAvailable
+        default: .other(errno: code)
+        }
+    }
+
+    static func parse(_ value: Any?) -> JoinError? {
+        if let text = value as? String {
+            if let entry = names.first(where: { $0.name == text }) { return error(code: entry.code) }
+            guard let code = Int32(text), code > 0 else { return nil }
+            return error(code: code)
+        }
+        guard let number = value as? NSNumber, number.doubleValue == number.doubleValue.rounded(),
+              number.doubleValue >= 1, number.doubleValue <= 4095 else { return nil }
+        return error(code: Int32(number.doubleValue))
+    }
+
+    /// The canonical form: the four the core names by name, any other errno as a number.
+    static func serialize(_ error: JoinError) -> Any {
+        switch error {
+        case .socketFull: "ENOBUFS"
+        case .noSuchDevice: "ENODEV"
+        case .alreadyMember: "EADDRINUSE"
+        case .notAvailable: "EADDRNOTAVAIL"
+        case let .other(code): Int(code)
+        }
     }
 }

@@ -33,9 +33,13 @@ public struct SimCase: Sendable {
         var schedule: [String]?
         var driverBugs: [String]?
         var description: String?
+        /// Time zero of the case (ns since the Unix epoch) when it is not the first frame:
+        /// a recording's events may come before its first frame (`sim replay --save-case`).
+        var epochNs: UInt64?
 
         enum CodingKeys: String, CodingKey {
             case seed, faults, swarm, timing, workers, dispatch, traces, schedule, description
+            case epochNs = "epoch_ns"
             case driverBugs = "driver_bugs"
             case coreSocketLimit = "core_socket_limit", kernelMembershipLimit = "kernel_membership_limit"
         }
@@ -71,7 +75,13 @@ public struct SimCase: Sendable {
         let events = FileManager.default.fileExists(atPath: eventsPath) ? try EventScript.load(path: eventsPath) : []
         var summary = TraceLoader.LoadSummary()
         let sources = manifest.traces.keys.sorted().map { TraceSource(interface: $0, path: directory + "/" + manifest.traces[$0]!) }
-        let store = try TraceLoader.load(sources, summary: &summary)
+        var store = try TraceLoader.load(sources, summary: &summary)
+        if let epoch = manifest.epochNs {
+            guard store.frames.isEmpty || epoch <= store.epoch else {
+                throw SimError.input("\(manifestPath): epoch_ns \(epoch) is after the first frame (\(store.epoch))")
+            }
+            store = store.frames.isEmpty ? { var s = store; s.epoch = epoch; return s }() : store.rebased(epoch: epoch)
+        }
         return SimCase(input: SimInput(store: store, rules: config.rules, events: events), options: options)
     }
 
@@ -107,7 +117,8 @@ public struct SimCase: Sendable {
             workers: options.workers, dispatch: options.dispatch.rawValue, coreSocketLimit: options.coreSocketLimit,
             kernelMembershipLimit: options.kernelMembershipLimit, traces: traces,
             schedule: options.schedule.isEmpty ? nil : options.schedule.map(\.description),
-            driverBugs: options.driverBugs.isEmpty ? nil : options.driverBugs.map(\.rawValue).sorted(), description: description)
+            driverBugs: options.driverBugs.isEmpty ? nil : options.driverBugs.map(\.rawValue).sorted(), description: description,
+            epochNs: input.store.frames.first.map { $0.time == 0 } == true ? nil : input.store.epoch)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
@@ -119,6 +130,10 @@ public struct SimCase: Sendable {
 
     /// The `sim replay` command line that runs this case from `directory`.
     public func replayCommand(directory: String, outDir: String = "OUT") -> String {
+        // Time zero before the first frame (a recording): only case.json carries it.
+        if let first = input.store.frames.first, first.time != 0 {
+            return "mcrelay sim replay --case \(directory) --out-dir \(outDir)"
+        }
         let interfaces = Set(input.store.frames.map(\.interface)).sorted()
         var words = ["mcrelay sim replay"]
         for interface in interfaces { words.append("--trace \(interface)=\(directory)/\(interface).pcap") }

@@ -192,6 +192,8 @@ public final class Simulation {
     @exclusivity(unchecked) private var livenessDetail: String?
     @exclusivity(unchecked) private var finished = false
     @exclusivity(unchecked) private var samples: [StateSizes] = []
+    /// `join_fail` events (recordings): failures waiting for the relay's next join of their membership.
+    @exclusivity(unchecked) private var scriptedJoinFailures: [MembershipKey: [(at: UInt64, error: JoinError)]] = [:]
 
     public init(input: SimInput, options: SimOptions, outputDirectory: String? = nil) throws(SimError) {
         guard options.workers >= 1, options.workers <= 64 else { throw SimError.usage("--workers must be 1-64") }
@@ -258,6 +260,7 @@ public final class Simulation {
             let at = options.warmup + event.at
             end = max(end, at)
             queue.push(.script(index), at: at)
+            if case let .joinFail(key, error) = event.kind { scriptedJoinFailures[key, default: []].append((at, error)) }
         }
         trafficEnd = end + 10_000_000
         scheduleTimedFaults(input: input)
@@ -444,6 +447,8 @@ public final class Simulation {
             let index = interfaces.index(of: name)!
             adminDown[index] = false
             updateInterface(index)
+        case .joinFail:
+            return  // registered up front (init): the join it describes may run in the same instant, before it
         case let .workerCrash(worker):
             guard worker < options.workers else {
                 operatorError("worker_crash \(worker): there are only \(options.workers) workers")
@@ -453,6 +458,17 @@ public final class Simulation {
         }
         syncRegistry()
         executeActions()
+    }
+
+    /// A recorded join failure due for this membership: the live relay's join failed within
+    /// 50 ms of now (its timers fire a little late); older than a second, it no longer applies.
+    private func scriptedJoinFailure(_ key: MembershipKey) -> JoinError? {
+        guard var pending = scriptedJoinFailures[key] else { return nil }
+        pending.removeAll { $0.at + 1_000_000_000 < now }
+        defer { scriptedJoinFailures[key] = pending.isEmpty ? nil : pending }
+        guard let first = pending.first, first.at <= now + 50_000_000 else { return nil }
+        pending.removeFirst()
+        return first.error
     }
 
     private func operatorError(_ message: String) {
@@ -507,7 +523,9 @@ public final class Simulation {
                 changedSockets = true
                 controlStats.joins += 1
                 var outcome: JoinOutcome
-                if let error = injector.joinFault() {
+                if let error = scriptedJoinFailure(request.membership) {
+                    outcome = .failed(error)
+                } else if let error = injector.joinFault() {
                     faultCounts.joinsFailed += 1
                     outcome = .failed(error)
                 } else {

@@ -73,6 +73,17 @@ public struct FrameStore: Sendable {
         return store
     }
 
+    /// The same frames on a clock that starts at `newEpoch` (at or before the first frame):
+    /// a case whose events begin before its traffic (recordings) keeps them in place.
+    public func rebased(epoch newEpoch: UInt64) -> FrameStore {
+        guard newEpoch <= epoch else { return self }
+        var store = self
+        let shift = epoch - newEpoch
+        store.epoch = newEpoch
+        for index in store.frames.indices { store.frames[index].time += shift }
+        return store
+    }
+
     /// Frames of one interface, for writing a trace file per interface.
     public func frames(on interface: InterfaceName) -> [Int] {
         frames.indices.filter { frames[$0].interface == interface }

@@ -16,6 +16,11 @@ struct DaemonCommand: ParsableCommand {
             changes through the control socket (`mcrelay rule`, `mcrelay stats`). SIGHUP re-reads the \
             config file (all or nothing). SIGTERM leaves the groups, stops the workers, prints the final \
             counters and exits 0. Relayed packets get the TTL of their output (default \(OutputSpec.defaultTTL)).
+
+            --metrics 127.0.0.1:9464 serves Prometheus metrics (text format 0.0.4) at \
+            http://127.0.0.1:9464/metrics: the counters of `mcrelay stats`, refreshed every second, \
+            plus rules, workers, memberships and join failures. No authentication: bind it to \
+            loopback or a management address.
             """)
 
     @Option(name: .long, help: "JSON config file with the initial rules.") var config: String?
@@ -30,6 +35,18 @@ struct DaemonCommand: ParsableCommand {
     var logFormat: String = LogFormat.text.rawValue
     @Option(name: .long, help: "How workers send multicast outputs: packet (AF_PACKET frames built by the relay; bypasses qdisc, tc and netfilter OUTPUT; falls back to UDP per interface when it cannot be used) or udp (kernel UDP sockets).")
     var egress: String = EgressMode.default.rawValue
+    @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
+    var user: String?
+    @Option(name: .long, help: "With --user: the group (default: the user's primary group); it owns the control socket.")
+    var group: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPV4:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9464 or [::1]:9464; off by default).",
+        valueName: "address:port"))
+    var metrics: String?
+    @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
+    var record: String?
+    @Option(name: .long, help: "Size limit of the --record directory in bytes (suffixes K, M, G). Default 256M.")
+    var recordLimit: String?
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -50,6 +67,23 @@ struct DaemonCommand: ParsableCommand {
         }
         // Workers are spawned with this process's environment (WorkerProcess reads it).
         setenv(EgressMode.environmentVariable, egressMode.rawValue, 1)
+        var identity: ServiceIdentity?
+        if let user {
+            do { identity = try ServiceIdentity.resolve(user: user, group: group) } catch {
+                printError(error.description)
+                throw ExitCode.failure
+            }
+        } else if group != nil {
+            printError("--group needs --user")
+            throw ExitCode.failure
+        }
+        var metricsAddress: MetricsAddress?
+        if let metrics {
+            do { metricsAddress = try MetricsAddress.parse(metrics) } catch {
+                printError("--metrics: \(error.description)")
+                throw ExitCode.failure
+            }
+        }
         let count = workers ?? ProcessInfo.processInfo.activeProcessorCount
         guard (1...256).contains(count) else {
             printError("--workers: \(count) is not in 1...256")
@@ -70,13 +104,21 @@ struct DaemonCommand: ParsableCommand {
             }
         }
         let logger = Logger(label: "mcrelay.daemon")
+        var supervisorOptions = SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode)
+        supervisorOptions.recordDirectory = record.map(absolutePath)
+        if let recordLimit { supervisorOptions.recordLimitBytes = try parseByteSize(recordLimit, option: "--record-limit") }
         let supervisor: Supervisor
         do {
-            supervisor = try Supervisor(
-                options: SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode),
-                logger: logger)
+            supervisorOptions.metricsAddress = metricsAddress
+            supervisor = try Supervisor(options: supervisorOptions, logger: logger)
         } catch {
             // With --log-format json every stderr line must stay a JSON object.
+            if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
+            throw ExitCode.failure
+        }
+        do {
+            if let identity { try supervisor.dropPrivileges(to: identity) } else { supervisor.reportPrivileges() }
+        } catch {
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }

@@ -11,7 +11,7 @@ struct MCRelay: AsyncParsableCommand {
             a Unix socket. The simulator replays pcap traces through the same core.
             """,
         subcommands: [
-            DaemonCommand.self, RuleCommand.self, StatsCommand.self, ConfigCommand.self, DoctorCommand.self, SimCommand.self,
+            DaemonCommand.self, RuleCommand.self, StatsCommand.self, ConfigCommand.self, DoctorCommand.self, SimCommand.self, RecordCommand.self,
             WorkerCommand.self,
         ]
     )

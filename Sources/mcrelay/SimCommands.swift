@@ -106,8 +106,14 @@ extension SimCommand {
         var traces: [String] = []
         @Option(name: .customLong("iface-map"), help: ArgumentHelp("INDEX=NAME for frames of an any= capture.", valueName: "INDEX=NAME"))
         var interfaceMap: [String] = []
-        @Option(help: "The daemon's JSON config file.") var config: String
+        @Option(help: "The daemon's JSON config file.") var config: String?
         @Option(help: "JSON lines of control-plane events.") var events: String?
+        @Option(help: ArgumentHelp("A flight recording (`mcrelay daemon --record DIR`): its rules, events and frames; workers, dispatch and limits from its manifest.", valueName: "DIR"))
+        var recording: String?
+        @Option(name: .customLong("case"), help: ArgumentHelp("A case directory (case.json, as `sim fuzz --save`, `sim shrink` and --save-case write): its traces, config, events and options.", valueName: "DIR"))
+        var caseDirectory: String?
+        @Option(name: .customLong("save-case"), help: ArgumentHelp("With --recording: also write it as a case directory (case.json, config, events, pcaps, expected.json) for traces/.", valueName: "DIR"))
+        var saveCase: String?
         @Option(name: .customLong("out-dir"), help: "Directory for the egress captures and report.json.") var outDir: String
         @Flag(help: "Run twice and report the first divergence.") var checkDeterminism = false
         @Flag(help: "Print every control-plane step and core action as the run goes.") var verbose = false
@@ -115,6 +121,20 @@ extension SimCommand {
 
         func run() throws {
             try simMain {
+                if let recording {
+                    try replayRecording(recording)
+                    return
+                }
+                if let caseDirectory {
+                    guard traces.isEmpty, config == nil, events == nil, interfaceMap.isEmpty, saveCase == nil else {
+                        throw SimError.usage("--case brings its own traces, config, events and options: drop the others")
+                    }
+                    let loaded = try SimCase.load(directory: caseDirectory)
+                    try run(input: loaded.input, options: loaded.options)
+                    return
+                }
+                guard let configPath = config else { throw SimError.usage("sim replay needs --config FILE (or --recording DIR)") }
+                if saveCase != nil { throw SimError.usage("--save-case works with --recording") }
                 if traces.isEmpty { print("note: no --trace given: a control-plane-only run (events, faults, liveness probes)") }
                 var options = SimOptions()
                 try common.apply(to: &options)
@@ -126,31 +146,39 @@ extension SimCommand {
                 for (index, count) in summary.unmappedFrames.sorted(by: { $0.key < $1.key }) {
                     print("warning: \(count) frame(s) from interface index \(index) skipped: no --iface-map \(index)=NAME")
                 }
-                let config = try ConfigFile.load(path: config)
+                let config = try ConfigFile.load(path: configPath)
                 let scripted = try events.map { path throws(SimError) in try EventScript.load(path: path) } ?? []
                 let input = SimInput(store: store, rules: config.rules, events: scripted)
-                do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
-                    throw SimError.output("cannot create \(outDir): \(error.localizedDescription)")
-                }
-                options.recordSteps = checkDeterminism
-                options.verbose = verbose
-                let result = try Simulation(input: input, options: options, outputDirectory: outDir).run()
-                do { try result.report.json().write(to: URL(fileURLWithPath: outDir + "/report.json")) } catch {
-                    throw SimError.output("\(outDir)/report.json: \(error.localizedDescription)")
-                }
-                printSummary(result)
-                if checkDeterminism {
-                    options.verbose = false
-                    let second = try Simulation(input: input, options: options).run()
-                    if let divergence = DeterminismCheck.firstDivergence(result, second) {
-                        print("determinism: DIVERGED at \(divergence)")
-                        throw ExitCode(1)
-                    }
-                    print("determinism: two runs identical (\(result.steps.count) steps, same egress hashes and report)")
-                }
-                print("wrote \(outDir)/report.json and " + result.report.egress.keys.sorted().map { "\(outDir)/\($0).pcap" }.joined(separator: ", "))
-                if !result.passed { throw ExitCode(1) }
+                try run(input: input, options: options)
             }
+        }
+
+        /// Runs one input: report, summary, the determinism check; exit 1 when a check fails.
+        @discardableResult
+        func run(input: SimInput, options given: SimOptions) throws -> SimResult {
+            var options = given
+            do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
+                throw SimError.output("cannot create \(outDir): \(error.localizedDescription)")
+            }
+            options.recordSteps = checkDeterminism
+            options.verbose = verbose
+            let result = try Simulation(input: input, options: options, outputDirectory: outDir).run()
+            do { try result.report.json().write(to: URL(fileURLWithPath: outDir + "/report.json")) } catch {
+                throw SimError.output("\(outDir)/report.json: \(error.localizedDescription)")
+            }
+            printSummary(result)
+            if checkDeterminism {
+                options.verbose = false
+                let second = try Simulation(input: input, options: options).run()
+                if let divergence = DeterminismCheck.firstDivergence(result, second) {
+                    print("determinism: DIVERGED at \(divergence)")
+                    throw ExitCode(1)
+                }
+                print("determinism: two runs identical (\(result.steps.count) steps, same egress hashes and report)")
+            }
+            print("wrote \(outDir)/report.json and " + result.report.egress.keys.sorted().map { "\(outDir)/\($0).pcap" }.joined(separator: ", "))
+            if !result.passed { throw ExitCode(1) }
+            return result
         }
     }
 
@@ -248,6 +276,7 @@ extension SimCommand {
         @Option(help: "Frames in the synthetic replay.") var packets: Int = 1_000_000
         @Option(help: "Fuzz seeds to time (0 skips).") var fuzzSeeds: Int = 50
         @Option(help: "Also write egress pcaps to this directory (default: hash only).") var outDir: String?
+        @Option(help: "Also write the figures as JSON to this file (for `make bench`'s summary table).") var json: String?
 
         func run() throws {
             try simMain {
@@ -267,14 +296,26 @@ extension SimCommand {
                 print("  setup (classify frames, build state): \(String(format: "%.3f", seconds(loaded - loadStart))) s")
                 print("  run: \(String(format: "%.3f", runSeconds)) s = \(String(format: "%.0f", Double(packets) / runSeconds)) simulated packets/s"
                     + " (\(String(format: "%.0f", Double(packets) / (runSeconds + seconds(loaded - loadStart)))) including setup); result \(result.report.result)")
+                var figures: [String: Double] = [
+                    "replay_packets": Double(packets), "replay_setup_s": seconds(loaded - loadStart),
+                    "replay_run_s": runSeconds, "replay_pps": Double(packets) / runSeconds,
+                    "replay_failed": result.report.passed ? 0 : 1,
+                ]
                 if fuzzSeeds > 0 {
                     let fuzzStart = clock.now
                     let outcome = try Fuzzer.run(seed: 1, runs: fuzzSeeds)
-                    let fuzzElapsed = clock.now - fuzzStart
-                    let fuzzSeconds = Double(fuzzElapsed.components.seconds) + Double(fuzzElapsed.components.attoseconds) / 1e18
+                    let fuzzSeconds = seconds(clock.now - fuzzStart)
                     print("fuzz: \(outcome.runs) seeds in \(String(format: "%.2f", fuzzSeconds)) s: "
                         + "\(String(format: "%.0f", Double(outcome.runs) / fuzzSeconds * 60)) seeds/minute"
                         + (outcome.failure.map { " (seed \($0.seed) failed)" } ?? ""))
+                    figures["fuzz_seeds"] = Double(outcome.runs)
+                    figures["fuzz_seeds_per_minute"] = Double(outcome.runs) / fuzzSeconds * 60
+                    figures["fuzz_failed"] = outcome.failure == nil ? 0 : 1
+                }
+                if let json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                    try encoder.encode(figures).write(to: URL(fileURLWithPath: json))
                 }
             }
         }

@@ -131,6 +131,7 @@ func replay(target: String, path: String) {
     @Test func eventSeedsParse() throws {
         #expect(try read(.events, "every-kind").withUnsafeBytes { checkEvents($0) } == 6)
         #expect(try read(.events, "same-time").withUnsafeBytes { checkEvents($0) } == 2)
+        #expect(try read(.events, "join-fail").withUnsafeBytes { checkEvents($0) } == 4)
         #expect(try read(.events, "unknown-event").withUnsafeBytes { checkEvents($0) } == nil)
     }
 

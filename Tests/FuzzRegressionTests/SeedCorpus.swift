@@ -51,6 +51,14 @@ import Testing
             ("missing-at", #"{"event": "iface_up", "iface": "eth0"}"#),
             ("not-json", "at 5ms: iface_up eth0"),
             ("array-line", "[1, 2]"),
+            // As the flight recorder writes them (mcrelay daemon --record).
+            ("join-fail", """
+                {"at_ms":4.329631,"event":"iface_up","iface":"rin0"}
+                {"at_ms":78.558197,"event":"rule_add","rule":{"in":"rin0:239.1.1.1:5001","name":"cam1","out":["rout0:239.10.1.1:6001:64"]}}
+                {"at_ms":78.558197,"event":"join_fail","iface":"rin0","group":"239.1.1.1","errno":"ENOBUFS"}
+                {"at_ms":90,"event":"join_fail","iface":"rin0","group":"239.1.1.1","source":"198.18.1.1","errno":22}
+
+                """),
         ]
         return files.map { ($0.0, Array($0.1.utf8)) }
     }

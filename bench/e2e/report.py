@@ -130,9 +130,16 @@ def markdown_block(rows: list[dict], meta: dict) -> str:
 
 
 def update_markdown(path: Path, block: str) -> None:
+    update_markdown_block(path, BEGIN, END, block)
+
+
+def update_markdown_block(path: Path, begin: str, end: str, block: str) -> None:
+    """Replaces begin…end in the file (markers included in `block` or added around it), or appends."""
+    if not block.startswith(begin):
+        block = f"{begin}\n{block.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = (text.rstrip() + "\n\n" if text else "# Benchmarks\n\n") + block + "\n"
     path.write_text(text)

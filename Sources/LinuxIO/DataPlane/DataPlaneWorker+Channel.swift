@@ -23,6 +23,10 @@ extension DataPlaneWorker {
                     guard channel.send(.statistics(requestID: requestID, statistics)) else { return .channelClosed }
                 case .shutdown:
                     return .shutdown
+                case let .recordStart(assignment):
+                    startRecording(assignment)
+                case .recordStop:
+                    stopRecording()
                 }
             }
             return closed ? .channelClosed : nil
@@ -47,6 +51,7 @@ extension DataPlaneWorker {
         }
         flush()
         forwarder.install(plan)
+        recorder?.assign(interfaces: plan.ingress.map(\.interface.rawValue))
         var next: [Input] = []
         var carried = Set<Int>()
         for assignment in plan.ingress {

@@ -69,6 +69,8 @@ public final class DataPlaneWorker {
     /// Frames the kernel dropped on this worker's ingress sockets because it did not read them
     /// fast enough (loss the Forwarder never sees).
     public private(set) var kernelDrops: UInt64 = 0
+    /// The flight recorder, while one runs (DataPlaneWorker+Recorder.swift); nil costs one branch per frame.
+    var recorder: FrameRecorder?
 
     private var pollFDs: UnsafeMutablePointer<pollfd>
     private var pollInputs: UnsafeMutablePointer<Int32>
@@ -132,6 +134,7 @@ public final class DataPlaneWorker {
         for problem in startupProblems { report(problem) }
         let exit = if let uring { runRing(uring) } else { runPoll(recvmmsg!) }
         closeAllInputs()
+        stopRecording()
         return exit
     }
 
@@ -197,6 +200,7 @@ public final class DataPlaneWorker {
         retryInputs(now: now)
         for problem in pool.retryMissing(now: now) { report(problem) }
         if now >= nextDropCheck { checkKernelDrops(now: now) }
+        if recorder != nil { recordingTick() }
     }
 
     /// Loss before the Forwarder (the socket's receive queue overflowed) is reported to the
@@ -251,6 +255,7 @@ public final class DataPlaneWorker {
     @inline(__always)
     private func handle(frame: UnsafeRawBufferPointer, slot: Int) {
         framesReceived &+= 1
+        if let recorder { recorder.record(frame, slot: slot) }
         guard case let .forward(forwarding) = forwarder.decide(frame, link: .rawIPv4, ingress: slot) else { return }
         let transmits = forwarder.transmits(for: forwarding)
         for index in 0..<transmits.count {
@@ -262,6 +267,7 @@ public final class DataPlaneWorker {
 
     func flush() {
         queue.flush(pool: pool, forwarder: &forwarder) { report($0) }
+        if recorder != nil { recordingTick() }
     }
 
     /// Reads one socket until it is empty or the turn's budget is spent; true if more may wait.

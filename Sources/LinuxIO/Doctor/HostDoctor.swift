@@ -60,9 +60,11 @@ public struct HostDoctor {
             return [Finding(severity: .ok, subject: "privileges", message: "CAP_NET_RAW and CAP_NET_ADMIN present (AF_PACKET sockets, fanout, buffer sizes)", fix: nil)]
         }
         let missing = [netRaw ? nil : "CAP_NET_RAW", netAdmin ? nil : "CAP_NET_ADMIN"].compactMap { $0 }
+        let effect = [netRaw ? nil : "the workers cannot open AF_PACKET sockets",
+                      netAdmin ? nil : "socket buffers are capped by net.core.rmem_max/wmem_max"].compactMap { $0 }
         return [Finding(severity: .problem, subject: "privileges",
-                        message: "missing \(missing.joined(separator: " and ")): the daemon cannot open AF_PACKET sockets",
-                        fix: "run the daemon as root, or grant them: AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the systemd unit")]
+                        message: "missing \(missing.joined(separator: " and ")): \(effect.joined(separator: "; "))",
+                        fix: "grant them: AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the systemd unit (packaging/mcrelay.service), or start the daemon as root with --user NAME (it keeps only those two)")]
     }
 
     func membershipLimits() -> [Finding] {

@@ -11,10 +11,12 @@ final class ControlListener {
     let fd: Int32
     /// The socket file's inode, so `close` removes only our own file, never a successor's.
     private var inode: ino_t = 0
+    /// The socket's directory, if this daemon created it (`--user` hands it over).
+    private(set) var createdDirectory: String?
 
     init(path: String) throws(SystemError) {
         self.path = path
-        try Self.prepareDirectory(of: path)
+        createdDirectory = try Self.prepareDirectory(of: path)
         try Self.clearStaleSocket(at: path)
 
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -62,13 +64,14 @@ final class ControlListener {
         if lstat(path, &info) == 0, info.st_ino == inode { unlink(path) }
     }
 
-    private static func prepareDirectory(of path: String) throws(SystemError) {
-        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+    /// Returns the directory if it had to be created.
+    private static func prepareDirectory(of path: String) throws(SystemError) -> String? {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return nil }
         let directory = String(path[..<slash])
         var info = stat()
         if stat(directory, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFDIR else { throw SystemError("control socket directory \(directory)", errno: ENOTDIR) }
-            return
+            return nil
         }
         // mkdir -p, mode 0755 (the socket itself is 0660).
         var prefix = directory.hasPrefix("/") ? "" : "."
@@ -78,6 +81,7 @@ final class ControlListener {
                 throw .last("create control socket directory \(prefix)")
             }
         }
+        return directory
     }
 
     /// A socket file nobody listens on is left over from a daemon that died: remove it.

@@ -19,6 +19,8 @@ final class LinkMonitor {
     private var dumping = false
     private var dumpSeen: Set<Int32> = []
     private var resyncWanted = false
+    /// The first dump is complete: every existing link has been reported (readiness waits for it).
+    private(set) var listedOnce = false
     private var sequence: UInt32 = 1
 
     // linux/rtnetlink.h, linux/netlink.h, linux/if.h, linux/if_link.h
@@ -155,6 +157,7 @@ final class LinkMonitor {
     private func finishDump(into changes: inout [Change]) {
         guard dumping else { return }
         dumping = false
+        listedOnce = true
         for index in links.keys.sorted() where !dumpSeen.contains(index) {
             if let link = links.removeValue(forKey: index), link.usable, let name = InterfaceName(link.name) {
                 changes.append(.down(name))

@@ -7,11 +7,13 @@ import RelayCore
 
 /// A `stats` request waiting for the workers' counters.
 struct StatsCollection {
-    enum Purpose { case client(ControlConnection), final }
+    enum Purpose { case client(ControlConnection), final, metrics }
     let requestID: UInt64
     let purpose: Purpose
     var waiting: Set<WorkerID>
     var parts: [WorkerID: ForwardingStatistics] = [:]
+    /// The process each part came from (the metrics ledger tells restarts apart by it).
+    var pids: [WorkerID: Int32] = [:]
     let deadline: Instant
 
     static let timeout: Duration = .seconds(2)
@@ -65,6 +67,7 @@ extension Supervisor {
             guard let text = request.rule else { return client.send(.failure("add needs \"rule\": {\"in\": ..., \"out\": [...]}")) }
             do {
                 let spec = try text.spec()
+                recordRules("rule_add", [spec], now: now)
                 let outcome = try core.addRule(spec, now: now)
                 apply(now: now)
                 if case let .added(rule) = outcome { logger.notice("rule added: \(rule)") }
@@ -78,6 +81,7 @@ extension Supervisor {
             guard let selector = request.selector, !selector.isEmpty else {
                 return client.send(.failure("remove needs \"selector\": a rule id or name"))
             }
+            recordEvent("rule_remove", now: now, [("rule", FlightRecorder.json(selector))])
             do {
                 let rule = try core.removeRule(selector, now: now)
                 apply(now: now)
@@ -101,6 +105,8 @@ extension Supervisor {
             case let .success(view): client.send(ControlReply(ok: true, reload: view))
             case let .failure(error): client.send(.failure(error.message))
             }
+        case .recordStart, .recordStop, .recordStatus:
+            handleRecordRequest(request, from: client, now: now)
         }
     }
 
@@ -121,6 +127,7 @@ extension Supervisor {
         }
         do {
             let config = try ConfigFile.load(path: path)
+            recordRules("config_reload", config.rules, now: now)
             let diff = try core.replaceRules(config.rules, now: now)
             apply(now: now)
             return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))
@@ -155,6 +162,7 @@ extension Supervisor {
               statsCollections[index].waiting.remove(worker) != nil
         else { return }
         statsCollections[index].parts[worker] = statistics
+        statsCollections[index].pids[worker] = workers.first { $0.id == worker }?.pid
         completeStatsCollections(now: now)
     }
 
@@ -171,13 +179,15 @@ extension Supervisor {
                 remaining.append(collection)
                 continue
             }
-            let view = statsView(collection.parts)
             switch collection.purpose {
             case let .client(client):
                 client.awaitingReply = false
-                client.send(ControlReply(ok: true, stats: view))
+                client.send(ControlReply(ok: true, stats: statsView(collection.parts)))
             case .final:
-                finalStatisticsCollected(view, now: now)
+                finalStatisticsCollected(statsView(collection.parts), now: now)
+            case .metrics:
+                // Its own view, through the restart ledger (Metrics/Supervisor+Metrics.swift).
+                metricsCollected(collection, now: now)
             }
         }
         statsCollections = remaining
@@ -209,6 +219,7 @@ extension Supervisor {
             } : [],
             interfacesUp: links.usable)
         view.ingressQueueDrops = merged.ingressQueueDrops
+        view.recording = recordingView
         return view
     }
 }

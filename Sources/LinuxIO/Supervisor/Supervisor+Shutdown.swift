@@ -24,6 +24,8 @@ extension Supervisor {
     static let workerStopTimeout: Duration = .seconds(3)
 
     func beginShutdown(now: Instant) {
+        serviceStopping()
+        stopRecording(reason: "daemon stopped", now: now)
         listener.close()
         let left = helpers.leaveAllAndClose()
         logger.info("left \(left) group membership(s), closed the helper sockets")

@@ -52,6 +52,7 @@ extension Supervisor {
             }
             worker.ready = true
             logger.info("\(worker.id) ready (pid \(pid))")
+            recordingWorkerReady(worker)  // before its first plan, so it records from its first frame
             core.handle(.workerStarted(worker.id), now: now)
             apply(now: now)
         case let .installed(version):
@@ -62,6 +63,8 @@ extension Supervisor {
             deliverStatistics(requestID, from: worker.id, statistics, now: now)
         case let .problem(text):
             logger.warning("\(worker.id): \(text)")
+        case let .recordStatus(status):
+            recordingStatus(status, from: worker, now: now)
         }
     }
 
@@ -81,6 +84,9 @@ extension Supervisor {
             let wasReady = worker.ready
             worker.exited()
             if wasReady {
+                if case .running = shutdown {
+                    recordEvent("worker_crash", now: now, [("worker", String(worker.id.rawValue))])
+                }
                 core.handle(.workerExited(worker.id), now: now)
                 apply(now: now)
             }

@@ -28,6 +28,12 @@ public final class Supervisor {
     var nextStatsRequest: UInt64 = 1
     var shutdown: ShutdownState = .running
     var exitCode: Int32 = 0
+    /// sd_notify state (Supervisor+Readiness.swift); reads and clears $NOTIFY_SOCKET.
+    let service = ServiceState()
+    /// `--metrics`: the Prometheus endpoint (Metrics/Supervisor+Metrics.swift).
+    var metrics: MetricsEndpoint?
+    /// The flight recorder, running or last stopped (Supervisor+Recorder.swift).
+    var flightRecorder: FlightRecorder?
 
     static let maximumClients = 128
 
@@ -70,6 +76,20 @@ public final class Supervisor {
             listener.close()
             throw SupervisorStartError("cannot watch network interfaces: \(error)")
         }
+        if let address = options.metricsAddress {
+            do { metrics = try MetricsEndpoint(address: address, now: MonotonicClock.now()) } catch {
+                listener.close()
+                links.close()
+                throw SupervisorStartError("--metrics \(address): \(error)")
+            }
+            logger.info("serving Prometheus metrics at http://\(address)/metrics")
+        }
+        if let directory = options.recordDirectory,
+           case let .failure(error) = startRecording(directory: directory, limit: options.recordLimitBytes, now: MonotonicClock.now()) {
+            listener.close()
+            links.close()
+            throw SupervisorStartError("--record: \(error.message)")
+        }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
     }
 
@@ -103,12 +123,13 @@ public final class Supervisor {
             if case .finished = shutdown { break }
             pollOnce()
         }
+        metrics?.server.close()
         return exitCode
     }
 
     // MARK: - The loop
 
-    private enum Source { case signals, listener, links, worker(Int), client(Int) }
+    private enum Source { case signals, listener, links, worker(Int), client(Int), metrics(UInt64) }
 
     private func pollOnce() {
         var fds: [pollfd] = []
@@ -127,6 +148,7 @@ public final class Supervisor {
             let reading = !client.closing && !client.hasPendingLines
             watch(client.fd, (reading ? POLLIN : 0) | (client.wantsWrite ? POLLOUT : 0), .client(index))
         }
+        for entry in metricsPollEntries(now: MonotonicClock.now()) { watch(entry.fd, Int32(entry.events), .metrics(entry.token)) }
 
         let timeout = pollTimeout(now: MonotonicClock.now())
         let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
@@ -145,10 +167,12 @@ public final class Supervisor {
                 case .links: handleLinkEvents(now: now)
                 case let .worker(index): workerReady(workers[index], revents: pollfd.revents, now: now)
                 case let .client(index): clientReady(clients[index], revents: pollfd.revents, now: now)
+                case let .metrics(token): metricsReady(token: token, revents: pollfd.revents, now: now)
                 }
             }
         }
         handleDeadlines(now: MonotonicClock.now())
+        updateService(now: MonotonicClock.now())
         serveClients(now: MonotonicClock.now())
         clients.removeAll { client in
             guard client.finished else { return false }
@@ -166,6 +190,8 @@ public final class Supervisor {
         }
         deadlines.append(contentsOf: statsCollections.map(\.deadline))
         if let deadline = shutdown.deadline { deadlines.append(deadline) }
+        if let watchdog = service.watchdogDue { deadlines.append(watchdog) }
+        deadlines.append(contentsOf: metricsDeadlines)
         guard let earliest = deadlines.min() else { return -1 }
         let wait = earliest.duration(since: now)
         let (seconds, attoseconds) = wait.components
@@ -190,6 +216,7 @@ public final class Supervisor {
             }
         }
         completeStatsCollections(now: now)
+        metricsTick(now: now)
         advanceShutdown(now: now)
     }
 
@@ -204,7 +231,7 @@ public final class Supervisor {
                     logger.notice("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): shutting down")
                     beginShutdown(now: now)
                 }
-            case SIGHUP: reload(now: now, reason: "SIGHUP")
+            case SIGHUP: reloadOnSignal(now: now)
             default: break
             }
         }
@@ -217,9 +244,11 @@ public final class Supervisor {
             switch change {
             case let .up(interface):
                 logger.info("interface \(interface) is up")
+                recordEvent("iface_up", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceUp(interface), now: now)
             case let .down(interface):
                 logger.info("interface \(interface) is down or gone")
+                recordEvent("iface_down", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceDown(interface), now: now)
             }
             apply(now: now)
@@ -241,6 +270,7 @@ public final class Supervisor {
                 let outcome = helpers.join(request)
                 if case let .failed(error) = outcome {
                     logger.debug("join \(request.membership) via \(request.socket) failed: \(error)")
+                    recordJoinFailure(request.membership, error, now: now)
                 }
                 core.handle(.joinCompleted(request.ticket, outcome), now: now)
             case let .leave(request):
@@ -250,6 +280,7 @@ public final class Supervisor {
             case let .setTimer(instant):
                 coreTimer = instant
             case let .report(report):
+                countJoinFailure(report)
                 log(report)
             }
         }

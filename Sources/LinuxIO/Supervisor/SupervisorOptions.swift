@@ -9,6 +9,11 @@ public struct SupervisorOptions: Sendable {
     public var dispatchMode: DispatchMode
     /// The program workers are started from (`<it> worker --id N --channel-fd 3`).
     public var workerExecutable: String
+    /// `--metrics`: serve Prometheus metrics over HTTP here (nil: off).
+    public var metricsAddress: MetricsAddress?
+    /// `--record DIR`: start the flight recorder at launch; `--record-limit` bounds it.
+    public var recordDirectory: String?
+    public var recordLimitBytes: UInt64 = RecordingFormat.defaultLimitBytes
 
     public init(controlPath: String = ControlProtocol.defaultSocketPath, configPath: String? = nil,
                 workerCount: Int, dispatchMode: DispatchMode = .fanout, workerExecutable: String = "/proc/self/exe") {

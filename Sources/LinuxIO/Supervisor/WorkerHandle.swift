@@ -20,6 +20,9 @@ import RelayCore
 ///   an unacknowledged plan every 250 ms; installing the same version twice must be harmless);
 ///   `.statisticsRequest(id)` gets `.statistics(id, counters)`; `.shutdown` means close and
 ///   exit 0. End of file on the channel means the supervisor is gone: exit.
+/// - Flight recorder: `.recordStart(assignment)` starts recording the frames it reads (the same
+///   session again raises its byte budget), `.recordStop` flushes and closes the files; the worker
+///   answers with `.recordStatus` (rate-limited, when half its room is used, when full, at stop).
 /// - A worker that has not said `ready` within `readyTimeout` is killed and restarted; one that
 ///   exits is restarted after a backoff (100 ms doubling to 5 s, reset after 10 s of life).
 final class WorkerHandle {

@@ -12,7 +12,8 @@ final class RelayDaemon {
     let control: String
     let process: ChildProcess
 
-    init(_ lab: Lab, workers: Int = 1, config: String? = nil, extraArguments: [String] = []) throws {
+    /// `launcher`: a command the daemon runs under (e.g. setpriv, as a service manager would).
+    init(_ lab: Lab, workers: Int = 1, config: String? = nil, extraArguments: [String] = [], launcher: [String] = []) throws {
         guard FileManager.default.isExecutableFile(atPath: E2E.binary) else {
             throw HarnessError("mcrelay binary not found at \(E2E.binary): build it first (swift build), or set MCRELAY_BINARY")
         }
@@ -22,7 +23,7 @@ final class RelayDaemon {
         var arguments = [E2E.binary, "daemon", "--control", control, "--workers", String(workers)]
         if let config { arguments += ["--config", config] }
         arguments += extraArguments
-        process = try ChildProcess(lab.exec(lab.relay, arguments), outputDirectory: lab.directory, name: "daemon")
+        process = try ChildProcess(lab.exec(lab.relay, launcher + arguments), outputDirectory: lab.directory, name: "daemon")
         let up = waitUntil(timeout: .seconds(15)) {
             guard process.isRunning else { return true }
             guard let stats = try? stats() else { return false }

@@ -1,0 +1,141 @@
+import RelayControl
+import RelayCore
+
+/// One time series: a metric name, its labels in a fixed order, and its value.
+public struct MetricSample: Hashable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var labels: [Label]
+    public var value: UInt64
+
+    public struct Label: Hashable, Sendable {
+        public var name: String
+        public var value: String
+        public init(_ name: String, _ value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public init(_ name: String, _ labels: [Label] = [], _ value: UInt64) {
+        self.name = name
+        self.labels = labels
+        self.value = value
+    }
+
+    /// The series identity (name and labels, not the value).
+    public var series: MetricSeries { MetricSeries(name: name, labels: labels) }
+
+    public var description: String {
+        name + (labels.isEmpty ? "" : "{" + labels.map { "\($0.name)=\"\($0.value)\"" }.joined(separator: ",") + "}") + " \(value)"
+    }
+}
+
+public struct MetricSeries: Hashable, Sendable {
+    public var name: String
+    public var labels: [MetricSample.Label]
+}
+
+/// Everything the endpoint exposes, computed from what the supervisor already knows: the
+/// merged worker counters (as in `mcrelay stats`) and the control plane's own state. Pure,
+/// so the mapping from stats to metric names and labels is tested without a daemon.
+public struct MetricsSnapshot: Equatable, Sendable {
+    public var counters: [MetricSample] = []
+    public var gauges: [MetricSample] = []
+
+    public init(counters: [MetricSample] = [], gauges: [MetricSample] = []) {
+        self.counters = counters
+        self.gauges = gauges
+    }
+
+    /// The supervisor's state that `StatsView` carries only as text.
+    public struct ControlState: Sendable {
+        public var ruleInputs: [InterfaceName]
+        public var joined: [MembershipKey]
+        public var outstanding: [MembershipKey]
+        public var helperSockets: [HelperSocketID]
+        public var joinFailures: UInt64
+        public var version: String
+
+        public init(ruleInputs: [InterfaceName], joined: [MembershipKey], outstanding: [MembershipKey],
+                    helperSockets: [HelperSocketID], joinFailures: UInt64, version: String) {
+            self.ruleInputs = ruleInputs
+            self.joined = joined
+            self.outstanding = outstanding
+            self.helperSockets = helperSockets
+            self.joinFailures = joinFailures
+            self.version = version
+        }
+    }
+
+    public init(stats: StatsView, control: ControlState, httpResponses: [Int: UInt64] = [:]) {
+        typealias L = MetricSample.Label
+        for rule in stats.rules {
+            let ruleLabels = [L("rule", rule.id), L("name", rule.name ?? "")]
+            counters.append(MetricSample("mcrelay_rule_received_packets_total", ruleLabels, rule.packets))
+            counters.append(MetricSample("mcrelay_rule_received_bytes_total", ruleLabels, rule.bytes))
+            var info = ruleLabels + [L("input", rule.in)]
+            info.append(L("source", rule.source ?? ""))
+            gauges.append(MetricSample("mcrelay_rule_info", info, 1))
+            for output in rule.outputs {
+                let labels = ruleLabels + [L("output", output.out)]
+                counters.append(MetricSample("mcrelay_output_sent_packets_total", labels, output.packets))
+                counters.append(MetricSample("mcrelay_output_sent_bytes_total", labels, output.bytes))
+                counters.append(MetricSample("mcrelay_output_send_errors_total", labels, output.sendErrors))
+            }
+        }
+        for reason in DropReason.allCases {
+            counters.append(MetricSample("mcrelay_dropped_packets_total", [L("reason", reason.description)], stats.drops[reason]))
+        }
+        counters.append(MetricSample("mcrelay_ingress_queue_drops_total", [], stats.ingressQueueDrops))
+        gauges.append(MetricSample("mcrelay_rules", [], UInt64(stats.rules.count)))
+        gauges.append(MetricSample("mcrelay_workers", [], UInt64(stats.workers.filter(\.alive).count)))
+        gauges.append(MetricSample("mcrelay_workers_configured", [], UInt64(stats.workers.count)))
+        for worker in stats.workers {
+            counters.append(MetricSample("mcrelay_worker_restarts_total", [L("worker", String(worker.id))], UInt64(max(worker.restarts, 0))))
+        }
+        gauges.append(MetricSample("mcrelay_plan_version", [], stats.planVersion))
+
+        // Per interface: every input interface of a rule, and any that still holds something.
+        var interfaces = Set(control.ruleInputs)
+        interfaces.formUnion(control.joined.map(\.interface))
+        interfaces.formUnion(control.helperSockets.map(\.interface))
+        let up = Set(stats.interfacesUp)
+        for interface in interfaces.sorted(by: { $0.description < $1.description }) {
+            let label = [L("interface", interface.description)]
+            gauges.append(MetricSample("mcrelay_igmp_memberships", label, UInt64(control.joined.filter { $0.interface == interface }.count)))
+            gauges.append(MetricSample("mcrelay_igmp_memberships_outstanding", label,
+                                       UInt64(control.outstanding.filter { $0.interface == interface }.count)))
+            gauges.append(MetricSample("mcrelay_helper_sockets", label, UInt64(control.helperSockets.filter { $0.interface == interface }.count)))
+            gauges.append(MetricSample("mcrelay_interface_up", label, up.contains(interface.description) ? 1 : 0))
+        }
+        counters.append(MetricSample("mcrelay_join_failures_total", [], control.joinFailures))
+        gauges.append(MetricSample("mcrelay_build_info", [L("version", control.version)], 1))
+        for (status, count) in httpResponses.sorted(by: { $0.key < $1.key }) {
+            counters.append(MetricSample("mcrelay_metrics_http_responses_total", [L("code", String(status))], count))
+        }
+    }
+
+    /// HELP text per metric name (the exposition's `# HELP` lines).
+    public static let help: [String: String] = [
+        "mcrelay_rule_received_packets_total": "Datagrams a rule accepted from its input.",
+        "mcrelay_rule_received_bytes_total": "UDP payload bytes a rule accepted from its input.",
+        "mcrelay_rule_info": "A current rule: its id, name, input and source (always 1).",
+        "mcrelay_output_sent_packets_total": "Datagrams handed to the kernel for an output of a rule.",
+        "mcrelay_output_sent_bytes_total": "UDP payload bytes handed to the kernel for an output of a rule.",
+        "mcrelay_output_send_errors_total": "Sends to an output of a rule that the kernel refused.",
+        "mcrelay_dropped_packets_total": "Frames the relay saw and did not forward, by reason.",
+        "mcrelay_ingress_queue_drops_total": "Frames the kernel dropped because a worker did not read them fast enough (all input interfaces).",
+        "mcrelay_rules": "Rules configured.",
+        "mcrelay_workers": "Worker processes alive.",
+        "mcrelay_workers_configured": "Worker processes the daemon runs (--workers).",
+        "mcrelay_worker_restarts_total": "Times a worker process was restarted after it died.",
+        "mcrelay_plan_version": "Version of the forwarding plan the supervisor last computed.",
+        "mcrelay_igmp_memberships": "Group memberships the kernel confirmed on an input interface.",
+        "mcrelay_igmp_memberships_outstanding": "Group memberships needed on an interface that is up but not joined (yet).",
+        "mcrelay_helper_sockets": "Helper sockets holding group memberships on an interface.",
+        "mcrelay_interface_up": "Whether an input interface is up and usable (1) or not (0).",
+        "mcrelay_join_failures_total": "Group joins the kernel refused (each is retried with backoff).",
+        "mcrelay_build_info": "The running build (always 1).",
+        "mcrelay_metrics_http_responses_total": "Responses of the metrics endpoint itself, by HTTP status.",
+    ]
+}
