@@ -33,7 +33,7 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
-    @Option(name: .long, help: "How workers send multicast outputs: packet (AF_PACKET frames built by the relay; bypasses qdisc, tc and netfilter OUTPUT; falls back to UDP per interface when it cannot be used) or udp (kernel UDP sockets).")
+    @Option(name: .long, help: "How workers send multicast outputs: packet (AF_PACKET frames built by the relay, skipping the kernel's UDP/IP send path and netfilter OUTPUT/POSTROUTING; UDP sockets where that cannot be used) or udp (kernel UDP sockets only).")
     var egress: String = EgressMode.default.rawValue
     @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
     var user: String?

@@ -1,15 +1,15 @@
 /// How a worker sends multicast outputs (`MCRELAY_EGRESS`, set by `mcrelay daemon --egress`).
 ///
 /// - `packet` (the default): the worker writes Ethernet/IPv4/UDP headers itself and sends the
-///   frames through one AF_PACKET socket per output interface with PACKET_QDISC_BYPASS (see
-///   `PacketEgressLink`). This skips the kernel's per-datagram UDP/IP send path (routing,
-///   socket accounting, netfilter OUTPUT/POSTROUTING, the qdisc and tc egress hooks), which
-///   was most of a worker's CPU. An output falls back to the UDP path when its interface
+///   frames through one AF_PACKET socket per output interface (see `PacketEgressLink`). This
+///   skips the kernel's per-datagram UDP/IP send path (routing, socket accounting, IP output,
+///   netfilter OUTPUT/POSTROUTING), which was most of a worker's CPU; the qdisc, tc and packet
+///   taps still see the frames. An output falls back to the UDP path when its interface
 ///   cannot take it: no IPv4 address, not Ethernet, the packet socket cannot be opened, or a
 ///   datagram larger than the interface MTU allows (the kernel then fragments it). Unicast
 ///   outputs always use the UDP path (they need neighbour resolution).
 /// - `udp`: every output goes through kernel UDP sockets (sendmmsg, UDP GSO), so the host's
-///   firewall, qdiscs and tc see the relayed traffic.
+///   firewall (netfilter OUTPUT/POSTROUTING) sees all relayed traffic.
 public enum EgressMode: String, Sendable, CaseIterable, CustomStringConvertible {
     case packet
     case udp

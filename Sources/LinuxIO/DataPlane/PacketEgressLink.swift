@@ -45,9 +45,15 @@ struct PacketEgressLink: Equatable {
     }
 
     /// An AF_PACKET SOCK_RAW socket for sending on interface `index`: bound with protocol 0 (it
-    /// receives nothing), PACKET_QDISC_BYPASS (frames go straight to the driver: one queue
-    /// less per frame; a full device queue shows up as ENOBUFS, a counted drop), non-blocking,
-    /// a large send buffer.
+    /// receives nothing), non-blocking, a large send buffer.
+    ///
+    /// Not PACKET_QDISC_BYPASS: a bypassing socket hands frames straight to the driver, which
+    /// also skips the packet taps (tcpdump on the output interface sees nothing), tc egress, and
+    /// the qdisc's buffering (a burst beyond the NIC's ring would be dropped, not queued). On the
+    /// lab it bought nothing measurable (100 streams x 64 B: 3.7 us/pkt with it, 3.4 without;
+    /// zero-loss 230k vs 240k pps, back to back), so frames take dev_queue_xmit like the kernel's
+    /// own traffic. What the packet path skips is the UDP/IP send path (routing, socket
+    /// accounting, IP output and netfilter's OUTPUT/POSTROUTING hooks).
     static func openSocket(index: Int32, target: String) throws(DataPlaneSystemError) -> Int32 {
         let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .last("socket(AF_PACKET, SOCK_RAW)", target) }
@@ -59,7 +65,6 @@ struct PacketEgressLink: Equatable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
             }
             guard bound == 0 else { throw .last("bind(AF_PACKET)", target) }
-            try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS", target)
             DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: EgressSocketPool.sendBufferBytes)
         } catch {
             close(fd)

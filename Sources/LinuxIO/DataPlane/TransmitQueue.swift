@@ -24,7 +24,8 @@ import RelayCore
 /// segments as one batch), while for many streams, whose datagrams rarely share a batch, the
 /// packet frames cost less than UDP sends. (A GSO request through the packet socket itself,
 /// PACKET_VNET_HDR, was tried and dropped: with PACKET_QDISC_BYPASS a frame the device cannot
-/// take whole is discarded, not segmented — every one was lost with checksum offload off.)
+/// take whole was discarded, not segmented — every one was lost with checksum offload off — and
+/// veth passed it on unsegmented despite gso_max_segs 1.)
 public final class TransmitQueue {
     struct Pending {
         var rank: Int32
