@@ -45,7 +45,7 @@ import CLinuxNet
 // the kernel's per-datagram UDP/IP send path; runs (GSO), oversized datagrams and interfaces
 // that cannot take it stay on the UDP sockets. The frames carry the UDP socket's source port, so
 // a receiver sees one source per output whichever path a datagram took. On the lab this cut the
-// worker's process CPU per datagram with 100 streams from ~4.7 to ~3.3 us (BENCHMARKS.md).
+// worker's process CPU per datagram with 100 streams from ~4.5 to ~3.6 us (BENCHMARKS.md).
 //
 // Hot path: nothing allocates per frame (checked with an LD_PRELOAD malloc counter: the count
 // is the same after 10 000 and 200 000 forwarded frames, in both ingress modes).
