@@ -33,6 +33,8 @@ struct DaemonCommand: ParsableCommand {
     var logLevel: String = "info"
     @Option(name: .long, help: "Log lines on stderr: text, or json (one object per line with ts, level, label, message and the metadata; for journald).")
     var logFormat: String = LogFormat.text.rawValue
+    @Option(name: .long, help: "How workers send multicast outputs: packet (AF_PACKET frames built by the relay, skipping the kernel's UDP/IP send path and netfilter OUTPUT/POSTROUTING; UDP sockets where that cannot be used) or udp (kernel UDP sockets only).")
+    var egress: String = EgressMode.default.rawValue
     @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
     var user: String?
     @Option(name: .long, help: "With --user: the group (default: the user's primary group); it owns the control socket.")
@@ -59,6 +61,12 @@ struct DaemonCommand: ParsableCommand {
             printError("--dispatch: \"\(dispatch)\" is not fanout or partition")
             throw ExitCode.failure
         }
+        guard let egressMode = EgressMode(rawValue: egress) else {
+            printError("--egress: \"\(egress)\" is not packet or udp")
+            throw ExitCode.failure
+        }
+        // Workers are spawned with this process's environment (WorkerProcess reads it).
+        setenv(EgressMode.environmentVariable, egressMode.rawValue, 1)
         var identity: ServiceIdentity?
         if let user {
             do { identity = try ServiceIdentity.resolve(user: user, group: group) } catch {
@@ -114,6 +122,7 @@ struct DaemonCommand: ParsableCommand {
             if format == .json { logger.critical("\(error.description)") } else { printError(error.description) }
             throw ExitCode.failure
         }
+        logger.info("egress: \(egressMode == .packet ? "packet (AF_PACKET for multicast outputs, UDP sockets for unicast and fallbacks)" : "udp (kernel UDP sockets)")")
         let status = supervisor.run()
         if status != 0 { throw ExitCode(status) }
     }

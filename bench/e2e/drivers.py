@@ -153,11 +153,18 @@ class McrelayDriver(RelayDriver):
     name = "mcrelay"
     title = "mcrelay daemon"
 
-    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None):
+    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
+                 egress: str | None = None):
         super().__init__(lab, workdir, cpu)
         self.binary = binary
         self.workers = workers
         self.control = workdir / "mcrelay.sock"
+        # None: the daemon's default egress (packet); "udp": the kernel UDP socket path, reported
+        # as its own relay row ("mcrelay-udp") so both paths are measured in one run.
+        self.egress = egress
+        if egress:
+            self.name = f"mcrelay-{egress}"
+            self.title = f"mcrelay daemon (--egress {egress})"
 
     def available(self) -> tuple[bool, str]:
         if not self.binary.exists():
@@ -172,7 +179,7 @@ class McrelayDriver(RelayDriver):
         return True, ""
 
     def describe(self) -> str:
-        return f"mcrelay daemon ({self.binary}, workers={self.workers or 'default'})"
+        return f"mcrelay daemon ({self.binary}, workers={self.workers or 'default'}, egress={self.egress or 'default'})"
 
     def start(self, streams: list[Stream]) -> None:
         self.logs = []
@@ -185,6 +192,8 @@ class McrelayDriver(RelayDriver):
         args = [str(self.binary), "daemon", "--config", str(config), "--control", str(self.control)]
         if self.workers:
             args += ["--workers", str(self.workers)]
+        if self.egress:
+            args += ["--egress", self.egress]
         self._spawn(args, "mcrelay.log", env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
 
         def ready():

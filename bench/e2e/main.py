@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds: one low-rate trial per relay; checks the harness, never speed")
-    p.add_argument("--relays", default="socat,kernel,mcrelay", help="comma list of socat,kernel,mcrelay")
+    p.add_argument("--relays", default="socat,kernel,mcrelay", help="comma list of socat,kernel,mcrelay,mcrelay-udp (mcrelay with --egress udp)")
     p.add_argument("--streams", default=None, help="comma list of stream counts (default 1,100; smoke: 3)")
     p.add_argument("--payloads", default="64,1316", help="comma list of UDP payload sizes (bytes)")
     p.add_argument("--trial-seconds", type=float, default=2.0, help="length of one trial (default 2)")
@@ -84,8 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.relay_list = [r for r in a.relays.split(",") if r]
     for r in a.relay_list:
-        if r not in ("socat", "kernel", "mcrelay"):
-            p.error(f"--relays: unknown relay {r!r} (socat, kernel, mcrelay)")
+        if r not in ("socat", "kernel", "mcrelay", "mcrelay-udp"):
+            p.error(f"--relays: unknown relay {r!r} (socat, kernel, mcrelay, mcrelay-udp)")
     try:
         a.stream_list = [int(x) for x in (a.streams or ("3" if a.smoke else "1,100")).split(",") if x]
         a.payload_list = [int(x) for x in a.payloads.split(",") if x]
@@ -198,7 +198,8 @@ class Bench:
         # one core for the relay: one worker unless asked otherwise (two workers on one core only
         # add context switches)
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
-        return McrelayDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers)
+        return McrelayDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
+                             egress="udp" if name == "mcrelay-udp" else None)
 
     def measure(self) -> int:
         a = self.args

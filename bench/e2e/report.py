@@ -53,8 +53,18 @@ def ratio_rows(rows: list[dict]) -> list[list[str]]:
         for other in ("socat", "kernel"):
             o = by.get((other, streams, payload))
             cells.append(ratio(m, o))
+        if has_udp_row(rows):
+            cells.append(ratio(by.get(("mcrelay-udp", streams, payload)), by.get(("kernel", streams, payload))))
         out.append(cells)
     return out
+
+
+def has_udp_row(rows: list[dict]) -> bool:
+    return any(r["relay"] == "mcrelay-udp" for r in rows)
+
+
+def ratio_headers(rows: list[dict]) -> list[str]:
+    return RATIO_HEADERS + (["mcrelay-udp / kernel"] if has_udp_row(rows) else [])
 
 
 def ratio(m: dict | None, o: dict | None) -> str:
@@ -91,7 +101,7 @@ RATIO_HEADERS = ["streams", "payload B", "mcrelay / socat", "mcrelay / kernel"]
 
 def print_report(rows: list[dict]) -> str:
     return (text_table(HEADERS, table_rows(rows)) + "\n\nzero-loss rate ratios\n"
-            + text_table(RATIO_HEADERS, ratio_rows(rows)))
+            + text_table(ratio_headers(rows), ratio_rows(rows)))
 
 
 def markdown_block(rows: list[dict], meta: dict) -> str:
@@ -113,7 +123,7 @@ def markdown_block(rows: list[dict], meta: dict) -> str:
         "Ratios of zero-loss rates (≥: mcrelay reached the generator's ceiling, so the ratio is a lower bound; "
         "≈: both reached it):",
         "",
-        md_table(RATIO_HEADERS, ratio_rows(rows)),
+        md_table(ratio_headers(rows), ratio_rows(rows)),
         *([""] + notes if notes else []),
         END,
     ])

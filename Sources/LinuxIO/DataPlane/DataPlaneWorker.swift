@@ -56,7 +56,7 @@ public final class DataPlaneWorker {
     public let ingressMode: IngressMode
     let channel: WorkerChannel
     var forwarder: Forwarder
-    let pool = EgressSocketPool()
+    let pool: EgressSocketPool
     let queue: TransmitQueue
     var inputs: [Input] = []
     let recvmmsg: RecvmmsgReceiver?
@@ -84,16 +84,21 @@ public final class DataPlaneWorker {
     public var transmitsFailed: UInt64 { queue.failed }
     /// UDP GSO messages sent (each carrying two or more datagrams).
     public var segmentedSends: UInt64 { queue.segmentedMessages }
+    /// Datagrams sent through AF_PACKET egress (included in `transmitsSent`).
+    public var packetSends: UInt64 { queue.packetSent }
+    public var egressMode: EgressMode { pool.mode }
 
     /// `channelFD` becomes owned by the worker (set non-blocking, closed at exit).
     /// `segmentation`: coalesce same-size datagrams of an output into UDP GSO sends (see
     /// `TransmitQueue`); off sends every datagram as its own message.
     /// `receiveBufferBytes`: each ingress socket's receive queue (what absorbs a burst while the
-    /// worker is busy or descheduled).
+    /// worker is busy or descheduled). `egress`: AF_PACKET egress for multicast outputs, or UDP
+    /// sockets only (see `EgressMode`).
     public init(worker: WorkerID, channelFD: Int32, ingressMode: IngressMode = .default,
-                segmentation: Bool = EgressSegmentation.default,
+                segmentation: Bool = EgressSegmentation.default, egress: EgressMode = .default,
                 receiveBufferBytes: Int32 = IngressSocket.receiveBufferBytes, startupProblems: [String] = []) {
         self.worker = worker
+        pool = EgressSocketPool(mode: egress)
         self.receiveBufferBytes = receiveBufferBytes
         queue = TransmitQueue(segmentation: segmentation)
         self.startupProblems = startupProblems
@@ -218,6 +223,9 @@ public final class DataPlaneWorker {
         var timeout = Self.idleTimeoutMilliseconds
         for input in inputs where input.socket == nil { timeout = min(timeout, max(0, input.nextRetry - now)) }
         if let delay = pool.retryDelay(now: now) { timeout = min(timeout, delay) }
+        // Wake for the drop check itself: an idle timeout that ends a millisecond early would
+        // otherwise put it off by a whole second.
+        if !inputs.isEmpty { timeout = min(timeout, max(0, nextDropCheck - now)) }
         return timeout
     }
 

@@ -9,7 +9,8 @@ public enum WorkerProcess {
     /// (0 for those, 1 for a corrupted channel, 2 when `channelFD` is not a stream socket). The ingress mode comes from
     /// `MCRELAY_INGRESS` (`recvmmsg` or `uring`; an unknown value is reported to the
     /// supervisor and the default is used), and UDP GSO on egress from `MCRELAY_EGRESS_GSO`
-    /// (`on`, the default, or `off`).
+    /// (`on`, the default, or `off`), and the egress path from `MCRELAY_EGRESS` (`packet`, the
+    /// default, or `udp`; see `EgressMode`).
     public static func run(worker: WorkerID, channelFD: Int32) -> Never {
         // A closed channel must surface as EPIPE from send(), not kill the process.
         signal(SIGPIPE, SIG_IGN)
@@ -41,8 +42,16 @@ public enum WorkerProcess {
             segmentation = EgressSegmentation.default
             problems.append(error.description)
         }
+        let egressSetting = getenv(EgressMode.environmentVariable).map { String(cString: $0) }
+        let egress: EgressMode
+        switch EgressMode.fromEnvironment(egressSetting) {
+        case let .success(value): egress = value
+        case let .failure(error):
+            egress = .default
+            problems.append(error.description)
+        }
         let exit = DataPlaneWorker(worker: worker, channelFD: channelFD, ingressMode: mode, segmentation: segmentation,
-                                   startupProblems: problems).run()
+                                   egress: egress, startupProblems: problems).run()
         Glibc.exit(exit.status)
     }
 }
