@@ -72,6 +72,13 @@ int cln_attach_udp_multicast_filter(int fd, int cooked) {
     return 0;
 }
 
+int cln_attach_drop_all_filter(int fd) {
+    struct sock_filter drop = RET_K(0);
+    struct sock_fprog prog = { .len = 1, .filter = &drop };
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -errno;
+    return 0;
+}
+
 int cln_detach_filter(int fd) {
     int dummy = 0;
     if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof(dummy)) != 0) return -errno;

@@ -127,3 +127,7 @@ const struct sock_filter *cln_bpf_udp_multicast_ethernet(unsigned int *count);
 int cln_attach_udp_multicast_filter(int fd, int cooked);
 /// Removes any attached classic filter (SO_DETACH_FILTER). Returns 0 or -errno.
 int cln_detach_filter(int fd);
+/// Attaches a filter that accepts nothing: a socket about to join a PACKET_FANOUT group must be
+/// bound (running) first, and until it has joined it would receive every frame the group also
+/// receives; with this filter it queues none. Returns 0 or -errno.
+int cln_attach_drop_all_filter(int fd);

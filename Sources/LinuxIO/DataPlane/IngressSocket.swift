@@ -10,7 +10,8 @@ import RelayCore
 /// - `PACKET_IGNORE_OUTGOING`: the relay's own transmissions never come back as input (a relay
 ///   that reads an interface it also writes would otherwise loop);
 /// - a classic BPF filter keeping IPv4 UDP to 224.0.0.0/4, so unicast and other protocols are
-///   dropped in the kernel instead of costing a wakeup and a copy;
+///   dropped in the kernel instead of costing a wakeup and a copy (for a fanout member, a filter
+///   accepting nothing until it has joined its group, then this one);
 /// - a large receive buffer (bursts are absorbed by the kernel, not lost);
 /// - `bind` to the interface index with ETH_P_IP;
 /// - `PACKET_FANOUT` (hash mode) when several workers share the interface: the kernel hands
@@ -34,8 +35,11 @@ public struct IngressSocket: Sendable {
         guard fd >= 0 else { throw .last("socket(AF_PACKET)", target) }
         do throws(DataPlaneSystemError) {
             try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING", target)
-            let attached = cln_attach_udp_multicast_filter(fd, 1)
-            guard attached == 0 else { throw DataPlaneSystemError("setsockopt(SO_ATTACH_FILTER)", target, code: -attached) }
+            // A fanout member must be bound before it can join, and from bind until it joins it
+            // is a standalone listener: it would get a copy of every frame the group's other
+            // sockets also get (a duplicate of each, e.g. while a restarted worker rejoins).
+            // So it accepts nothing until it has joined; only then does the real filter go on.
+            try Self.attachFilter(fd, dropAll: fanoutGroup != nil, target)
             DataPlaneSocketOption.setBuffer(fd, receive: true, bytes: receiveBufferBytes)
             try DataPlaneSocketOption.setNonBlocking(fd, target)
 
@@ -53,6 +57,7 @@ public struct IngressSocket: Sendable {
             if let group = fanoutGroup {
                 let argument = cln_fanout_arg(group, CLN_PACKET_FANOUT_HASH, 0)
                 try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_FANOUT, argument, "PACKET_FANOUT group \(group)", target)
+                try Self.attachFilter(fd, dropAll: false, target)
             }
         } catch {
             _ = Glibc.close(fd)
@@ -62,6 +67,13 @@ public struct IngressSocket: Sendable {
     }
 
     public func close() { _ = Glibc.close(fd) }
+
+    private static func attachFilter(_ fd: Int32, dropAll: Bool, _ target: String) throws(DataPlaneSystemError) {
+        let attached = dropAll ? cln_attach_drop_all_filter(fd) : cln_attach_udp_multicast_filter(fd, 1)
+        guard attached == 0 else {
+            throw DataPlaneSystemError("setsockopt(SO_ATTACH_FILTER\(dropAll ? ", accept nothing" : ""))", target, code: -attached)
+        }
+    }
 
     /// Frames the kernel dropped for this socket (receive queue full) since the last call
     /// (PACKET_STATISTICS resets on read); nil if the kernel would not say.
