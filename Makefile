@@ -51,13 +51,15 @@ demo: deps build
 # the kernel's own forwarding (root). Each part writes its figures under bench/results/; the last
 # step prints them as one table beside their targets and updates BENCHMARKS.md.
 BENCH_RESULTS := bench/results
+# Every relay row (mcrelay-udp: the daemon with --egress udp) and a profile of each.
+BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp --perf
 bench: deps
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
 		--format jmh --path ../$(BENCH_RESULTS)/core --no-progress
 	$(SWIFT) build -c release $(SCRATCH_FLAGS) --product mcrelay
 	$(or $(SCRATCH),.build)/release/mcrelay sim bench --json $(BENCH_RESULTS)/sim-latest.json
-	scripts/bench-e2e.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay
+	scripts/bench-e2e.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay $(BENCH_E2E_FLAGS)
 	python3 bench/summary.py --write BENCHMARKS.md
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
