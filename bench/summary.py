@@ -131,6 +131,12 @@ def main() -> int:
     args = parser.parse_args()
     table = md_table(["part", "measurement", "result", "target", ""],
                      core_rows(args.core) + sim_rows(args.sim) + e2e_rows(args.e2e))
+    if args.e2e.exists():
+        meta = json.loads(args.e2e.read_text())["meta"]
+        table += (f"\n\nEnd to end: {meta['date']}, `{meta['command']}`, load average at start {meta['load_start']}"
+                  f" / end {meta['load_end']} on {meta['nproc']} CPUs (shared machine: the zero-loss rates move with"
+                  " the load; CPU µs per packet is the steadier figure). Core rows are p50 of ordo-one/benchmark"
+                  " in release; simulator rows from `mcrelay sim bench` (release).")
     print(table)
     if args.write:
         update_markdown_block(args.write, BEGIN, END, table + "\n")
