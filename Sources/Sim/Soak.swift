@@ -145,6 +145,22 @@ public enum Soak {
         return (soak.workers ?? workers, soak.dispatch ?? dispatch, membershipLimit)
     }
 
+    /// What every soak window's simulator shares: the seed-picked relay shape, a sample per
+    /// simulated minute, a stop at the first violation.
+    static func simOptions(_ soak: SoakOptions, seed: UInt64) -> SimOptions {
+        let (workers, dispatch, membershipLimit) = setup(soak)
+        var options = SimOptions()
+        options.seed = seed
+        options.workers = workers
+        options.dispatch = dispatch
+        options.kernelMembershipLimit = membershipLimit
+        options.coreSocketLimit = membershipLimit
+        options.sampleInterval = minute
+        options.stopAtFirstViolation = true
+        options.driverBugs = soak.driverBugs
+        return options
+    }
+
     public static func run(_ soak: SoakOptions, progress: (SoakHour) -> Void = { _ in }) throws(SimError) -> SoakOutcome {
         guard soak.hours >= 1 else { throw SimError.usage("--hours must be at least 1") }
         guard soak.framesPerMinute >= 1 else { throw SimError.usage("frames per minute must be positive") }
@@ -155,17 +171,8 @@ public enum Soak {
     /// One core for the whole run. Simulated time starts after the relay's warm-up; a window
     /// starts when the one before has settled, and never less than its hours after that one.
     static func runOneCore(_ soak: SoakOptions, progress: (SoakHour) -> Void) throws(SimError) -> SoakOutcome {
-        let (workers, dispatch, membershipLimit) = setup(soak)
         var generator = SoakWindowGenerator(seed: soak.seed)
-        var options = SimOptions()
-        options.seed = soak.seed
-        options.workers = workers
-        options.dispatch = dispatch
-        options.kernelMembershipLimit = membershipLimit
-        options.coreSocketLimit = membershipLimit
-        options.sampleInterval = minute
-        options.stopAtFirstViolation = true
-        options.driverBugs = soak.driverBugs
+        var options = simOptions(soak, seed: soak.seed)
         options.continuous = true
         var simulation: Simulation?
         var windowStart = options.warmup
@@ -202,8 +209,8 @@ public enum Soak {
             }
             let bounds = SoakBounds.derive(
                 maxRules: window.maxRules, specsSeen: window.specsSeen, scripted: window.input.events.count,
-                frames: window.input.store.frames.count, frameBytes: window.input.store.arena.count, workers: workers,
-                interfaces: SoakWindowGenerator.inputs.count + SoakWindowGenerator.outputs.count, socketLimit: membershipLimit)
+                frames: window.input.store.frames.count, frameBytes: window.input.store.arena.count, workers: options.workers,
+                interfaces: SoakWindowGenerator.inputs.count + SoakWindowGenerator.outputs.count, socketLimit: options.coreSocketLimit)
             var peaks = [[String: Int]](repeating: [:], count: windowHours)
             var lastRules = [Int](repeating: 0, count: windowHours)
             for var sample in result.samples {
@@ -239,7 +246,7 @@ public enum Soak {
     /// The older mode: each window is a fresh `Simulation` (core and oracle), the rule set
     /// carried over; the soak's clock counts whole windows (traffic + settle) back to back.
     static func runFreshCores(_ soak: SoakOptions, progress: (SoakHour) -> Void) throws(SimError) -> SoakOutcome {
-        let (workers, dispatch, membershipLimit) = setup(soak)
+        let (workers, _, membershipLimit) = setup(soak)
         var firstSample: StateSizes?
         var lastSample: StateSizes?
         var generator = SoakWindowGenerator(seed: soak.seed)
@@ -251,16 +258,8 @@ public enum Soak {
             let windowHours = min(soak.windowHours, soak.hours - firstHour)
             defer { index += 1; firstHour += windowHours }
             let window = generator.next(hour: index, framesPerMinute: soak.framesPerMinute, minutes: 60 * windowHours)
-            var options = SimOptions()
-            options.seed = soak.seed &+ UInt64(index) &* 0x9E37_79B9
+            var options = simOptions(soak, seed: soak.seed &+ UInt64(index) &* 0x9E37_79B9)
             options.faults = window.faults
-            options.workers = workers
-            options.dispatch = dispatch
-            options.kernelMembershipLimit = membershipLimit
-            options.coreSocketLimit = membershipLimit
-            options.sampleInterval = minute
-            options.stopAtFirstViolation = true
-            options.driverBugs = soak.driverBugs
             let result = try Simulation(input: window.input, options: options).run()
             // Window time -> soak time: the window's warm-up (before its first frame) counts as
             // the window's start, so a violation during it never wraps below the soak clock.

@@ -160,7 +160,7 @@ struct RuleCommand: ParsableCommand {
                 printError("a rule needs at least one --out IFACE:ADDRESS:PORT[:TTL]")
                 throw ExitCode.failure
             }
-            let reply = try request(ControlRequest(op: .add, rule: text), control: control)
+            let reply = try controlRequest(ControlRequest(op: .add, rule: text), control: control)
             guard let rule = reply.rule else { fail("the daemon's reply has no rule") }
             print(rule.id)
         }
@@ -176,7 +176,7 @@ struct RuleCommand: ParsableCommand {
                 printError("rule remove needs a rule id or name")
                 throw ExitCode.failure
             }
-            let reply = try request(ControlRequest(op: .remove, selector: selector), control: control)
+            let reply = try controlRequest(ControlRequest(op: .remove, selector: selector), control: control)
             print(reply.rule?.id ?? selector)
         }
     }
@@ -187,7 +187,7 @@ struct RuleCommand: ParsableCommand {
         @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
 
         func run() throws {
-            let reply = try request(ControlRequest(op: .list), control: control)
+            let reply = try controlRequest(ControlRequest(op: .list), control: control)
             let rules = reply.rules ?? []
             if json {
                 print(String(decoding: ControlProtocol.encodeLine(rules), as: UTF8.self), terminator: "")
@@ -221,7 +221,7 @@ struct StatsCommand: ParsableCommand {
                 printError("--interval and --count need --watch")
                 throw ExitCode.failure
             }
-            let reply = try request(ControlRequest(op: .stats), control: control)
+            let reply = try controlRequest(ControlRequest(op: .stats), control: control)
             guard let stats = reply.stats else { fail("the daemon's reply has no statistics") }
             if json {
                 print(String(decoding: ControlProtocol.encodeLine(stats), as: UTF8.self), terminator: "")
@@ -251,7 +251,7 @@ struct StatsCommand: ParsableCommand {
         var next = clock.now
         var refreshes = 0
         while count.map({ refreshes < $0 }) ?? true {
-            let reply = try request(ControlRequest(op: .stats), control: control)
+            let reply = try controlRequest(ControlRequest(op: .stats), control: control)
             let arrived = clock.now
             guard let stats = reply.stats else { fail("the daemon's reply has no statistics") }
             let elapsed = previous.map { arrived - $0.at } ?? .zero
@@ -299,7 +299,7 @@ struct WorkerCommand: ParsableCommand {
 }
 
 /// Sends a request; a failure (no daemon, or the daemon's error) is one line on stderr and exit 1.
-private func request(_ request: ControlRequest, control: String) throws -> ControlReply {
+func controlRequest(_ request: ControlRequest, control: String) throws -> ControlReply {
     let reply: ControlReply
     do { reply = try ControlClient.send(request, to: control) } catch {
         printError(error.description)

@@ -25,7 +25,7 @@ struct RecordCommand: ParsableCommand {
 
         func run() throws {
             let bytes = try limit.map { try parseByteSize($0, option: "--limit") } ?? RecordingFormat.defaultLimitBytes
-            let reply = try recordRequest(ControlRequest(op: .recordStart, path: absolutePath(directory), limit: bytes), control: control)
+            let reply = try controlRequest(ControlRequest(op: .recordStart, path: absolutePath(directory), limit: bytes), control: control)
             print(reply.recording?.text ?? "recording")
         }
     }
@@ -35,7 +35,7 @@ struct RecordCommand: ParsableCommand {
         @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
 
         func run() throws {
-            let reply = try recordRequest(ControlRequest(op: .recordStop), control: control)
+            let reply = try controlRequest(ControlRequest(op: .recordStop), control: control)
             print(reply.recording?.text ?? "stopped")
         }
     }
@@ -46,7 +46,7 @@ struct RecordCommand: ParsableCommand {
         @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
 
         func run() throws {
-            let view = try recordRequest(ControlRequest(op: .recordStatus), control: control).recording ?? RecordingView(active: false)
+            let view = try controlRequest(ControlRequest(op: .recordStatus), control: control).recording ?? RecordingView(active: false)
             if json {
                 print(String(decoding: ControlProtocol.encodeLine(view), as: UTF8.self), terminator: "")
             } else {
@@ -79,17 +79,4 @@ func parseByteSize(_ text: String, option: String) throws -> UInt64 {
 
 func absolutePath(_ path: String) -> String {
     path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-}
-
-private func recordRequest(_ request: ControlRequest, control: String) throws -> ControlReply {
-    let reply: ControlReply
-    do { reply = try ControlClient.send(request, to: control) } catch {
-        printError(error.description)
-        throw ExitCode.failure
-    }
-    guard reply.ok else {
-        printError(reply.error ?? "the daemon refused the request")
-        throw ExitCode.failure
-    }
-    return reply
 }
