@@ -73,13 +73,7 @@ public struct Recording: Sendable {
             let path = directory + "/" + name
             let reader: PcapReader
             do { reader = try PcapReader(path: path) } catch { throw SimError.input("\(path): \(error)") }
-            let link: LinkType
-            switch reader.linkType {
-            case .ethernet: link = .ethernet
-            case .linuxCooked: link = .linuxCooked
-            case .linuxCooked2: link = .linuxCooked2
-            case .rawIPv4: link = .rawIPv4
-            }
+            let link = LinkType(reader.linkType)
             do {
                 while try reader.next({ (header: PcapRecordHeader, bytes: UnsafeRawBufferPointer) -> Void in
                     let time = header.timestampNanoseconds

@@ -96,13 +96,7 @@ public struct SimCase: Sendable {
             let indices = byInterface[interface]!
             let file = interface.rawValue + ".pcap"
             traces[interface.rawValue] = file
-            let link: PcapLinkType
-            switch input.store.frames[indices[0]].link {
-            case .ethernet: link = .ethernet
-            case .linuxCooked: link = .linuxCooked
-            case .linuxCooked2: link = .linuxCooked2
-            case .rawIPv4: link = .rawIPv4
-            }
+            let link = PcapLinkType(input.store.frames[indices[0]].link)
             do {
                 let writer = try PcapWriter(path: directory + "/" + file, linkType: link)
                 for index in indices {

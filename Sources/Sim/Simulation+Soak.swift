@@ -85,23 +85,7 @@ extension Simulation {
         cursor = traceStart
         traceArrivalDelta = arrivalRule.count - traceStart
         arrivalTime.removeAll(keepingCapacity: true)
-        var lastName: InterfaceName?
-        var lastIndex = 0
-        for (index, frame) in input.store.frames.enumerated() {
-            frameOffset.append(base + frame.offset)
-            frameLength.append(Int(frame.length))
-            if frame.interface != lastName {
-                lastName = frame.interface
-                lastIndex = interfaces.index(of: frame.interface)!
-            }
-            frameInterface.append(lastIndex)
-            frameLink.append(frame.link)
-            facts.append(ReferenceClassifier.facts(arena.buffer(base + frame.offset, Int(frame.length)), link: frame.link))
-            arrivalTime.append(start + (options.timing == .recorded ? frame.time : UInt64(index) * 1_000))
-        }
-        arrivalRule.append(contentsOf: repeatElement(-1, count: count))
-        arrivalMask.append(contentsOf: repeatElement(0, count: count))
-        ingress.traceFrames += count
+        appendTraceFrames(input.store, arenaBase: base, start: start)
 
         events = input.events
         var end = arrivalTime.last ?? start

@@ -209,30 +209,13 @@ public final class Simulation {
         }
         egress = try EgressRecorder(interfaces: interfaces, directory: outputDirectory, egress: egressNames)
 
-        var lastName: InterfaceName?
-        var lastIndex = 0
         frameOffset.reserveCapacity(traceFrameCount)
         frameLength.reserveCapacity(traceFrameCount)
         frameInterface.reserveCapacity(traceFrameCount)
         frameLink.reserveCapacity(traceFrameCount)
         facts.reserveCapacity(traceFrameCount)
         arrivalTime.reserveCapacity(traceFrameCount)
-        for (index, frame) in input.store.frames.enumerated() {
-            frameOffset.append(frame.offset)
-            frameLength.append(Int(frame.length))
-            if frame.interface != lastName {
-                lastName = frame.interface
-                lastIndex = interfaces.index(of: frame.interface)!
-            }
-            frameInterface.append(lastIndex)
-            frameLink.append(frame.link)
-            facts.append(ReferenceClassifier.facts(arena.buffer(frame.offset, Int(frame.length)), link: frame.link))
-            let offset = options.timing == .recorded ? frame.time : UInt64(index) * 1_000
-            arrivalTime.append(options.warmup + offset)
-        }
-        arrivalRule = Array(repeating: -1, count: traceFrameCount)
-        arrivalMask = Array(repeating: 0, count: traceFrameCount)
-        ingress.traceFrames = traceFrameCount
+        appendTraceFrames(input.store, arenaBase: 0, start: options.warmup)
         workers = (0..<options.workers).map { Worker(id: $0, interfaces: interfaces.count) }
 
         // Scripted events, timed faults, and the start of the liveness phase.
@@ -409,4 +392,28 @@ public final class Simulation {
     }
 
     var instant: Instant { Instant(nanoseconds: now) }
+}
+
+extension Simulation {
+    /// Adds a trace's frames to the frame tables (the first trace at start, each soak window's
+    /// after the ones in use): offsets into the arena from `arenaBase`, arrivals from `start`.
+    func appendTraceFrames(_ store: FrameStore, arenaBase: Int, start: UInt64) {
+        var lastName: InterfaceName?
+        var lastIndex = 0
+        for (index, frame) in store.frames.enumerated() {
+            frameOffset.append(arenaBase + frame.offset)
+            frameLength.append(Int(frame.length))
+            if frame.interface != lastName {
+                lastName = frame.interface
+                lastIndex = interfaces.index(of: frame.interface)!
+            }
+            frameInterface.append(lastIndex)
+            frameLink.append(frame.link)
+            facts.append(ReferenceClassifier.facts(arena.buffer(arenaBase + frame.offset, Int(frame.length)), link: frame.link))
+            arrivalTime.append(start + (options.timing == .recorded ? frame.time : UInt64(index) * 1_000))
+        }
+        arrivalRule.append(contentsOf: repeatElement(-1, count: store.frames.count))
+        arrivalMask.append(contentsOf: repeatElement(0, count: store.frames.count))
+        ingress.traceFrames += store.frames.count
+    }
 }

@@ -160,13 +160,7 @@ public enum TraceLoader {
             do { reader = try PcapReader(path: source.path) } catch {
                 throw SimError.input("--trace \(source.interface)=\(source.path): \(error)")
             }
-            let link: LinkType
-            switch reader.linkType {
-            case .ethernet: link = .ethernet
-            case .linuxCooked: link = .linuxCooked
-            case .linuxCooked2: link = .linuxCooked2
-            case .rawIPv4: link = .rawIPv4
-            }
+            let link = LinkType(reader.linkType)
             let fixed = source.interface == "any" ? nil : InterfaceName(source.interface)
             if source.interface == "any" {
                 guard link == .linuxCooked2 else {
