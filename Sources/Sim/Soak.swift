@@ -211,30 +211,21 @@ public enum Soak {
                 maxRules: window.maxRules, specsSeen: window.specsSeen, scripted: window.input.events.count,
                 frames: window.input.store.frames.count, frameBytes: window.input.store.arena.count, workers: options.workers,
                 interfaces: SoakWindowGenerator.inputs.count + SoakWindowGenerator.outputs.count, socketLimit: options.coreSocketLimit)
-            var peaks = [[String: Int]](repeating: [:], count: windowHours)
-            var lastRules = [Int](repeating: 0, count: windowHours)
+            var hours = WindowHours(count: windowHours, start: start)
             for var sample in result.samples {
                 leak += soak.leakPerSample
                 sample.oracleOverflow += leak
                 if firstSample == nil { firstSample = sample }
                 lastSample = sample
                 if let problem = bounds.check(sample) { return fail(sample.timeNanoseconds, "state bound: " + problem) }
-                let h = min(Int((sample.timeNanoseconds &- min(sample.timeNanoseconds, start)) / hour), windowHours - 1)
-                for (name, value) in sample.fields { peaks[h][name] = max(peaks[h][name] ?? 0, value) }
-                lastRules[h] = sample.activeRules
+                hours.add(sample)
             }
             if let problem = result.countersProblem { return fail(result.endNanoseconds, problem) }
             guard result.liveness.converged, result.liveness.probesForwarded == result.liveness.probesSent else {
                 return fail(result.endNanoseconds, "settle after the window did not converge: \(result.liveness.detail ?? "probes lost")")
             }
-            for h in 0..<windowHours {
-                let last = h == windowHours - 1
-                progress(SoakHour(
-                    hour: firstHour + h, activeRules: lastRules[h],
-                    peak: StateSizes().fields.map { ($0.name, peaks[h][$0.name] ?? 0) },
-                    frames: last ? result.frames : nil, faults: last ? result.faults : nil,
-                    convergedAfterMs: last ? result.liveness.convergedAfterMs : nil))
-            }
+            hours.report(firstHour: firstHour, frames: result.frames, faults: result.faults,
+                         convergedAfterMs: result.liveness.convergedAfterMs, to: progress)
             if !soak.skipPruning { sim.compact() }
             windowStart = max(result.endNanoseconds + 1_000_000, windowStart + UInt64(windowHours) * hour)
             generator.carry(rules: window.finalRules)
@@ -278,9 +269,7 @@ public enum Soak {
                 frames: window.input.store.frames.count, frameBytes: window.input.store.arena.count, workers: workers,
                 interfaces: window.input.interfaces.count,
                 socketLimit: membershipLimit)
-            // Per hour of the window: peaks and the last sample (the settle's goes to the last hour).
-            var peaks = [[String: Int]](repeating: [:], count: windowHours)
-            var lastRules = [Int](repeating: 0, count: windowHours)
+            var hours = WindowHours(count: windowHours, start: options.warmup)
             for var sample in result.samples {
                 // The test hook: an oracle table that never forgets, growing across windows.
                 leak += soak.leakPerSample
@@ -288,10 +277,7 @@ public enum Soak {
                 if firstSample == nil { firstSample = sample }
                 lastSample = sample
                 if let problem = bounds.check(sample) { return fail(sample.timeNanoseconds, "state bound: " + problem) }
-                let offset = sample.timeNanoseconds &- min(sample.timeNanoseconds, options.warmup)
-                let h = min(Int(offset / hour), windowHours - 1)
-                for (name, value) in sample.fields { peaks[h][name] = max(peaks[h][name] ?? 0, value) }
-                lastRules[h] = sample.activeRules
+                hours.add(sample)
             }
             if let problem = countersProblem(result.report) { return fail(result.report.run.simulatedNanoseconds, problem) }
             let liveness = result.report.liveness
@@ -299,20 +285,46 @@ public enum Soak {
                 return fail(result.report.run.simulatedNanoseconds,
                             "settle after the window did not converge: \(liveness.detail ?? "probes lost")")
             }
-            for h in 0..<windowHours {
-                let last = h == windowHours - 1
-                progress(SoakHour(
-                    hour: firstHour + h, activeRules: lastRules[h],
-                    peak: StateSizes().fields.map { ($0.name, peaks[h][$0.name] ?? 0) },
-                    frames: last ? result.report.ingress.traceFrames : nil, faults: last ? result.report.faultsInjected.total : nil,
-                    convergedAfterMs: last ? liveness.convergedAfterMs : nil))
-            }
+            hours.report(firstHour: firstHour, frames: result.report.ingress.traceFrames,
+                         faults: result.report.faultsInjected.total, convergedAfterMs: liveness.convergedAfterMs, to: progress)
             // A window covers its hours of traffic, plus the settle when that runs past them.
             clock = soakTime(max(result.report.run.simulatedNanoseconds, options.warmup + UInt64(windowHours) * Self.hour))
             generator.carry(rules: window.finalRules)
         }
         return SoakOutcome(hours: soak.hours, simulatedNanoseconds: clock, violation: nil,
                            firstSample: firstSample, lastSample: lastSample)
+    }
+
+    /// A window's state samples per hour: the peak of every state size and the rule count at
+    /// the hour's last sample (the settle's samples go to the window's last hour).
+    struct WindowHours {
+        var peaks: [[String: Int]]
+        var lastRules: [Int]
+        let start: UInt64
+
+        init(count: Int, start: UInt64) {
+            peaks = Array(repeating: [:], count: count)
+            lastRules = Array(repeating: 0, count: count)
+            self.start = start
+        }
+
+        mutating func add(_ sample: StateSizes) {
+            let h = min(Int((sample.timeNanoseconds &- min(sample.timeNanoseconds, start)) / Soak.hour), peaks.count - 1)
+            for (name, value) in sample.fields { peaks[h][name] = max(peaks[h][name] ?? 0, value) }
+            lastRules[h] = sample.activeRules
+        }
+
+        /// One line per hour; the window's totals go with its last hour.
+        func report(firstHour: Int, frames: Int, faults: Int, convergedAfterMs: Double?, to progress: (SoakHour) -> Void) {
+            for h in peaks.indices {
+                let last = h == peaks.count - 1
+                progress(SoakHour(
+                    hour: firstHour + h, activeRules: lastRules[h],
+                    peak: StateSizes().fields.map { ($0.name, peaks[h][$0.name] ?? 0) },
+                    frames: last ? frames : nil, faults: last ? faults : nil,
+                    convergedAfterMs: last ? convergedAfterMs : nil))
+            }
+        }
     }
 
     /// Counters that must add up: nothing goes out that the workers did not hand to the driver,
