@@ -42,22 +42,7 @@ struct DataPlaneEgressTests {
             guard problems.isEmpty else { throw DataPlaneTestSupport.HarnessError("egress setup: \(problems)") }
             let queue = TransmitQueue(segmentation: enabled)
             var reports: [String] = []
-            // The frames stay alive (and unmoved) for the whole batch, as receive buffers do.
-            let storage = frames.map { frame -> UnsafeMutableRawBufferPointer in
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 8)
-                buffer.copyBytes(from: frame)
-                return buffer
-            }
-            defer { storage.forEach { $0.deallocate() } }
-            for buffer in storage {
-                guard case let .forward(forwarding) = forwarder.decide(UnsafeRawBufferPointer(buffer), link: .rawIPv4, ingress: 0) else {
-                    throw DataPlaneTestSupport.HarnessError("test frame not forwarded")
-                }
-                for transmit in forwarder.transmits(for: forwarding) {
-                    queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload, pool: pool)
-                }
-            }
-            queue.flush(pool: pool, forwarder: &forwarder) { reports.append($0) }
+            try DataPlaneTestSupport.forwardAndFlush(frames, forwarder: &forwarder, pool: pool, queue: queue) { reports.append($0) }
             guard reports.isEmpty else { throw DataPlaneTestSupport.HarnessError("send problems: \(reports)") }
             return [queue.sent, queue.failed, queue.segmentedMessages, queue.packetSent]
         }

@@ -234,24 +234,8 @@ struct DataPlanePacketEgressTests {
 
     static func send(_ payloads: [[UInt8]], forwarder: inout Forwarder, pool: EgressSocketPool, queue: TransmitQueue,
                      problems: inout [String]) throws {
-        // The frames stay alive (and unmoved) until the flush, as receive buffers do.
-        let storage = payloads.map { payload -> UnsafeMutableRawBufferPointer in
-            let frame = EgressTestFrame.ipv4UDP(group: IPv4Address(239, 1, 2, 3), port: 5000, payload: payload)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 8)
-            buffer.copyBytes(from: frame)
-            return buffer
-        }
-        defer { storage.forEach { $0.deallocate() } }
-        for buffer in storage {
-            guard case let .forward(forwarding) = forwarder.decide(UnsafeRawBufferPointer(buffer), link: .rawIPv4, ingress: 0) else {
-                throw DataPlaneTestSupport.HarnessError("test frame not forwarded")
-            }
-            for transmit in forwarder.transmits(for: forwarding) {
-                queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload,
-                             pool: pool)
-            }
-        }
-        queue.flush(pool: pool, forwarder: &forwarder) { problems.append($0) }
+        let frames = payloads.map { EgressTestFrame.ipv4UDP(group: IPv4Address(239, 1, 2, 3), port: 5000, payload: $0) }
+        try DataPlaneTestSupport.forwardAndFlush(frames, forwarder: &forwarder, pool: pool, queue: queue) { problems.append($0) }
     }
 
     static func mac(of interface: String, in namespace: String) throws -> [UInt8] {

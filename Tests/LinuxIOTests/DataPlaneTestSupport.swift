@@ -10,6 +10,26 @@ import RelayCore
 /// supervisor end of the worker channel. Every helper fails loudly (throws with the tool's
 /// output) when its own tooling fails, so a broken harness never looks like a relay bug.
 enum DataPlaneTestSupport {
+    /// The worker's send path without the worker: each frame through the Forwarder, its
+    /// transmits queued, one flush. The frames stay alive (and unmoved) until the flush, as
+    /// receive buffers do. Send problems go to `report`.
+    static func forwardAndFlush(_ frames: [[UInt8]], forwarder: inout Forwarder, pool: EgressSocketPool, queue: TransmitQueue,
+                                report: (String) -> Void) throws {
+        let storage = frames.map { frame -> UnsafeMutableRawBufferPointer in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 8)
+            buffer.copyBytes(from: frame)
+            return buffer
+        }
+        defer { storage.forEach { $0.deallocate() } }
+        for buffer in storage {
+            guard case let .forward(forwarding) = forwarder.decide(UnsafeRawBufferPointer(buffer), link: .rawIPv4, ingress: 0) else {
+                throw HarnessError("test frame not forwarded")
+            }
+            for transmit in forwarder.transmits(for: forwarding) { queue.append(transmit, pool: pool) }
+        }
+        queue.flush(pool: pool, forwarder: &forwarder, report: report)
+    }
+
     static var isRoot: Bool { geteuid() == 0 }
 
     static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)

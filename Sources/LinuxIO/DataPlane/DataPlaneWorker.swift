@@ -260,8 +260,7 @@ public final class DataPlaneWorker {
         let transmits = forwarder.transmits(for: forwarding)
         for index in 0..<transmits.count {
             if queue.isFull { flush() }
-            let transmit = transmits[index]
-            queue.append(socket: pool.socketIndex(for: transmit), output: transmit.output, payload: transmit.payload, pool: pool)
+            queue.append(transmits[index], pool: pool)
         }
     }
 

@@ -110,17 +110,18 @@ public final class TransmitQueue {
 
     public var isFull: Bool { count == Self.capacity }
 
-    /// Queues one transmit; `socket` from `EgressSocketPool.socketIndex(for:)` (-1: none).
-    /// An output on packet egress whose payload does not fit one frame takes its UDP socket.
+    /// Queues one transmit on the socket the pool holds for its output (none, -1, while the
+    /// pool and the plan disagree: the send is then counted as failed). An output on packet
+    /// egress whose payload does not fit one frame takes its UDP socket.
     @inline(__always)
-    public func append(socket: Int, output: OutputHandle, payload: UnsafeRawBufferPointer, pool: EgressSocketPool) {
-        let index = Int(output.index)
-        var socket = socket
+    public func append(_ transmit: Transmit, pool: EgressSocketPool) {
+        let index = Int(transmit.output.index)
+        var socket = pool.socketIndex(for: transmit)
         var rank: Int32 = -1
         var packet = false
-        if socket >= 0 && index < pool.outputCount && pool.outputSocket[index] == Int32(socket) {
+        if socket >= 0 {
             let packetSocket = Int(pool.outputPacketSocket[index])
-            if packetSocket >= 0 && payload.count <= Int(pool.outputPayloadLimit[index]) {
+            if packetSocket >= 0 && transmit.payload.count <= Int(pool.outputPayloadLimit[index]) {
                 socket = packetSocket
                 rank = pool.outputPacketRank[index]
                 packet = true
@@ -128,8 +129,8 @@ public final class TransmitQueue {
                 rank = pool.outputRank[index]
             }
         }
-        pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: output,
-                                 base: payload.baseAddress, length: payload.count, packet: packet)
+        pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: transmit.output,
+                                 base: transmit.payload.baseAddress, length: transmit.payload.count, packet: packet)
         count += 1
     }
 
