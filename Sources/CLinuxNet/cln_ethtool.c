@@ -36,3 +36,75 @@ int cln_ethtool_lro(const char *ifname) {
     int result = ethtool_value(ifname, ETHTOOL_GFLAGS, &value);
     return result < 0 ? result : ((value & ETH_FLAG_LRO) != 0);
 }
+
+#include <stdint.h>
+#include <stdlib.h>
+
+static int ethtool_request(int fd, const char *ifname, void *data) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    if (strlen(ifname) >= IFNAMSIZ) return -ENAMETOOLONG;
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    ifr.ifr_data = data;
+    return ioctl(fd, SIOCETHTOOL, &ifr) < 0 ? -errno : 0;
+}
+
+int cln_ethtool_driver(const char *ifname, char *driver, int capacity) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ethtool_drvinfo info;
+    memset(&info, 0, sizeof(info));
+    info.cmd = ETHTOOL_GDRVINFO;
+    int result = ethtool_request(fd, ifname, &info);
+    close(fd);
+    if (result < 0) return result;
+    info.driver[sizeof(info.driver) - 1] = 0;
+    if (capacity <= 0) return -EINVAL;
+    strncpy(driver, info.driver, (size_t)capacity - 1);
+    driver[capacity - 1] = 0;
+    return 0;
+}
+
+int cln_ethtool_feature(const char *ifname, const char *feature) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int result = 0;
+    // How many feature names there are, then the names, then the feature words.
+    // struct ethtool_sset_info ends in a flexible array: one u32 per set asked for.
+    uint64_t sset_storage[(sizeof(struct ethtool_sset_info) + sizeof(uint32_t) + 7) / 8];
+    memset(sset_storage, 0, sizeof(sset_storage));
+    struct ethtool_sset_info *sset = (struct ethtool_sset_info *)sset_storage;
+    sset->cmd = ETHTOOL_GSSET_INFO;
+    sset->sset_mask = 1ULL << ETH_SS_FEATURES;
+    result = ethtool_request(fd, ifname, sset);
+    if (result < 0) { close(fd); return result; }
+    uint32_t count = sset->sset_mask ? sset->data[0] : 0;
+    if (count == 0 || count > 4096) { close(fd); return -EOPNOTSUPP; }
+    struct ethtool_gstrings *names = calloc(1, sizeof(*names) + (size_t)count * ETH_GSTRING_LEN);
+    if (!names) { close(fd); return -ENOMEM; }
+    names->cmd = ETHTOOL_GSTRINGS;
+    names->string_set = ETH_SS_FEATURES;
+    names->len = count;
+    result = ethtool_request(fd, ifname, names);
+    int bit = -1;
+    if (result == 0) {
+        for (uint32_t index = 0; index < names->len && index < count; index++) {
+            const char *name = (const char *)names->data + (size_t)index * ETH_GSTRING_LEN;
+            if (strncmp(name, feature, ETH_GSTRING_LEN) == 0) { bit = (int)index; break; }
+        }
+    }
+    free(names);
+    if (result < 0) { close(fd); return result; }
+    if (bit < 0) { close(fd); return -ENOENT; }
+    uint32_t blocks = (count + 31) / 32;
+    struct ethtool_gfeatures *features = calloc(1, sizeof(*features) + blocks * sizeof(struct ethtool_get_features_block));
+    if (!features) { close(fd); return -ENOMEM; }
+    features->cmd = ETHTOOL_GFEATURES;
+    features->size = blocks;
+    result = ethtool_request(fd, ifname, features);
+    int active = 0;
+    if (result == 0) active = (features->features[bit / 32].active >> (bit % 32)) & 1;
+    free(features);
+    close(fd);
+    return result < 0 ? result : active;
+}

@@ -157,8 +157,11 @@ public struct OutputStatsView: Codable, Equatable, Sendable {
     public var packets: UInt64
     public var bytes: UInt64
     public var sendErrors: UInt64
+    /// How its datagrams leave: "packet" (frames the relay builds), "udp" or "udp+gso" (the
+    /// kernel's UDP path, with GSO where the interface allows it); nil before a worker said.
+    public var path: String?
 
-    enum CodingKeys: String, CodingKey { case out, packets, bytes, sendErrors = "send_errors" }
+    enum CodingKeys: String, CodingKey { case out, packets, bytes, path, sendErrors = "send_errors" }
 
     public init(out: String, packets: UInt64, bytes: UInt64, sendErrors: UInt64) {
         self.out = out
@@ -204,6 +207,37 @@ extension RuleStatsView {
         packets = 0
         bytes = 0
         outputs = rule.outputs.map { OutputStatsView(out: $0.description, packets: 0, bytes: 0, sendErrors: 0) }
+    }
+}
+
+/// One output interface's egress decision (`InterfaceEgress`), as `mcrelay stats` shows it.
+public struct EgressView: Codable, Equatable, Sendable {
+    public var interface: String
+    public var path: String
+    public var pathReason: String
+    public var segmentation: Bool
+    public var segmentationReason: String
+
+    enum CodingKeys: String, CodingKey {
+        case interface, path, segmentation, pathReason = "path_reason", segmentationReason = "segmentation_reason"
+    }
+
+    public init(_ egress: InterfaceEgress) {
+        interface = egress.interface.rawValue
+        path = egress.path.rawValue
+        pathReason = egress.pathReason
+        segmentation = egress.segmentation
+        segmentationReason = egress.segmentationReason
+    }
+
+    /// The path of one output on this interface.
+    public func path(multicast: Bool) -> String {
+        let udp = segmentation ? "udp+gso" : "udp"
+        return multicast && path == EgressPath.packet.rawValue ? path : udp
+    }
+
+    public var text: String {
+        "\(interface): multicast \(path) (\(pathReason)); UDP GSO \(segmentation ? "on" : "off") (\(segmentationReason))"
     }
 }
 
@@ -257,9 +291,11 @@ public struct StatsView: Codable, Equatable, Sendable {
     public var interfacesUp: [String]
     /// The flight recorder, when one runs or ran.
     public var recording: RecordingView?
+    /// Egress decisions per output interface (from the workers).
+    public var egress: [EgressView] = []
 
     enum CodingKeys: String, CodingKey {
-        case rules, drops, workers, joined, outstanding, recording
+        case rules, drops, workers, joined, outstanding, recording, egress
         case ingressQueueDrops = "ingress_queue_drops"
         case planVersion = "plan_version", helperSockets = "helper_sockets", interfacesUp = "interfaces_up"
     }
@@ -337,7 +373,8 @@ extension StatsView {
         for rule in rules {
             lines.append("rule \(rule.id)\(rule.name.map { " (\($0))" } ?? "") \(rule.in)\(rule.source.map { " from \($0)" } ?? ""): \(rule.packets) packets, \(rule.bytes) bytes")
             for output in rule.outputs {
-                lines.append("  -> \(output.out): \(output.packets) packets, \(output.bytes) bytes, \(output.sendErrors) send errors")
+                lines.append("  -> \(output.out): \(output.packets) packets, \(output.bytes) bytes, \(output.sendErrors) send errors"
+                             + (output.path.map { ", \($0)" } ?? ""))
             }
         }
         if rules.isEmpty { lines.append("no rules") }
@@ -353,6 +390,7 @@ extension StatsView {
             + (helperSockets.isEmpty ? "none" : helperSockets.map { "\($0.socket) \($0.groups)/\($0.capacity)" }.joined(separator: ", ")))
         if !outstanding.isEmpty { lines.append("outstanding: " + outstanding.joined(separator: ", ")) }
         lines.append("interfaces up: " + (interfacesUp.isEmpty ? "none" : interfacesUp.joined(separator: " ")))
+        for egress in egress { lines.append("egress " + egress.text) }
         if let recording { lines.append(recording.text) }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -55,9 +55,13 @@ public struct RecordingManifest: Codable, Equatable, Sendable {
     public struct Interface: Codable, Equatable, Sendable {
         public var index: Int
         public var name: String
-        public init(index: Int, name: String) {
+        /// What the daemon read of it at the start (MAC, addresses, MTU, driver, offloads):
+        /// the replay builds its egress frames from these, as the daemon did.
+        public var facts: InterfaceFacts?
+        public init(index: Int, name: String, facts: InterfaceFacts? = nil) {
             self.index = index
             self.name = name
+            self.facts = facts
         }
     }
 

@@ -5,18 +5,24 @@ import RelayCore
 /// `DIR/<iface>.pcap` when a directory is given, and always summarised (count, content hash)
 /// so two runs can be compared without files.
 ///
-/// The frame is what the kernel would build for the relay's UDP send: destination MAC from
-/// the group (01:00:5e + low 23 bits), a synthetic locally administered source MAC and a
-/// source address 198.19.<interface index>.1 per interface, source port 49152 + interface
-/// index, IPv4 identification counting per interface, the output's TTL, and a UDP checksum.
+/// The frames are the daemon's: on the packet path (multicast outputs of an interface whose
+/// `EgressPolicy` decision is packet egress) the very code the worker runs builds them
+/// (`EgressFrame.writeTemplate` + `writeHeader`) from the interface's facts (a recording's, a
+/// case's, or `InterfaceFacts.simulated`). The kernel's UDP path (unicast outputs, `--egress
+/// udp`, interfaces without packet egress) is modelled with the same fields, which is what the
+/// kernel sends for a DF datagram of an unconnected socket, except what only the kernel knows:
+/// the source port (its ephemeral port; the model writes the sender's), a unicast
+/// destination's MAC (neighbour resolution; the model writes 02:6d:63:ff:00:01), and the
+/// fragments of a datagram larger than the MTU (the model writes one oversized frame).
 final class EgressRecorder {
     struct Port {
         var name: InterfaceName
+        var facts: InterfaceFacts
+        var path: EgressPath
         var writer: PcapWriter?
         var frames = 0
         var bytes = 0
         var hash = FNV64()
-        var identification: UInt16 = 0
     }
 
     @exclusivity(unchecked) private(set) var ports: [Port]
@@ -25,11 +31,17 @@ final class EgressRecorder {
     /// Egress interfaces that get a file even when nothing is sent on them.
     private let announced: Set<Int>
 
-    init(interfaces: InterfaceTable, directory: String?, egress: Set<Int>) throws(SimError) {
+    @exclusivity(unchecked) private var template = [UInt8](repeating: 0, count: EgressFrame.templateBytes)
+
+    init(interfaces: InterfaceTable, directory: String?, egress: Set<Int>, facts: [InterfaceName: InterfaceFacts] = [:],
+         mode: EgressMode = .default) throws(SimError) {
         self.directory = directory
         self.announced = egress
-        ports = interfaces.names.map { Port(name: $0) }
-        buffer.reserveCapacity(2048)
+        ports = interfaces.names.enumerated().map { position, name in
+            let facts = facts[name] ?? .simulated(name, position: position)
+            return Port(name: name, facts: facts, path: EgressPolicy.path(facts, mode: mode).0)
+        }
+        buffer = [UInt8](repeating: 0, count: 65_536 + EgressFrame.headerBytes)
         if directory != nil {
             for index in egress.sorted() { try openWriter(index) }
         }
@@ -44,16 +56,31 @@ final class EgressRecorder {
     }
 
     @inline(__always)
-    func record(interface: Int, time: UInt64, destination: IPv4Address, port: UInt16, ttl: UInt8,
+    func record(interface: Int, time: UInt64, destination: IPv4Address, port: UInt16, ttl: UInt8, sourcePort: UInt16,
                 payload: UnsafeRawBufferPointer) throws(SimError) {
-        var header = FrameBuilder.Header(
-            sourceMAC: FrameBuilder.syntheticMAC(interfaceIndex: interface),
-            source: IPv4Address(198, 19, UInt8(truncatingIfNeeded: interface), 1),
-            destination: destination, sourcePort: 49152 &+ UInt16(truncatingIfNeeded: interface),
-            destinationPort: port, ttl: ttl)
-        header.identification = ports[interface].identification
-        ports[interface].identification &+= 1
-        let length = FrameBuilder.build(header, payload: payload, into: &buffer)
+        let facts = ports[interface].facts
+        let sourceMAC = facts.mac ?? MACAddress(0, 0, 0, 0, 0, 0)
+        let source = facts.ipv4 ?? IPv4Address(0)
+        let count = min(payload.count, buffer.count - EgressFrame.headerBytes)
+        let body = UnsafeRawBufferPointer(rebasing: payload[0..<count])
+        let length: Int
+        if destination.isMulticast && ports[interface].path == .packet {
+            // The worker's code path, byte for byte.
+            template.withUnsafeMutableBytes { template in
+                EgressFrame.writeTemplate(template.baseAddress!, sourceMAC: sourceMAC, source: source, destination: destination,
+                                          destinationPort: port, ttl: ttl)
+                buffer.withUnsafeMutableBytes { out in
+                    EgressFrame.writeHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!), sourcePort: sourcePort,
+                                            payload: body)
+                    if count > 0 { (out.baseAddress! + EgressFrame.headerBytes).copyMemory(from: body.baseAddress!, byteCount: count) }
+                }
+            }
+            length = EgressFrame.headerBytes + count
+        } else {
+            let fields = EgressFrame.Fields(sourceMAC: sourceMAC, source: source, destination: destination,
+                                            sourcePort: sourcePort, destinationPort: port, ttl: ttl)
+            length = buffer.withUnsafeMutableBytes { EgressFrame.write(fields, payload: body, into: $0) }
+        }
         ports[interface].frames += 1
         ports[interface].bytes += length
         var hash = ports[interface].hash

@@ -33,6 +33,12 @@ public struct SimOptions: Sendable, Equatable {
     public var recordSteps = false
     /// Deliberate driver bugs, to show the checks catch them (see `DriverBug`).
     public var driverBugs: Set<DriverBug> = []
+    /// What the relay knows of each interface (a recording's manifest, a case's
+    /// `interfaces`): the egress frames are built from these. An interface without an entry
+    /// gets `InterfaceFacts.simulated`.
+    public var interfaceFacts: [InterfaceName: InterfaceFacts] = [:]
+    /// The daemon's `--egress` the egress frames follow.
+    public var egressMode = EgressMode.default
     /// Stop the run at the first violation (fuzzing) instead of collecting them all.
     public var stopAtFirstViolation = false
     /// Stop as soon as this invariant is broken (shrinking only needs to know that it is).

@@ -95,6 +95,10 @@ public struct Recording: Sendable {
         var options = SimOptions()
         options.workers = manifest.workers
         options.dispatch = dispatch
+        for interface in manifest.interfaces {
+            guard let facts = interface.facts else { continue }
+            options.interfaceFacts[facts.name] = facts
+        }
         let limit = max(manifest.membershipLimit ?? KernelModel.defaultMembershipLimit, 1)
         options.coreSocketLimit = limit
         options.kernelMembershipLimit = limit

@@ -36,9 +36,12 @@ public struct SimCase: Sendable {
         /// Time zero of the case (ns since the Unix epoch) when it is not the first frame:
         /// a recording's events may come before its first frame (`sim replay --save-case`).
         var epochNs: UInt64?
+        /// Interface facts the egress frames are built from (absent: simulated ones).
+        var interfaces: [InterfaceFacts]?
+        var egress: String?
 
         enum CodingKeys: String, CodingKey {
-            case seed, faults, swarm, timing, workers, dispatch, traces, schedule, description
+            case seed, faults, swarm, timing, workers, dispatch, traces, schedule, description, interfaces, egress
             case epochNs = "epoch_ns"
             case driverBugs = "driver_bugs"
             case coreSocketLimit = "core_socket_limit", kernelMembershipLimit = "kernel_membership_limit"
@@ -65,6 +68,11 @@ public struct SimCase: Sendable {
         options.dispatch = dispatch
         options.coreSocketLimit = manifest.coreSocketLimit
         options.kernelMembershipLimit = manifest.kernelMembershipLimit
+        for facts in manifest.interfaces ?? [] { options.interfaceFacts[facts.name] = facts }
+        if let egress = manifest.egress {
+            guard let mode = EgressMode(rawValue: egress) else { throw SimError.input("\(manifestPath): bad egress \"\(egress)\"") }
+            options.egressMode = mode
+        }
         for name in manifest.driverBugs ?? [] {
             guard let bug = DriverBug(rawValue: name) else { throw SimError.input("\(manifestPath): unknown driver bug \"\(name)\"") }
             options.driverBugs.insert(bug)
@@ -112,7 +120,9 @@ public struct SimCase: Sendable {
             kernelMembershipLimit: options.kernelMembershipLimit, traces: traces,
             schedule: options.schedule.isEmpty ? nil : options.schedule.map(\.description),
             driverBugs: options.driverBugs.isEmpty ? nil : options.driverBugs.map(\.rawValue).sorted(), description: description,
-            epochNs: input.store.frames.first.map { $0.time == 0 } == true ? nil : input.store.epoch)
+            epochNs: input.store.frames.first.map { $0.time == 0 } == true ? nil : input.store.epoch,
+            interfaces: options.interfaceFacts.isEmpty ? nil : options.interfaceFacts.keys.sorted().map { options.interfaceFacts[$0]! },
+            egress: options.egressMode == .default ? nil : options.egressMode.rawValue)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {

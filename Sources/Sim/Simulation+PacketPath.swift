@@ -156,7 +156,7 @@ extension Simulation {
                 faultCounts.sendsFailed += 1
                 failure = errno
             } else if case let .failed(errno) = kernel.send(interface: egressInterface,
-                                                            frameLength: FrameBuilder.headersLength + transmit.payload.count, now: now) {
+                                                            frameLength: EgressFrame.headerBytes + transmit.payload.count, now: now) {
                 failure = errno
             }
             if failure != nil {
@@ -189,7 +189,7 @@ extension Simulation {
             guard arrival < firstProbeArrival else { continue }
             transmittedByOutput[base + o] &+= 1
             try egress.record(interface: egressInterface, time: epochBase &+ now, destination: transmit.destination,
-                              port: transmit.port, ttl: transmit.ttl, payload: transmit.payload)
+                              port: transmit.port, ttl: transmit.ttl, sourcePort: transmit.sourcePort, payload: transmit.payload)
         }
     }
 

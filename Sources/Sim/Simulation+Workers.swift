@@ -9,24 +9,32 @@ extension Simulation {
         checkpoint(index)
         controlStats.plansInstalled += 1
         var worker = workers[index]
-        worker.forwarder.install(plan)
-        // Reconcile AF_PACKET sockets: keep the ones whose (interface, fanout) is unchanged.
-        var wanted: [(interface: Int, fanout: UInt16?)] = []
-        for assignment in plan.ingress {
-            guard let interface = interfaces.index(of: assignment.interface) else { continue }
-            let fanout = options.driverBugs.contains(.ignoreFanout) ? nil : assignment.fanoutGroup
-            wanted.append((interface, fanout))
+        let previous = worker.core.ingress
+        let change: WorkerCore.PlanChange
+        switch worker.core.apply(plan) {
+        case let .failure(refusal):
+            // The process reports it and keeps its plan; the supervisor never sends such a plan.
+            violate(InvariantName.kernelCallsValid, "worker \(index): \(refusal)")
+            return
+        case let .success(accepted): change = accepted
         }
-        for socket in packetSockets.sockets(of: index)
-        where !wanted.contains(where: { $0.interface == socket.interface && $0.fanout == socket.fanout }) {
-            packetSockets.close(socket)
+        // AF_PACKET sockets as the worker process handles them: the slots `WorkerCore` closes
+        // lose theirs, carried-over slots keep theirs (same interface and fanout group), the
+        // rest open one (again, if an earlier open failed).
+        func socket(_ assignment: IngressAssignment) -> PacketSockets.Socket? {
+            guard let interface = interfaces.index(of: assignment.interface) else { return nil }
+            let fanout = options.driverBugs.contains(.ignoreFanout) ? nil : assignment.fanoutGroup
+            return PacketSockets.Socket(worker: index, interface: interface, fanout: fanout)
+        }
+        for slot in change.closed {
+            if let closing = socket(previous[slot]), packetSockets.sockets(of: index).contains(closing) { packetSockets.close(closing) }
         }
         worker.slotOf = Array(repeating: -1, count: interfaces.count)
         let existing = packetSockets.sockets(of: index)
-        for want in wanted {
-            let socket = PacketSockets.Socket(worker: index, interface: want.interface, fanout: want.fanout)
-            if !existing.contains(socket) {
-                guard packetSockets.open(socket) else {
+        for assignment in plan.ingress {
+            guard let want = socket(assignment) else { continue }
+            if !existing.contains(want) {
+                guard packetSockets.open(want) else {
                     violate(InvariantName.kernelCallsValid,
                             "worker \(index): PACKET_FANOUT id \(want.fanout ?? 0) is already bound to another interface (EINVAL)")
                     continue
@@ -39,7 +47,6 @@ extension Simulation {
         worker.routeTally = Array(repeating: 0, count: plan.rules.count)
         worker.sendFailTally = Array(repeating: 0, count: plan.rules.reduce(0) { $0 + $1.outputs.count })
         worker.baseline = worker.forwarder.statistics()
-        worker.version = plan.version
         worker.epoch = versionEpoch[plan.version] ?? oracle.current
         workers[index] = worker
         syncRegistry()

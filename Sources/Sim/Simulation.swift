@@ -47,8 +47,13 @@ public final class Simulation {
     struct Worker {
         var alive = true
         var incarnation = 0
-        var forwarder: Forwarder
-        var version: UInt64 = 0
+        /// The plan decisions the worker process takes too (`WorkerCore`), and its Forwarder.
+        var core: WorkerCore
+        var forwarder: Forwarder {
+            get { core.forwarder }
+            _modify { yield &core.forwarder }
+        }
+        var version: UInt64 { core.version }
         /// The operator's rule set the installed plan was made from (empty before any plan):
         /// what this worker may forward is judged against it.
         var epoch = Oracle.Epoch(rules: [])
@@ -65,7 +70,7 @@ public final class Simulation {
         var restartPending = false
 
         init(id: Int, interfaces: Int) {
-            forwarder = Forwarder(plan: .idle(WorkerID(id)))
+            core = WorkerCore(worker: WorkerID(id))
             slotOf = Array(repeating: -1, count: interfaces)
         }
     }
@@ -207,7 +212,8 @@ public final class Simulation {
             default: break
             }
         }
-        egress = try EgressRecorder(interfaces: interfaces, directory: outputDirectory, egress: egressNames)
+        egress = try EgressRecorder(interfaces: interfaces, directory: outputDirectory, egress: egressNames,
+                                     facts: options.interfaceFacts, mode: options.egressMode)
 
         frameOffset.reserveCapacity(traceFrameCount)
         frameLength.reserveCapacity(traceFrameCount)

@@ -35,6 +35,8 @@ struct DaemonCommand: ParsableCommand {
     var logFormat: String = LogFormat.text.rawValue
     @Option(name: .long, help: "How workers send multicast outputs: packet (AF_PACKET frames built by the relay, skipping the kernel's UDP/IP send path and netfilter OUTPUT/POSTROUTING; UDP sockets where that cannot be used) or udp (kernel UDP sockets only).")
     var egress: String = EgressMode.default.rawValue
+    @Option(name: .long, help: "Where UDP sends may coalesce same-size datagrams into one GSO send: auto (only toward devices that split it back into one frame per datagram before the wire: physical NICs, devices without tx-udp-segmentation), off, or on (also onto virtual links such as veth, which pass the super-frame on whole).")
+    var segmentation: String = SegmentationSetting.default.rawValue
     @Option(name: .long, help: "Once the sockets are open, run as this user, keeping only CAP_NET_RAW and CAP_NET_ADMIN (start as root).")
     var user: String?
     @Option(name: .long, help: "With --user: the group (default: the user's primary group); it owns the control socket.")
@@ -65,8 +67,13 @@ struct DaemonCommand: ParsableCommand {
             printError("--egress: \"\(egress)\" is not packet or udp")
             throw ExitCode.failure
         }
+        guard let segmentationSetting = SegmentationSetting(rawValue: segmentation) else {
+            printError("--segmentation: \"\(segmentation)\" is not auto, off or on")
+            throw ExitCode.failure
+        }
         // Workers are spawned with this process's environment (WorkerProcess reads it).
         setenv(EgressMode.environmentVariable, egressMode.rawValue, 1)
+        setenv(SegmentationSetting.environmentVariable, segmentationSetting.rawValue, 1)
         var identity: ServiceIdentity?
         if let user {
             do { identity = try ServiceIdentity.resolve(user: user, group: group) } catch {

@@ -4,3 +4,11 @@
 // Reads an ethtool feature of `ifname`: returns 1 (on), 0 (off) or -errno (e.g. -EOPNOTSUPP).
 int cln_ethtool_gro(const char *ifname);
 int cln_ethtool_lro(const char *ifname);
+
+// The driver name (ETHTOOL_GDRVINFO: "veth", "bridge", "macvlan", "tun", "vxlan", "e1000e",
+// ...) into `driver` (NUL-terminated, at most capacity - 1 bytes). Returns 0 or -errno.
+int cln_ethtool_driver(const char *ifname, char *driver, int capacity);
+
+// Whether the named feature (as `ethtool -k` lists it, e.g. "tx-udp-segmentation") is active:
+// 1 or 0, -ENOENT when the kernel has no such feature, or -errno.
+int cln_ethtool_feature(const char *ifname, const char *feature);

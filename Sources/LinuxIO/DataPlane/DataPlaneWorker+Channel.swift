@@ -20,6 +20,7 @@ extension DataPlaneWorker {
                     collectKernelDrops()
                     var statistics = forwarder.statistics()
                     statistics.ingressQueueDrops = kernelDrops
+                    statistics.egress = pool.interfaceEgress
                     guard channel.send(.statistics(requestID: requestID, statistics)) else { return .channelClosed }
                 case .shutdown:
                     return .shutdown
@@ -37,32 +38,24 @@ extension DataPlaneWorker {
         _ = channel.send(.problem(problem))
     }
 
-    /// Switches to a plan: inputs still assigned keep their sockets (and fanout membership,
-    /// so their flows stay where they are); egress sockets still needed stay open.
+    /// Switches to a plan as `WorkerCore` decides (refusals are reported and change nothing):
+    /// inputs still assigned keep their sockets (and fanout membership, so their flows stay
+    /// where they are); egress sockets still needed stay open.
     func install(_ plan: WorkerPlan) {
-        guard plan.worker == worker else {
-            report("refused a plan for \(plan.worker) (this is \(worker))")
-            return
-        }
-        let interfaces = plan.ingress.map(\.interface)
-        guard Set(interfaces).count == interfaces.count else {
-            report("refused plan \(plan.version): an input interface is listed twice in \(interfaces)")
-            return
-        }
         flush()
-        forwarder.install(plan)
+        let change: WorkerCore.PlanChange
+        switch core.apply(plan) {
+        case let .failure(refusal):
+            report(refusal.description)
+            return
+        case let .success(accepted): change = accepted
+        }
         recorder?.assign(interfaces: plan.ingress.map(\.interface.rawValue))
         var next: [Input] = []
-        var carried = Set<Int>()
-        for assignment in plan.ingress {
-            if let old = inputs.indices.first(where: { !carried.contains($0) && inputs[$0].assignment == assignment }) {
-                carried.insert(old)
-                next.append(inputs[old])
-            } else {
-                next.append(Input(assignment: assignment))
-            }
+        for (slot, assignment) in plan.ingress.enumerated() {
+            next.append(change.carried[slot].map { inputs[$0] } ?? Input(assignment: assignment))
         }
-        for index in inputs.indices where !carried.contains(index) { closeInput(index) }
+        for index in change.closed { closeInput(index) }
         inputs = next
         pollDirty = true
         let now = DataPlaneClock.milliseconds()

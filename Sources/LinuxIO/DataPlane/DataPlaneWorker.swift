@@ -55,7 +55,12 @@ public final class DataPlaneWorker {
     public let worker: WorkerID
     public let ingressMode: IngressMode
     let channel: WorkerChannel
-    var forwarder: Forwarder
+    /// Plan decisions (shared with the simulator's workers) and the Forwarder.
+    var core: WorkerCore
+    var forwarder: Forwarder {
+        get { core.forwarder }
+        _modify { yield &core.forwarder }
+    }
     let pool: EgressSocketPool
     let queue: TransmitQueue
     var inputs: [Input] = []
@@ -89,21 +94,21 @@ public final class DataPlaneWorker {
     public var egressMode: EgressMode { pool.mode }
 
     /// `channelFD` becomes owned by the worker (set non-blocking, closed at exit).
-    /// `segmentation`: coalesce same-size datagrams of an output into UDP GSO sends (see
-    /// `TransmitQueue`); off sends every datagram as its own message.
+    /// `segmentation`: where same-size datagrams of an output may be coalesced into UDP GSO
+    /// sends (`SegmentationSetting`, `EgressPolicy.segmentation`, `TransmitQueue`).
     /// `receiveBufferBytes`: each ingress socket's receive queue (what absorbs a burst while the
     /// worker is busy or descheduled). `egress`: AF_PACKET egress for multicast outputs, or UDP
     /// sockets only (see `EgressMode`).
     public init(worker: WorkerID, channelFD: Int32, ingressMode: IngressMode = .default,
-                segmentation: Bool = EgressSegmentation.default, egress: EgressMode = .default,
+                segmentation: SegmentationSetting = .default, egress: EgressMode = .default,
                 receiveBufferBytes: Int32 = IngressSocket.receiveBufferBytes, startupProblems: [String] = []) {
         self.worker = worker
-        pool = EgressSocketPool(mode: egress)
+        pool = EgressSocketPool(mode: egress, segmentation: segmentation)
         self.receiveBufferBytes = receiveBufferBytes
-        queue = TransmitQueue(segmentation: segmentation)
+        queue = TransmitQueue()
         self.startupProblems = startupProblems
         channel = WorkerChannel(fd: channelFD)
-        forwarder = Forwarder(plan: .idle(worker))
+        core = WorkerCore(worker: worker)
         var mode = ingressMode
         var ring: URingReceiver?
         if mode == .uring {

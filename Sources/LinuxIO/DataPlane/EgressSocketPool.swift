@@ -45,17 +45,24 @@ public final class EgressSocketPool {
         /// The interface MTU when the socket was opened: a UDP GSO segment (payload + 28 bytes
         /// of IPv4/UDP header) must fit in it.
         var mtu: Int = 0
-        /// Whether sends may coalesce same-size datagrams with UDP GSO (turned off for this
-        /// socket if the kernel refuses it, e.g. a device without checksum offload).
-        var segmentation = true
-        /// UDP sockets: the local port (bound at open), which packet egress frames of the same
-        /// outputs carry too, so a receiver sees one source port per stream whichever path a
-        /// datagram took (runs and oversized datagrams go through this socket).
+        /// Whether sends may coalesce same-size datagrams with UDP GSO: the interface's
+        /// `EgressPolicy.segmentation` decision, unless the kernel refused GSO on this socket
+        /// (e.g. a device without checksum offload).
+        var segmentation = false
+        var segmentationRefused = false
+        /// UDP sockets: the local port (bound at open): the source port of what this socket sends.
         var port: UInt16 = 0
-        /// Packet sockets: the interface as last read (nil: unusable, its outputs use UDP).
-        var link: PacketEgressLink?
-        /// Packet sockets: why the interface cannot take packet egress, as last reported.
-        var unusable: PacketEgressUnusable?
+        /// Packet sockets: the interface index the socket is bound to.
+        var boundIndex: Int32 = 0
+    }
+
+    /// One output interface: its facts as last read and the egress decision taken from them.
+    struct Link {
+        var facts: InterfaceFacts?
+        var egress: InterfaceEgress
+        /// The path last reported to the operator (nil: nothing reported yet).
+        var reportedPath: EgressPath?
+        var reportedReason: String?
     }
 
     /// A planned output, kept so the packet tables can be rebuilt when an interface changes.
@@ -71,7 +78,10 @@ public final class EgressSocketPool {
     static let refreshIntervalMilliseconds: Int64 = 1000
 
     public let mode: EgressMode
+    public let segmentationSetting: SegmentationSetting
     private(set) var sockets: [Socket] = []
+    /// Every output interface of the plan.
+    private(set) var links: [InterfaceName: Link] = [:]
     /// Per output handle: index into `sockets`.
     private(set) var outputSocket: UnsafeMutablePointer<Int32>
     /// Per output handle: the destination address (stable memory: `msghdr.msg_name` points here).
@@ -100,8 +110,9 @@ public final class EgressSocketPool {
     /// A socket for interface ioctls (opened on first use).
     private var probe: Int32 = -1
 
-    public init(mode: EgressMode = .default) {
+    public init(mode: EgressMode = .default, segmentation: SegmentationSetting = .default) {
         self.mode = mode
+        self.segmentationSetting = segmentation
         outputSocket = .allocate(capacity: 1)
         outputAddress = .allocate(capacity: 1)
         outputTTL = .allocate(capacity: 1)
@@ -110,7 +121,7 @@ public final class EgressSocketPool {
         outputPacketRank = .allocate(capacity: 1)
         outputPayloadLimit = .allocate(capacity: 1)
         outputLinkAddress = .allocate(capacity: 1)
-        outputTemplate = .allocate(byteCount: Int(LDP_PACKET_TEMPLATE_BYTES), alignment: 16)
+        outputTemplate = .allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
     }
 
     deinit {
@@ -153,11 +164,16 @@ public final class EgressSocketPool {
             }
         }
 
+        var problems: [String] = []
+        let interfaces = Set(keys.map(\.interface))
+        links = links.filter { interfaces.contains($0.key) }
+        for interface in interfaces.sorted() where links[interface] == nil {
+            problems += readLink(interface)
+        }
         var kept: [Socket] = []
         for socket in sockets {
             if keys.contains(socket.key) { kept.append(socket) } else if socket.fd >= 0 { close(socket.fd) }
         }
-        var problems: [String] = []
         for key in keys where !kept.contains(where: { $0.key == key }) {
             var socket = Socket(key: key, fd: -1)
             problems += open(&socket)
@@ -177,7 +193,7 @@ public final class EgressSocketPool {
         outputPacketRank = .allocate(capacity: capacity)
         outputPayloadLimit = .allocate(capacity: capacity)
         outputLinkAddress = .allocate(capacity: capacity)
-        outputTemplate = .allocate(byteCount: capacity * Int(LDP_PACKET_TEMPLATE_BYTES), alignment: 16)
+        outputTemplate = .allocate(byteCount: capacity * EgressFrame.templateBytes, alignment: 16)
         for (index, output) in outputs.enumerated() {
             outputSocket[index] = Int32(sockets.firstIndex { $0.key == output.key }!)
             outputAddress[index] = output.address
@@ -191,15 +207,17 @@ public final class EgressSocketPool {
             }
         }
         outputCount = outputs.count
+        applySegmentation()
         rebuildPacketOutputs()
         nextRetry = now + Self.retryIntervalMilliseconds
         nextRefresh = now + Self.refreshIntervalMilliseconds
         return problems
     }
 
-    /// Chooses, per multicast output, packet egress (its interface's packet socket is open and
-    /// the interface usable) or UDP, and writes the header templates. Called after any change
-    /// of a packet socket; the transmit queue is empty then (it is flushed every batch).
+    /// Chooses, per multicast output, packet egress (its interface's decision is `.packet` and
+    /// its packet socket is open) or UDP, and writes the header templates (`EgressFrame`).
+    /// Called after any change of a packet socket or a link; the transmit queue is empty then
+    /// (it is flushed every batch).
     private func rebuildPacketOutputs() {
         var rank = Int32(outputCount)
         for index in 0..<outputCount {
@@ -208,54 +226,76 @@ public final class EgressSocketPool {
             outputPayloadLimit[index] = 0
         }
         for socket in sockets.indices where sockets[socket].key.kind == .packet {
-            guard sockets[socket].fd >= 0, let link = sockets[socket].link else { continue }
+            let interface = sockets[socket].key.interface
+            guard sockets[socket].fd >= 0, let link = links[interface], link.egress.path == .packet,
+                  let facts = link.facts, let mac = facts.mac, let source = facts.ipv4,
+                  facts.index == sockets[socket].boundIndex else { continue }
             for index in 0..<outputCount {
                 let output = planned[index]
-                guard output.key.multicast, output.key.interface == sockets[socket].key.interface else { continue }
+                guard output.key.multicast, output.key.interface == interface else { continue }
                 outputPacketSocket[index] = Int32(socket)
                 outputPacketRank[index] = rank
                 rank += 1
-                outputPayloadLimit[index] = Int32(link.payloadLimit)
+                outputPayloadLimit[index] = Int32(facts.payloadLimit)
                 var address = sockaddr_ll()
                 address.sll_family = UInt16(AF_PACKET)
                 address.sll_protocol = UInt16(ETH_P_IP).bigEndian
-                address.sll_ifindex = link.index
+                address.sll_ifindex = facts.index
                 address.sll_halen = 6
                 outputLinkAddress[index] = address
-                let sourcePort = sockets[Int(outputSocket[index])].port
-                link.mac.withUnsafeBufferPointer { mac in
-                    ldp_packet_template(outputTemplate.advanced(by: index * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self),
-                                        mac.baseAddress, link.address, output.address.sin_addr.s_addr,
-                                        sourcePort, UInt16(bigEndian: output.address.sin_port), output.ttl)
-                }
+                EgressFrame.writeTemplate(
+                    outputTemplate + index * EgressFrame.templateBytes, sourceMAC: mac, source: source,
+                    destination: IPv4Address(UInt32(bigEndian: output.address.sin_addr.s_addr)),
+                    destinationPort: UInt16(bigEndian: output.address.sin_port), ttl: output.ttl)
             }
         }
         rankCount = Int(rank)
+    }
+
+    /// Each UDP socket may use GSO when its interface's decision allows it and the kernel has
+    /// not refused it on that socket.
+    private func applySegmentation() {
+        for index in sockets.indices where sockets[index].key.kind == .udp {
+            let allowed = links[sockets[index].key.interface]?.egress.segmentation ?? false
+            sockets[index].segmentation = allowed && !sockets[index].segmentationRefused
+        }
+    }
+
+    /// The egress decision of every output interface, by name: what `mcrelay stats` shows.
+    public var interfaceEgress: [InterfaceEgress] {
+        links.keys.sorted().compactMap { links[$0]?.egress }
     }
 
     /// Which path each interface's multicast outputs take, for logs and tests:
     /// `(interface, "packet" | "udp: <reason>")`.
     public var packetEgressState: [(interface: String, path: String)] {
         sockets.filter { $0.key.kind == .packet }.map { socket in
-            let path = socket.fd >= 0 && socket.link != nil ? "packet" : "udp: \(socket.unusable?.description ?? "not open")"
-            return (socket.key.interface.rawValue, path)
+            let interface = socket.key.interface
+            let link = links[interface]
+            let open = socket.fd >= 0 && link?.facts?.index == socket.boundIndex
+            let path = link?.egress.path == .packet && open ? "packet"
+                : "udp: \(link?.egress.path == .packet ? "packet socket not open" : link?.egress.pathReason ?? "not read")"
+            return (interface.rawValue, path)
         }
     }
 
-    var hasMissingSockets: Bool { sockets.contains { $0.fd < 0 } }
-    var hasPacketSockets: Bool { sockets.contains { $0.key.kind == .packet } }
+    /// Sockets that should be open and are not (a packet socket only while its interface's
+    /// decision is packet egress).
+    var hasMissingSockets: Bool {
+        sockets.contains { $0.fd < 0 && ($0.key.kind == .udp || links[$0.key.interface]?.egress.path == .packet) }
+    }
 
     /// Milliseconds until the next retry of missing sockets or refresh of packet interfaces,
     /// nil when there is nothing to do.
     func retryDelay(now: Int64) -> Int64? {
         var delay: Int64?
         if hasMissingSockets { delay = max(0, nextRetry - now) }
-        if hasPacketSockets { delay = min(delay ?? .max, max(0, nextRefresh - now)) }
+        if !links.isEmpty { delay = min(delay ?? .max, max(0, nextRefresh - now)) }
         return delay
     }
 
-    /// Retries opening missing sockets when due, and re-reads the packet path's interfaces;
-    /// returns problems (only changed ones).
+    /// Retries opening missing sockets when due, and re-reads the output interfaces (facts and
+    /// decisions); returns problems (only changed ones).
     public func retryMissing(now: Int64) -> [String] {
         var problems: [String] = []
         var changed = false
@@ -266,22 +306,42 @@ public final class EgressSocketPool {
                 if sockets[index].fd >= 0 && sockets[index].key.kind == .packet { changed = true }
             }
         }
-        if hasPacketSockets, now >= nextRefresh {
+        if now >= nextRefresh {
             nextRefresh = now + Self.refreshIntervalMilliseconds
-            for index in sockets.indices where sockets[index].key.kind == .packet && sockets[index].fd >= 0 {
-                let before = sockets[index].link
-                problems += readLink(&sockets[index])
-                if let link = sockets[index].link, let before, link.index != before.index {
-                    // The interface was re-created: the socket is bound to the old one.
+            for interface in links.keys.sorted() {
+                let before = links[interface]?.facts
+                let beforeEgress = links[interface]?.egress
+                problems += readLink(interface)
+                if links[interface]?.facts != before || links[interface]?.egress != beforeEgress { changed = true }
+            }
+            for index in sockets.indices where sockets[index].key.kind == .packet {
+                let interface = sockets[index].key.interface
+                guard let link = links[interface] else { continue }
+                let wanted = link.egress.path == .packet
+                if sockets[index].fd >= 0 && (!wanted || link.facts?.index != sockets[index].boundIndex) {
+                    // Not wanted any more, or bound to an interface that was re-created.
                     close(sockets[index].fd)
                     sockets[index].fd = -1
-                    problems += open(&sockets[index])
+                    changed = true
                 }
-                if sockets[index].link != before { changed = true }
+                if wanted && sockets[index].fd < 0 {
+                    problems += open(&sockets[index])
+                    changed = true
+                }
             }
         }
-        if changed { rebuildPacketOutputs() }
+        if changed {
+            applySegmentation()
+            rebuildPacketOutputs()
+        }
         return problems
+    }
+
+    /// A link changed (the supervisor saw it through netlink): re-read the interfaces and retry
+    /// missing sockets on the next loop turn rather than on the timers.
+    public func linkChanged() {
+        nextRetry = 0
+        nextRefresh = 0
     }
 
     /// The socket for a transmit: the one precomputed for its output handle, after checking
@@ -308,6 +368,7 @@ public final class EgressSocketPool {
     /// now on. Returns a problem to report.
     func disableSegmentation(socket index: Int, code: Int32) -> String {
         sockets[index].segmentation = false
+        sockets[index].segmentationRefused = true
         return "\(DataPlaneSystemError("sendmmsg with UDP_SEGMENT", sockets[index].key.description, code: code)); "
             + "sending datagrams one by one on it from now on"
     }
@@ -327,51 +388,53 @@ public final class EgressSocketPool {
         }
     }
 
-    /// Opens a packet socket if its interface can take packet egress. A missing interface is
-    /// left to the UDP socket of the same interface to report; anything else that keeps the
-    /// interface on the UDP path is reported once.
+    /// Opens a packet socket if its interface's decision is packet egress. A missing interface
+    /// is left to the UDP socket of the same interface to report.
     private func openPacket(_ socket: inout Socket) -> [String] {
-        var problems = readLink(&socket)
-        guard let link = socket.link else { return problems }
-        do {
-            socket.fd = try PacketEgressLink.openSocket(index: link.index, target: socket.key.description)
-        } catch {
-            socket.link = nil
-            problems += transition(&socket, to: .socket(error))
-        }
-        return problems
-    }
-
-    /// Re-reads a packet socket's interface; returns a problem when it stops (or starts again
-    /// after having stopped) being usable for packet egress.
-    private func readLink(_ socket: inout Socket) -> [String] {
-        if probe < 0 { probe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        switch PacketEgressLink.read(socket.key.interface, probe: probe) {
-        case let .success(link):
-            socket.link = link
-            return transition(&socket, to: nil)
-        case let .failure(reason):
-            socket.link = nil
-            return transition(&socket, to: reason)
-        }
-    }
-
-    private func transition(_ socket: inout Socket, to reason: PacketEgressUnusable?) -> [String] {
-        guard socket.unusable != reason else { return [] }
-        let previous = socket.unusable
-        socket.unusable = reason
         let interface = socket.key.interface
-        switch reason {
-        case nil:
-            // Only a recovery from a reported fallback is news.
-            guard let previous, previous != .missing else { return [] }
-            return ["output interface \(interface): multicast outputs use AF_PACKET egress again"]
-        case .missing?:
+        guard let link = links[interface], link.egress.path == .packet, let facts = link.facts else { return [] }
+        do {
+            socket.fd = try PacketEgressLink.openSocket(index: facts.index, target: socket.key.description)
+            socket.boundIndex = facts.index
+            socket.lastProblem = nil
             return []
-        case let reason?:
-            return ["output interface \(interface) \(reason): its multicast outputs use UDP sockets (kernel path) "
-                    + "instead of AF_PACKET egress"]
+        } catch {
+            let text = "\(error): its multicast outputs use UDP sockets (kernel path) instead of AF_PACKET egress"
+            defer { socket.lastProblem = text }
+            return socket.lastProblem == text ? [] : [text]
         }
+    }
+
+    /// Re-reads an output interface and decides its egress (`EgressPolicy`); returns a problem
+    /// when its multicast outputs leave the packet path (or come back to it).
+    private func readLink(_ interface: InterfaceName) -> [String] {
+        if probe < 0 { probe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        var facts: InterfaceFacts?
+        var missing = false
+        var problems: [String] = []
+        switch InterfaceFactsReader.read(interface, probe: probe) {
+        case let .success(read): facts = read
+        case .failure(.missing): missing = true
+        case let .failure(failure): problems.append("output interface \(interface): \(failure)")
+        }
+        let egress = EgressPolicy.decide(interface, facts: facts, mode: mode, segmentation: segmentationSetting)
+        var link = links[interface] ?? Link(facts: nil, egress: egress)
+        link.facts = facts
+        link.egress = egress
+        // Only a fallback from the packet path, and a recovery from a reported one, are news; a
+        // missing interface is reported by its UDP socket.
+        if mode == .packet, !missing, link.reportedPath != egress.path || (egress.path == .udp && link.reportedReason != egress.pathReason) {
+            if egress.path == .udp {
+                problems.append("output interface \(interface): \(egress.pathReason): its multicast outputs use UDP sockets "
+                                + "(kernel path) instead of AF_PACKET egress")
+            } else if link.reportedPath == .udp {
+                problems.append("output interface \(interface): multicast outputs use AF_PACKET egress again")
+            }
+            link.reportedPath = egress.path
+            link.reportedReason = egress.pathReason
+        }
+        links[interface] = link
+        return problems
     }
 
     static func makeSocket(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {

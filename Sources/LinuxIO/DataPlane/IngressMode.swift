@@ -37,26 +37,3 @@ enum IngressTuning {
     /// truncated and are counted as `truncated` drops by the Forwarder.
     static let frameBufferSize = 9216
 }
-
-/// Whether egress coalesces same-size datagrams of an output into UDP GSO sends
-/// (`MCRELAY_EGRESS_GSO=on|off`).
-public enum EgressSegmentation {
-    public static let `default` = true
-    public static let environmentVariable = "MCRELAY_EGRESS_GSO"
-
-    public static func fromEnvironment(_ value: String?) -> Result<Bool, EgressSegmentationError> {
-        guard let value, !value.isEmpty else { return .success(Self.default) }
-        switch value {
-        case "on", "1", "yes": return .success(true)
-        case "off", "0", "no": return .success(false)
-        default: return .failure(EgressSegmentationError(value: value))
-        }
-    }
-}
-
-public struct EgressSegmentationError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var value: String
-    public var description: String {
-        "\(EgressSegmentation.environmentVariable)=\"\(value)\" is not on or off; using \(EgressSegmentation.default ? "on" : "off")"
-    }
-}

@@ -2,48 +2,9 @@ import CLinuxNet
 import Glibc
 import RelayCore
 
-/// What the AF_PACKET egress path must know about an output interface to write frames for it
-/// itself, read with ioctls when its socket opens and again every `EgressSocketPool`
-/// refresh (an address, MAC or MTU change is picked up within a second).
-///
-/// The kernel's UDP path picks the same source address for a multicast datagram sent with
-/// IP_MULTICAST_IF: the interface's primary IPv4 address.
-struct PacketEgressLink: Equatable {
-    var index: Int32
-    var mac: [UInt8]
-    /// Network byte order.
-    var address: UInt32
-    var mtu: Int
-
-    /// The largest UDP payload that fits one frame; bigger ones take the UDP path (the kernel
-    /// fragments them, as it would have).
-    var payloadLimit: Int { max(0, mtu - 28) }
-
-    var addressText: String {
-        let value = UInt32(bigEndian: address)
-        return "\(value >> 24).\((value >> 16) & 0xFF).\((value >> 8) & 0xFF).\(value & 0xFF)"
-    }
-
-    /// The interface as the packet path needs it, or why it cannot take it (then its outputs
-    /// use UDP sockets). `probe`: any socket of the worker's network namespace.
-    static func read(_ interface: InterfaceName, probe: Int32) -> Result<PacketEgressLink, PacketEgressUnusable> {
-        let name = interface.rawValue
-        let index = Int32(bitPattern: if_nametoindex(name))
-        guard index > 0 else { return .failure(.missing) }
-        var type: UInt16 = 0
-        var mac = [UInt8](repeating: 0, count: 6)
-        let hardware = ldp_interface_hardware(probe, name, &type, &mac)
-        guard hardware == 0 else { return .failure(.lookup("SIOCGIFHWADDR", -hardware)) }
-        // ARPHRD_ETHER (1): veth, physical NICs, bridges, bonds, VLANs, macvlans.
-        guard type == 1 else { return .failure(.notEthernet(type)) }
-        var address: UInt32 = 0
-        let found = ldp_interface_ipv4(probe, name, &address)
-        guard found == 0 else { return .failure(found == -EADDRNOTAVAIL ? .noAddress : .lookup("SIOCGIFADDR", -found)) }
-        let mtu = ldp_interface_mtu(probe, name)
-        guard mtu > 0 else { return .failure(.lookup("SIOCGIFMTU", -mtu)) }
-        return .success(PacketEgressLink(index: index, mac: mac, address: address, mtu: Int(mtu)))
-    }
-
+/// The AF_PACKET socket of the packet egress path. What the path knows of the interface comes
+/// from `InterfaceFactsReader` (as `InterfaceFacts`); the frames from `EgressFrame`.
+enum PacketEgressLink {
     /// An AF_PACKET SOCK_RAW socket for sending on interface `index`: bound with protocol 0 (it
     /// receives nothing), non-blocking, a large send buffer.
     ///
@@ -74,22 +35,3 @@ struct PacketEgressLink: Equatable {
     }
 }
 
-/// Why an output interface cannot take AF_PACKET egress.
-enum PacketEgressUnusable: Error, Equatable, CustomStringConvertible {
-    /// The interface does not exist (its UDP socket reports that; nothing to add).
-    case missing
-    case noAddress
-    case notEthernet(UInt16)
-    case lookup(String, Int32)
-    case socket(DataPlaneSystemError)
-
-    var description: String {
-        switch self {
-        case .missing: "does not exist"
-        case .noAddress: "has no IPv4 address"
-        case let .notEthernet(type): "is not an Ethernet interface (hardware type \(type))"
-        case let .lookup(call, code): "\(call) failed: \(String(cString: strerror(code))) (errno \(code))"
-        case let .socket(error): error.description
-        }
-    }
-}

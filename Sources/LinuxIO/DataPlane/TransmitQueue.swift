@@ -7,25 +7,21 @@ import RelayCore
 /// must be flushed before those buffers are reused. Everything is preallocated: appending and
 /// flushing allocate nothing.
 ///
-/// With segmentation on, consecutive datagrams of one output with the same payload size (a
-/// stream at a high rate: several of its frames arrive in one receive batch) go out as a
+/// Where an output's interface allows it (`EgressPolicy.segmentation`: by default only toward
+/// a device that splits the super-frame before the wire, so every link carries one datagram per
+/// frame), consecutive datagrams of one output with the same payload size (a stream at a high
+/// rate: several of its frames arrive in one receive batch) go out through its UDP socket as a
 /// single UDP GSO message: one iovec per datagram (still no copy) and a UDP_SEGMENT control
-/// message. The kernel splits it back into the very same datagrams (in software, or in the
-/// NIC), for a fraction of the per-datagram cost of the UDP send path. Only the last datagram
-/// of a group may be shorter; a group never exceeds 64 datagrams, 65507 bytes, or a segment
-/// size that does not fit the interface MTU.
+/// message; the kernel or the NIC splits it back into the very same datagrams, for a fraction of
+/// the per-datagram cost of the UDP send path. Only the last datagram of a group may be
+/// shorter; a group never exceeds `SegmentationRun.maximumSegments` datagrams,
+/// `SegmentationRun.maximumBytes`, or a segment size that does not fit the interface MTU.
 ///
-/// Transmits of outputs on AF_PACKET egress (see `EgressMode`) go out on their interface's
-/// packet socket, one frame per datagram: the Ethernet/IPv4/UDP header written here into a
-/// preallocated slot per queue entry (`ldp_packet_header`), then the payload, still a view into
-/// the receive buffer. A run of same-size datagrams of one such output (a fast stream) still
-/// goes out as one UDP GSO message through the output's UDP socket: measured on the lab, a GSO
-/// send costs less per datagram than frame-by-frame packet sends (the kernel transmits the
-/// segments as one batch), while for many streams, whose datagrams rarely share a batch, the
-/// packet frames cost less than UDP sends. (A GSO request through the packet socket itself,
-/// PACKET_VNET_HDR, was tried and dropped: with PACKET_QDISC_BYPASS a frame the device cannot
-/// take whole was discarded, not segmented — every one was lost with checksum offload off — and
-/// veth passed it on unsegmented despite gso_max_segs 1.)
+/// Transmits of outputs on AF_PACKET egress go out on their interface's packet socket, always
+/// one frame per datagram: the header written by `EgressFrame.writeHeader` into a preallocated
+/// slot per queue entry, then the payload, still a view into the receive buffer. (UDP GSO runs
+/// through the output's UDP socket would carry that socket's source port, not the sender's the
+/// frames keep; GSO on the packet socket itself, PACKET_VNET_HDR, is not done.)
 public final class TransmitQueue {
     struct Pending {
         var rank: Int32
@@ -33,24 +29,19 @@ public final class TransmitQueue {
         var output: OutputHandle
         var base: UnsafeRawPointer?
         var length: Int
+        var sourcePort: UInt16
         var packet: Bool
     }
 
     /// sendmmsg takes at most UIO_MAXIOV (1024) messages per call.
     static let capacity = 1024
-    /// UDP_MAX_SEGMENTS on older kernels (newer ones allow 128).
-    static let maximumSegments = 64
-    static let maximumDatagramBytes = 65507
     static let ipv4AndUDPHeaderBytes = 28
     static let headerSlotBytes = 64
 
     /// Whether frames on the packet path carry a UDP checksum. Computing it costs one pass over
     /// the payload (tens of ns for a 1316-byte payload, against microseconds per datagram) and
     /// keeps end-to-end corruption detectable, as the UDP path (and the original sender) do.
-    static let packetUDPChecksum: Int32 = 1
-
-    /// Whether same-size datagrams of an output may be coalesced with UDP GSO.
-    let segmentation: Bool
+    static let packetUDPChecksum = true
 
     private let pending: UnsafeMutablePointer<Pending>
     private(set) var count = 0
@@ -77,8 +68,7 @@ public final class TransmitQueue {
     /// Datagrams accepted by AF_PACKET sockets (included in `sent`).
     public private(set) var packetSent: UInt64 = 0
 
-    public init(segmentation: Bool) {
-        self.segmentation = segmentation
+    public init() {
         pending = .allocate(capacity: Self.capacity)
         sorted = .allocate(capacity: Self.capacity)
         iovecs = .allocate(capacity: 3 * Self.capacity)
@@ -130,7 +120,8 @@ public final class TransmitQueue {
             }
         }
         pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: transmit.output,
-                                 base: transmit.payload.baseAddress, length: transmit.payload.count, packet: packet)
+                                 base: transmit.payload.baseAddress, length: transmit.payload.count,
+                                 sourcePort: transmit.sourcePort, packet: packet)
         count += 1
     }
 
@@ -185,24 +176,17 @@ public final class TransmitQueue {
         var position = 0
         while position < placed {
             let first = pending[Int(sorted[position])]
-            var socket = Int(first.socket)
+            let socket = Int(first.socket)
+            if first.packet {
+                buildPacketMessage(messageCount, position: position, entry: first, pool: pool)
+                messageCount += 1
+                position += 1
+                continue
+            }
             let size = first.length
             var end = position + 1
-            // Outputs on packet egress have a UDP socket too: a run of their datagrams goes out
-            // through it as one UDP GSO message (see the type's comment), a single datagram as a frame.
-            let udpSocket = first.packet ? Int(pool.outputSocket[Int(first.output.index)]) : socket
-            if segmentation, size > 0, pool.sockets[udpSocket].segmentation,
-               size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[udpSocket].mtu {
+            if size > 0, pool.sockets[socket].segmentation, size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[socket].mtu {
                 end = groupEnd(position, placed: placed, first: first)
-            }
-            if first.packet {
-                if end - position == 1 {
-                    buildPacketMessage(messageCount, position: position, entry: first, pool: pool)
-                    messageCount += 1
-                    position = end
-                    continue
-                }
-                socket = udpSocket
             }
             for slot in position..<end {
                 let entry = pending[Int(sorted[slot])]
@@ -231,18 +215,16 @@ public final class TransmitQueue {
     }
 
     /// The end of the run of datagrams starting at sorted `position` that may share one UDP GSO
-    /// message: same output, none longer than the first (a shorter one can only close a run),
-    /// at most `maximumSegments` and `maximumDatagramBytes` in all.
+    /// message (`SegmentationRun` decides which may follow).
     @inline(__always)
     private func groupEnd(_ position: Int, placed: Int, first: Pending) -> Int {
+        var run = SegmentationRun(first: first.length)
         var end = position + 1
-        var total = first.length
-        while end < placed, end - position < Self.maximumSegments {
+        while end < placed {
             let next = pending[Int(sorted[end])]
-            guard next.rank == first.rank, next.length <= first.length, total + next.length <= Self.maximumDatagramBytes else { break }
-            total += next.length
+            guard next.rank == first.rank, run.admit(next.length) else { break }
             end += 1
-            if next.length < first.length { break }
+            if run.closed { break }
         }
         return end
     }
@@ -253,10 +235,12 @@ public final class TransmitQueue {
     private func buildPacketMessage(_ message: Int, position: Int, entry: Pending, pool: EgressSocketPool) {
         let output = Int(entry.output.index)
         let header = headers + position * Self.headerSlotBytes
-        let template = pool.outputTemplate.advanced(by: output * Int(LDP_PACKET_TEMPLATE_BYTES)).assumingMemoryBound(to: UInt8.self)
-        ldp_packet_header(header.assumingMemoryBound(to: UInt8.self), template, entry.base, entry.length, Self.packetUDPChecksum)
+        let template = UnsafeRawPointer(pool.outputTemplate + output * EgressFrame.templateBytes)
+        EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
+                                payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length),
+                                udpChecksum: Self.packetUDPChecksum)
         let vectors = iovecs + Self.capacity + 2 * position
-        vectors[0] = iovec(iov_base: header, iov_len: Int(LDP_PACKET_HEADER_BYTES))
+        vectors[0] = iovec(iov_base: header, iov_len: EgressFrame.headerBytes)
         vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
         messages[message].msg_hdr.msg_name = UnsafeMutableRawPointer(pool.outputLinkAddress + output)
         messages[message].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)

@@ -8,9 +8,9 @@ public enum WorkerProcess {
     /// closes (the supervisor died: a worker must not outlive it), then exits the process
     /// (0 for those, 1 for a corrupted channel, 2 when `channelFD` is not a stream socket). The ingress mode comes from
     /// `MCRELAY_INGRESS` (`recvmmsg` or `uring`; an unknown value is reported to the
-    /// supervisor and the default is used), and UDP GSO on egress from `MCRELAY_EGRESS_GSO`
-    /// (`on`, the default, or `off`), and the egress path from `MCRELAY_EGRESS` (`packet`, the
-    /// default, or `udp`; see `EgressMode`).
+    /// supervisor and the default is used), UDP GSO on egress from `MCRELAY_SEGMENTATION`
+    /// (`auto`, the default, `off` or `on`; see `SegmentationSetting`), and the egress path
+    /// from `MCRELAY_EGRESS` (`packet`, the default, or `udp`; see `EgressMode`).
     public static func run(worker: WorkerID, channelFD: Int32) -> Never {
         // A closed channel must surface as EPIPE from send(), not kill the process.
         signal(SIGPIPE, SIG_IGN)
@@ -34,12 +34,12 @@ public enum WorkerProcess {
             modeProblem = "\(error); using \(IngressMode.default)"
         }
         var problems = modeProblem.map { [$0] } ?? []
-        let segmentationSetting = getenv(EgressSegmentation.environmentVariable).map { String(cString: $0) }
-        let segmentation: Bool
-        switch EgressSegmentation.fromEnvironment(segmentationSetting) {
+        let segmentationSetting = getenv(SegmentationSetting.environmentVariable).map { String(cString: $0) }
+        let segmentation: SegmentationSetting
+        switch SegmentationSetting.fromEnvironment(segmentationSetting) {
         case let .success(value): segmentation = value
         case let .failure(error):
-            segmentation = EgressSegmentation.default
+            segmentation = .default
             problems.append(error.description)
         }
         let egressSetting = getenv(EgressMode.environmentVariable).map { String(cString: $0) }

@@ -27,6 +27,9 @@ public struct HostDoctor {
     /// Where to read /proc and /sys (a test can point these at a fake tree).
     public var procRoot = "/proc"
     public var sysRoot = "/sys"
+    /// The daemon settings the egress findings assume (its defaults unless told).
+    public var egressMode: EgressMode = .default
+    public var segmentation: SegmentationSetting = .default
 
     public init(rules: [RuleSpec], extraInputs: [InterfaceName] = [], extraOutputs: [InterfaceName] = []) {
         var inputs: [InterfaceName: Set<IPv4Address>] = [:]
@@ -146,7 +149,22 @@ public struct HostDoctor {
         if findings.isEmpty {
             findings.append(Finding(severity: .ok, subject: subject, message: "up, multicast, IPv4 \(ipv4Addresses(of: name).map(\.description).joined(separator: ", "))", fix: nil))
         }
+        findings += egress(name)
         return findings
+    }
+
+    /// The egress decisions the daemon takes for this interface (`EgressPolicy`, from the same
+    /// facts a worker reads), at `egressMode` and `segmentation`.
+    func egress(_ name: InterfaceName) -> [Finding] {
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { if probe >= 0 { close(probe) } }
+        guard probe >= 0, case let .success(facts) = InterfaceFactsReader.read(name, probe: probe) else { return [] }
+        let decision = EgressPolicy.decide(name, facts: facts, mode: egressMode, segmentation: segmentation)
+        let driver = facts.driver.isEmpty ? "" : "\(facts.driver), "
+        return [Finding(severity: .info, subject: "output \(name)",
+                        message: "egress: multicast \(decision.path) (\(decision.pathReason)); UDP GSO \(decision.segmentation ? "on" : "off") "
+                            + "(\(decision.segmentationReason)); \(driver)MTU \(facts.mtu), MAC \(facts.mac?.description ?? "none")",
+                        fix: nil)]
     }
 
     // MARK: - Host access

@@ -219,6 +219,15 @@ extension Supervisor {
             } : [],
             interfacesUp: links.usable)
         view.ingressQueueDrops = merged.ingressQueueDrops
+        view.egress = (merged.egress ?? []).map(EgressView.init)
+        let egressByName = Dictionary(uniqueKeysWithValues: view.egress.map { ($0.interface, $0) })
+        for rule in view.rules.indices {
+            for output in view.rules[rule].outputs.indices {
+                let text = view.rules[rule].outputs[output].out
+                guard let spec = try? EndpointSyntax.parseOutput(text) else { continue }
+                view.rules[rule].outputs[output].path = egressByName[spec.interface.rawValue]?.path(multicast: spec.destination.isMulticast)
+            }
+        }
         view.recording = recordingView
         return view
     }

@@ -143,9 +143,16 @@ extension Supervisor {
         guard let list = if_nameindex() else { return [] }
         defer { if_freenameindex(list) }
         var result: [RecordingManifest.Interface] = []
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { if probe >= 0 { close(probe) } }
         var entry = list
         while entry.pointee.if_index != 0, let name = entry.pointee.if_name {
-            result.append(.init(index: Int(entry.pointee.if_index), name: String(cString: name)))
+            let text = String(cString: name)
+            var facts: InterfaceFacts?
+            if probe >= 0, let interface = InterfaceName(text), case let .success(read) = InterfaceFactsReader.read(interface, probe: probe) {
+                facts = read
+            }
+            result.append(.init(index: Int(entry.pointee.if_index), name: text, facts: facts))
             entry += 1
         }
         return result.sorted { $0.index < $1.index }

@@ -64,6 +64,9 @@ public struct ForwardingStatistics: Sendable, Equatable, Codable {
     /// Frames the kernel dropped before the Forwarder saw them (the ingress socket's receive
     /// queue was full). The core cannot see these; the driver fills the count in.
     public var ingressQueueDrops: UInt64 = 0
+    /// The worker's egress decision per output interface (the driver fills it in; nil from a
+    /// driver that has none).
+    public var egress: [InterfaceEgress]?
 
     public init(rules: [RuleStatistics] = [], drops: DropCounters = DropCounters()) {
         self.rules = rules
@@ -76,9 +79,12 @@ public struct ForwardingStatistics: Sendable, Equatable, Codable {
         var byID: [RuleID: RuleStatistics] = [:]
         var drops = DropCounters()
         var queueDrops: UInt64 = 0
+        var egress: [InterfaceName: InterfaceEgress] = [:]
         for part in parts {
             drops = drops + part.drops
             queueDrops &+= part.ingressQueueDrops
+            // Workers decide alike from the same facts; the first to report an interface stands.
+            for decision in part.egress ?? [] where egress[decision.interface] == nil { egress[decision.interface] = decision }
             for stats in part.rules {
                 guard var existing = byID[stats.rule.id], existing.rule == stats.rule else {
                     if byID[stats.rule.id] == nil { order.append(stats.rule.id) }
@@ -97,6 +103,7 @@ public struct ForwardingStatistics: Sendable, Equatable, Codable {
         }
         var merged = ForwardingStatistics(rules: order.map { byID[$0]! }, drops: drops)
         merged.ingressQueueDrops = queueDrops
+        if parts.contains(where: { $0.egress != nil }) { merged.egress = egress.keys.sorted().map { egress[$0]! } }
         return merged
     }
 }

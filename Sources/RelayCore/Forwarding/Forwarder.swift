@@ -19,15 +19,19 @@ public struct Transmit: @unchecked Sendable {
     public let destination: IPv4Address
     public let port: UInt16
     public let ttl: UInt8
+    /// The original datagram's source port, which the relay's frames keep (see `EgressFrame`).
+    public let sourcePort: UInt16
     public let payload: UnsafeRawBufferPointer
 
     @usableFromInline
-    init(output: OutputHandle, egress: Int, destination: IPv4Address, port: UInt16, ttl: UInt8, payload: UnsafeRawBufferPointer) {
+    init(output: OutputHandle, egress: Int, destination: IPv4Address, port: UInt16, ttl: UInt8, sourcePort: UInt16,
+         payload: UnsafeRawBufferPointer) {
         self.output = output
         self.egress = egress
         self.destination = destination
         self.port = port
         self.ttl = ttl
+        self.sourcePort = sourcePort
         self.payload = payload
     }
 }
@@ -56,6 +60,12 @@ public struct Forwarder: Sendable {
         @usableFromInline var ttl: UInt8
     }
 
+    /// An output's identity across plans.
+    struct OutputKey: Hashable {
+        var rule: RuleID
+        var output: OutputSpec
+    }
+
     struct Route: Sendable {
         var outputStart: Int32
         var outputCount: Int32
@@ -75,14 +85,20 @@ public struct Forwarder: Sendable {
         install(plan)
     }
 
-    /// Switches to a new plan. Counters of rules present in both plans carry over (rules are
-    /// immutable under their id, so outputs line up); removed rules' counters are dropped.
+    /// Switches to a new plan. Counters belong to what they count, not to positions: a rule
+    /// present in both plans (same id: same input) keeps its accepted count, and each of its
+    /// outputs that is in both (same interface, address, port and TTL) keeps its own counts
+    /// wherever it now stands; a new output starts at zero; a removed rule's or output's counts
+    /// are gone. (A reload that replaces outputs [A, B] with [C, D] shows C and D at zero.)
     public mutating func install(_ plan: WorkerPlan) {
-        var previous: [RuleID: (TrafficCounter, ArraySlice<OutputCounter>)] = [:]
+        var previousAccepted: [RuleID: TrafficCounter] = [:]
+        var previousOutputs: [OutputKey: OutputCounter] = [:]
         for (index, rule) in self.plan.rules.enumerated() {
             let route = routes[index]
-            let range = Int(route.outputStart)..<Int(route.outputStart + route.outputCount)
-            previous[rule.id] = (accepted[index], ArraySlice(outputCounters[range]))
+            previousAccepted[rule.id] = accepted[index]
+            for (position, output) in rule.outputs.enumerated() {
+                previousOutputs[OutputKey(rule: rule.id, output: output)] = outputCounters[Int(route.outputStart) + position]
+            }
         }
         let ingressSlots = Dictionary(uniqueKeysWithValues: plan.ingress.enumerated().map { ($1.interface, $0) })
         let egress = plan.egress
@@ -104,11 +120,10 @@ public struct Forwarder: Sendable {
                     egress: UInt16(egressSlots[output.interface]!), destination: output.destination,
                     port: output.port, ttl: output.ttl))
             }
-            let carried = previous[rule.id].flatMap { old in
-                old.1.count == rule.outputs.count ? old : nil
+            accepted.append(previousAccepted[rule.id] ?? TrafficCounter())
+            for output in rule.outputs {
+                outputCounters.append(previousOutputs[OutputKey(rule: rule.id, output: output)] ?? OutputCounter())
             }
-            accepted.append(carried?.0 ?? TrafficCounter())
-            outputCounters.append(contentsOf: carried?.1 ?? ArraySlice(repeating: OutputCounter(), count: rule.outputs.count))
         }
         self.plan = plan
         self.egress = egress
@@ -161,7 +176,7 @@ public struct Forwarder: Sendable {
         let route = routes[Int(forwarding.route.index)]
         return TransmitBatch(
             bindings: bindings, start: Int(route.outputStart), count: Int(route.outputCount),
-            payload: forwarding.payload)
+            sourcePort: forwarding.datagram.sourcePort, payload: forwarding.payload)
     }
 
     /// The driver reports sends that failed (EAGAIN, ENOBUFS, ...), so losses are visible.
@@ -199,6 +214,7 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     @usableFromInline let bindings: ContiguousArray<Forwarder.EgressBinding>
     @usableFromInline let start: Int
     public let count: Int
+    @usableFromInline let sourcePort: UInt16
     @usableFromInline let payload: UnsafeRawBufferPointer
 
     @inlinable public var startIndex: Int { 0 }
@@ -210,6 +226,6 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
         let binding = bindings[start + position]
         return Transmit(
             output: OutputHandle(index: Int32(start + position)), egress: Int(binding.egress),
-            destination: binding.destination, port: binding.port, ttl: binding.ttl, payload: payload)
+            destination: binding.destination, port: binding.port, ttl: binding.ttl, sourcePort: sourcePort, payload: payload)
     }
 }

@@ -1,0 +1,68 @@
+import CLinuxNet
+import Glibc
+import RelayCore
+
+/// Reads `InterfaceFacts` from the kernel: index (if_nametoindex), hardware type and MAC
+/// (SIOCGIFHWADDR), primary IPv4 address (SIOCGIFADDR), MTU (SIOCGIFMTU), driver
+/// (ETHTOOL_GDRVINFO), `tx-udp-segmentation` (ETHTOOL_GFEATURES) and whether a bus device backs
+/// it (`/sys/class/net/NAME/device`). Workers re-read their output interfaces every second
+/// and when the supervisor reports a link change; `doctor` reads them once.
+public enum InterfaceFactsReader {
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        /// No interface of that name in this network namespace.
+        case missing
+        case lookup(String, Int32)
+
+        public var description: String {
+            switch self {
+            case .missing: "does not exist"
+            case let .lookup(call, code): "\(call) failed: \(String(cString: strerror(code))) (errno \(code))"
+            }
+        }
+    }
+
+    /// `probe`: any socket of the caller's network namespace (ioctls need one).
+    public static func read(_ interface: InterfaceName, probe: Int32) -> Result<InterfaceFacts, Failure> {
+        let name = interface.rawValue
+        let index = Int32(bitPattern: if_nametoindex(name))
+        guard index > 0 else { return .failure(.missing) }
+        var type: UInt16 = 0
+        var mac = [UInt8](repeating: 0, count: 6)
+        let hardware = ldp_interface_hardware(probe, name, &type, &mac)
+        guard hardware == 0 else { return .failure(hardware == -ENODEV ? .missing : .lookup("SIOCGIFHWADDR", -hardware)) }
+        var address: UInt32 = 0
+        let found = ldp_interface_ipv4(probe, name, &address)
+        guard found == 0 || found == -EADDRNOTAVAIL else {
+            return .failure(found == -ENODEV ? .missing : .lookup("SIOCGIFADDR", -found))
+        }
+        let mtu = ldp_interface_mtu(probe, name)
+        guard mtu > 0 else { return .failure(mtu == -ENODEV ? .missing : .lookup("SIOCGIFMTU", -mtu)) }
+        var driverBytes = [CChar](repeating: 0, count: 64)
+        let driver = cln_ethtool_driver(name, &driverBytes, Int32(driverBytes.count)) == 0
+            ? String(decoding: driverBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        // A device that cannot say is taken to pass super-frames on (the safe side for `auto`).
+        let uso = cln_ethtool_feature(name, "tx-udp-segmentation")
+        let physical = access("/sys/class/net/\(name)/device", F_OK) == 0
+        return .success(InterfaceFacts(
+            name: interface, index: index, hardwareType: type,
+            mac: type == InterfaceFacts.ethernet ? MACAddress(mac) : nil,
+            ipv4: found == 0 ? IPv4Address(UInt32(bigEndian: address)) : nil,
+            mtu: Int(mtu), driver: driver, physical: physical, udpSegmentationOffload: uso != 0))
+    }
+
+    /// Every interface of the namespace by name (`/sys/class/net`), for the flight recorder.
+    public static func readAll(probe: Int32) -> [InterfaceFacts] {
+        guard let directory = opendir("/sys/class/net") else { return [] }
+        defer { closedir(directory) }
+        var facts: [InterfaceFacts] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name != ".", name != "..", let interface = InterfaceName(name),
+                  case let .success(read) = read(interface, probe: probe) else { continue }
+            facts.append(read)
+        }
+        return facts.sorted { $0.name < $1.name }
+    }
+}

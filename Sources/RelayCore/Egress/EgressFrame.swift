@@ -1,0 +1,230 @@
+/// The bytes the relay puts on the wire for one datagram: Ethernet II, IPv4 (no options) and
+/// UDP headers in front of the payload, built here and nowhere else. The daemon's packet
+/// egress writes them (LinuxIO only hands them to the kernel), the simulator writes the same
+/// bytes to its egress pcaps, and the tests build their frames with it.
+///
+/// Choices, all RFC-conformant and matching what the kernel's own UDP path sends:
+/// - destination MAC: 01:00:5e + the low 23 bits of the group (RFC 1112 section 6.4);
+/// - source MAC and IPv4 address: the output interface's (its primary address);
+/// - IPv4: DF set, identification 0 (RFC 6864: any value for an atomic datagram; the kernel
+///   also sends 0 for DF datagrams of an unconnected socket), the output's TTL;
+/// - UDP source port: the original sender's, as a router forwarding the datagram keeps it, so
+///   a stream keeps its identity across the relay and the bytes follow from the input alone;
+/// - both checksums computed (the UDP one over the payload: corruption stays detectable end to
+///   end, as the sender intended).
+///
+/// The per-datagram path uses a template per output (`writeTemplate`, once per plan) and
+/// `writeHeader` (per datagram: lengths, ports, checksums from partial sums), writing into
+/// caller-owned memory: no allocation, and the payload is read once (for its checksum), never
+/// copied.
+public enum EgressFrame {
+    public static let ethernetHeaderBytes = 14
+    /// Ethernet + IPv4 + UDP.
+    public static let headerBytes = 42
+    /// Bytes of a template: the header, then the partial sums.
+    public static let templateBytes = 64
+
+    static let ip = 14
+    static let udp = 34
+    static let ipSumOffset = 44
+    static let udpSumOffset = 48
+
+    /// Every header field of one frame, for frames built whole (simulator traces, tests, and
+    /// the reference the template path is checked against). The defaults are the relay's.
+    public struct Fields: Sendable, Equatable {
+        public var sourceMAC: MACAddress
+        /// nil: the multicast MAC of a group destination (unicast destinations need one given).
+        public var destinationMAC: MACAddress?
+        /// An 802.1Q tag (VLAN id), for input frames as captures carry them.
+        public var vlan: UInt16?
+        public var source: IPv4Address
+        public var destination: IPv4Address
+        public var sourcePort: UInt16
+        public var destinationPort: UInt16
+        public var ttl: UInt8
+        public var identification: UInt16 = 0
+        public var dontFragment = true
+        public var udpChecksum = true
+
+        public init(sourceMAC: MACAddress, destinationMAC: MACAddress? = nil, source: IPv4Address, destination: IPv4Address,
+                    sourcePort: UInt16, destinationPort: UInt16, ttl: UInt8) {
+            self.sourceMAC = sourceMAC
+            self.destinationMAC = destinationMAC
+            self.source = source
+            self.destination = destination
+            self.sourcePort = sourcePort
+            self.destinationPort = destinationPort
+            self.ttl = ttl
+        }
+
+        /// The destination MAC the frame carries.
+        public var resolvedDestinationMAC: MACAddress {
+            destinationMAC ?? (destination.isMulticast ? .multicast(destination) : MACAddress(0x02, 0x6D, 0x63, 0xFF, 0x00, 0x01))
+        }
+    }
+
+    // MARK: - The per-datagram path
+
+    /// Fills a template (`templateBytes`) for one output: the constant header fields and the
+    /// partial sums of its checksums. The source port, lengths and checksums are per datagram.
+    public static func writeTemplate(_ template: UnsafeMutableRawPointer, sourceMAC: MACAddress, source: IPv4Address,
+                                     destination: IPv4Address, destinationPort: UInt16, ttl: UInt8) {
+        template.initializeMemory(as: UInt8.self, repeating: 0, count: templateBytes)
+        var fields = Fields(sourceMAC: sourceMAC, source: source, destination: destination, sourcePort: 0,
+                            destinationPort: destinationPort, ttl: ttl)
+        fields.udpChecksum = false
+        writeFixedHeader(template, fields)
+        // IPv4 header with total length and checksum 0.
+        let ipSum = UInt32(fold(sum(template + ip, 20, 0)))
+        template.storeBytes(of: ipSum, toByteOffset: ipSumOffset, as: UInt32.self)
+        // Pseudo header without its length (source, destination, protocol) plus the destination port.
+        let pseudo = sum(template + ip + 12, 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ UInt64(destinationPort.bigEndian)
+        template.storeBytes(of: UInt32(fold(pseudo)), toByteOffset: udpSumOffset, as: UInt32.self)
+    }
+
+    /// Writes the `headerBytes` of one datagram into `out` from an output's template.
+    @inlinable @inline(__always)
+    public static func writeHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
+                                   payload: UnsafeRawBufferPointer, udpChecksum: Bool = true) {
+        out.copyMemory(from: template, byteCount: 42)
+        let total = UInt16(truncatingIfNeeded: payload.count + 28).bigEndian
+        let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
+        let port = sourcePort.bigEndian
+        let ipSum = template.loadUnaligned(fromByteOffset: 44, as: UInt32.self)
+        let udpSum = template.loadUnaligned(fromByteOffset: 48, as: UInt32.self)
+        out.storeBytes(of: total, toByteOffset: 16, as: UInt16.self)
+        out.storeBytes(of: ~fold(UInt64(ipSum) &+ UInt64(total)), toByteOffset: 24, as: UInt16.self)
+        out.storeBytes(of: port, toByteOffset: 34, as: UInt16.self)
+        out.storeBytes(of: udpLength, toByteOffset: 38, as: UInt16.self)
+        var check: UInt16 = 0  // 0: no checksum (legal for UDP over IPv4)
+        if udpChecksum {
+            // The UDP length counts twice: in the pseudo header and in the UDP header.
+            var total = UInt64(udpSum) &+ UInt64(port) &+ UInt64(udpLength) &+ UInt64(udpLength)
+            if let base = payload.baseAddress { total = sum(base, payload.count, total) }
+            check = ~fold(total)
+            if check == 0 { check = 0xFFFF }  // a computed 0 is sent as all ones (RFC 768)
+        }
+        out.storeBytes(of: check, toByteOffset: 40, as: UInt16.self)
+    }
+
+    // MARK: - Whole frames
+
+    /// Bytes of the frame `fields` and a payload of `payloadCount` bytes make.
+    public static func length(_ fields: Fields, payloadCount: Int) -> Int {
+        headerBytes + (fields.vlan != nil ? 4 : 0) + payloadCount
+    }
+
+    /// Writes a whole frame (header and a copy of the payload) at the start of `out`, which
+    /// must hold `length(fields, payloadCount:)` bytes; returns that length.
+    @discardableResult
+    public static func write(_ fields: Fields, payload: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
+        let length = length(fields, payloadCount: payload.count)
+        precondition(out.count >= length, "frame buffer too small")
+        let base = out.baseAddress!
+        let tag = fields.vlan != nil ? 4 : 0
+        if let vlan = fields.vlan {
+            // Written as an untagged frame, then the tag is opened up after the MACs.
+            var untagged = fields
+            untagged.vlan = nil
+            _ = write(untagged, payload: payload, into: UnsafeMutableRawBufferPointer(rebasing: out[tag...]))
+            for index in 0..<12 {  // MACs forward by the tag's size (overlapping: byte by byte, in order)
+                base.storeBytes(of: base.load(fromByteOffset: index + tag, as: UInt8.self), toByteOffset: index, as: UInt8.self)
+            }
+            base.storeBytes(of: UInt16(0x8100).bigEndian, toByteOffset: 12, as: UInt16.self)
+            base.storeBytes(of: (vlan & 0x0FFF).bigEndian, toByteOffset: 14, as: UInt16.self)
+            return length
+        }
+        writeFixedHeader(base, fields)
+        base.storeBytes(of: fields.identification.bigEndian, toByteOffset: ip + 4, as: UInt16.self)
+        base.storeBytes(of: UInt16(truncatingIfNeeded: payload.count + 28).bigEndian, toByteOffset: ip + 2, as: UInt16.self)
+        base.storeBytes(of: ~fold(sum(base + ip, 20, 0)), toByteOffset: ip + 10, as: UInt16.self)
+        base.storeBytes(of: fields.sourcePort.bigEndian, toByteOffset: udp, as: UInt16.self)
+        base.storeBytes(of: UInt16(truncatingIfNeeded: payload.count + 8).bigEndian, toByteOffset: udp + 4, as: UInt16.self)
+        if let payloadBase = payload.baseAddress, payload.count > 0 {
+            (base + headerBytes).copyMemory(from: payloadBase, byteCount: payload.count)
+        }
+        if fields.udpChecksum {
+            let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
+            let pseudo = sum(base + ip + 12, 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ UInt64(udpLength)
+            var check = ~fold(sum(base + udp, payload.count + 8, pseudo))
+            if check == 0 { check = 0xFFFF }
+            base.storeBytes(of: check, toByteOffset: udp + 6, as: UInt16.self)
+        }
+        return length
+    }
+
+    /// A whole frame as an array (tests, traces; allocates).
+    public static func bytes(_ fields: Fields, payload: [UInt8]) -> [UInt8] {
+        var frame = [UInt8](repeating: 0, count: length(fields, payloadCount: payload.count))
+        frame.withUnsafeMutableBytes { out in payload.withUnsafeBytes { _ = write(fields, payload: $0, into: out) } }
+        return frame
+    }
+
+    /// MACs, type, and the IPv4/UDP fields that do not depend on the payload; lengths,
+    /// identification, checksums and the source port zero.
+    static func writeFixedHeader(_ base: UnsafeMutableRawPointer, _ fields: Fields) {
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: headerBytes)
+        let destination = fields.resolvedDestinationMAC.array
+        let source = fields.sourceMAC.array
+        for index in 0..<6 {
+            base.storeBytes(of: destination[index], toByteOffset: index, as: UInt8.self)
+            base.storeBytes(of: source[index], toByteOffset: 6 + index, as: UInt8.self)
+        }
+        base.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
+        base.storeBytes(of: UInt8(0x45), toByteOffset: ip, as: UInt8.self)
+        base.storeBytes(of: UInt16(fields.dontFragment ? 0x4000 : 0).bigEndian, toByteOffset: ip + 6, as: UInt16.self)
+        base.storeBytes(of: fields.ttl, toByteOffset: ip + 8, as: UInt8.self)
+        base.storeBytes(of: UInt8(17), toByteOffset: ip + 9, as: UInt8.self)
+        base.storeBytes(of: fields.source.value.bigEndian, toByteOffset: ip + 12, as: UInt32.self)
+        base.storeBytes(of: fields.destination.value.bigEndian, toByteOffset: ip + 16, as: UInt32.self)
+        base.storeBytes(of: fields.destinationPort.bigEndian, toByteOffset: udp + 2, as: UInt16.self)
+    }
+
+    // MARK: - Internet checksum (RFC 1071)
+
+    /// Adds `count` bytes at `data` to a ones'-complement sum kept "in native order over
+    /// network-order data" (RFC 1071 section 2(B)): words are loaded as they lie in memory and
+    /// the folded result is stored the same way, so no byte swapping is needed on either
+    /// endianness; constants added to such a sum must be in network byte order.
+    @inlinable @inline(__always)
+    public static func sum(_ data: UnsafeRawPointer, _ count: Int, _ initial: UInt64) -> UInt64 {
+        var total = initial
+        var offset = 0
+        while offset + 8 <= count {
+            total &+= UInt64(data.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+                &+ UInt64(data.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+            offset += 8
+        }
+        if offset + 4 <= count {
+            total &+= UInt64(data.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            offset += 4
+        }
+        if offset + 2 <= count {
+            total &+= UInt64(data.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+            offset += 2
+        }
+        if offset < count {
+            // The odd byte is the first byte of a word whose second byte is zero.
+            var word: UInt16 = 0
+            withUnsafeMutableBytes(of: &word) { $0[0] = data.load(fromByteOffset: offset, as: UInt8.self) }
+            total &+= UInt64(word)
+        }
+        return total
+    }
+
+    @inlinable @inline(__always)
+    public static func fold(_ value: UInt64) -> UInt16 {
+        var sum = (value & 0xFFFF_FFFF) &+ (value >> 32)
+        sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        return UInt16(truncatingIfNeeded: sum)
+    }
+
+    /// The Internet checksum of `count` bytes: 0 over a header whose checksum is valid.
+    public static func checksum(_ data: UnsafeRawBufferPointer) -> UInt16 {
+        guard let base = data.baseAddress else { return 0xFFFF }
+        return ~fold(sum(base, data.count, 0))
+    }
+}
