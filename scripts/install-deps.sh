@@ -6,7 +6,7 @@
 #   INSTALL_OPTIONAL=0 scripts/...     skip optional packages (python3-scapy)
 set -euo pipefail
 
-REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 tcpdump socat netsniff-ng smcroute python3 jq)
+REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute python3 jq)
 OPTIONAL=(python3-scapy)
 
 is_installed() {

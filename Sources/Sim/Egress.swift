@@ -9,9 +9,10 @@ import RelayCore
 /// `EgressPolicy` decision is packet egress) the very code the worker runs builds them
 /// (`EgressFrame.writeTemplate` + `writeHeader`) from the interface's facts (a recording's, a
 /// case's, or `InterfaceFacts.simulated`). The kernel's UDP path (unicast outputs, `--egress
-/// udp`, interfaces without packet egress) is modelled with the same fields, which is what the
-/// kernel sends for a DF datagram of an unconnected socket, except what only the kernel knows:
-/// the source port (its ephemeral port; the model writes the sender's), a unicast
+/// udp`, interfaces without packet egress) is modelled with the same fields (MACs, addresses,
+/// TTL, DF, checksums), except what only the kernel knows: the IPv4 identification (it numbers
+/// its datagrams; the model writes 0), the source port (the socket's ephemeral port; the model
+/// writes the sender's), a unicast
 /// destination's MAC (neighbour resolution; the model writes 02:6d:63:ff:00:01), and the
 /// fragments of a datagram larger than the MTU (the model writes one oversized frame).
 final class EgressRecorder {

@@ -12,15 +12,17 @@ import Testing
 @Suite("DataPlane egress batching", .serialized,
        .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces)"))
 struct DataPlaneEgressTests {
-    /// 10 x 700 bytes, 3 x 300, 5 x 700 of one stream in one batch. With UDP GSO they go out as
-    /// three messages ([700 x 10, 300], [300, 300], [700 x 5]: a shorter datagram may only end
-    /// a group); without, as 18. Either way the receiver gets the same 18 datagrams, byte-exact.
-    /// The same holds on AF_PACKET egress: runs still go as UDP GSO through the output's UDP
-    /// socket; without segmentation every datagram is a frame on the packet socket.
-    @Test("same-size datagrams coalesce into UDP GSO sends and arrive unchanged",
-          arguments: [true, false], EgressMode.allCases)
-    func segmentation(enabled: Bool, mode: EgressMode) throws {
-        let lab = try DataPlaneLab(tag: (enabled ? "gs" : "gn") + (mode == .packet ? "p" : "u"))
+    /// 10 x 700 bytes, 3 x 300, 5 x 700 of one stream in one batch. On the UDP path with GSO
+    /// allowed (`--segmentation on`: the veth would otherwise refuse it, see
+    /// DataPlanePacketEgressTests) they go out as three messages ([700 x 10, 300], [300, 300],
+    /// [700 x 5]: a shorter datagram may only end a group); with `off`, as 18. On the packet path
+    /// every datagram is its own frame whatever the setting. Either way the receiver's socket gets
+    /// the same 18 datagrams, byte-exact.
+    @Test("same-size datagrams coalesce into UDP GSO sends only on the UDP path with GSO allowed, and arrive unchanged",
+          arguments: [SegmentationSetting.on, .off], EgressMode.allCases)
+    func segmentation(setting: SegmentationSetting, mode: EgressMode) throws {
+        let enabled = setting == .on && mode == .udp
+        let lab = try DataPlaneLab(tag: (setting == .on ? "gs" : "gn") + (mode == .packet ? "p" : "u"))
         defer { lab.down() }
         let sizes = Array(repeating: 700, count: 10) + Array(repeating: 300, count: 3) + Array(repeating: 700, count: 5)
         let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:6"])
@@ -37,16 +39,16 @@ struct DataPlaneEgressTests {
         }
         let counts = try DataPlaneTestSupport.inNamespace(lab.relay) { () -> [UInt64] in
             var forwarder = Forwarder(plan: plan)
-            let pool = EgressSocketPool(mode: mode)
+            let pool = EgressSocketPool(mode: mode, segmentation: setting)
             let problems = pool.install(plan, now: 0)
             guard problems.isEmpty else { throw DataPlaneTestSupport.HarnessError("egress setup: \(problems)") }
-            let queue = TransmitQueue(segmentation: enabled)
+            let queue = TransmitQueue()
             var reports: [String] = []
             try DataPlaneTestSupport.forwardAndFlush(frames, forwarder: &forwarder, pool: pool, queue: queue) { reports.append($0) }
             guard reports.isEmpty else { throw DataPlaneTestSupport.HarnessError("send problems: \(reports)") }
             return [queue.sent, queue.failed, queue.segmentedMessages, queue.packetSent]
         }
-        #expect(counts == [UInt64(sizes.count), 0, enabled ? 3 : 0, mode == .packet && !enabled ? UInt64(sizes.count) : 0],
+        #expect(counts == [UInt64(sizes.count), 0, enabled ? 3 : 0, mode == .packet ? UInt64(sizes.count) : 0],
                  "sent, failed, GSO messages, sent through packet sockets")
 
         let output = try receiver.finish(timeout: 20, check: false)

@@ -53,12 +53,17 @@ struct DataPlanePacketEgressTests {
         }
 
         // Whole (unfragmented) datagrams to 239.9.1.1:6000 as they arrived on rcv0.
-        let frames = capture.frames().compactMap(CapturedDatagram.init).filter { $0.destination == [239, 9, 1, 1] }
+        let frames = capture.frames(expect: payloads.count + 1).compactMap(CapturedDatagram.init).filter { $0.destination == [239, 9, 1, 1] }
         let whole = frames.filter { !$0.fragment }
         #expect(whole.count == payloads.count - 1, "whole datagrams captured: \(whole.count)")
         #expect(frames.count == whole.count + 2, "the 1473-byte datagram arrives as two fragments")
-        // One source port per output, whichever path a datagram took: the UDP socket's.
-        #expect(Set(whole.map(\.sourcePort)).count == 1 && whole.first?.sourcePort != 0, "\(whole.map(\.sourcePort))")
+        // The packet path keeps the sender's source port (4000); the UDP path carries its
+        // socket's ephemeral port.
+        if mode == .packet {
+            #expect(whole.allSatisfy { $0.sourcePort == 4000 }, "\(whole.map(\.sourcePort))")
+        } else {
+            #expect(Set(whole.map(\.sourcePort)).count == 1 && whole.first?.sourcePort != 0, "\(whole.map(\.sourcePort))")
+        }
         for frame in whole {
             let sequence = frame.payload.count >= 12 ? Int(frame.payload[4...11].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) : -1
             guard payloads.indices.contains(sequence) else { Issue.record("unexpected payload \(frame.payload.prefix(12))"); continue }
@@ -82,16 +87,42 @@ struct DataPlanePacketEgressTests {
         }
     }
 
-    /// On packet egress, a run of same-size datagrams of one output still goes out as one UDP GSO
-    /// send, and single datagrams as frames. With rout0 unable to carry GSO whole (gso_max_segs 1)
-    /// or to checksum (tx offload off), as a NIC without USO or checksum offload, the kernel cuts
-    /// the runs and completes every checksum: the capture must see separate, valid datagrams,
-    /// byte-exact and in order.
-    @Test("runs go as UDP GSO, singles as frames, all valid where the device cannot segment or checksum")
-    func softwareSegmentation() throws {
+    /// One datagram per frame on the wire, at the defaults: a run of same-size datagrams (what a
+    /// fast stream puts in one receive batch) leaves a veth as separate frames on the packet path
+    /// and on the UDP path (`auto` refuses GSO toward a veth, which would pass the super-frame
+    /// on whole). `--segmentation on` asks for that pass-through and gets it: the capture sees
+    /// fewer, larger frames (the receiver's socket still gets each datagram). Nothing of the
+    /// link is changed here; `nicWithoutOffloads` below emulates a NIC.
+    @Test("a run of same-size datagrams leaves a veth one datagram per frame at the defaults; --segmentation on passes super-frames",
+          arguments: [(EgressMode.packet, SegmentationSetting.auto), (.udp, .auto), (.udp, .on)])
+    func oneDatagramPerFrame(mode: EgressMode, setting: SegmentationSetting) throws {
+        let lab = try DataPlaneLab(tag: "p1" + (mode == .packet ? "p" : "u") + setting.rawValue.prefix(1))
+        defer { lab.down() }
+        let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:7"])
+        let sizes = Array(repeating: 700, count: 20) + [333] + Array(64..<94)
+        let result = try Self.runAndCapture(sizes: sizes, rule: rule, mode: mode, setting: setting, lab: lab)
+        let passThrough = mode == .udp && setting == .on
+        #expect(result.egress.map(\.segmentation) == [passThrough], "\(result.egress)")
+        #expect(result.counts == [UInt64(sizes.count), 0, passThrough ? 1 : 0, mode == .packet ? UInt64(sizes.count) : 0],
+                "sent, failed, GSO sends, packet sends")
+        if passThrough {
+            #expect(result.frames.count < sizes.count, "super-frames expected on the veth, captured \(result.frames.count) frames")
+            #expect(result.frames.contains { $0.payload.count > 700 }, "a frame carrying a run")
+        } else {
+            Self.expectOnePerFrame(result.frames, sizes: sizes, sourcePort: mode == .packet ? 4000 : nil)
+        }
+    }
+
+    /// Where the device cannot carry a super-frame (tx-udp-segmentation off) nor checksum (tx
+    /// checksum offload off), as a NIC without USO or checksum offload, `auto` allows GSO on the
+    /// UDP path and the kernel segments before the device: the capture must see separate, valid
+    /// datagrams, byte-exact and in order. (This test turns those two offloads off on rout0 to
+    /// emulate such a NIC: a link setting the product does not make.)
+    @Test("on a device without tx-udp-segmentation, auto uses GSO and the kernel cuts it into valid datagrams")
+    func nicWithoutOffloads() throws {
         let lab = try DataPlaneLab(tag: "ps")
         defer { lab.down() }
-        try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "rout0", "gso_max_segs", "1"])
+        try DataPlaneTestSupport.run(["ip", "netns", "exec", lab.relay, "ethtool", "-K", "rout0", "tx-udp-segmentation", "off"])
         try DataPlaneTestSupport.inNamespace(lab.relay) {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             defer { Glibc.close(fd) }
@@ -99,37 +130,58 @@ struct DataPlanePacketEgressTests {
             guard result == 0 else { throw DataPlaneTestSupport.HarnessError("tx checksum offload off on rout0: errno \(-result)") }
         }
         let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:7"])
-        // One run ([700 x 20, 333]), then 30 growing sizes that cannot share a GSO send.
         let sizes = Array(repeating: 700, count: 20) + [333] + Array(64..<94)
+        let result = try Self.runAndCapture(sizes: sizes, rule: rule, mode: .udp, setting: .auto, lab: lab)
+        #expect(result.egress.map(\.segmentation) == [true], "\(result.egress)")
+        #expect(result.counts == [UInt64(sizes.count), 0, 1, 0], "sent, failed, GSO sends, packet sends")
+        Self.expectOnePerFrame(result.frames, sizes: sizes, sourcePort: nil)
+    }
+
+    struct Captured {
+        var counts: [UInt64]
+        var egress: [InterfaceEgress]
+        var frames: [CapturedDatagram]
+    }
+
+    /// Sends one batch of `sizes` through a pool and queue in the relay namespace; mcrecv (a real
+    /// socket) must get every datagram byte-exact; returns the queue's counts, the pool's
+    /// decisions and the frames captured on rcv0.
+    static func runAndCapture(sizes: [Int], rule: Rule, mode: EgressMode, setting: SegmentationSetting,
+                              lab: DataPlaneLab) throws -> Captured {
         let receiver = try lab.startReceiver(interfaceAddress: DataPlaneLab.receiver0Address,
                                              streams: ["239.9.1.1:6000:3"], expect: sizes.count, size: nil)
         defer { receiver.terminate() }
         let capture = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
         defer { capture.close() }
         let payloads = sizes.enumerated().map { MCStream.payload(stream: 3, sequence: UInt64($0), size: $1) }
-        let relay = lab.relay
         let plan = Self.plan([rule])
-        let counts = try DataPlaneTestSupport.inNamespace(relay) { () -> [UInt64] in
+        let (counts, egress) = try DataPlaneTestSupport.inNamespace(lab.relay) { () -> ([UInt64], [InterfaceEgress]) in
             var forwarder = Forwarder(plan: plan)
-            let pool = EgressSocketPool(mode: .packet)
+            let pool = EgressSocketPool(mode: mode, segmentation: setting)
             var problems = pool.install(plan, now: 0)
-            let queue = TransmitQueue(segmentation: true)
+            let queue = TransmitQueue()
             try Self.send(payloads, forwarder: &forwarder, pool: pool, queue: queue, problems: &problems)
             guard problems.isEmpty else { throw DataPlaneTestSupport.HarnessError("\(problems)") }
-            return [queue.sent, queue.failed, queue.segmentedMessages, queue.packetSent]
+            return ([queue.sent, queue.failed, queue.segmentedMessages, queue.packetSent], pool.interfaceEgress)
         }
-        #expect(counts == [UInt64(sizes.count), 0, 1, 30], "sent, failed, GSO sends, packet sends")
         let output = try receiver.finish(timeout: 20, check: false)
         #expect(output.status == 0, "mcrecv (strict, byte-exact): \(output.stdout) \(output.stderr)")
-        let frames = capture.frames().compactMap(CapturedDatagram.init).filter { $0.destination == [239, 9, 1, 1] }
-        #expect(frames.count == sizes.count, "captured \(frames.count) datagrams, sent \(sizes.count)")
-        #expect(Set(frames.map(\.sourcePort)).count == 1, "one source port for runs and single frames")
-        for (index, frame) in frames.enumerated() where index < payloads.count {
-            #expect(frame.payload == payloads[index], "payload \(index)")
-            #expect(frame.udpChecksum != 0 && frame.udpChecksumValid, "UDP checksum of datagram \(index)")
-            #expect(frame.headerChecksumValid && frame.ttl == 7 && frame.source == [198, 18, 2, 1], "IPv4 header of datagram \(index)")
-            #expect(frame.udpLength == 8 + payloads[index].count && frame.destinationPort == 6000)
+        let frames = capture.frames(expect: sizes.count).compactMap(CapturedDatagram.init).filter { $0.destination == [239, 9, 1, 1] }
+        return Captured(counts: counts, egress: egress, frames: frames)
+    }
+
+    /// Frame by frame: one whole datagram each, in order, byte-exact, valid checksums.
+    static func expectOnePerFrame(_ frames: [CapturedDatagram], sizes: [Int], sourcePort: UInt16?) {
+        #expect(frames.count == sizes.count, "captured \(frames.count) frames, sent \(sizes.count) datagrams")
+        for (index, frame) in frames.enumerated() where index < sizes.count {
+            let payload = MCStream.payload(stream: 3, sequence: UInt64(index), size: sizes[index])
+            #expect(frame.payload == payload, "frame \(index): \(frame.payload.count) payload bytes, datagram \(index) has \(sizes[index])")
+            #expect(frame.udpChecksum != 0 && frame.udpChecksumValid, "UDP checksum of frame \(index)")
+            #expect(frame.headerChecksumValid && frame.ttl == 7 && frame.source == [198, 18, 2, 1], "IPv4 header of frame \(index)")
+            #expect(frame.udpLength == 8 + sizes[index] && frame.destinationPort == 6000)
         }
+        let ports = Set(frames.map(\.sourcePort))
+        if let sourcePort { #expect(ports == [sourcePort], "source ports \(ports)") } else { #expect(ports.count == 1, "source ports \(ports)") }
     }
 
     /// An interface without an IPv4 address cannot take packet egress: its outputs use the UDP
@@ -152,7 +204,7 @@ struct DataPlanePacketEgressTests {
         let result = try DataPlaneTestSupport.inNamespace(relay) { () -> [String] in
             var forwarder = Forwarder(plan: plan)
             let pool = EgressSocketPool(mode: .packet)
-            let queue = TransmitQueue(segmentation: false)
+            let queue = TransmitQueue()
             var log = pool.install(plan, now: 0)
             let before = pool.packetEgressState.map { "\($0.interface)=\($0.path)" }
             try Self.send(first, forwarder: &forwarder, pool: pool, queue: queue, problems: &log)
@@ -164,14 +216,14 @@ struct DataPlanePacketEgressTests {
             return before + after + ["first \(afterFirst)", "second \(queue.packetSent - afterFirst)",
                                      "sent \(queue.sent)", "failed \(queue.failed)"] + log
         }
-        #expect(result[0] == "rout0=packet" && result[1] == "rout1=udp: has no IPv4 address", "\(result)")
+        #expect(result[0] == "rout0=packet" && result[1] == "rout1=udp: no IPv4 address", "\(result)")
         #expect(result[2] == "rout0=packet" && result[3] == "rout1=packet", "\(result)")
         // First batch: only rout0's copies on the packet path; second batch: both outputs.
         #expect(result[4] == "first \(count)" && result[5] == "second \(2 * count)", "\(result)")
         #expect(result[6] == "sent \(4 * count)" && result[7] == "failed 0", "\(result)")
         let log = Array(result.dropFirst(8))
         #expect(log.count == 2, "\(log)")
-        #expect(log.first?.contains("output interface rout1 has no IPv4 address: its multicast outputs use UDP sockets") == true, "\(log)")
+        #expect(log.first?.contains("output interface rout1: no IPv4 address: its multicast outputs use UDP sockets") == true, "\(log)")
         #expect(log.last?.contains("output interface rout1: multicast outputs use AF_PACKET egress again") == true, "\(log)")
 
         let output = try receiver1.finish(timeout: 20, check: false)
@@ -224,9 +276,9 @@ struct DataPlanePacketEgressTests {
     static func forward(_ payloads: [[UInt8]], plan: WorkerPlan, mode: EgressMode, in namespace: String) throws -> Forwarded {
         try DataPlaneTestSupport.inNamespace(namespace) {
             var forwarder = Forwarder(plan: plan)
-            let pool = EgressSocketPool(mode: mode)
+            let pool = EgressSocketPool(mode: mode, segmentation: .off)
             var problems = pool.install(plan, now: 0)
-            let queue = TransmitQueue(segmentation: false)
+            let queue = TransmitQueue()
             try send(payloads, forwarder: &forwarder, pool: pool, queue: queue, problems: &problems)
             return Forwarded(sent: queue.sent, failed: queue.failed, packetSent: queue.packetSent, problems: problems)
         }
@@ -279,15 +331,24 @@ final class FrameCapture: @unchecked Sendable {
         }
     }
 
-    /// Frames received so far (waits briefly for stragglers).
-    func frames() -> [[UInt8]] {
-        usleep(200_000)
+    /// Frames received so far: once `expect` UDP frames have come (any others are kept too),
+    /// or after `timeout` seconds of waiting for them (the caller's count then fails).
+    func frames(expect: Int = 0, timeout: Double = 5) -> [[UInt8]] {
         var frames: [[UInt8]] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(timeout)
+        var udp = 0
         while true {
             let count = recv(fd, &buffer, buffer.count, 0)
-            guard count > 0 else { break }
-            frames.append(Array(buffer[0..<count]))
+            if count > 0 {
+                frames.append(Array(buffer[0..<count]))
+                if count >= 24, buffer[12] == 0x08, buffer[13] == 0, buffer[23] == 17 { udp += 1 }
+                continue
+            }
+            // Nothing waiting: done when enough arrived, else wait for the socket (bounded).
+            if udp >= expect || Date() >= deadline { break }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&poller, 1, 50)
         }
         return frames
     }
@@ -316,7 +377,7 @@ struct CapturedDatagram {
         identification = UInt16(ip[4]) << 8 | UInt16(ip[5])
         dontFragment = ip[6] & 0x40 != 0
         fragment = ip[6] & 0x20 != 0 || (UInt16(ip[6] & 0x1F) << 8 | UInt16(ip[7])) != 0
-        headerChecksumValid = ip.withUnsafeBytes { ldp_internet_checksum($0.baseAddress, 20) } == 0
+        headerChecksumValid = ip.withUnsafeBytes { EgressFrame.checksum($0) } == 0
         guard !fragment else { return }
         let total = Int(UInt16(ip[2]) << 8 | UInt16(ip[3]))
         guard total >= 28, 14 + total <= frame.count else { return nil }
@@ -328,6 +389,6 @@ struct CapturedDatagram {
         payload = Array(udp[8...])
         // Pseudo header (source, destination, zero, protocol, UDP length) + the UDP datagram.
         let pseudo = source + destination + [0, 17, udp[4], udp[5]] + udp
-        udpChecksumValid = pseudo.withUnsafeBytes { ldp_internet_checksum($0.baseAddress, $0.count) } == 0
+        udpChecksumValid = pseudo.withUnsafeBytes { EgressFrame.checksum($0) } == 0
     }
 }

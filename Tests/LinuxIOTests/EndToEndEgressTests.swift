@@ -6,9 +6,10 @@ import Glibc
 
 /// `mcrelay daemon --egress packet|udp` end to end. Which path carried the traffic shows in the
 /// IPv4 identification field the receiver sees: the kernel's UDP path numbers its datagrams,
-/// frames the relay builds carry 0 (see ldp_packet_template).
+/// frames the relay builds carry 0 (see RelayCore's EgressFrame). Either way a frame reader on
+/// the receiver's link must see one datagram per frame (no GSO super-frame crosses the veth).
 extension RelayEndToEndTests {
-    @Test("--egress packet sends relay-built frames, --egress udp kernel datagrams; both deliver everything",
+    @Test("--egress packet sends relay-built frames, --egress udp kernel datagrams; both deliver everything, one datagram per frame",
           arguments: ["packet", "udp"])
     func egressPaths(egress: String) throws {
         let count = 400, size = 200
@@ -23,15 +24,15 @@ extension RelayEndToEndTests {
             expectDelivered(try receiver.finish(), streams, count: count, ttl: 4)
             expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: UInt64(count))
 
-            let frames = capture.frames().compactMap(CapturedDatagram.init).filter { $0.destination == [239, 10, 1, 1] }
-            // A UDP GSO send crosses the veth whole (one frame holding a run): count payload bytes.
-            let bytes = frames.reduce(0) { $0 + $1.payload.count }
-            #expect(bytes == count * size, "payload bytes captured on rcv0: \(bytes) of \(count * size)")
-            // At 800 pps a receive batch rarely holds two datagrams of the stream, so nearly all
-            // go out as single frames on the packet path (runs would go as UDP GSO).
+            let frames = capture.frames(expect: count).compactMap(CapturedDatagram.init).filter { $0.destination == [239, 10, 1, 1] }
+            #expect(frames.count == count, "frames captured on rcv0: \(frames.count) for \(count) datagrams")
+            let wrong = frames.filter { $0.payload.count != size || $0.udpLength != size + 8 }
+            #expect(wrong.isEmpty, "\(wrong.count) frames do not carry exactly one \(size)-byte datagram: \(wrong.prefix(3).map(\.payload.count))")
             let unnumbered = frames.filter { $0.identification == 0 }.count
             if egress == "packet" {
-                #expect(unnumbered >= frames.count * 9 / 10, "\(unnumbered) of \(frames.count) frames with IPv4 ID 0")
+                #expect(unnumbered == frames.count, "\(unnumbered) of \(frames.count) frames with IPv4 ID 0")
+                // The relay keeps the sender's source port: one port for the whole stream.
+                #expect(Set(frames.map(\.sourcePort)).count == 1, "source ports \(Set(frames.map(\.sourcePort)))")
             } else {
                 #expect(unnumbered <= count / 10, "\(unnumbered) of \(frames.count) frames with IPv4 ID 0")
             }

@@ -141,17 +141,27 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         let frames = [FrameBuilder().build(), FrameBuilder(destination: ip("239.1.2.50")).build(),
                       FrameBuilder(destinationPort: 1).build(), FrameBuilder(protocolNumber: 6).build()]
         var checksum = 0
+        // The egress header of every transmit too, as the worker writes it (template per output).
+        let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
+        let header = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.headerBytes, alignment: 16)
+        defer { template.deallocate(); header.deallocate() }
+        EgressFrame.writeTemplate(template, sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), source: ip("198.18.2.1"),
+                                  destination: ip("239.10.1.1"), destinationPort: 6001, ttl: 8)
         MallocInterposerSwift.hook()
         for round in 0..<10_000 {
             frames[round % frames.count].withUnsafeBytes { bytes in
                 if case let .forward(forwarding) = forwarder.decide(bytes, link: .ethernet, ingress: 0) {
-                    for transmit in forwarder.transmits(for: forwarding) { checksum &+= Int(transmit.ttl) + transmit.payload.count }
+                    for transmit in forwarder.transmits(for: forwarding) {
+                        EgressFrame.writeHeader(header, template: UnsafeRawPointer(template), sourcePort: transmit.sourcePort,
+                                                payload: transmit.payload)
+                        checksum &+= Int(transmit.ttl) + transmit.payload.count + Int(header.load(fromByteOffset: 40, as: UInt8.self))
+                    }
                 }
             }
         }
         MallocInterposerSwift.unhook()
         let during = MallocInterposerSwift.getStatistics().mallocCount - probeCount
-        #expect(during == 0, "\(during) heap allocations in 10,000 forwarding decisions")
+        #expect(during == 0, "\(during) heap allocations in 10,000 forwarding decisions and their egress headers")
         #expect(checksum > 0)
         #expect(forwarder.statistics().rules[0].accepted.packets == 2500)
     }

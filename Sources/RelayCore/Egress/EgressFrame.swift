@@ -3,11 +3,11 @@
 /// egress writes them (LinuxIO only hands them to the kernel), the simulator writes the same
 /// bytes to its egress pcaps, and the tests build their frames with it.
 ///
-/// Choices, all RFC-conformant and matching what the kernel's own UDP path sends:
+/// Choices, all RFC-conformant:
 /// - destination MAC: 01:00:5e + the low 23 bits of the group (RFC 1112 section 6.4);
 /// - source MAC and IPv4 address: the output interface's (its primary address);
-/// - IPv4: DF set, identification 0 (RFC 6864: any value for an atomic datagram; the kernel
-///   also sends 0 for DF datagrams of an unconnected socket), the output's TTL;
+/// - IPv4: DF set (as the kernel's UDP path sends), identification 0 (RFC 6864: any value for
+///   an atomic datagram; the kernel's UDP path numbers its datagrams instead), the output's TTL;
 /// - UDP source port: the original sender's, as a router forwarding the datagram keeps it, so
 ///   a stream keeps its identity across the relay and the bytes follow from the input alone;
 /// - both checksums computed (the UDP one over the payload: corruption stays detectable end to
