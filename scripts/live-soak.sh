@@ -118,10 +118,8 @@ ip -n "$LAB_RLY" link set rin1 up
 for _ in $(seq 60); do
     [ "$(ip netns exec "$LAB_RLY" cat /sys/class/net/rin1/operstate)" = up ] && break; sleep 0.05
 done
-# The outputs segment the relay's UDP GSO sends (as bench-e2e does): one frame per datagram on the
-# wire, so the links' drop counters count datagrams, as the counter does.
-ip -n "$LAB_RLY" link set rout0 gso_max_segs 1
-ip -n "$LAB_RLY" link set rout1 gso_max_segs 1
+# The links stay at their defaults: the relay itself sends one frame per datagram toward a veth
+# (`--segmentation auto`), so the links' drop counters count datagrams, as the counter does.
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # --- frames ----------------------------------------------------------------------------------

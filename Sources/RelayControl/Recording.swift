@@ -88,12 +88,14 @@ public struct RecordingManifest: Codable, Equatable, Sendable {
     public var completeUntilNs: UInt64?
     /// Frames no worker could record before the cut (buffer full, a write failed).
     public var framesLost: UInt64?
+    /// The daemon's `--egress` (nil: the default), which the replay's egress frames follow.
+    public var egress: String?
 
     enum CodingKeys: String, CodingKey {
         case format, workers, dispatch, interfaces, membershipLimit = "membership_limit"
         case mcrelayVersion = "mcrelay_version", startNs = "start_ns", endNs = "end_ns", clockOffsetNs = "clock_offset_ns"
         case limitBytes = "limit_bytes", stopReason = "stop_reason", completeUntilNs = "complete_until_ns"
-        case framesLost = "frames_lost"
+        case framesLost = "frames_lost", egress
     }
 
     public init(startNs: UInt64, clockOffsetNs: Int64, workers: Int, dispatch: String, interfaces: [Interface], limitBytes: UInt64) {

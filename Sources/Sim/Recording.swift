@@ -99,6 +99,10 @@ public struct Recording: Sendable {
             guard let facts = interface.facts else { continue }
             options.interfaceFacts[facts.name] = facts
         }
+        if let egress = manifest.egress {
+            guard let mode = EgressMode(rawValue: egress) else { throw SimError.input("\(manifestPath): egress \"\(egress)\" is not packet or udp") }
+            options.egressMode = mode
+        }
         let limit = max(manifest.membershipLimit ?? KernelModel.defaultMembershipLimit, 1)
         options.coreSocketLimit = limit
         options.kernelMembershipLimit = limit

@@ -109,7 +109,8 @@ struct DataPlanePacketEgressTests {
             #expect(result.frames.count < sizes.count, "super-frames expected on the veth, captured \(result.frames.count) frames")
             #expect(result.frames.contains { $0.payload.count > 700 }, "a frame carrying a run")
         } else {
-            Self.expectOnePerFrame(result.frames, sizes: sizes, sourcePort: mode == .packet ? 4000 : nil)
+            // The kernel's UDP path leaves the UDP checksum to the veth's offload (not final in a capture).
+            Self.expectOnePerFrame(result.frames, sizes: sizes, sourcePort: mode == .packet ? 4000 : nil, udpChecksums: mode == .packet)
         }
     }
 
@@ -134,7 +135,7 @@ struct DataPlanePacketEgressTests {
         let result = try Self.runAndCapture(sizes: sizes, rule: rule, mode: .udp, setting: .auto, lab: lab)
         #expect(result.egress.map(\.segmentation) == [true], "\(result.egress)")
         #expect(result.counts == [UInt64(sizes.count), 0, 1, 0], "sent, failed, GSO sends, packet sends")
-        Self.expectOnePerFrame(result.frames, sizes: sizes, sourcePort: nil)
+        Self.expectOnePerFrame(result.frames, sizes: sizes, sourcePort: nil, udpChecksums: true)
     }
 
     struct Captured {
@@ -171,12 +172,12 @@ struct DataPlanePacketEgressTests {
     }
 
     /// Frame by frame: one whole datagram each, in order, byte-exact, valid checksums.
-    static func expectOnePerFrame(_ frames: [CapturedDatagram], sizes: [Int], sourcePort: UInt16?) {
+    static func expectOnePerFrame(_ frames: [CapturedDatagram], sizes: [Int], sourcePort: UInt16?, udpChecksums: Bool) {
         #expect(frames.count == sizes.count, "captured \(frames.count) frames, sent \(sizes.count) datagrams")
         for (index, frame) in frames.enumerated() where index < sizes.count {
             let payload = MCStream.payload(stream: 3, sequence: UInt64(index), size: sizes[index])
             #expect(frame.payload == payload, "frame \(index): \(frame.payload.count) payload bytes, datagram \(index) has \(sizes[index])")
-            #expect(frame.udpChecksum != 0 && frame.udpChecksumValid, "UDP checksum of frame \(index)")
+            if udpChecksums { #expect(frame.udpChecksum != 0 && frame.udpChecksumValid, "UDP checksum of frame \(index)") }
             #expect(frame.headerChecksumValid && frame.ttl == 7 && frame.source == [198, 18, 2, 1], "IPv4 header of frame \(index)")
             #expect(frame.udpLength == 8 + sizes[index] && frame.destinationPort == 6000)
         }

@@ -153,18 +153,31 @@ class McrelayDriver(RelayDriver):
     name = "mcrelay"
     title = "mcrelay daemon"
 
+    # Relay rows of the mcrelay daemon: name -> (daemon flags, emulate a NIC without USO on rout0).
+    # "mcrelay": the defaults (packet egress, one frame per datagram). "mcrelay-udp": the kernel's
+    # UDP path; toward the veth `--segmentation auto` sends no GSO. "mcrelay-udp-on": `--segmentation
+    # on`, GSO super-frames cross the veth whole (what the relay did before it decided per device):
+    # the cost of not merging is mcrelay-udp against it. "mcrelay-udp-nic": rout0 with
+    # tx-udp-segmentation off, as a NIC without USO, where auto keeps GSO and the kernel segments
+    # before the device: the gain of GSO where it is kept is mcrelay-udp-nic against mcrelay-udp.
+    VARIANTS = {
+        "mcrelay": ([], False),
+        "mcrelay-udp": (["--egress", "udp"], False),
+        "mcrelay-udp-on": (["--egress", "udp", "--segmentation", "on"], False),
+        "mcrelay-udp-nic": (["--egress", "udp"], True),
+    }
+
     def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
-                 egress: str | None = None):
+                 variant: str = "mcrelay"):
         super().__init__(lab, workdir, cpu)
         self.binary = binary
         self.workers = workers
         self.control = workdir / "mcrelay.sock"
-        # None: the daemon's default egress (packet); "udp": the kernel UDP socket path, reported
-        # as its own relay row ("mcrelay-udp") so both paths are measured in one run.
-        self.egress = egress
-        if egress:
-            self.name = f"mcrelay-{egress}"
-            self.title = f"mcrelay daemon (--egress {egress})"
+        self.flags, self.emulate_nic = self.VARIANTS[variant]
+        self.name = variant
+        if self.flags or self.emulate_nic:
+            self.title = "mcrelay daemon (" + " ".join(self.flags) + \
+                (", rout0 tx-udp-segmentation off: a NIC without USO, emulated" if self.emulate_nic else "") + ")"
 
     def available(self) -> tuple[bool, str]:
         if not self.binary.exists():
@@ -179,7 +192,8 @@ class McrelayDriver(RelayDriver):
         return True, ""
 
     def describe(self) -> str:
-        return f"mcrelay daemon ({self.binary}, workers={self.workers or 'default'}, egress={self.egress or 'default'})"
+        return f"mcrelay daemon ({self.binary}, workers={self.workers or 'default'}, flags={' '.join(self.flags) or 'none'}" + \
+            (", rout0 emulates a NIC without USO (tx-udp-segmentation off)" if self.emulate_nic else "") + ")"
 
     def start(self, streams: list[Stream]) -> None:
         self.logs = []
@@ -192,8 +206,9 @@ class McrelayDriver(RelayDriver):
         args = [str(self.binary), "daemon", "--config", str(config), "--control", str(self.control)]
         if self.workers:
             args += ["--workers", str(self.workers)]
-        if self.egress:
-            args += ["--egress", self.egress]
+        args += self.flags
+        if self.emulate_nic:
+            run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "off"])
         self._spawn(args, "mcrelay.log", env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
 
         def ready():
@@ -216,6 +231,11 @@ class McrelayDriver(RelayDriver):
 
     def extra_stats(self) -> dict:
         return {"stats": self.stats()}
+
+    def stop(self) -> None:
+        super().stop()
+        if self.emulate_nic:
+            run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "on"])
 
 
 class NoRelay(RelayDriver):

@@ -41,7 +41,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds: one low-rate trial per relay; checks the harness, never speed")
-    p.add_argument("--relays", default="socat,kernel,mcrelay", help="comma list of socat,kernel,mcrelay,mcrelay-udp (mcrelay with --egress udp)")
+    p.add_argument("--relays", default="socat,kernel,mcrelay",
+                   help="comma list of socat, kernel, mcrelay (defaults), mcrelay-udp (--egress udp), mcrelay-udp-on "
+                        "(--egress udp --segmentation on: GSO super-frames cross the veth), mcrelay-udp-nic (--egress udp "
+                        "with rout0 emulating a NIC without USO)")
     p.add_argument("--streams", default=None, help="comma list of stream counts (default 1,100; smoke: 3)")
     p.add_argument("--payloads", default="64,1316", help="comma list of UDP payload sizes (bytes)")
     p.add_argument("--trial-seconds", type=float, default=2.0, help="length of one trial (default 2)")
@@ -73,10 +76,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "interrupt it costs per transmit (~16%% of the relay core for packet-at-a-time senders, "
                         "measured) is dearer than the receiving itself, and it penalises relays that send one "
                         "datagram per syscall while the kernel's softirq batches its IPIs")
-    p.add_argument("--gso-passthrough", action="store_true",
-                   help="let UDP GSO super-frames cross rout0 unsegmented (veth never segments; a NIC without "
-                        "USO would). Default: rout0 gso_max_segs 1, so the relay's core pays segmentation as on "
-                        "most hardware and the receiver sees one frame per datagram")
     p.add_argument("--perf", action="store_true",
                    help="after each search, one more trial at the zero-loss rate under `perf record` on the relay's "
                         "core; reports in bench/results/perf-*.txt")
@@ -84,8 +83,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.relay_list = [r for r in a.relays.split(",") if r]
     for r in a.relay_list:
-        if r not in ("socat", "kernel", "mcrelay", "mcrelay-udp"):
-            p.error(f"--relays: unknown relay {r!r} (socat, kernel, mcrelay, mcrelay-udp)")
+        if r not in ("socat", "kernel", "mcrelay", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic"):
+            p.error(f"--relays: unknown relay {r!r} (socat, kernel, mcrelay, mcrelay-udp, mcrelay-udp-on, mcrelay-udp-nic)")
     try:
         a.stream_list = [int(x) for x in (a.streams or ("3" if a.smoke else "1,100")).split(",") if x]
         a.payload_list = [int(x) for x in a.payloads.split(",") if x]
@@ -141,8 +140,6 @@ class Bench:
         self.relay_cpu = None if a.relay_cpu < 0 else a.relay_cpu
         if self.relay_cpu is not None:
             self.lab.steer_receive(self.lab.rly, "rin0", self.relay_cpu)
-        if not a.gso_passthrough:
-            run(["ip", "-n", self.lab.rly, "link", "set", "rout0", "gso_max_segs", "1"])
         if a.steer_receiver and self.gen_cpu is not None:
             self.lab.steer_receive(self.lab.rcv, "rcv0", self.gen_cpu)
         self.counter = Counter(self.lab, build_tool(self.workdir, "mccount"), cpu=self.gen_cpu)
@@ -199,7 +196,7 @@ class Bench:
         # add context switches)
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
         return McrelayDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
-                             egress="udp" if name == "mcrelay-udp" else None)
+                             variant=name)
 
     def measure(self) -> int:
         a = self.args
@@ -314,8 +311,7 @@ def main(argv: list[str]) -> int:
                       f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, generator {args.generator} + counter on CPU {args.gen_cpu}, relay processes + "
                       f"rin0 softirq (RPS) on CPU {args.relay_cpu}, rcv0 softirq "
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
-                      + ("UDP GSO passes rout0 unsegmented" if args.gso_passthrough else
-                         "rout0 segments UDP GSO (gso_max_segs 1)"))}
+                      "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs)")}
     prioritise(args.nice)
     bench = Bench(args)
 

@@ -31,21 +31,22 @@ import CLinuxNet
 // send, 1.3-1.9 us with UDP GSO); their loss figures overlapped run to run. With no measurable
 // difference, the simpler path is the default.
 //
-// Egress (`EgressSocketPool`, `TransmitQueue`): one UDP socket per (output interface, TTL,
-// multicast or unicast destination): IP_MULTICAST_IF by interface index, IP_MULTICAST_TTL,
-// IP_MULTICAST_LOOP off; unicast: IP_TTL and SO_BINDTODEVICE. The transmits of a receive batch
-// are sorted by output and sent with one sendmmsg per socket, iovecs pointing into the receive
-// buffers (no copy). Consecutive same-size datagrams of one output are coalesced into one UDP GSO
-// message (MCRELAY_EGRESS_GSO=off disables it), which cut the worker's CPU per forwarded frame
-// about threefold on the lab. EAGAIN/ENOBUFS are counted drops (`Forwarder.recordSendFailures`),
-// never a blocked worker; other send errors are counted and reported once per socket and errno.
-// With `EgressMode.packet` (the default, MCRELAY_EGRESS / `daemon --egress`) each multicast
-// output interface also gets an AF_PACKET socket (`PacketEgressLink`), and single datagrams of
-// its outputs go out as frames whose headers the worker writes (`ldp_packet_header`), skipping
-// the kernel's per-datagram UDP/IP send path; runs (GSO), oversized datagrams and interfaces
-// that cannot take it stay on the UDP sockets. The frames carry the UDP socket's source port, so
-// a receiver sees one source per output whichever path a datagram took. On the lab this cut the
-// worker's process CPU per datagram with 100 streams from ~4.5 to ~3.6 us (BENCHMARKS.md).
+// Egress (`EgressSocketPool`, `TransmitQueue`): what an output interface gets is decided by
+// RelayCore's `EgressPolicy` from `InterfaceFacts` the pool reads (`InterfaceFactsReader`: MAC,
+// IPv4 address, MTU, index, driver, tx-udp-segmentation, bus device), re-read every second and on
+// a link change. With `EgressMode.packet` (the default) each multicast output interface gets an
+// AF_PACKET socket, and every datagram of its outputs goes out as its own frame, the header
+// written by RelayCore's `EgressFrame` (the same code the simulator writes its pcaps with),
+// skipping the kernel's per-datagram UDP/IP send path. UDP sockets (one per output interface, TTL
+// and unicast/multicast: IP_MULTICAST_IF by index, IP_MULTICAST_TTL, IP_MULTICAST_LOOP off;
+// unicast: IP_TTL and SO_BINDTODEVICE) carry unicast outputs, oversized datagrams, interfaces
+// without packet egress, and everything with `--egress udp`. The transmits of a receive batch are
+// sorted by output and sent with one sendmmsg per socket, iovecs pointing into the receive
+// buffers (no copy). On the UDP path, consecutive same-size datagrams of one output are coalesced
+// into one UDP GSO message only where the policy allows it (by default only toward a device that
+// segments before the wire: never a super-frame onto a veth). EAGAIN/ENOBUFS are counted drops
+// (`Forwarder.recordSendFailures`), never a blocked worker; other send errors are counted and
+// reported once per socket and errno.
 //
 // Hot path: nothing allocates per frame (checked with an LD_PRELOAD malloc counter: the count
 // is the same after 10 000 and 200 000 forwarded frames, in both ingress modes).

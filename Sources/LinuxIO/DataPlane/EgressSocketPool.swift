@@ -95,7 +95,7 @@ public final class EgressSocketPool {
     /// Per output handle, packet egress: the packet socket (index into `sockets`, -1: this
     /// output uses its UDP socket), its rank (after every UDP rank), the largest payload a
     /// frame may carry, the link-layer address frames are sent to (`msg_name`), and the header
-    /// template (`LDP_PACKET_TEMPLATE_BYTES` per output) of `ldp_packet_header`.
+    /// template (`EgressFrame.templateBytes` per output) of `EgressFrame.writeHeader`.
     private(set) var outputPacketSocket: UnsafeMutablePointer<Int32>
     private(set) var outputPacketRank: UnsafeMutablePointer<Int32>
     private(set) var outputPayloadLimit: UnsafeMutablePointer<Int32>

@@ -68,6 +68,8 @@ public final class FlightRecorder {
         manifest = RecordingManifest(startNs: UInt64(Int64(now.nanoseconds) + offset), clockOffsetNs: offset, workers: workers,
                                      dispatch: dispatch.rawValue, interfaces: interfaces, limitBytes: limitBytes)
         manifest.membershipLimit = membershipLimit
+        // The egress settings the workers run with (the daemon passes them in the environment).
+        manifest.egress = getenv(EgressMode.environmentVariable).map { String(cString: $0) }.flatMap(EgressMode.init(rawValue:))?.rawValue
 
         if mkdir(directory, 0o755) != 0 {
             guard errno == EEXIST else { throw .last("mkdir \(directory)") }

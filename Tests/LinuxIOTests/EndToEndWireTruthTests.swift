@@ -1,0 +1,209 @@
+import Foundation
+import PcapFile
+import RelayControl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Wire truth end to end, at the daemon's defaults: frame readers check what is on the links
+/// datagram by datagram, a second mcrelay reading AF_PACKET relays the first one's output, and
+/// the simulator's egress for the recorded input equals the live egress frame for frame.
+extension RelayEndToEndTests {
+    /// The sequence number mcsend/mcstream put in bytes 4..<12 of every payload.
+    static func sequence(_ payload: [UInt8]) -> Int {
+        payload.count >= 12 ? Int(payload[4..<12].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) : -1
+    }
+
+    @Test("chain: sender -> mcrelay -> veth -> a second mcrelay reading AF_PACKET -> receiver, every datagram in its own frame, byte-exact",
+          arguments: [1, 2, 50])
+    func chain(streams count: Int) throws {
+        let perStream = count == 1 ? 2000 : (count == 2 ? 1000 : 40)
+        let size = 1316
+        try withRelay("chn\(count)") { lab, daemon in
+            // A fourth namespace behind the receiver namespace: the second relay (in the receiver
+            // namespace) sends on c2a, the final receiver listens on its peer c2b there. (Not both
+            // ends in one namespace: the kernel drops a datagram whose source is its own address.)
+            let final = lab.prefix + "-fin"
+            _ = try run(["ip", "netns", "add", final], in: lab.directory, timeout: .seconds(10))
+            defer { _ = try? run(["ip", "netns", "del", final], in: lab.directory, timeout: .seconds(10)) }
+            try lab.must(lab.receiver, ["ip", "link", "add", "c2a", "type", "veth", "peer", "name", "c2b", "netns", final])
+            try lab.must(lab.receiver, ["ip", "addr", "add", "198.18.9.1/24", "dev", "c2a"])
+            try lab.must(lab.receiver, ["ip", "link", "set", "c2a", "up"])
+            for step in [["ip", "addr", "add", "198.18.9.2/24", "dev", "c2b"], ["ip", "link", "set", "c2b", "up"], ["ip", "link", "set", "lo", "up"]] {
+                try lab.must(final, step)
+            }
+            let streams = (0..<count).map { Stream(input: "239.1.3.\($0 + 1):5001", output: "239.20.3.\($0 + 1):7001", id: $0 + 1) }
+            for stream in streams {
+                let hop = stream.input.replacingOccurrences(of: "239.1.", with: "239.10.")
+                try daemon.addRule("rin0:\(stream.input)", ["rout0:\(hop):8"])
+            }
+            try daemon.waitSettled()
+            let second = try SecondRelay(lab, name: "relay2")
+            defer { second.stop() }
+            for stream in streams {
+                let hop = stream.input.replacingOccurrences(of: "239.1.", with: "239.10.")
+                try second.addRule("rcv0:\(hop)", ["c2a:\(stream.output):5"])
+            }
+            try second.waitJoined(count)
+            let firstHop = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { firstHop.close() }
+            let secondHop = try FrameCapture(namespace: final, interface: "c2b")
+            defer { secondHop.close() }
+            let receiver = try FinalReceiver(lab, namespace: final, address: "198.18.9.2", streams: streams, expect: perStream, size: size)
+            let sent = try send(lab, streams: streams, count: perStream, rate: count == 1 ? 4000 : 2000, size: size)
+            #expect(sent.errors == 0, "sender errors")
+            expectDelivered(try receiver.finish(timeout: .seconds(90)), streams, count: perStream, ttl: 5)
+
+            let total = count * perStream
+            let one = firstHop.frames(expect: total, timeout: 10).compactMap(CapturedDatagram.init).filter { $0.destination[0] == 239 && $0.destination[1] == 10 }
+            let two = secondHop.frames(expect: total, timeout: 10).compactMap(CapturedDatagram.init).filter { $0.destination[0] == 239 && $0.destination[1] == 20 }
+            for (hop, frames) in [("rcv0 (first relay's output)", one), ("c2b (second relay's output)", two)] {
+                #expect(frames.count == total, "\(hop): \(frames.count) frames for \(total) datagrams")
+                let wrong = frames.filter { $0.payload.count != size || $0.udpLength != size + 8 || $0.fragment }
+                #expect(wrong.isEmpty, "\(hop): \(wrong.count) frames not exactly one \(size)-byte datagram, e.g. \(wrong.prefix(3).map(\.payload.count))")
+                #expect(frames.allSatisfy { $0.udpChecksumValid && $0.headerChecksumValid }, "\(hop): checksums")
+            }
+            // Byte-exact through both relays, per stream and sequence; the sender's source port kept.
+            var firstPayloads: [String: [UInt8]] = [:]
+            for frame in one { firstPayloads["\(frame.destination[3]) \(Self.sequence(frame.payload))"] = frame.payload }
+            let mismatched = two.filter { firstPayloads["\($0.destination[3]) \(Self.sequence($0.payload))"] != $0.payload }
+            #expect(mismatched.isEmpty, "\(mismatched.count) datagrams changed between the hops")
+            #expect(Set(one.map(\.sourcePort)) == Set(two.map(\.sourcePort)), "source ports kept across the second relay")
+            #expect(two.allSatisfy { $0.source == [198, 18, 9, 1] && $0.ttl == 5 }, "second hop: c2a's address, the output's TTL")
+            let accepted = try second.stats().rules.reduce(UInt64(0)) { $0 + $1.packets }
+            #expect(accepted == UInt64(total), "the second relay accepted \(accepted) of \(total) (a merged frame would be one datagram)")
+            let drops = try second.stats().drops
+            #expect(drops.total == 0, "drops at the second relay: \(drops.nonZero)")
+        }
+    }
+
+    @Test("fidelity: the simulator's egress for a live recording equals the live egress frame for frame")
+    func simulatorEgressEqualsTheWire() throws {
+        let recordings = try E2E.temporaryDirectory("fidelity")
+        defer { try? FileManager.default.removeItem(atPath: recordings) }
+        let recording = recordings + "/run"
+        let s1 = Stream(input: "239.1.5.1:5001", output: "239.10.5.1:6001", id: 1)
+        let s2 = Stream(input: "239.1.5.2:5002", output: "239.10.5.2:6002", id: 2)
+        let n = 400
+        var live: [[UInt8]] = []
+        try withRelay("fid", daemonArguments: ["--record", recording]) { lab, daemon in
+            try daemon.addRule("rin0:\(s1.input)", ["rout0:\(s1.output):9", "rout1:239.30.5.1:7001"])
+            try daemon.addRule("rin0:\(s2.input)", ["rout0:\(s2.output):3"])
+            try daemon.waitSettled()
+            let capture = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { capture.close() }
+            let receiver = try Receiver(lab, streams: [s1, s2], expect: n, size: 300)
+            try send(lab, streams: [s1, s2], count: n, rate: 1000, size: 300)
+            expectDelivered(try receiver.finish(), [s1, s2], count: n)
+            live = capture.frames(expect: 2 * n).filter { $0.count >= 24 && $0[12] == 0x08 && $0[13] == 0 && $0[23] == 17 }
+            let stopped = try daemon.cli(["record", "stop"])
+            #expect(stopped.status == 0, "\(stopped)")
+        }
+        #expect(live.count == 2 * n, "live frames on rcv0: \(live.count) of \(2 * n)")
+        let out = recordings + "/replay"
+        let replay = try run([E2E.binary, "sim", "replay", "--recording", recording, "--out-dir", out], in: recordings, timeout: .seconds(60))
+        #expect(replay.status == 0, "\(replay)")
+        var simulated: [[UInt8]] = []
+        let reader = try PcapReader(path: out + "/rout0.pcap")
+        while let record = try reader.next() { simulated.append(record.bytes) }
+        #expect(simulated.count == live.count, "simulated frames on rout0: \(simulated.count), live: \(live.count)")
+        // Per output, in order. (Across outputs the wire order differs by design: a worker sends a
+        // receive batch's transmits grouped by output, one sendmmsg per socket; the simulator
+        // writes them as they are decided.)
+        func byOutput(_ frames: [[UInt8]]) -> [[UInt8]] {
+            let keyed = frames.map { frame in (Array(frame[30..<34]) + Array(frame[36..<38]), frame) }
+            let keys = Array(Set(keyed.map(\.0))).sorted { $0.lexicographicallyPrecedes($1) }
+            return keys.flatMap { key in keyed.filter { $0.0 == key }.map(\.1) }
+        }
+        // Field by field first (a readable failure), then every byte.
+        for (index, (wire, model)) in zip(byOutput(live), byOutput(simulated)).enumerated() {
+            guard let w = CapturedDatagram(wire), let m = CapturedDatagram(model) else {
+                Issue.record("frame \(index) is not an IPv4/UDP frame (live \(wire.count) bytes, simulated \(model.count))")
+                break
+            }
+            let fields = { (d: CapturedDatagram) in
+                "\(d.destinationMAC) \(d.sourceMAC) \(d.source) \(d.destination) \(d.sourcePort) \(d.destinationPort) ttl \(d.ttl) df \(d.dontFragment) id \(d.identification) udp \(d.udpLength)"
+            }
+            if fields(w) != fields(m) || w.payload != m.payload || wire != model {
+                Issue.record("frame \(index) differs:\n live      \(fields(w)) payload \(w.payload.count)\n simulated \(fields(m)) payload \(m.payload.count)")
+                break
+            }
+        }
+    }
+}
+
+/// mcrecv.py in a namespace of the test's own (the chain's final hop), ready before `init` returns.
+final class FinalReceiver {
+    let process: ChildProcess
+
+    init(_ lab: Lab, namespace: String, address: String, streams: [Stream], expect: Int, size: Int) throws {
+        let ready = "\(lab.directory)/final.ready"
+        var arguments = ["ip", "netns", "exec", namespace, "python3", E2E.scripts + "/mcrecv.py", "--iface-addr", address,
+                         "--expect", String(expect), "--size", String(size), "--duration", "60", "--idle", "4", "--ready-file", ready]
+        for stream in streams { arguments += ["--stream", "\(stream.output):\(stream.id)"] }
+        process = try ChildProcess(arguments, outputDirectory: lab.directory, name: "final-recv")
+        guard waitUntil(timeout: .seconds(15), { FileManager.default.fileExists(atPath: ready) || !process.isRunning }), process.isRunning else {
+            process.terminate()
+            throw HarnessError("final receiver did not get ready: \(process.stderr.suffix(2000))")
+        }
+    }
+
+    func finish(timeout: Duration) throws -> ReceiveSummary {
+        guard let result = process.wait(timeout: timeout) else {
+            process.terminate()
+            throw HarnessError("final receiver did not finish within \(timeout)")
+        }
+        guard result.status == 0 || result.status == 1 else { throw HarnessError("final receiver failed: \(result)") }
+        return try JSONDecoder().decode(ReceiveSummary.self, from: Data(result.stdout.utf8))
+    }
+}
+
+/// Another `mcrelay daemon` in the lab's receiver namespace (the second relay of a chain).
+final class SecondRelay {
+    let lab: Lab
+    let control: String
+    let process: ChildProcess
+
+    init(_ lab: Lab, name: String) throws {
+        self.lab = lab
+        control = lab.directory + "/\(name)/control.sock"
+        process = try ChildProcess(lab.exec(lab.receiver, [E2E.binary, "daemon", "--control", control, "--workers", "1"]),
+                                   outputDirectory: lab.directory, name: name)
+        guard waitUntil(timeout: .seconds(15), { !process.isRunning || (try? stats()) != nil }), process.isRunning else {
+            process.terminate()
+            throw HarnessError("\(name) did not come up:\n\(process.stderr.suffix(3000))")
+        }
+    }
+
+    func cli(_ arguments: [String]) throws -> CommandResult {
+        try run([E2E.binary] + arguments + ["--control", control], in: lab.directory, timeout: .seconds(20))
+    }
+
+    func addRule(_ input: String, _ outputs: [String]) throws {
+        var arguments = ["rule", "add", "--in", input]
+        for output in outputs { arguments += ["--out", output] }
+        let result = try cli(arguments)
+        guard result.status == 0 else { throw HarnessError("second relay: rule add failed: \(result)") }
+    }
+
+    func stats() throws -> StatsView {
+        let result = try cli(["stats", "--json"])
+        guard result.status == 0 else { throw HarnessError("second relay: stats failed: \(result)") }
+        return try JSONDecoder().decode(StatsView.self, from: Data(result.stdout.utf8))
+    }
+
+    func waitJoined(_ groups: Int) throws {
+        var last: StatsView?
+        let done = try waitUntil(timeout: .seconds(10)) {
+            last = try stats()
+            return last!.joined.count == groups && last!.outstanding.isEmpty && last!.workers.allSatisfy { $0.planVersion == last!.planVersion }
+        }
+        guard done else { throw HarnessError("second relay did not join \(groups) groups: \(String(describing: last))") }
+    }
+
+    func stop() {
+        process.signal(SIGTERM)
+        if process.wait(timeout: .seconds(10)) == nil { process.terminate() }
+    }
+}
