@@ -46,6 +46,29 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The egress header of one datagram (EgressFrame.writeHeader from an output's template),
+    // which the worker writes per frame on the packet path: lengths, ports, both checksums (one
+    // pass over the payload for the UDP checksum).
+    for size in [64, 1316] {
+        Benchmark("egress header payload=\(size)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
+            let header = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.headerBytes, alignment: 16)
+            let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+            defer { template.deallocate(); header.deallocate(); payload.deallocate() }
+            for index in 0..<size { payload[index] = UInt8(truncatingIfNeeded: index &* 31) }
+            EgressFrame.writeTemplate(template, sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), source: IPv4Address(198, 18, 2, 1),
+                                      destination: IPv4Address(239, 10, 1, 1), destinationPort: 6001, ttl: 16)
+            var sink: UInt64 = 0
+            benchmark.startMeasurement()
+            for iteration in benchmark.scaledIterations {
+                EgressFrame.writeHeader(header, template: UnsafeRawPointer(template), sourcePort: UInt16(truncatingIfNeeded: iteration),
+                                        payload: UnsafeRawBufferPointer(payload))
+                sink &+= UInt64(header.load(fromByteOffset: 40, as: UInt16.self))
+            }
+            blackHole(sink)
+        }
+    }
+
     Benchmark("membership: 10000 groups from scratch, all joins completed",
               configuration: .init(metrics: [.throughput, .wallClock, .mallocCountTotal, .instructions], maxIterations: 20)) { benchmark in
         let specs = membershipRules(count: 10_000)

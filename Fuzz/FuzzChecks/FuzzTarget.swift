@@ -10,6 +10,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case config
     case control
     case events
+    case egress
 
     public func check(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -18,6 +19,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .config: checkConfig(input)
         case .control: checkControl(input)
         case .events: checkEvents(input)
+        case .egress: checkEgress(input)
         }
     }
 }

@@ -15,9 +15,12 @@ extension RelayEndToEndTests {
             try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
             try daemon.waitSettled()
             let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
+            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { frames.close() }
             let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 200)
             try send(lab, streams: streams, count: 1000, rate: 500, size: 200)
             expectDelivered(try receiver.finish(), streams, count: 1000, ttl: 64)
+            expectOneDatagramPerFrame(frames, streams, count: 1000, size: 200)
             expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 1000)
         }
     }
@@ -30,9 +33,12 @@ extension RelayEndToEndTests {
             try daemon.waitSettled()
             let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1),
                            Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2)]
+            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { frames.close() }
             let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 300)
             try send(lab, streams: streams, count: 1000, rate: 500, size: 300)
             expectDelivered(try receiver.finish(), streams, count: 1000)
+            expectOneDatagramPerFrame(frames, streams, count: 1000, size: 300)
             expectCounted(try daemon.stats(), inputs: streams.map(\.input), packets: 1000)
         }
     }
@@ -50,9 +56,12 @@ extension RelayEndToEndTests {
             #expect(stats.helperSockets.count == 3, "50 groups need 3 helper sockets of 20: \(stats.helperSockets)")
             let kernel = try lab.memberships(lab.relay, interface: "rin0").filter { $0.hasPrefix("239.1.2.") }
             #expect(kernel.count == 50, "kernel holds \(kernel.count) of 50 groups on rin0")
+            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { frames.close() }
             let receiver = try Receiver(lab, streams: streams, expect: 300, size: 100)
             try send(lab, streams: streams, count: 300, rate: 100, size: 100)
             expectDelivered(try receiver.finish(), streams, count: 300)
+            expectOneDatagramPerFrame(frames, streams, count: 300, size: 100)
             expectCounted(try daemon.stats(), inputs: streams.map(\.input), packets: 300)
         }
     }
@@ -74,9 +83,12 @@ extension RelayEndToEndTests {
             #expect(stats.outstanding.isEmpty)
             let kernel = try lab.memberships(lab.relay, interface: "rin0").filter { $0.hasPrefix("239.2.") }
             #expect(kernel.count == 500, "kernel holds \(kernel.count) of 500 groups on rin0")
+            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { frames.close() }
             let receiver = try Receiver(lab, streams: streams, expect: 20, size: 64, duration: 30)
             try send(lab, streams: streams, count: 20, rate: 10, size: 64)
             expectDelivered(try receiver.finish(), streams, count: 20)
+            expectOneDatagramPerFrame(frames, streams, count: 20, size: 64)
             expectCounted(try daemon.stats(), inputs: streams.map(\.input), packets: 20)
         }
     }
@@ -93,10 +105,16 @@ extension RelayEndToEndTests {
             let r1 = try Receiver(lab, streams: first, expect: 800, size: 400, name: "r1")
             let r2 = try Receiver(lab, streams: second, expect: 800, size: 400, name: "r2")
             let r3 = try Receiver(lab, address: Lab.receiverAddress1, streams: third, expect: 800, size: 400, name: "r3")
+            let frames0 = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { frames0.close() }
+            let frames1 = try FrameCapture(namespace: lab.receiver, interface: "rcv1")
+            defer { frames1.close() }
             try send(lab, streams: first, count: 800, rate: 400, size: 400)
             expectDelivered(try r1.finish(), first, count: 800, ttl: 64)
             expectDelivered(try r2.finish(), second, count: 800, ttl: 7)
             expectDelivered(try r3.finish(), third, count: 800, ttl: 9)
+            expectOneDatagramPerFrame(frames0, first + second, count: 800, size: 400)
+            expectOneDatagramPerFrame(frames1, third, count: 800, size: 400)
             expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 800)
         }
     }

@@ -9,6 +9,27 @@ import Glibc
 /// Wire truth end to end, at the daemon's defaults: frame readers check what is on the links
 /// datagram by datagram, a second mcrelay reading AF_PACKET relays the first one's output, and
 /// the simulator's egress for the recorded input equals the live egress frame for frame.
+/// A frame reader's check beside the socket receivers: on the captured link, every output
+/// stream's datagrams arrived once each, each alone in its own frame of exactly `size` payload
+/// bytes (a GSO super-frame or a merged datagram fails it), with valid checksums.
+func expectOneDatagramPerFrame(_ capture: FrameCapture, _ streams: [Stream], count: Int, size: Int,
+                               sourceLocation: SourceLocation = #_sourceLocation) {
+    let outputs = Set(streams.map(\.output))
+    let total = outputs.count * count
+    let frames = capture.frames(expect: total, timeout: 10).compactMap(CapturedDatagram.init).filter { frame in
+        outputs.contains(frame.destination.map(String.init).joined(separator: ".") + ":\(frame.destinationPort)")
+    }
+    #expect(frames.count == total, "frame reader: \(frames.count) frames for \(total) datagrams", sourceLocation: sourceLocation)
+    let wrong = frames.filter { $0.fragment || $0.payload.count != size || $0.udpLength != size + 8 }
+    #expect(wrong.isEmpty, "frame reader: \(wrong.count) frames not exactly one \(size)-byte datagram, e.g. \(wrong.prefix(3).map(\.payload.count))",
+            sourceLocation: sourceLocation)
+    let badHeaders = frames.filter { !$0.headerChecksumValid }.count
+    #expect(badHeaders == 0, "frame reader: \(badHeaders) bad IPv4 header checksums", sourceLocation: sourceLocation)
+    var seen = Set<String>()
+    let duplicates = frames.filter { !seen.insert("\($0.destination) \($0.destinationPort) \(RelayEndToEndTests.sequence($0.payload))").inserted }
+    #expect(duplicates.isEmpty, "frame reader: \(duplicates.count) datagrams twice", sourceLocation: sourceLocation)
+}
+
 extension RelayEndToEndTests {
     /// The sequence number mcsend/mcstream put in bytes 4..<12 of every payload.
     static func sequence(_ payload: [UInt8]) -> Int {
@@ -16,9 +37,11 @@ extension RelayEndToEndTests {
     }
 
     @Test("chain: sender -> mcrelay -> veth -> a second mcrelay reading AF_PACKET -> receiver, every datagram in its own frame, byte-exact",
-          arguments: [1, 2, 50])
+          arguments: [1, 2, 50, 500])
     func chain(streams count: Int) throws {
-        let perStream = count == 1 ? 2000 : (count == 2 ? 1000 : 40)
+        // Datagrams per stream and per-stream rates: 4,000 pps in all for 1 and 2 streams (runs of
+        // same-size datagrams in one receive batch, what GSO would merge), 2,500 and 5,000 for 50 and 500.
+        let perStream = [1: 2000, 2: 1000, 50: 40][count] ?? 8
         let size = 1316
         try withRelay("chn\(count)") { lab, daemon in
             // A fourth namespace behind the receiver namespace: the second relay (in the receiver
@@ -33,7 +56,8 @@ extension RelayEndToEndTests {
             for step in [["ip", "addr", "add", "198.18.9.2/24", "dev", "c2b"], ["ip", "link", "set", "c2b", "up"], ["ip", "link", "set", "lo", "up"]] {
                 try lab.must(final, step)
             }
-            let streams = (0..<count).map { Stream(input: "239.1.3.\($0 + 1):5001", output: "239.20.3.\($0 + 1):7001", id: $0 + 1) }
+            let streams = (0..<count).map { Stream(input: "239.1.\(3 + $0 / 200).\($0 % 200 + 1):5001",
+                                                   output: "239.20.\(3 + $0 / 200).\($0 % 200 + 1):7001", id: $0 + 1) }
             for stream in streams {
                 let hop = stream.input.replacingOccurrences(of: "239.1.", with: "239.10.")
                 try daemon.addRule("rin0:\(stream.input)", ["rout0:\(hop):8"])
@@ -45,13 +69,13 @@ extension RelayEndToEndTests {
                 let hop = stream.input.replacingOccurrences(of: "239.1.", with: "239.10.")
                 try second.addRule("rcv0:\(hop)", ["c2a:\(stream.output):5"])
             }
-            try second.waitJoined(count)
+            try second.waitJoined(count, timeout: count > 100 ? 30 : 10)
             let firstHop = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
             defer { firstHop.close() }
             let secondHop = try FrameCapture(namespace: final, interface: "c2b")
             defer { secondHop.close() }
             let receiver = try FinalReceiver(lab, namespace: final, address: "198.18.9.2", streams: streams, expect: perStream, size: size)
-            let sent = try send(lab, streams: streams, count: perStream, rate: count == 1 ? 4000 : 2000, size: size)
+            let sent = try send(lab, streams: streams, count: perStream, rate: [1: 4000, 2: 2000, 50: 50][count] ?? 10, size: size)
             #expect(sent.errors == 0, "sender errors")
             expectDelivered(try receiver.finish(timeout: .seconds(90)), streams, count: perStream, ttl: 5)
 
@@ -66,8 +90,10 @@ extension RelayEndToEndTests {
             }
             // Byte-exact through both relays, per stream and sequence; the sender's source port kept.
             var firstPayloads: [String: [UInt8]] = [:]
-            for frame in one { firstPayloads["\(frame.destination[3]) \(Self.sequence(frame.payload))"] = frame.payload }
-            let mismatched = two.filter { firstPayloads["\($0.destination[3]) \(Self.sequence($0.payload))"] != $0.payload }
+            // Keyed by the group's last two octets (the hop remaps only the first two) and the sequence.
+            func key(_ frame: CapturedDatagram) -> String { "\(frame.destination[2]).\(frame.destination[3]) \(Self.sequence(frame.payload))" }
+            for frame in one { firstPayloads[key(frame)] = frame.payload }
+            let mismatched = two.filter { firstPayloads[key($0)] != $0.payload }
             #expect(mismatched.isEmpty, "\(mismatched.count) datagrams changed between the hops")
             #expect(Set(one.map(\.sourcePort)) == Set(two.map(\.sourcePort)), "source ports kept across the second relay")
             #expect(two.allSatisfy { $0.source == [198, 18, 9, 1] && $0.ttl == 5 }, "second hop: c2a's address, the output's TTL")
@@ -159,6 +185,65 @@ final class FinalReceiver {
     }
 }
 
+extension RelayEndToEndTests {
+    @Test("a reload that replaces a rule's outputs shows the new outputs at zero; an output kept keeps its count")
+    func countersFollowOutputsAcrossAReload() throws {
+        var path = ""
+        func write(_ outputs: [String]) throws {
+            let list = outputs.map { "\"\($0)\"" }.joined(separator: ", ")
+            try Data(#"{"rules": [{"name": "a", "in": "rin0:239.1.6.1:5001", "out": [\#(list)]}]}"#.utf8).write(to: URL(fileURLWithPath: path))
+        }
+        let config: (Lab) throws -> String = { lab in
+            path = lab.directory + "/rules.json"
+            try write(["rout0:239.10.6.1:6001:64", "rout0:239.10.6.2:6002:64"])
+            return path
+        }
+        try withRelay("ctr", config: config) { lab, daemon in
+            try daemon.waitSettled()
+            let streams = [Stream(input: "239.1.6.1:5001", output: "239.10.6.1:6001", id: 1)]
+            let receiver = try Receiver(lab, streams: streams, expect: 200, size: 100)
+            try send(lab, streams: streams, count: 200, rate: 1000, size: 100)
+            expectDelivered(try receiver.finish(), streams, count: 200)
+            func outputs() throws -> [String: UInt64] {
+                Dictionary(uniqueKeysWithValues: try daemon.stats().rules.flatMap(\.outputs).map { ($0.out, $0.packets) })
+            }
+            #expect(try outputs() == ["rout0:239.10.6.1:6001:64": 200, "rout0:239.10.6.2:6002:64": 200])
+            // [A, B] -> [B, C]: B keeps its 200 at its new position, C is new (0), A is gone.
+            try write(["rout0:239.10.6.2:6002:64", "rout1:239.10.6.3:6003:64"])
+            daemon.process.signal(SIGHUP)
+            #expect(try waitUntil(timeout: .seconds(5)) { try outputs().keys.contains("rout1:239.10.6.3:6003:64") })
+            try daemon.waitSettled()
+            #expect(try outputs() == ["rout1:239.10.6.3:6003:64": 0, "rout0:239.10.6.2:6002:64": 200])
+            // [B, C] -> [D, E]: nothing kept, so nothing carried (before, the old counts showed under D and E).
+            try write(["rout1:239.10.6.4:6004:64", "rout1:239.10.6.5:6005:64"])
+            daemon.process.signal(SIGHUP)
+            #expect(try waitUntil(timeout: .seconds(5)) { try outputs().keys.contains("rout1:239.10.6.5:6005:64") })
+            try daemon.waitSettled()
+            #expect(try outputs() == ["rout1:239.10.6.4:6004:64": 0, "rout1:239.10.6.5:6005:64": 0])
+            #expect(try daemon.stats().rules.first?.packets == 200, "the rule (its input) keeps what it accepted")
+        }
+    }
+
+    @Test("stats and doctor say which egress path each output interface and output takes, and why")
+    func egressDecisionsAreShown() throws {
+        try withRelay("egs") { lab, daemon in
+            try daemon.addRule("rin0:239.1.7.1:5001", ["rout0:239.10.7.1:6001", "rout1:198.18.3.2:6002"])
+            try daemon.waitSettled()
+            var stats = try daemon.stats()
+            _ = try waitUntil(timeout: .seconds(5)) { stats = try daemon.stats(); return stats.egress.count == 2 }
+            let rout0 = stats.egress.first { $0.interface == "rout0" }
+            #expect(rout0?.path == "packet" && rout0?.segmentation == false, "\(stats.egress)")
+            #expect(rout0?.segmentationReason.contains("veth") == true, "\(String(describing: rout0))")
+            let paths = stats.rules.first?.outputs.map { $0.path ?? "?" }
+            #expect(paths == ["packet", "udp"], "multicast on the packet path, unicast on the kernel's: \(String(describing: paths))")
+            let text = try daemon.cli(["stats"]).stdout
+            #expect(text.contains("egress rout0: multicast packet") && text.contains("UDP GSO off"), "\(text)")
+            let doctor = try run(lab.exec(lab.relay, [E2E.binary, "doctor", "--out", "rout0"]), in: lab.directory, timeout: .seconds(20))
+            #expect(doctor.stdout.contains("egress: multicast packet") && doctor.stdout.contains("UDP GSO off"), "\(doctor)")
+        }
+    }
+}
+
 /// Another `mcrelay daemon` in the lab's receiver namespace (the second relay of a chain).
 final class SecondRelay {
     let lab: Lab
@@ -193,9 +278,9 @@ final class SecondRelay {
         return try JSONDecoder().decode(StatsView.self, from: Data(result.stdout.utf8))
     }
 
-    func waitJoined(_ groups: Int) throws {
+    func waitJoined(_ groups: Int, timeout: Int = 10) throws {
         var last: StatsView?
-        let done = try waitUntil(timeout: .seconds(10)) {
+        let done = try waitUntil(timeout: .seconds(timeout)) {
             last = try stats()
             return last!.joined.count == groups && last!.outstanding.isEmpty && last!.workers.allSatisfy { $0.planVersion == last!.planVersion }
         }
