@@ -51,8 +51,9 @@ demo: deps build
 # the kernel's own forwarding (root). Each part writes its figures under bench/results/; the last
 # step prints them as one table beside their targets and updates BENCHMARKS.md.
 BENCH_RESULTS := bench/results
-# Every relay row (mcrelay-udp: the daemon with --egress udp) and a profile of each.
-BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp --perf
+# Every relay row (mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
+# emulating a NIC without USO, see bench/README.md) and a profile of each.
+BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic --perf
 bench: deps
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \

@@ -43,7 +43,19 @@ extension RelayEndToEndTests {
         // same-size datagrams in one receive batch, what GSO would merge), 2,500 and 5,000 for 50 and 500.
         let perStream = [1: 2000, 2: 1000, 50: 40][count] ?? 8
         let size = 1316
-        try withRelay("chn\(count)") { lab, daemon in
+        let streams = (0..<count).map { Stream(input: "239.1.\(3 + $0 / 200).\($0 % 200 + 1):5001",
+                                               output: "239.20.\(3 + $0 / 200).\($0 % 200 + 1):7001", id: $0 + 1) }
+        func hop(_ stream: Stream) -> String { stream.input.replacingOccurrences(of: "239.1.", with: "239.10.") }
+        // Both relays' rules from config files (500 `rule add` calls would take minutes).
+        func configFile(_ path: String, _ rules: [(input: String, output: String)]) throws -> String {
+            let lines = rules.map { #"{"in": "\#($0.input)", "out": ["\#($0.output)"]}"# }
+            try Data(#"{"rules": [\#(lines.joined(separator: ",\n"))]}"#.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let firstRules: (Lab) throws -> String = { lab in
+            try configFile(lab.directory + "/relay1.json", streams.map { ("rin0:\($0.input)", "rout0:\(hop($0)):8") })
+        }
+        try withRelay("chn\(count)", config: firstRules) { lab, daemon in
             // A fourth namespace behind the receiver namespace: the second relay (in the receiver
             // namespace) sends on c2a, the final receiver listens on its peer c2b there. (Not both
             // ends in one namespace: the kernel drops a datagram whose source is its own address.)
@@ -56,19 +68,10 @@ extension RelayEndToEndTests {
             for step in [["ip", "addr", "add", "198.18.9.2/24", "dev", "c2b"], ["ip", "link", "set", "c2b", "up"], ["ip", "link", "set", "lo", "up"]] {
                 try lab.must(final, step)
             }
-            let streams = (0..<count).map { Stream(input: "239.1.\(3 + $0 / 200).\($0 % 200 + 1):5001",
-                                                   output: "239.20.\(3 + $0 / 200).\($0 % 200 + 1):7001", id: $0 + 1) }
-            for stream in streams {
-                let hop = stream.input.replacingOccurrences(of: "239.1.", with: "239.10.")
-                try daemon.addRule("rin0:\(stream.input)", ["rout0:\(hop):8"])
-            }
-            try daemon.waitSettled()
-            let second = try SecondRelay(lab, name: "relay2")
+            try daemon.waitSettled(timeout: .seconds(30))
+            let secondRules = try configFile(lab.directory + "/relay2.json", streams.map { ("rcv0:\(hop($0))", "c2a:\($0.output):5") })
+            let second = try SecondRelay(lab, name: "relay2", config: secondRules)
             defer { second.stop() }
-            for stream in streams {
-                let hop = stream.input.replacingOccurrences(of: "239.1.", with: "239.10.")
-                try second.addRule("rcv0:\(hop)", ["c2a:\(stream.output):5"])
-            }
             try second.waitJoined(count, timeout: count > 100 ? 30 : 10)
             let firstHop = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
             defer { firstHop.close() }
@@ -250,10 +253,10 @@ final class SecondRelay {
     let control: String
     let process: ChildProcess
 
-    init(_ lab: Lab, name: String) throws {
+    init(_ lab: Lab, name: String, config: String) throws {
         self.lab = lab
         control = lab.directory + "/\(name)/control.sock"
-        process = try ChildProcess(lab.exec(lab.receiver, [E2E.binary, "daemon", "--control", control, "--workers", "1"]),
+        process = try ChildProcess(lab.exec(lab.receiver, [E2E.binary, "daemon", "--control", control, "--workers", "1", "--config", config]),
                                    outputDirectory: lab.directory, name: name)
         guard waitUntil(timeout: .seconds(15), { !process.isRunning || (try? stats()) != nil }), process.isRunning else {
             process.terminate()
@@ -263,13 +266,6 @@ final class SecondRelay {
 
     func cli(_ arguments: [String]) throws -> CommandResult {
         try run([E2E.binary] + arguments + ["--control", control], in: lab.directory, timeout: .seconds(20))
-    }
-
-    func addRule(_ input: String, _ outputs: [String]) throws {
-        var arguments = ["rule", "add", "--in", input]
-        for output in outputs { arguments += ["--out", output] }
-        let result = try cli(arguments)
-        guard result.status == 0 else { throw HarnessError("second relay: rule add failed: \(result)") }
     }
 
     func stats() throws -> StatsView {

@@ -55,8 +55,18 @@ def ratio_rows(rows: list[dict]) -> list[list[str]]:
             cells.append(ratio(m, o))
         if has_udp_row(rows):
             cells.append(ratio(by.get(("mcrelay-udp", streams, payload)), by.get(("kernel", streams, payload))))
+        for variant, _ in GSO_COLUMNS:
+            if any(r["relay"] == variant for r in rows):
+                cells.append(ratio(by.get((variant, streams, payload)), by.get(("mcrelay-udp", streams, payload))))
         out.append(cells)
     return out
+
+
+# Relay rows measuring UDP GSO against mcrelay-udp (the UDP path, no GSO toward the veth).
+GSO_COLUMNS = [
+    ("mcrelay-udp-on", "mcrelay-udp-on / mcrelay-udp (GSO super-frames onto the veth: what one frame per datagram costs)"),
+    ("mcrelay-udp-nic", "mcrelay-udp-nic / mcrelay-udp (GSO kept toward an emulated NIC without USO)"),
+]
 
 
 def has_udp_row(rows: list[dict]) -> bool:
@@ -64,7 +74,8 @@ def has_udp_row(rows: list[dict]) -> bool:
 
 
 def ratio_headers(rows: list[dict]) -> list[str]:
-    return RATIO_HEADERS + (["mcrelay-udp / kernel"] if has_udp_row(rows) else [])
+    return RATIO_HEADERS + (["mcrelay-udp / kernel"] if has_udp_row(rows) else []) + \
+        [title for variant, title in GSO_COLUMNS if any(r["relay"] == variant for r in rows)]
 
 
 def ratio(m: dict | None, o: dict | None) -> str:
