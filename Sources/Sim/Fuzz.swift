@@ -7,13 +7,22 @@ public enum TrafficMaker {
         case badChecksum, truncated, fragment, notUDP, ipv6, vlanTagged, unicast, ipOptions, badUDPLength, runt
     }
 
+    /// A sender's frame: DF off and a counting identification, as many senders send (the
+    /// relay's own frames differ: see `EgressFrame`).
     public static func datagram(interface: Int, source: IPv4Address, group: IPv4Address, port: UInt16,
-                                payload: [UInt8], sourcePort: UInt16 = 40000, ttl: UInt8 = 32, id: UInt16 = 0) -> [UInt8] {
-        var header = FrameBuilder.Header(
-            sourceMAC: FrameBuilder.syntheticMAC(interfaceIndex: interface, host: 0x10), source: source,
-            destination: group, sourcePort: sourcePort, destinationPort: port, ttl: ttl)
-        header.identification = id
-        return FrameBuilder.build(header, payload: payload)
+                                payload: [UInt8], sourcePort: UInt16 = 40000, ttl: UInt8 = 32, id: UInt16 = 0,
+                                vlan: UInt16? = nil) -> [UInt8] {
+        var fields = EgressFrame.Fields(sourceMAC: senderMAC(interface: interface, host: 0x10), source: source, destination: group,
+                                        sourcePort: sourcePort, destinationPort: port, ttl: ttl)
+        fields.identification = id
+        fields.dontFragment = false
+        fields.vlan = vlan
+        return EgressFrame.bytes(fields, payload: payload)
+    }
+
+    /// A locally administered MAC (02:6d:63:HOST:...) naming a simulated host by interface.
+    public static func senderMAC(interface: Int, host: UInt8) -> MACAddress {
+        MACAddress(0x02, 0x6D, 0x63, host, UInt8(truncatingIfNeeded: interface >> 8), UInt8(truncatingIfNeeded: interface))
     }
 
     /// A frame of the given malformed kind, built from a valid one.
@@ -41,11 +50,7 @@ public enum TrafficMaker {
         case .ipv6:
             frame[12] = 0x86; frame[13] = 0xDD
         case .vlanTagged:
-            var header = FrameBuilder.Header(
-                sourceMAC: FrameBuilder.syntheticMAC(interfaceIndex: interface, host: 0x10), source: source,
-                destination: group, sourcePort: 40000, destinationPort: port, ttl: 32)
-            header.vlan = 100
-            frame = FrameBuilder.build(header, payload: payload)
+            frame = datagram(interface: interface, source: source, group: group, port: port, payload: payload, vlan: 100)
         case .unicast:
             frame = datagram(interface: interface, source: source, group: IPv4Address(198, 18, 9, 9), port: port, payload: payload)
         case .ipOptions:

@@ -91,9 +91,10 @@ extension Simulation {
                 }
             }
             let payload = Array("mcrelay-sim liveness probe \(number)".utf8)
-            let bytes = FrameBuilder.build(.init(
-                sourceMAC: FrameBuilder.syntheticMAC(interfaceIndex: interface, host: 0xAA), source: source,
-                destination: spec.input.group, sourcePort: 40000, destinationPort: spec.input.port, ttl: 8), payload: payload)
+            var fields = EgressFrame.Fields(sourceMAC: TrafficMaker.senderMAC(interface: interface, host: 0xAA), source: source,
+                                            destination: spec.input.group, sourcePort: 40000, destinationPort: spec.input.port, ttl: 8)
+            fields.dontFragment = false
+            let bytes = EgressFrame.bytes(fields, payload: payload)
             let frame = bytes.withUnsafeBytes { addFrame(bytes: $0, interface: interface, link: .ethernet) }
             let arrival = newArrival()
             probes.append((arrival, oracle.intern(spec)))

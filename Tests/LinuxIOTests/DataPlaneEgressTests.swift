@@ -61,18 +61,11 @@ struct DataPlaneEgressTests {
 
 enum EgressTestFrame {
     /// An IPv4/UDP datagram from 198.18.1.1:4000 (no link header, as an AF_PACKET SOCK_DGRAM
-    /// socket delivers it), with a valid header checksum and a zero UDP checksum.
+    /// socket delivers it): RelayCore's `EgressFrame` without its Ethernet header.
     static func ipv4UDP(group: IPv4Address, port: UInt16, payload: [UInt8]) -> [UInt8] {
-        let total = 20 + 8 + payload.count
-        var header: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 0, 0, 0, 8, 17, 0, 0,
-                               198, 18, 1, 1]
-        let destination = group.octets
-        header += [destination.0, destination.1, destination.2, destination.3]
-        let checksum = header.withUnsafeBytes { FrameParser.ipv4HeaderChecksum($0) }
-        header[10] = UInt8(checksum >> 8)
-        header[11] = UInt8(checksum & 0xFF)
-        let udpLength = 8 + payload.count
-        let udp: [UInt8] = [0x0F, 0xA0, UInt8(port >> 8), UInt8(port & 0xFF), UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
-        return header + udp + payload
+        var fields = EgressFrame.Fields(sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), source: IPv4Address(198, 18, 1, 1), destination: group,
+                                        sourcePort: 4000, destinationPort: port, ttl: 8)
+        fields.dontFragment = false
+        return Array(EgressFrame.bytes(fields, payload: payload).dropFirst(EgressFrame.ethernetHeaderBytes))
     }
 }
