@@ -39,6 +39,17 @@ import Testing
                 == #"test.json: rules[0]: "nope": "nope" is not an IPv4 address (dotted quad)"#)
     }
 
+    @Test func commentKeysAreIgnoredAtTheTopAndInRules() throws {
+        let config = try load("""
+            {"comment": ["packaged example", "edit me"], "rules": [
+              {"comment": "camera 1", "name": "cam1", "in": "eth0:239.1.1.1:5001", "out": ["eth1:239.10.1.1:6001"]}]}
+            """).get()
+        #expect(config.rules.count == 1 && config.rules[0].name == "cam1")
+        #expect(try load(#"{"comment": {"any": ["json", 1]}, "rules": []}"#).get().rules.isEmpty)
+        // Misspelt keys are still refused, and the error lists only the keys that configure something.
+        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules)"#)
+    }
+
     @Test func rulesInvalidTogetherAreRefusedWithTheSecondRuleNamed() {
         let text = """
             {"rules":[{"in":"eth0:239.1.1.1:1","out":["eth1:239.2.2.2:1"]},
