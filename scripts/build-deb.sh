@@ -67,8 +67,10 @@ if is_fresh_static "$BUILD/release/mcrelay"; then
     bin=$BUILD/release/mcrelay
     echo "build-deb: reusing $bin (static Swift runtime, newer than the sources)"
 else
-    echo "build-deb: $SWIFT build -c release --product mcrelay --static-swift-stdlib --scratch-path $DEB_SCRATCH"
-    "$SWIFT" build -c release --product mcrelay --static-swift-stdlib --scratch-path "$DEB_SCRATCH"
+    # -z now: full RELRO (lintian's hardening-no-bindnow); -z relro is the linker's default.
+    flags=(-c release --product mcrelay --static-swift-stdlib --scratch-path "$DEB_SCRATCH" -Xlinker -z -Xlinker now)
+    echo "build-deb: $SWIFT build ${flags[*]}"
+    "$SWIFT" build "${flags[@]}"
     bin=$DEB_SCRATCH/release/mcrelay
 fi
 [ -x "$bin" ] || fail "no binary at $bin"
