@@ -256,10 +256,14 @@ else
 fi
 left=()
 while read -r path; do
-    # Directories the package shares with others (/usr, /usr/share/man/man8, ...) stay, as they should.
+    # Directories the package shares with others (/usr, /usr/share/man/man8, /lib, a usrmerge
+    # symlink, ...) stay, as they should: a directory left must belong to another package or hold
+    # other files. Every file and link of the package must be gone.
     if [ -e "$path" ] || [ -L "$path" ]; then
-        [ -d "$path" ] && [ ! -L "$path" ] && dpkg -S "$path" >/dev/null 2>&1 && continue
-        [ -d "$path" ] && [ ! -L "$path" ] && [ -n "$(ls -A "$path")" ] && continue
+        if [ -d "$path" ]; then
+            dpkg -S "$path" >/dev/null 2>&1 && continue
+            [ -n "$(ls -A "$path")" ] && continue
+        fi
         left+=("$path")
     fi
 done < "$tmp/files"
