@@ -44,12 +44,16 @@ done
 tmp=$(mktemp -d /tmp/mcrelay-deb-test.XXXXXX)
 prefix="mdeb$$"; prefix=${prefix:0:11}
 port=$((19464 + $$ % 500))
-installed_by_us=0 daemon_pid= lab_up=0 user_existed=0 build_s=
+installed_by_us=0 daemon_pid= lab_up=0 user_existed=0 build_s= build_pid=
 getent passwd mcrelay >/dev/null && user_existed=1
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [ -n "$build_pid" ] && kill -0 "$build_pid" 2>/dev/null; then
+        kill -TERM -- "-$build_pid" 2>/dev/null || kill -TERM "$build_pid" 2>/dev/null
+        wait "$build_pid" 2>/dev/null
+    fi
     if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -TERM "$daemon_pid" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
@@ -71,6 +75,8 @@ cleanup() {
     fi
     rm -rf "$tmp"
     [ $rc -eq 0 ] && [ $failed -gt 0 ] && rc=1
+    # Never a clean summary for a run that did not finish.
+    [ $rc -ne 0 ] && [ $failed -eq 0 ] && fail "deb-test did not finish (exit $rc)"
     echo "deb-test: $(( $(date +%s) - t0 )) s in all${build_s:+, the package build ${build_s} s}"
     summary
     exit $rc
@@ -81,9 +87,16 @@ trap 'exit 130' INT TERM
 # --- 1. build -------------------------------------------------------------------------------
 echo "== build (scripts/build-deb.sh)"
 b0=$(date +%s)
-if ! timeout 2400 "$here/build-deb.sh" --out "$tmp/out" > "$tmp/build.log" 2>&1; then
+# In the background (its own process group) and waited for, so INT/TERM stop it at once.
+set -m
+timeout 2400 "$here/build-deb.sh" --out "$tmp/out" > "$tmp/build.log" 2>&1 &
+build_pid=$!
+set +m
+wait "$build_pid"; build_rc=$?
+build_pid=
+if [ $build_rc -ne 0 ]; then
     tail -40 "$tmp/build.log" >&2
-    tooling "scripts/build-deb.sh failed (log above)"
+    tooling "scripts/build-deb.sh failed (exit $build_rc, log above)"
 fi
 build_s=$(( $(date +%s) - b0 ))
 deb=$(tail -1 "$tmp/build.log")
