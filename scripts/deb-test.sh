@@ -210,6 +210,15 @@ else
     fail "promtool check rules: $out"
 fi
 
+# The alerts fire (and stay quiet) as packaging/prometheus/mcrelay-alerts.test.yml says, on the installed file.
+mkdir -p "$tmp/rules" && cp /usr/share/mcrelay/prometheus/mcrelay-alerts.yml packaging/prometheus/mcrelay-alerts.test.yml "$tmp/rules/" \
+    || tooling "cannot copy the rules"
+if out=$(cd "$tmp/rules" && timeout 60 promtool test rules mcrelay-alerts.test.yml 2>&1); then
+    pass "promtool test rules: $(grep -c 'eval_time' packaging/prometheus/mcrelay-alerts.test.yml) alert evaluations as expected"
+else
+    fail "promtool test rules: $out"
+fi
+
 # --- 3. the installed daemon in a lab: every metric the dashboard and rules use is scraped ---
 echo "== metrics: installed daemon in lab $prefix, --metrics 127.0.0.1:$port"
 lab_up=1
