@@ -261,6 +261,12 @@ else
     [ $rc -eq 2 ] && tooling "check-metric-names.py could not run"
     fail "the dashboard or the rules use names the daemon does not expose"
 fi
+# The check itself must catch a wrong name and a wrong label, or it proves nothing.
+printf '%s\n' 'groups:' '  - name: bad' '    rules:' '      - alert: Bad' \
+    '        expr: sum by (nosuchlabel) (rate(mcrelay_no_such_metric_total[5m])) > 0' > "$tmp/bad-rules.yml"
+python3 "$here/check-metric-names.py" "$tmp/scrape.txt" "$tmp/bad-rules.yml" > "$tmp/bad.txt" 2>&1; bad_rc=$?
+check "the name check rejects a made-up metric and label (exit $bad_rc: $(grep -o 'not in the scrape: [^;]*' "$tmp/bad.txt" | head -1))" \
+    bash -c '[ "$1" -eq 1 ] && grep -q mcrelay_no_such_metric_total "$2" && grep -q nosuchlabel "$2"' _ "$bad_rc" "$tmp/bad.txt"
 kill -TERM "$daemon_pid"
 for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
 wait "$daemon_pid" 2>/dev/null; daemon_rc=$?
