@@ -118,11 +118,11 @@ dpkg-deb -x "$deb" "$tmp/x" || tooling "dpkg-deb -x failed"
 check "the packaged binary needs no library of the Swift toolchain (readelf, ldd)" \
     bash -c '! readelf -d "$1" | grep NEEDED | grep -qiE "swift|Foundation|dispatch|BlocksRuntime" && ! ldd "$1" | grep -q /opt/swift' _ "$tmp/x/usr/bin/mcrelay"
 # Proof, not inference: the binary with /opt hidden behind an empty tmpfs (a machine without Swift).
-if command -v unshare >/dev/null; then
+if command -v unshare >/dev/null && unshare --mount bash -c 'mount -t tmpfs none /opt' 2>/dev/null; then
     out=$(timeout 30 unshare --mount bash -c 'mount -t tmpfs none /opt && [ ! -e /opt/swift ] && "$1" --version' _ "$tmp/x/usr/bin/mcrelay" 2>&1)
     check "the packaged binary runs with /opt/swift absent ($out)" [ "$out" = "mcrelay $version" ]
 else
-    skip "unshare not found: cannot hide /opt/swift"
+    skip "no private mount namespace here (unshare --mount, mount -t tmpfs): cannot hide /opt/swift"
 fi
 
 # --- 2. install -----------------------------------------------------------------------------
