@@ -175,8 +175,11 @@ check "zsh completion at /usr/share/zsh/vendor-completions/_mcrelay (#compdef mc
 if command -v zsh >/dev/null; then
     check "zsh -n parses the zsh completion" zsh -n /usr/share/zsh/vendor-completions/_mcrelay
 fi
-check "the Grafana dashboard is valid JSON with panels" \
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["panels"]) > 10' /usr/share/mcrelay/grafana/mcrelay-dashboard.json
+if n=$(python3 "$here/check-dashboard.py" /usr/share/mcrelay/grafana/mcrelay-dashboard.json 2>&1); then
+    pass "the Grafana dashboard: $n panels, unique ids, on the grid without overlaps, a query each, every \$variable defined"
+else
+    fail "the Grafana dashboard: $n"
+fi
 check "the README is /usr/share/doc/mcrelay/README.md (uncompressed: the unit links it)" [ -s /usr/share/doc/mcrelay/README.md ]
 
 # The unit: installed, enabled (deb-systemd-helper), verified.
