@@ -47,6 +47,19 @@ port=$((19464 + $$ % 500))
 installed_by_us=0 daemon_pid= lab_up=0 user_existed=0 build_s= build_pid=
 getent passwd mcrelay >/dev/null && user_existed=1
 
+# dpkg, waiting up to 2 minutes for the dpkg lock (another apt-get on this machine holds it).
+dpkg_wait() {
+    local i
+    for i in $(seq 60); do
+        timeout 300 dpkg "$@" && return 0
+        local rc=$?
+        fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock >/dev/null 2>&1 || return $rc
+        echo "deb-test: dpkg is locked by another process; waiting" >&2
+        sleep 2
+    done
+    return 1
+}
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -63,7 +76,7 @@ cleanup() {
     if [ "$installed_by_us" = 1 ] && dpkg-query -W -f='${db:Status-Status}' mcrelay 2>/dev/null | grep -q .; then
         if [ "$(dpkg-query -W -f='${db:Status-Status}' mcrelay 2>/dev/null)" != "not-installed" ]; then
             echo "deb-test: cleanup: dpkg --purge mcrelay" >&2
-            timeout 120 dpkg --purge mcrelay >/dev/null 2>&1 || echo "deb-test: cleanup: purge failed" >&2
+            dpkg_wait --purge mcrelay >/dev/null 2>&1 || echo "deb-test: cleanup: purge failed" >&2
         fi
     fi
     if [ "$installed_by_us" = 1 ]; then
@@ -133,7 +146,7 @@ if [ -n "$status" ] && [ "$status" != "not-installed" ]; then
 fi
 echo "== install (dpkg -i)"
 installed_by_us=1
-if ! timeout 300 dpkg -i "$deb" > "$tmp/install.log" 2>&1; then
+if ! dpkg_wait -i "$deb" > "$tmp/install.log" 2>&1; then
     cat "$tmp/install.log" >&2
     fail "dpkg -i $deb"
     exit 1
@@ -279,7 +292,7 @@ check "the installed daemon exits 0 on SIGTERM" [ $daemon_rc -eq 0 ]
 
 # --- 4. purge ----------------------------------------------------------------------------
 echo "== purge (dpkg --purge)"
-if timeout 300 dpkg --purge mcrelay > "$tmp/purge.log" 2>&1; then
+if dpkg_wait --purge mcrelay > "$tmp/purge.log" 2>&1; then
     pass "dpkg --purge removes it"
 else
     cat "$tmp/purge.log" >&2
