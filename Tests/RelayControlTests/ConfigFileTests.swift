@@ -50,6 +50,22 @@ import Testing
         #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules)"#)
     }
 
+    /// The Debian package's /etc/mcrelay/config.json: a commented file with no rules, whose
+    /// example rule (in the comment) is itself a valid rule.
+    @Test func packagedExampleConfigLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("packaging/config.json").path
+        let config = try ConfigFile.load(path: path)
+        #expect(config.rules.isEmpty)
+        let raw = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        let comment = (raw?["comment"] as? [String])?.joined(separator: "\n") ?? ""
+        let start = try #require(comment.range(of: "{\"name\": \"cam1\""))
+        let example = comment[start.lowerBound...].prefix { $0 != "}" } + "}"
+        let rule = String(example).replacingOccurrences(of: "\n", with: " ")
+        let parsed = try ConfigFile.parse(Data("{\"rules\": [\(rule)]}".utf8), origin: "example")
+        #expect(parsed.rules.first?.name == "cam1" && parsed.rules.first?.outputs.count == 2)
+    }
+
     @Test func rulesInvalidTogetherAreRefusedWithTheSecondRuleNamed() {
         let text = """
             {"rules":[{"in":"eth0:239.1.1.1:1","out":["eth1:239.2.2.2:1"]},
