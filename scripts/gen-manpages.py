@@ -6,8 +6,9 @@
 Writes OUT_DIR/mcrelay.8, OUT_DIR/mcrelay-daemon.8, OUT_DIR/mcrelay-rule-add.8, ... (one page per
 command the help shows; hidden ones such as `worker` and `help` get none) and prints their names.
 The dump is swift-argument-parser's own description of the command tree (the one its
-generate-manual plugin reads), so the pages always match the binary. The plugin itself is not used:
-it rebuilds the whole package in its own configuration, which doubles the cost of `make deb`.
+generate-manual plugin reads), so the pages always match the binary. The plugin itself (it works
+offline) is not used: it rebuilds the whole package in release mode without --static-swift-stdlib,
+which doubles the cost of `make deb`, and names its pages mcrelay.rule.add.8 (not mcrelay-rule-add).
 Exits 1 if the binary fails or its output is not the expected JSON.
 """
 import argparse
