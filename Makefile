@@ -3,7 +3,12 @@
 #   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
 #   make build     debug build
 #   make release   release build
-#   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests)
+#   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests),
+#                  then test-deb
+#   make deb       Debian package out/deb/mcrelay_VERSION_ARCH.deb (scripts/build-deb.sh: static
+#                  release build in $(BUILD)-static, debhelper, lintian); see packaging/README.md
+#   make test-deb  builds the package, installs it, checks it (man pages, completions, unit,
+#                  config, dashboard/alert metric names against a live daemon), purges it (root)
 #   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
 #   make bench     core micro-benchmarks, simulator throughput, end to end vs socat and the kernel
 #   make bench-smoke  checks the end-to-end benchmark harness itself (CI)
@@ -24,7 +29,9 @@ SCRATCH_FLAGS := $(if $(SCRATCH),--scratch-path $(SCRATCH))
 TEST_FILTER ?=
 FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
-.PHONY: all deps build release test demo bench bench-smoke soak-live fuzz clean
+BUILD := $(or $(SCRATCH),.build)
+
+.PHONY: all deps build release test test-deb deb demo bench bench-smoke soak-live fuzz clean
 
 all: build
 
@@ -43,6 +50,22 @@ test: deps
 	$(SWIFT) test $(SCRATCH_FLAGS) $(FILTER_FLAGS)
 	@# Heap-allocation counts are only meaningful optimized: rerun that suite in release.
 	$(if $(TEST_FILTER),,$(SWIFT) test -c release $(SCRATCH_FLAGS) --filter HotPathAllocationTests)
+	@# Last: the Debian package, built, installed, checked and purged (not with TEST_FILTER).
+	$(if $(TEST_FILTER),,$(MAKE) --no-print-directory test-deb)
+
+# The Debian package (packaging/README.md). The binary links the Swift runtime statically
+# (--static-swift-stdlib), built in its own folder $(BUILD)-static: the flag changes every compile
+# command, so sharing $(BUILD) with the ordinary release build would rebuild all of it each time.
+# A static binary already in $(BUILD)/release that is newer than the sources is reused.
+deb:
+	bash scripts/install-deps.sh deb
+	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/build-deb.sh
+
+# Builds the package, installs it with dpkg -i, checks it, runs the installed daemon with
+# --metrics in a namespace lab, purges it (root; skipped with a reason otherwise).
+test-deb:
+	bash scripts/install-deps.sh deb
+	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/deb-test.sh
 
 demo: deps build
 	bash scripts/demo.sh
@@ -85,4 +108,4 @@ fuzz:
 
 clean:
 	$(SWIFT) package clean $(SCRATCH_FLAGS)
-	rm -rf $(if $(SCRATCH),$(SCRATCH),.build)
+	rm -rf $(BUILD) $(BUILD)-static out/deb debian/generated

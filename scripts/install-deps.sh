@@ -3,11 +3,23 @@
 # everything is present (checks dpkg first; runs apt-get update only when installing).
 #
 #   scripts/install-deps.sh            install what is missing (root), or list it (non-root)
+#   scripts/install-deps.sh deb        the same plus the Debian packaging tools (make deb, make test-deb)
+#   scripts/install-deps.sh promtool   only Prometheus's promtool (package prometheus, ~100 MB; the
+#                                      deb test asks for it to check the alerting rules)
 #   INSTALL_OPTIONAL=0 scripts/...     skip optional packages (python3-scapy)
 set -euo pipefail
 
 REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute python3 jq)
 OPTIONAL=(python3-scapy)
+# make deb: debhelper (pulls dpkg-dev), lintian, binutils (readelf), man-db (the deb test reads
+# the installed pages), python3 (scripts/gen-manpages.py).
+DEB_TOOLS=(debhelper dpkg-dev lintian binutils man-db)
+case "${1:-}" in
+    "") ;;
+    deb) REQUIRED+=("${DEB_TOOLS[@]}") ;;
+    promtool) REQUIRED=(prometheus); OPTIONAL=() ;;
+    *) echo "usage: $0 [deb|promtool]" >&2; exit 2 ;;
+esac
 
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]

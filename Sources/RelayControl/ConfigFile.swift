@@ -6,7 +6,9 @@ import RelayCore
 ///     {"rules": [{"name": "cam1", "in": "eth0:239.1.1.1:5001", "source": "198.18.1.1",
 ///                 "out": ["eth1:239.10.1.1:6001:16"]}]}
 ///
-/// `name` and `source` are optional; `out` entries are `IFACE:ADDRESS:PORT[:TTL]`.
+/// `name` and `source` are optional; `out` entries are `IFACE:ADDRESS:PORT[:TTL]`. A `"comment"`
+/// key (any JSON value, usually a string or an array of strings) is allowed at the top and in
+/// each rule and ignored: JSON has no comments, and the packaged example config needs them.
 public struct ConfigFile: Sendable, Equatable {
     public var rules: [RuleSpec]
 
@@ -83,7 +85,7 @@ public struct ConfigFile: Sendable, Equatable {
         init(rules: [RawRule]) { self.rules = rules }
 
         init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(in: decoder, allowed: ["rules"])
+            try rejectUnknownKeys(in: decoder, allowed: ["rules"], ignored: ["comment"])
             let container = try decoder.container(keyedBy: CodingKeys.self)
             rules = try container.decode([RawRule].self, forKey: .rules)
         }
@@ -100,7 +102,7 @@ public struct ConfigFile: Sendable, Equatable {
         }
 
         init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(in: decoder, allowed: ["name", "in", "source", "out"])
+            try rejectUnknownKeys(in: decoder, allowed: ["name", "in", "source", "out"], ignored: ["comment"])
             let container = try decoder.container(keyedBy: CodingKeys.self)
             name = try container.decodeIfPresent(String.self, forKey: .name)
             self.in = try container.decode(String.self, forKey: .in)
@@ -117,8 +119,9 @@ public struct ConfigFile: Sendable, Equatable {
     }
 }
 
-/// A misspelt key ("ouput") must not silently drop what it was meant to configure.
-func rejectUnknownKeys(in decoder: any Decoder, allowed: [String]) throws {
+/// A misspelt key ("ouput") must not silently drop what it was meant to configure. `ignored`
+/// keys are accepted and skipped (not listed in the error, which names what configures something).
+func rejectUnknownKeys(in decoder: any Decoder, allowed: [String], ignored: [String] = []) throws {
     struct AnyKey: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
@@ -126,7 +129,7 @@ func rejectUnknownKeys(in decoder: any Decoder, allowed: [String]) throws {
         init?(intValue: Int) { nil }
     }
     let container = try decoder.container(keyedBy: AnyKey.self)
-    if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !allowed.contains($0) }) {
+    if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !allowed.contains($0) && !ignored.contains($0) }) {
         throw DecodingError.dataCorrupted(.init(
             codingPath: decoder.codingPath,
             debugDescription: "unknown key \"\(unknown)\" (expected \(allowed.joined(separator: ", ")))"))

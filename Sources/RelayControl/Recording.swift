@@ -18,7 +18,7 @@ import RelayCore
 public enum RecordingFormat {
     public static let version = 1
     /// The daemon's version, as written into manifests.
-    public static let mcrelayVersion = "mcrelay 0.1 (recording format 1)"
+    public static let mcrelayVersion = "mcrelay \(MCRelayVersion.current) (recording format \(version))"
     public static let manifestFile = "manifest.json"
     public static let configFile = "config.json"
     public static let eventsFile = "events.jsonl"

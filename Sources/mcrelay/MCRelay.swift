@@ -1,4 +1,5 @@
 import ArgumentParser
+import RelayControl
 
 @main
 struct MCRelay: AsyncParsableCommand {
@@ -10,6 +11,7 @@ struct MCRelay: AsyncParsableCommand {
             re-sends matching datagrams on output interfaces. It is controlled at run time through \
             a Unix socket. The simulator replays pcap traces through the same core.
             """,
+        version: MCRelayVersion.banner,
         subcommands: [
             DaemonCommand.self, RuleCommand.self, StatsCommand.self, ConfigCommand.self, DoctorCommand.self, SimCommand.self, RecordCommand.self,
             WorkerCommand.self,

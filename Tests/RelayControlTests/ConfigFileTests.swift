@@ -39,6 +39,33 @@ import Testing
                 == #"test.json: rules[0]: "nope": "nope" is not an IPv4 address (dotted quad)"#)
     }
 
+    @Test func commentKeysAreIgnoredAtTheTopAndInRules() throws {
+        let config = try load("""
+            {"comment": ["packaged example", "edit me"], "rules": [
+              {"comment": "camera 1", "name": "cam1", "in": "eth0:239.1.1.1:5001", "out": ["eth1:239.10.1.1:6001"]}]}
+            """).get()
+        #expect(config.rules.count == 1 && config.rules[0].name == "cam1")
+        #expect(try load(#"{"comment": {"any": ["json", 1]}, "rules": []}"#).get().rules.isEmpty)
+        // Misspelt keys are still refused, and the error lists only the keys that configure something.
+        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules)"#)
+    }
+
+    /// The Debian package's /etc/mcrelay/config.json: a commented file with no rules, whose
+    /// example rule (in the comment) is itself a valid rule.
+    @Test func packagedExampleConfigLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("packaging/config.json").path
+        let config = try ConfigFile.load(path: path)
+        #expect(config.rules.isEmpty)
+        let raw = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        let comment = (raw?["comment"] as? [String])?.joined(separator: "\n") ?? ""
+        let start = try #require(comment.range(of: "{\"name\": \"cam1\""))
+        let example = comment[start.lowerBound...].prefix { $0 != "}" } + "}"
+        let rule = String(example).replacingOccurrences(of: "\n", with: " ")
+        let parsed = try ConfigFile.parse(Data("{\"rules\": [\(rule)]}".utf8), origin: "example")
+        #expect(parsed.rules.first?.name == "cam1" && parsed.rules.first?.outputs.count == 2)
+    }
+
     @Test func rulesInvalidTogetherAreRefusedWithTheSecondRuleNamed() {
         let text = """
             {"rules":[{"in":"eth0:239.1.1.1:1","out":["eth1:239.2.2.2:1"]},

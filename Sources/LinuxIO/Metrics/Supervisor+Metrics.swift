@@ -27,7 +27,7 @@ final class MetricsEndpoint {
 
     static let refreshInterval: Duration = .seconds(1)
     /// The version `mcrelay_build_info` reports.
-    static let version = "0.1.0"
+    static let version = MCRelayVersion.current
 
     init(address: MetricsAddress, now: Instant) throws(SystemError) {
         server = try MetricsHTTPServer(address: address)
