@@ -23,6 +23,8 @@ import RelayCore
 /// - Flight recorder: `.recordStart(assignment)` starts recording the frames it reads (the same
 ///   session again raises its byte budget), `.recordStop` flushes and closes the files; the worker
 ///   answers with `.recordStatus` (rate-limited, when half its room is used, when full, at stop).
+/// - `.linkUp(interface)` (no answer): netlink reported the interface usable; the worker retries
+///   at once whatever waits for it instead of at its 500 ms / 1 s timers.
 /// - A worker that has not said `ready` within `readyTimeout` is killed and restarted; one that
 ///   exits is restarted at once the first time, then after a backoff if it keeps exiting
 ///   (100 ms doubling to 5 s; a worker that lived 10 s starts the count afresh).
