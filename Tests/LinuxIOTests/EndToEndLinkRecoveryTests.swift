@@ -1,6 +1,7 @@
 import Foundation
 @testable import LinuxIO
 import RelayControl
+import RelayCore
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -265,6 +266,14 @@ struct LinkRecoveryPartsTests {
         #expect(LinkMonitor.isUsable(flags: up | running))
         #expect(!LinkMonitor.isUsable(flags: up))
         #expect(!LinkMonitor.isUsable(flags: lowerUp | running))
+    }
+
+    @Test(".linkUp crosses the supervisor/worker channel")
+    func linkUpMessage() throws {
+        let message = SupervisorMessage.linkUp(InterfaceName("rout0")!)
+        var reassembler = MessageReassembler<SupervisorMessage>()
+        reassembler.append(try MessageFraming.encode(message))
+        #expect(try reassembler.next() == message)
     }
 
     @Test("a first crash restarts the worker at once; repeated crashes back off to 5 s")
