@@ -14,6 +14,12 @@ id, filler mismatch, or length != --size), out_of_order (seq below the highest s
 (with --expect: expected seqs start-seq..start-seq+expect-1 not received), bytes, ttl_min/max,
 sources. Exit: 0 ok; 1 if --expect was not met or (with --strict) any duplicate / corrupt /
 out-of-order datagram; 2 on bad arguments or a failed bind/join.
+
+With --gaps (and --expect), each stream also lists its losses as runs of consecutive missing
+seqs: {"first", "last", "count", "before_at", "after_at"}, the arrival times
+(time.monotonic(), i.e. CLOCK_MONOTONIC seconds) of the nearest datagrams received before and
+after the run (null at either end), plus "first_at"/"last_at" of the stream. Outage tests use
+it to say exactly which datagrams were lost and when forwarding resumed.
 """
 
 import argparse
@@ -33,6 +39,30 @@ IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 IP_TTL = getattr(socket, "IP_TTL", 2)
 
 
+def gaps(want, seen, arrived):
+    """Runs of consecutive seqs of `want` that are not in `seen`, with the arrival times of the
+    received seqs nearest before and after each run."""
+    runs = []
+    start = None
+    for q in want:
+        if q not in seen:
+            if start is None:
+                start = q
+            continue
+        if start is not None:
+            runs.append((start, q - 1))
+            start = None
+    if start is not None:
+        runs.append((start, want[-1]))
+    result = []
+    for first, last in runs:
+        before = arrived.get(first - 1)
+        after = arrived.get(last + 1)
+        result.append({"first": first, "last": last, "count": last - first + 1,
+                       "before_at": before, "after_at": after})
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iface-addr", required=True, help="address of the interface to join on")
@@ -45,6 +75,7 @@ def main() -> int:
     ap.add_argument("--strict", action="store_true", help="fail on duplicates, corruption, reordering")
     ap.add_argument("--size", type=int, default=None, help="expected payload size (others: corrupt)")
     ap.add_argument("--rcvbuf", type=int, default=4 << 20)
+    ap.add_argument("--gaps", action="store_true", help="list the missing seqs as runs, with arrival times around them")
     args = ap.parse_args()
 
     try:
@@ -87,12 +118,14 @@ def main() -> int:
 
     stats = {}
     seen = {}
+    arrived = {}
     high = {}
     for _, key, sid in socks.values():
         stats[key] = {"stream_id": sid, "received": 0, "duplicates": 0, "corrupt": 0,
                       "out_of_order": 0, "bytes": 0, "ttl_min": None, "ttl_max": None,
                       "sources": []}
         seen[key] = set()
+        arrived[key] = {}
         high[key] = -1
 
     poller = select.poll()
@@ -143,6 +176,8 @@ def main() -> int:
                     st["duplicates"] += 1
                     continue
                 seen[key].add(seq)
+                if args.gaps:
+                    arrived[key][seq] = last_rx
                 st["received"] += 1
                 st["bytes"] += len(data)
                 if seq < high[key]:
@@ -158,6 +193,11 @@ def main() -> int:
             st["missing"] = sum(1 for q in want if q not in seen[key])
             if st["missing"] or st["received"] < args.expect:
                 failed = True
+            if args.gaps:
+                st["gaps"] = gaps(want, seen[key], arrived[key])
+                times = arrived[key].values()
+                st["first_at"] = min(times) if times else None
+                st["last_at"] = max(times) if times else None
         if args.strict and (st["duplicates"] or st["corrupt"] or st["out_of_order"]):
             failed = True
     for s, _, _ in socks.values():

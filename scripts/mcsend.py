@@ -7,6 +7,8 @@
 Streams are interleaved round-robin (seq 0 of every stream, then seq 1, ...). --rate is packets
 per second per stream (0 = as fast as possible). Stream ids default to 1, 2, ... in order.
 Prints {"sent": {"GROUP:PORT": {"stream_id", "sent", "errors"}}, "errors": N, ...} on stdout
+("start_monotonic": when seq start-seq was due, time.monotonic() seconds; seq n was due
+(n - start-seq) / rate later)
 and exits 1 if any send failed, 2 on bad arguments or socket setup failure.
 """
 
@@ -100,6 +102,7 @@ def main() -> int:
         "size": args.size,
         "ttl": args.ttl,
         "elapsed_s": round(elapsed, 3),
+        "start_monotonic": start,
     }, sort_keys=True))
     return 1 if errors else 0
 

@@ -13,6 +13,11 @@ public enum SupervisorMessage: Codable, Equatable, Sendable {
     case recordStart(WorkerRecordingAssignment)
     /// Flight recorder: flush and close the files; answer `.recordStatus`.
     case recordStop
+    /// Netlink says this interface just became usable (up with carrier, or newly created): retry
+    /// at once what waits for it — ingress sockets that could not be opened, egress sockets that
+    /// are missing, packet egress's view of the interface — instead of at the next retry timer.
+    /// No answer.
+    case linkUp(InterfaceName)
 }
 
 /// Messages from a worker process to the supervisor.

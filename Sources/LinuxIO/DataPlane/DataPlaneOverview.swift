@@ -15,7 +15,8 @@ import CLinuxNet
 // relay hit); DataPlaneForwardingTests proves it by sending an output back out of the input
 // interface and counting drops. Workers sharing an interface join one PACKET_FANOUT group (hash
 // mode: a flow stays on one worker, so its order is kept; every frame reaches one worker). A
-// missing or down interface is reported (`.problem`) and retried every 500 ms. Frames the kernel
+// missing or down interface is reported (`.problem`) and retried every 500 ms, and at once when
+// the supervisor forwards netlink's word that it is up (`.linkUp`). Frames the kernel
 // drops because a worker falls behind (PACKET_STATISTICS) are reported too, never silent.
 //
 // Two read paths, selectable with MCRELAY_INGRESS (both stay tested):

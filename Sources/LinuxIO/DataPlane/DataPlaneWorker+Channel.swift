@@ -28,6 +28,8 @@ extension DataPlaneWorker {
                     startRecording(assignment)
                 case .recordStop:
                     stopRecording()
+                case let .linkUp(interface):
+                    linkUp(interface)
                 }
             }
             return closed ? .channelClosed : nil

@@ -44,6 +44,17 @@ extension DataPlaneWorker {
         }
     }
 
+    /// The supervisor saw `interface` become usable: inputs on it that have no socket, and the
+    /// egress sockets of it that are missing or stale, are retried on this loop turn (the loop
+    /// runs `retryTimers()` after servicing the channel) rather than when their timers are due.
+    func linkUp(_ interface: InterfaceName) {
+        let now = DataPlaneClock.milliseconds()
+        for index in inputs.indices where inputs[index].socket == nil && inputs[index].assignment.interface == interface {
+            inputs[index].nextRetry = now
+        }
+        pool.linkUp(interface, now: now)
+    }
+
     func closeInput(_ index: Int) {
         guard let socket = inputs[index].socket else { return }
         if let uring, inputs[index].armed {

@@ -481,6 +481,14 @@ public final class EgressSocketPool {
 }
 
 extension EgressSocketPool {
+    /// `interface` just became usable (or was re-created): retry missing sockets and re-read
+    /// packet egress's interfaces on the next `retryMissing`, not at their timers.
+    func linkUp(_ interface: InterfaceName, now: Int64) {
+        guard sockets.contains(where: { $0.key.interface == interface }) else { return }
+        nextRetry = min(nextRetry, now)
+        nextRefresh = min(nextRefresh, now)
+    }
+
     /// The output interface of this socket vanished (ENODEV: its index is stale): close it so
     /// the retry timer reopens it by name.
     func invalidate(socket index: Int) {

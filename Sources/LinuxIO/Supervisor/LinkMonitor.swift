@@ -5,9 +5,18 @@ import CLinuxNet
 import RelayCore
 
 /// Watches network interfaces through rtnetlink (RTMGRP_LINK) and reports, by name, when one
-/// becomes usable (IFF_UP and IFF_RUNNING: administratively up with carrier) or stops being
-/// usable (down, no carrier, deleted, renamed). On start, and after the kernel reports that
-/// events were lost (ENOBUFS), it dumps every link (RTM_GETLINK) and reports the differences.
+/// becomes usable (IFF_UP with carrier) or stops being usable (down, no carrier, deleted,
+/// renamed). On start, and after the kernel reports that events were lost (ENOBUFS), it dumps
+/// every link (RTM_GETLINK) and reports the differences.
+///
+/// "Carrier" is IFF_LOWER_UP (or IFF_RUNNING), not IFF_RUNNING alone. IFF_LOWER_UP is the
+/// driver's carrier bit, in the very RTM_NEWLINK that reports IFF_UP; IFF_RUNNING is the RFC 2863
+/// operstate, which the kernel's link watcher sets later, and rate-limits: a non-urgent event
+/// is handled at most once a second (linkwatch_nextevent). Measured on the lab (veth, a 500 ms
+/// `ip link set rin0 down; ip link set rin0 up`): IFF_UP|IFF_LOWER_UP arrived 3 ms after the
+/// `up`, IFF_RUNNING 530 ms after it (one second after the `down`), while the interface had
+/// been receiving since the `up` (a kernel UDP socket lost only the down time). Waiting for
+/// IFF_RUNNING made the relay lose that extra half second on every input flap.
 ///
 /// The netlink structures are read and written by offset (they are not importable from
 /// Swift's Glibc module); all fields are in host byte order.
@@ -37,6 +46,7 @@ final class LinkMonitor {
     static let iflaIfname: UInt16 = 3
     static let iffUp: UInt32 = 0x1
     static let iffRunning: UInt32 = 0x40
+    static let iffLowerUp: UInt32 = 0x10000
 
     init() throws(SystemError) {
         let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
@@ -143,7 +153,7 @@ final class LinkMonitor {
             return
         }
         let newName = name ?? previous?.name ?? ""
-        let usable = flags & Self.iffUp != 0 && flags & Self.iffRunning != 0
+        let usable = Self.isUsable(flags: flags)
         links[index] = (newName, usable)
         if let previous, previous.usable, previous.name != newName || !usable, let old = InterfaceName(previous.name) {
             changes.append(.down(old))
@@ -151,6 +161,11 @@ final class LinkMonitor {
         if usable, previous?.usable != true || previous?.name != newName, let interface = InterfaceName(newName) {
             changes.append(.up(interface))
         }
+    }
+
+    /// Administratively up with carrier (see the type's comment for why IFF_LOWER_UP counts).
+    static func isUsable(flags: UInt32) -> Bool {
+        flags & iffUp != 0 && flags & (iffLowerUp | iffRunning) != 0
     }
 
     /// Links the dump did not mention are gone (their deletion event was lost).

@@ -246,6 +246,9 @@ public final class Supervisor {
                 logger.info("interface \(interface) is up")
                 recordEvent("iface_up", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceUp(interface), now: now)
+                // Workers retry what waits for it now (a re-created output's sockets, an input
+                // that failed to open), not when their 500 ms / 1 s timers come round.
+                for worker in workers where worker.ready { try? worker.send(.linkUp(interface)) }
             case let .down(interface):
                 logger.info("interface \(interface) is down or gone")
                 recordEvent("iface_down", now: now, [("iface", FlightRecorder.json(interface.rawValue))])

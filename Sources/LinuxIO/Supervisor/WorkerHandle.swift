@@ -23,8 +23,11 @@ import RelayCore
 /// - Flight recorder: `.recordStart(assignment)` starts recording the frames it reads (the same
 ///   session again raises its byte budget), `.recordStop` flushes and closes the files; the worker
 ///   answers with `.recordStatus` (rate-limited, when half its room is used, when full, at stop).
+/// - `.linkUp(interface)` (no answer): netlink reported the interface usable; the worker retries
+///   at once whatever waits for it instead of at its 500 ms / 1 s timers.
 /// - A worker that has not said `ready` within `readyTimeout` is killed and restarted; one that
-///   exits is restarted after a backoff (100 ms doubling to 5 s, reset after 10 s of life).
+///   exits is restarted at once the first time, then after a backoff if it keeps exiting
+///   (100 ms doubling to 5 s; a worker that lived 10 s starts the count afresh).
 final class WorkerHandle {
     let id: WorkerID
     private(set) var pid: pid_t?
@@ -170,13 +173,21 @@ final class WorkerHandle {
         if let pid { _ = Glibc.kill(pid, signal) }
     }
 
-    /// Restart delay after this exit: quick for the first crash, backing off if it keeps crashing.
+    /// Restart delay after this exit: none for the first crash (with one worker, every stream
+    /// is down until its replacement reads again; the 100 ms this used to wait were half of the
+    /// restart outage measured on the lab), backing off if it keeps crashing.
     func scheduleRestart(now: Instant) {
         if let spawnedAt, now.duration(since: spawnedAt) >= .seconds(10) { consecutiveFailures = 0 }
-        var delay = Duration.milliseconds(100)
-        for _ in 0..<min(consecutiveFailures, 6) { delay = delay * 2 }
+        restartAt = now + Self.restartDelay(afterConsecutiveFailures: consecutiveFailures)
         consecutiveFailures += 1
-        restartAt = now + min(delay, .seconds(5))
+    }
+
+    /// 0 for a first failure, then 100 ms doubling to 5 s.
+    static func restartDelay(afterConsecutiveFailures failures: Int) -> Duration {
+        guard failures > 0 else { return .zero }
+        var delay = Duration.milliseconds(100)
+        for _ in 0..<min(failures - 1, 6) { delay = delay * 2 }
+        return min(delay, .seconds(5))
     }
 }
 
