@@ -3,7 +3,8 @@
 #   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
 #   make build     debug build
 #   make release   release build
-#   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests)
+#   make test      deps, build with tests, then the pure suites (parallel) and the live suites (serial)
+#   make test-repeat N=3   the live suites N times; reports every test that failed in any run
 #   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
 #   make bench     core micro-benchmarks, simulator throughput, end to end vs socat and the kernel
 #   make bench-smoke  checks the end-to-end benchmark harness itself (CI)
@@ -24,7 +25,7 @@ SCRATCH_FLAGS := $(if $(SCRATCH),--scratch-path $(SCRATCH))
 TEST_FILTER ?=
 FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
-.PHONY: all deps build release test demo bench bench-smoke soak-live fuzz clean
+.PHONY: all deps build release test test-repeat demo bench bench-smoke soak-live fuzz clean
 
 all: build
 
@@ -37,12 +38,25 @@ build:
 release:
 	$(SWIFT) build -c release $(SCRATCH_FLAGS)
 
-# Plain `swift test` (no --parallel): the root e2e suites are .serialized and must not overlap.
+# The live suites (network namespaces, daemons, real traffic; Swift Testing type names in
+# LinuxIOTests). scripts/run-tests.sh runs every other suite first, in parallel, then these with
+# --no-parallel, so no two live tests ever overlap and nothing else runs beside them (README,
+# "Tests"). A live test whose suite is missing here fails in the pure pass (Harness/LiveLease.swift).
+export LIVE_SUITES := RelayEndToEndTests|MetricsEndToEndTests|MetricsIPv6Tests|DoctorTests|OperatorTests/EndToEnd|DataPlane(Forwarding|WorkerSet|Ingress|PacketEgress|Egress)Tests
+RUN_TESTS := bash scripts/run-tests.sh --swift $(SWIFT) $(if $(SCRATCH),--scratch $(SCRATCH))
+
+# Pure pass (parallel), live pass (serial), a table of suite durations, then swift test's summary
+# line of each pass. Fails if either pass failed.
 test: deps
 	$(SWIFT) build --build-tests $(SCRATCH_FLAGS)
-	$(SWIFT) test $(SCRATCH_FLAGS) $(FILTER_FLAGS)
-	@# Heap-allocation counts are only meaningful optimized: rerun that suite in release.
-	$(if $(TEST_FILTER),,$(SWIFT) test -c release $(SCRATCH_FLAGS) --filter HotPathAllocationTests)
+	@# Heap-allocation counts are only meaningful optimized: that suite runs again in release.
+	$(RUN_TESTS) $(if $(TEST_FILTER),--filter '$(TEST_FILTER)') --release-filter HotPathAllocationTests
+
+# The live suites N times (default 3); lists every test that failed in any run.
+N ?= 3
+test-repeat: deps
+	$(SWIFT) build --build-tests $(SCRATCH_FLAGS)
+	$(RUN_TESTS) --live-only --repeat $(N) $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
 demo: deps build
 	bash scripts/demo.sh

@@ -174,8 +174,10 @@ final class DataPlaneLab {
     static let receiver0Address = "198.18.2.2"
     static let receiver1Address = "198.18.3.2"
 
+    /// Holds the live lease (`LiveLease`) until `down()`: live tests never overlap.
     init(tag: String) throws {
         prefix = DataPlaneTestSupport.labPrefix(tag)
+        try LiveLease.acquire(prefix)
         do {
             try DataPlaneTestSupport.run([DataPlaneTestSupport.script("netns-lab.sh"), "up", prefix])
         } catch {
@@ -186,6 +188,7 @@ final class DataPlaneLab {
 
     func down() {
         _ = try? DataPlaneTestSupport.run([DataPlaneTestSupport.script("netns-lab.sh"), "down", prefix], check: false)
+        LiveLease.release(prefix)
     }
 
     /// Sends `count` datagrams per stream from the sender namespace; returns mcsend's JSON.

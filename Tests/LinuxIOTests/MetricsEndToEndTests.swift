@@ -276,6 +276,10 @@ struct MetricsIPv6Tests {
     @Test("a daemon with --metrics [::1]:9464 answers a scrape over IPv6 loopback")
     func ipv6Loopback() throws {
         let namespace = "mtxv6-\(getpid() % 100000)"
+        try LiveLease.with(namespace) { try ipv6Loopback(namespace: namespace) }
+    }
+
+    private func ipv6Loopback(namespace: String) throws {
         let directory = try E2E.temporaryDirectory(namespace)
         _ = try? run(["ip", "netns", "del", namespace], in: directory)
         let created = try run(["ip", "netns", "add", namespace], in: directory)

@@ -15,10 +15,18 @@ final class Lab {
     static let receiverAddress1 = "198.18.3.2"  // rcv1, behind rout1
 
     /// `tag`: up to 5 characters naming the test; the prefix adds the pid so parallel runs differ.
+    /// Holds the live lease (`LiveLease`) until `down()`: live tests never overlap.
     init(_ tag: String) throws {
         prefix = "m\(tag)\(getpid() % 10000)"
         directory = try E2E.temporaryDirectory(prefix)
-        let result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix], in: directory, timeout: .seconds(30))
+        try LiveLease.acquire(prefix)
+        let result: CommandResult
+        do {
+            result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix], in: directory, timeout: .seconds(30))
+        } catch {
+            down()
+            throw error
+        }
         guard result.status == 0 else {
             down()
             throw HarnessError("lab setup failed: \(result)")
@@ -27,6 +35,7 @@ final class Lab {
 
     func down() {
         _ = try? run(["bash", E2E.scripts + "/netns-lab.sh", "down", prefix], in: directory, timeout: .seconds(30))
+        LiveLease.release(prefix)
     }
 
     func exec(_ namespace: String, _ arguments: [String]) -> [String] {
