@@ -222,6 +222,25 @@ final class DataPlaneLab {
         throw DataPlaneTestSupport.HarnessError("mcrecv did not get ready: \(output?.stderr ?? "?")")
     }
 
+    /// Waits until an AF_PACKET socket in the relay namespace is bound to `interface`
+    /// (/proc/net/packet lists each with its interface index): a worker opened its input.
+    func waitForPacketSocket(on interface: String, timeout: Duration) throws {
+        let index = try DataPlaneTestSupport.run(["ip", "netns", "exec", relay, "cat", "/sys/class/net/\(interface)/ifindex"])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var table = ""
+        let bound = try waitUntil(timeout: timeout) {
+            // sk RefCnt Type Proto Iface R Rmem User Inode
+            table = try DataPlaneTestSupport.run(["ip", "netns", "exec", relay, "cat", "/proc/net/packet"]).stdout
+            return table.split(separator: "\n").dropFirst().contains { line in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                return fields.count > 4 && fields[4] == index
+            }
+        }
+        guard bound else {
+            throw DataPlaneTestSupport.HarnessError("no AF_PACKET socket on \(interface) (index \(index)) within \(timeout):\n\(table)")
+        }
+    }
+
     static func json(_ text: String, from tool: String) throws -> [String: Any] {
         guard let data = text.data(using: .utf8),
               let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -287,6 +306,20 @@ final class WorkerUnderTest {
             guard count > 0 else { return nil }
             reassembler.append(buffer[0..<count])
         }
+    }
+
+    /// Waits up to `timeout` seconds for a problem report containing `text` (one already
+    /// collected counts); false if none came.
+    func waitForProblem(containing text: String, timeout: Double) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !problems.contains(where: { $0.contains(text) }) {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { return false }
+            if let message = try next(timeout: left) {
+                throw DataPlaneTestSupport.HarnessError("waiting for a problem \"\(text)\", the worker sent \(message)")
+            }
+        }
+        return true
     }
 
     /// Collects problems that arrive within `timeout` seconds.
