@@ -64,9 +64,7 @@ extension RelayEndToEndTests {
             #expect(cameBack, "rin0 did not get its join back")
             #expect(try lab.memberships(lab.relay, interface: "rin0").contains("239.1.1.1"))
             // The sender's side of the veth needs its carrier back too.
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd0/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            try lab.waitForCarrier(lab.sender, "snd0")
             let after = try Receiver(lab, streams: streams, expect: 500, size: 200, startSeq: 1000, name: "after")
             try send(lab, streams: streams, count: 500, rate: 500, size: 200, startSeq: 1000)
             expectDelivered(try after.finish(), streams, count: 500)
@@ -81,12 +79,12 @@ extension RelayEndToEndTests {
             try daemon.waitSettled()
             let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
             try lab.must(lab.relay, ["ip", "link", "set", "rout0", "down"])
-            #expect(try waitUntil(timeout: .seconds(10)) { !(try daemon.stats().interfacesUp.contains("rout0")) })
+            #expect(try waitUntil(timeout: .seconds(10)) { !(try daemon.stats().interfacesUp.contains("rout0")) },
+                    "the daemon did not notice rout0 going down within 10 s")
             try lab.must(lab.relay, ["ip", "link", "set", "rout0", "up"])
-            #expect(try waitUntil(timeout: .seconds(10)) { try daemon.stats().interfacesUp.contains("rout0") })
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.receiver, ["cat", "/sys/class/net/rcv0/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            #expect(try waitUntil(timeout: .seconds(10)) { try daemon.stats().interfacesUp.contains("rout0") },
+                    "the daemon did not see rout0 up again within 10 s")
+            try lab.waitForCarrier(lab.receiver, "rcv0")
             let receiver = try Receiver(lab, streams: streams, expect: 400, size: 200)
             try send(lab, streams: streams, count: 400, rate: 400, size: 200)
             expectDelivered(try receiver.finish(), streams, count: 400)
@@ -111,9 +109,7 @@ extension RelayEndToEndTests {
                 return stats.joined.count == 2 && stats.workers.allSatisfy { $0.planVersion == stats.planVersion }
             }
             #expect(joined, "late0 was not joined")
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd1/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            try lab.waitForCarrier(lab.sender, "snd1")
             let streams = [Stream(input: "239.1.4.1:5004", output: "239.10.4.1:6004", id: 4)]
             let receiver = try Receiver(lab, streams: streams, expect: 400, size: 200)
             var arguments = ["python3", E2E.scripts + "/mcsend.py", "--source", "198.18.4.1", "--count", "400",

@@ -109,6 +109,7 @@ struct MetricsEndToEndTests {
     }
 
     /// Scrapes until `condition` holds (the endpoint refreshes once a second); returns the last scrape.
+    /// Callers check the returned scrape, which says what did not happen.
     static func scrape(_ lab: Lab, until condition: ([String: Double]) -> Bool, timeout: Duration = .seconds(10)) throws -> [String: Double] {
         var last: [String: Double] = [:]
         _ = try waitUntil(timeout: timeout) {

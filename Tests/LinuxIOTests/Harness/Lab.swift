@@ -50,6 +50,17 @@ final class Lab {
         return result
     }
 
+    /// Waits until `interface` in `namespace` has its carrier (operstate up), e.g. the other end
+    /// of a veth that was just set up or flapped; throws if it does not within `timeout`.
+    func waitForCarrier(_ namespace: String, _ interface: String, timeout: Duration = .seconds(5)) throws {
+        var state = ""
+        let up = try waitUntil(timeout: timeout) {
+            state = try must(namespace, ["cat", "/sys/class/net/\(interface)/operstate"]).stdout
+            return state.hasPrefix("up")
+        }
+        guard up else { throw HarnessError("\(interface) in \(namespace) is not up after \(timeout) (operstate \(state))") }
+    }
+
     /// Group memberships the kernel holds on an interface of a namespace (/proc/net/igmp).
     func memberships(_ namespace: String, interface: String) throws -> Set<String> {
         let text = try must(namespace, ["cat", "/proc/net/igmp"]).stdout
