@@ -7,7 +7,7 @@ import RelayCore
 import Testing
 
 @Suite("DataPlane ingress and lifecycle", .serialized,
-       .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces, AF_PACKET)"))
+       .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
 struct DataPlaneIngressTests {
     /// Two sockets in one PACKET_FANOUT group on the same interface: every frame reaches
     /// exactly one of them (none twice, none lost), across several flows.

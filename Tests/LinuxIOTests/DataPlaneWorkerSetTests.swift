@@ -8,7 +8,7 @@ import Testing
 
 /// Several workers, unicast outputs: what only shows with more than one socket or process.
 @Suite("DataPlane worker sets and unicast", .serialized,
-       .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces, AF_PACKET)"))
+       .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
 struct DataPlaneWorkerSetTests {
     /// Two workers share rin0 through one fanout group: every datagram is forwarded exactly
     /// once, and each flow is carried whole by one of them (hash fanout keeps a flow on one

@@ -1,8 +1,11 @@
 import Foundation
 import Testing
 
-/// A three-namespace lab from scripts/netns-lab.sh (sender -- relay -- receiver, see there),
-/// torn down by `down()` (tests call it in `defer`).
+/// A three-namespace lab from scripts/netns-lab.sh (snd0 -> rin0 [relay] rout0/rout1 ->
+/// rcv0/rcv1, see there), torn down by `down()` (tests call it in `defer`). Every live test
+/// uses it: the daemon tests (`Lab("tag")`, `RelayDaemon`, `Receiver`, `send`) and the DataPlane
+/// tests (`Lab(tag:)` alias `DataPlaneLab`, `WorkerUnderTest`, `send(streams:)`, `startReceiver`).
+/// Commands it runs leave their output in `directory` (kept, with the daemon's log, as evidence).
 final class Lab {
     let prefix: String
     let directory: String
@@ -15,9 +18,14 @@ final class Lab {
     static let receiverAddress1 = "198.18.3.2"  // rcv1, behind rout1
 
     /// `tag`: up to 5 characters naming the test; the prefix adds the pid so parallel runs differ.
-    /// Holds the live lease (`LiveLease`) until `down()`: live tests never overlap.
-    init(_ tag: String) throws {
-        prefix = "m\(tag)\(getpid() % 10000)"
+    convenience init(_ tag: String) throws {
+        try self.init(prefix: "m\(tag)\(getpid() % 10000)")
+    }
+
+    /// `prefix`: at most 11 characters (netns-lab.sh). Holds the live lease (`LiveLease`) until
+    /// `down()`: live tests never overlap.
+    init(prefix: String) throws {
+        self.prefix = prefix
         directory = try E2E.temporaryDirectory(prefix)
         try LiveLease.acquire(prefix)
         let result: CommandResult
