@@ -8,11 +8,12 @@
 # then prints a table of suite durations and, last, swift test's own summary line of each pass.
 # Exits non-zero if either pass failed (both always run).
 #
-#   scripts/run-tests.sh [--swift SWIFT] [--scratch PATH] [--filter REGEX] [--live-only]
-#                        [--repeat N] [--logs DIR] [--release-filter REGEX]
+#   release    the tests that only mean something optimized (the heap-allocation test), from the
+#              small package in Tests/ReleaseChecks: RelayCore and that test, built -c release
+#              (in SCRATCH/release-checks); skipped with --filter and --live-only
 #
-# --release-filter REGEX: a third pass, `swift test -c release --filter REGEX` (the heap-allocation
-# test, meaningful only optimized), skipped with --filter and --live-only.
+#   scripts/run-tests.sh [--swift SWIFT] [--scratch PATH] [--filter REGEX] [--live-only]
+#                        [--repeat N] [--logs DIR] [--no-release]
 #
 # --repeat N (with --live-only: `make test-repeat N=...`) runs the live pass N times and reports
 # every test that failed in any run. LIVE_SUITES (environment, set by the Makefile) is the regex
@@ -25,7 +26,7 @@ filter=
 live_only=0
 repeat=1
 logs=
-release_filter=
+release=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --swift) swift=$2; shift 2 ;;
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
         --live-only) live_only=1; shift ;;
         --repeat) repeat=$2; shift 2 ;;
         --logs) logs=$2; shift 2 ;;
-        --release-filter) release_filter=$2; shift 2 ;;
+        --no-release) release=0; shift ;;
         *) echo "run-tests: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -51,12 +52,29 @@ mkdir -p "$logs"
 live="LinuxIOTests\\.($LIVE_SUITES)\\b"
 not_live="^(?!$live)"
 
-# pass NAME LOG ARGS...: one swift test run, its output shown and kept in LOG.
+# pass NAME LOG ARGS...: one swift test run of the root package, its output shown and kept in LOG.
 pass() {
     local name=$1 log=$2
     shift 2
     echo "run-tests: $name pass: $swift test $*"
     "$swift" test "${scratch_flags[@]}" "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    echo "$status" > "$log.status"
+    return "$status"
+}
+
+# The release pass: build only the test product of Tests/ReleaseChecks (a plain `swift test` there
+# would also build every executable of the root package), then run it. -enable-testing as
+# `swift test` does by default (the test files use @testable imports).
+release_pass() {
+    local log=$logs/release.log
+    local flags=(-c release -Xswiftc -enable-testing --package-path Tests/ReleaseChecks
+                 --scratch-path "${scratch:-.build}/release-checks")
+    echo "run-tests: release pass: $swift build ${flags[*]} --product mcrelay-release-checksPackageTests; $swift test ${flags[*]} --skip-build"
+    {
+        "$swift" build "${flags[@]}" --product mcrelay-release-checksPackageTests &&
+            "$swift" test "${flags[@]}" --skip-build
+    } 2>&1 | tee "$log"
     local status=${PIPESTATUS[0]}
     echo "$status" > "$log.status"
     return "$status"
@@ -74,8 +92,8 @@ for run in $(seq 1 "$repeat"); do
     [ "$repeat" -gt 1 ] && name="live $run/$repeat" log="$logs/live-$run.log"
     MCRELAY_TEST_PASS=live pass "$name" "$log" --skip-build --no-parallel "${args[@]}" || failed=1
 done
-if [ -n "$release_filter" ] && [ -z "$filter" ] && [ "$live_only" = 0 ]; then
-    MCRELAY_TEST_PASS=pure pass release "$logs/release.log" -c release --filter "$release_filter" || failed=1
+if [ "$release" = 1 ] && [ -z "$filter" ] && [ "$live_only" = 0 ]; then
+    MCRELAY_TEST_PASS=pure release_pass || failed=1
 fi
 
 python3 "$here/test-report.py" "$logs"/*.log || failed=1
