@@ -3,8 +3,9 @@
 #   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
 #   make build     debug build
 #   make release   release build
-#   make test      deps, build with tests, then `swift test` (unit, simulator and root e2e tests),
+#   make test      deps, build with tests, then the pure suites (parallel) and the live suites (serial),
 #                  then test-deb
+#   make test-repeat N=3   the live suites N times; reports every test that failed in any run
 #   make deb       Debian package out/deb/mcrelay_VERSION_ARCH.deb (scripts/build-deb.sh: static
 #                  release build in $(BUILD)-static, debhelper, lintian); see packaging/README.md
 #   make test-deb  builds the package, installs it, checks it (man pages, completions, unit,
@@ -31,7 +32,7 @@ FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
 BUILD := $(or $(SCRATCH),.build)
 
-.PHONY: all deps build release test test-deb deb demo bench bench-smoke soak-live fuzz clean
+.PHONY: all deps build release test test-repeat test-deb deb demo bench bench-smoke soak-live fuzz clean
 
 all: build
 
@@ -44,12 +45,19 @@ build:
 release:
 	$(SWIFT) build -c release $(SCRATCH_FLAGS)
 
-# Plain `swift test` (no --parallel): the root e2e suites are .serialized and must not overlap.
+# The live suites (network namespaces, daemons, real traffic; Swift Testing type names in
+# LinuxIOTests). scripts/run-tests.sh runs every other suite first, in parallel, then these with
+# --no-parallel, so no two live tests ever overlap and nothing else runs beside them (README,
+# "Tests"). A live test whose suite is missing here fails in the pure pass (Harness/LiveLease.swift).
+export LIVE_SUITES := RelayEndToEndTests|EndToEndLinkRecoveryTests|MetricsEndToEndTests|MetricsIPv6Tests|DoctorTests|OperatorTests/EndToEnd|DataPlane(Forwarding|WorkerSet|Ingress|PacketEgress|Egress)Tests
+RUN_TESTS := bash scripts/run-tests.sh --swift $(SWIFT) $(if $(SCRATCH),--scratch $(SCRATCH))
+
+# Pure pass (parallel), live pass (serial), release pass (the heap-allocation test, optimized, from
+# Tests/ReleaseChecks), a table of suite durations, then swift test's summary line of each pass.
+# Fails if any pass failed.
 test: deps
 	$(SWIFT) build --build-tests $(SCRATCH_FLAGS)
-	$(SWIFT) test $(SCRATCH_FLAGS) $(FILTER_FLAGS)
-	@# Heap-allocation counts are only meaningful optimized: rerun that suite in release.
-	$(if $(TEST_FILTER),,$(SWIFT) test -c release $(SCRATCH_FLAGS) --filter HotPathAllocationTests)
+	$(RUN_TESTS) $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 	@# Last: the Debian package, built, installed, checked and purged (not with TEST_FILTER).
 	$(if $(TEST_FILTER),,$(MAKE) --no-print-directory test-deb)
 
@@ -66,6 +74,12 @@ deb:
 test-deb:
 	bash scripts/install-deps.sh deb
 	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/deb-test.sh
+
+# The live suites N times (default 3); lists every test that failed in any run.
+N ?= 3
+test-repeat: deps
+	$(SWIFT) build --build-tests $(SCRATCH_FLAGS)
+	$(RUN_TESTS) --live-only --repeat $(N) $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
 demo: deps build
 	bash scripts/demo.sh

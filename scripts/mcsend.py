@@ -33,6 +33,8 @@ def main() -> int:
     ap.add_argument("--ttl", type=int, default=1, help="IP_MULTICAST_TTL (default 1)")
     ap.add_argument("--loop", action="store_true", help="enable IP_MULTICAST_LOOP (default off)")
     ap.add_argument("--start-seq", type=int, default=0)
+    ap.add_argument("--source-port", type=int, default=0,
+                    help="UDP source port (default: any); fixed, two runs are the same flows to PACKET_FANOUT's hash")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before sending")
     ap.add_argument("--start-file", metavar="PATH",
                     help="set up the socket, then start sending within ~1 ms of PATH appearing (gives up after 60 s)")
@@ -43,8 +45,8 @@ def main() -> int:
         streams = [mcstream.parse_stream(s, i + 1) for i, s in enumerate(args.stream)]
         if not mcstream.HEADER_LEN <= args.size <= 65507:
             raise ValueError(f"--size must be in {mcstream.HEADER_LEN}..65507")
-        if not 0 <= args.ttl <= 255 or args.count < 0 or args.rate < 0:
-            raise ValueError("bad --ttl, --count or --rate")
+        if not 0 <= args.ttl <= 255 or args.count < 0 or args.rate < 0 or not 0 <= args.source_port <= 65535:
+            raise ValueError("bad --ttl, --count, --rate or --source-port")
     except ValueError as e:
         print(f"mcsend: {e}", file=sys.stderr)
         return 2
@@ -54,7 +56,7 @@ def main() -> int:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, args.ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if args.loop else 0)
-        sock.bind((source, 0))
+        sock.bind((source, args.source_port))
     except OSError as e:
         print(f"mcsend: socket setup failed: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import Testing
 /// runs on a thread inside the relay namespace of a fresh lab, mcsend.py sends from the sender
 /// namespace, mcrecv.py verifies every payload byte, sequence and TTL at the receiver.
 @Suite("DataPlane forwarding", .serialized,
-       .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces, AF_PACKET)"))
+       .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
 struct DataPlaneForwardingTests {
     /// One stream relayed to two interfaces (plus one output back out of the input interface,
     /// which must not loop back in); a second stream with no rule is counted, not forwarded.

@@ -7,7 +7,7 @@ import RelayCore
 import Testing
 
 @Suite("DataPlane ingress and lifecycle", .serialized,
-       .enabled(if: DataPlaneTestSupport.isRoot, "needs root (network namespaces, AF_PACKET)"))
+       .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
 struct DataPlaneIngressTests {
     /// Two sockets in one PACKET_FANOUT group on the same interface: every frame reaches
     /// exactly one of them (none twice, none lost), across several flows.
@@ -24,27 +24,30 @@ struct DataPlaneIngressTests {
         }
         defer { for socket in sockets { socket.close() } }
         try lab.send(streams: streams, count: perStream, rate: 3000, size: 64)
-        usleep(100_000)
 
         // Each frame is an IPv4 header (20 bytes, no options from a plain socket), UDP (8),
         // then the mcstream payload: stream id (4 bytes BE) and sequence (8 bytes BE).
         var seen: [UInt64: Int] = [:]
-        var perSocket: [Int] = []
+        var perSocket = [0, 0]
         var buffer = [UInt8](repeating: 0, count: 2048)
-        for socket in sockets {
-            var received = 0
-            while true {
-                let count = recv(socket.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                guard count > 0 else { break }
-                guard count >= 40, buffer[9] == 17 else { continue }
-                let payload = 28
-                let stream = buffer[payload..<payload + 4].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                let sequence = buffer[payload + 4..<payload + 12].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                seen[stream << 32 | sequence, default: 0] += 1
-                received += 1
+        func drain() {
+            for (index, socket) in sockets.enumerated() {
+                while true {
+                    let count = recv(socket.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                    guard count > 0 else { break }
+                    guard count >= 40, buffer[9] == 17 else { continue }
+                    let payload = 28
+                    let stream = buffer[payload..<payload + 4].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    let sequence = buffer[payload + 4..<payload + 12].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    seen[stream << 32 | sequence, default: 0] += 1
+                    perSocket[index] += 1
+                }
             }
-            perSocket.append(received)
         }
+        // Read until every frame sent has arrived (bounded); a last read then catches any extra copy.
+        let arrived = waitUntil(timeout: .seconds(5)) { drain(); return perSocket.reduce(0, +) >= 4 * perStream }
+        drain()
+        #expect(arrived, "only \(perSocket.reduce(0, +)) of \(4 * perStream) frames arrived within 5 s (per socket: \(perSocket))")
         #expect(perSocket.reduce(0, +) == 4 * perStream, "per socket: \(perSocket)")
         #expect(seen.count == 4 * perStream)
         #expect(seen.values.allSatisfy { $0 == 1 }, "duplicated frames: \(seen.filter { $0.value > 1 }.count)")
@@ -88,14 +91,15 @@ struct DataPlaneIngressTests {
             var memberKeys: [UInt64] = []
             let started = ContinuousClock.now
             while memberKeys.isEmpty && ContinuousClock.now - started < .seconds(10) {
+                var waiting = pollfd(fd: member.fd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&waiting, 1, 100)
                 memberKeys += drain(member.fd)
-                usleep(1_000)
             }
             let trafficSeen = ContinuousClock.now
             var joins = 0
             while ContinuousClock.now - trafficSeen < .milliseconds(2_800) {
                 let joiner = try IngressSocket.open(interface: interface, fanoutGroup: group)
-                usleep(1_000)
+                usleep(1_000)  // the stimulus: the joiner stays in the group for 1 ms under traffic
                 joinerKeys += drain(joiner.fd)
                 joiner.close()
                 memberKeys += drain(member.fd)
@@ -104,9 +108,17 @@ struct DataPlaneIngressTests {
             return (joins, joinerKeys, memberKeys)
         }
         let sent = try sender.finish(timeout: 30)
-        usleep(100_000)
+        // The sender has exited: read the member's queue until nothing more comes for 200 ms.
+        var lastKeys: [UInt64] = []
+        while true {
+            var waiting = pollfd(fd: member.fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&waiting, 1, 200) > 0 else { break }
+            let keys = drain(member.fd)
+            guard !keys.isEmpty else { break }
+            lastKeys += keys
+        }
         var seen: [UInt64: Int] = [:]
-        for key in joinerKeys + memberKeys + drain(member.fd) { seen[key, default: 0] += 1 }
+        for key in joinerKeys + memberKeys + lastKeys { seen[key, default: 0] += 1 }
         // The test measured something: the sender ran, the member and the joiners got frames.
         let report = try DataPlaneLab.json(sent.stdout, from: "mcsend")
         let perStream = (report["sent"] as? [String: [String: Any]] ?? [:]).values.map { $0["sent"] as? Int ?? 0 }
@@ -138,7 +150,8 @@ struct DataPlaneIngressTests {
         try DataPlaneTestSupport.run(["ip", "-n", lab.sender, "link", "set", "late1", "up"])
         try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "late0", "up"])
         try DataPlaneTestSupport.run(["ip", "-n", lab.sender, "route", "replace", "239.1.2.3/32", "dev", "late1"])
-        usleep(1_200_000)  // link up, plus at least one 500 ms retry
+        // The worker's retry opens an AF_PACKET socket on late0 once it exists.
+        try lab.waitForPacketSocket(on: "late0", timeout: .seconds(10))
 
         let receiver = try lab.startReceiver(interfaceAddress: DataPlaneLab.receiver0Address,
                                              streams: ["239.9.1.1:6000:1"], expect: count, size: size)
@@ -170,7 +183,8 @@ struct DataPlaneIngressTests {
         #expect(worker.problems.contains { $0.contains("output interface late2") }, "\(worker.problems)")
 
         try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "rin0", "down"])
-        usleep(200_000)
+        #expect(try worker.waitForProblem(containing: "input interface rin0 is down", timeout: 5),
+                "the worker did not report rin0 down within 5 s: \(worker.problems)")
         try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "rin0", "up"])
         try waitUntilUp(lab.relay, "rin0")
         try waitUntilUp(lab.sender, "snd0")
@@ -184,14 +198,24 @@ struct DataPlaneIngressTests {
         var outputs = try #require(try worker.statistics().rules.first?.outputs)
         #expect(outputs.map(\.packets) == [UInt64(count), UInt64(count)])
         #expect(outputs.map(\.sendErrors) == [0, UInt64(count)], "the missing output's copies are counted failures")
-        #expect(worker.problems.contains { $0.contains("input interface rin0 is down") }, "\(worker.problems)")
 
         try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "add", "late2", "type", "veth", "peer", "name", "late3", "netns", lab.receiver])
         try DataPlaneTestSupport.run(["ip", "-n", lab.relay, "link", "set", "late2", "up"])
         try DataPlaneTestSupport.run(["ip", "-n", lab.receiver, "addr", "add", "198.18.5.2/24", "dev", "late3"])
         try DataPlaneTestSupport.run(["ip", "-n", lab.receiver, "link", "set", "late3", "up"])
         try waitUntilUp(lab.receiver, "late3")
-        usleep(700_000)  // one 500 ms retry of the egress socket
+        // The worker's retry reopens the egress socket for late2: probe with single datagrams
+        // (before the receiver joins, so it never sees them) until one leaves without a send error.
+        var probes = 0
+        var probed = try #require(try worker.statistics().rules.first?.outputs)
+        let lateWorks = try waitUntil(timeout: .seconds(10)) {
+            try lab.send(streams: ["239.1.2.3:5000:1"], count: 1, rate: 0, size: size, startSeq: 1_000_000 + probes)
+            probes += 1
+            let now = try #require(try worker.statistics().rules.first?.outputs)
+            defer { probed = now }
+            return now[1].packets > probed[1].packets && now[1].sendErrors == probed[1].sendErrors
+        }
+        #expect(lateWorks, "late2 still refused sends 10 s after it appeared (\(probes) probes): \(probed)")
         let late = try lab.startReceiver(interfaceAddress: "198.18.5.2", streams: ["239.9.1.2:6000:1"],
                                          expect: count, size: size, startSeq: count)
         defer { late.terminate() }
@@ -199,17 +223,16 @@ struct DataPlaneIngressTests {
         let lateOutput = try late.finish(timeout: 30, check: false)
         #expect(lateOutput.status == 0, "late output: \(lateOutput.stdout) \(lateOutput.stderr)")
         outputs = try #require(try worker.statistics().rules.first?.outputs)
-        #expect(outputs.map(\.sendErrors) == [0, UInt64(count)], "no failures once the interface exists")
+        #expect(outputs[1].sendErrors == probed[1].sendErrors, "no failures once the interface exists: \(outputs) after \(probed)")
+        #expect(outputs[1].packets == probed[1].packets + UInt64(count), "\(outputs) after \(probed)")
         #expect(try worker.shutdown() == .shutdown)
     }
 
     private func waitUntilUp(_ namespace: String, _ interface: String) throws {
-        for _ in 0..<100 {
-            let state = try DataPlaneTestSupport.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/operstate"])
-            if state.stdout.hasPrefix("up") { return }
-            usleep(30_000)
+        let up = try waitUntil(timeout: .seconds(5)) {
+            try DataPlaneTestSupport.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/operstate"]).stdout.hasPrefix("up")
         }
-        throw DataPlaneTestSupport.HarnessError("\(interface) in \(namespace) did not come up")
+        guard up else { throw DataPlaneTestSupport.HarnessError("\(interface) in \(namespace) did not come up within 5 s") }
     }
 
     /// Loss before the Forwarder is never silent: with a tiny receive queue and an unpaced
@@ -239,19 +262,18 @@ struct DataPlaneIngressTests {
 
         var accepted: UInt64 = 0
         var queueDrops: UInt64 = 0
-        for _ in 0..<50 {  // the worker may still be reading its queue: up to 5 s
+        _ = try waitUntil(timeout: .seconds(5)) {  // the worker may still be reading its queue
             let statistics = try worker.statistics()
             accepted = try #require(statistics.rules.first?.accepted.packets)
             queueDrops = statistics.ingressQueueDrops
-            if accepted + queueDrops >= arrived { break }
-            usleep(100_000)
+            return accepted + queueDrops >= arrived
         }
         print("kernel drop accounting (\(mode)): sent \(count), reached rin0 \(arrived), accepted \(accepted), receive-queue drops \(queueDrops)")
         #expect(queueDrops > 0, "a 4 KiB receive queue under an unpaced burst must overflow, or this test proves nothing")
         #expect(accepted + queueDrops == arrived, "\(worker.problems)")
-        usleep(1_200_000)  // the worker also reports drops as a problem, on a 1 s tick
-        _ = try worker.statistics()
-        #expect(worker.problems.contains { $0.contains("the kernel dropped") }, "the drops were also reported as a problem")
+        // The worker also reports drops as a problem, on a 1 s tick.
+        #expect(try worker.waitForProblem(containing: "the kernel dropped", timeout: 5),
+                "the drops were not reported as a problem within 5 s: \(worker.problems)")
         #expect(try worker.shutdown() == .shutdown)
     }
 

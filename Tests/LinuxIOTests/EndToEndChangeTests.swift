@@ -64,9 +64,7 @@ extension RelayEndToEndTests {
             #expect(cameBack, "rin0 did not get its join back")
             #expect(try lab.memberships(lab.relay, interface: "rin0").contains("239.1.1.1"))
             // The sender's side of the veth needs its carrier back too.
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd0/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            try lab.waitForCarrier(lab.sender, "snd0")
             let after = try Receiver(lab, streams: streams, expect: 500, size: 200, startSeq: 1000, name: "after")
             try send(lab, streams: streams, count: 500, rate: 500, size: 200, startSeq: 1000)
             expectDelivered(try after.finish(), streams, count: 500)
@@ -81,12 +79,12 @@ extension RelayEndToEndTests {
             try daemon.waitSettled()
             let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
             try lab.must(lab.relay, ["ip", "link", "set", "rout0", "down"])
-            #expect(try waitUntil(timeout: .seconds(10)) { !(try daemon.stats().interfacesUp.contains("rout0")) })
+            #expect(try waitUntil(timeout: .seconds(10)) { !(try daemon.stats().interfacesUp.contains("rout0")) },
+                    "the daemon did not notice rout0 going down within 10 s")
             try lab.must(lab.relay, ["ip", "link", "set", "rout0", "up"])
-            #expect(try waitUntil(timeout: .seconds(10)) { try daemon.stats().interfacesUp.contains("rout0") })
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.receiver, ["cat", "/sys/class/net/rcv0/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            #expect(try waitUntil(timeout: .seconds(10)) { try daemon.stats().interfacesUp.contains("rout0") },
+                    "the daemon did not see rout0 up again within 10 s")
+            try lab.waitForCarrier(lab.receiver, "rcv0")
             let receiver = try Receiver(lab, streams: streams, expect: 400, size: 200)
             try send(lab, streams: streams, count: 400, rate: 400, size: 200)
             expectDelivered(try receiver.finish(), streams, count: 400)
@@ -111,9 +109,7 @@ extension RelayEndToEndTests {
                 return stats.joined.count == 2 && stats.workers.allSatisfy { $0.planVersion == stats.planVersion }
             }
             #expect(joined, "late0 was not joined")
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd1/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            try lab.waitForCarrier(lab.sender, "snd1")
             let streams = [Stream(input: "239.1.4.1:5004", output: "239.10.4.1:6004", id: 4)]
             let receiver = try Receiver(lab, streams: streams, expect: 400, size: 200)
             var arguments = ["python3", E2E.scripts + "/mcsend.py", "--source", "198.18.4.1", "--count", "400",
@@ -126,7 +122,15 @@ extension RelayEndToEndTests {
         }
     }
 
-    @Test("a worker killed under traffic is restarted and resynced; the other worker's streams lose nothing")
+    /// Which worker carried which stream is the kernel's flow hash (seeded per boot, over the
+    /// addresses and ports), so the test learns it from the daemon's counters: `mcrelay stats`
+    /// sums the live workers' counts, and a killed worker's counts die with it. A first burst of
+    /// `warmup` datagrams per stream, more than the 1200 sent while the worker dies and from the
+    /// same source port (the same flows), leaves every rule at `warmup`; at the end a stream the
+    /// survivor carried all along still counts at least `warmup`, one the killed worker carried
+    /// counts at most the 1200 of the second burst. PACKET_FANOUT moves only the dead worker's
+    /// flows, so every stream of the survivor must arrive complete.
+    @Test("a worker killed under traffic is restarted and resynced; every stream the surviving worker carried arrives complete")
     func workerKilledAndRestarted() throws {
         try withRelay("kill", workers: 2, restartsExpected: true) { lab, daemon in
             let streams = Self.streams(16, inputGroup: { "239.1.5.\($0 + 1):\(5000 + $0)" }, outputGroup: { "239.15.5.\($0 + 1):\(6000 + $0)" })
@@ -136,15 +140,37 @@ extension RelayEndToEndTests {
             guard let victim = before.workers.first(where: { $0.id == 1 }), let pid = victim.pid else {
                 throw HarnessError("no worker 1 in \(before.workers)")
             }
-            // Traffic while the worker dies: PACKET_FANOUT moves only the dead worker's flows, so
-            // the streams the surviving worker carried must arrive complete.
-            let during = try Receiver(lab, streams: streams, expect: 1200, size: 200, name: "during")
-            var arguments = ["python3", E2E.scripts + "/mcsend.py", "--source", Lab.senderAddress, "--count", "1200",
-                             "--rate", "300", "--size", "200", "--ttl", "4"]
+            func counted(_ stats: StatsView) -> [UInt64] {
+                streams.map { stream in stats.rules.first { $0.in.hasSuffix(stream.input) }?.packets ?? 0 }
+            }
+
+            // Warm-up: both workers count their streams' datagrams.
+            let warmup = 1500, during = 1200
+            let sourcePort = 40_555
+            try send(lab, streams: streams, count: warmup, rate: 600, size: 200, startSeq: 100_000, sourcePort: sourcePort)
+            var warm: [UInt64] = []
+            let warmedUp = try waitUntil(timeout: .seconds(15)) {
+                warm = counted(try daemon.stats())
+                return warm.allSatisfy { $0 >= UInt64(warmup) }
+            }
+            try #require(warmedUp && warm.allSatisfy { $0 == UInt64(warmup) },
+                         "the warm-up burst was not counted \(warmup) times per stream: \(warm)")
+
+            // Traffic while the worker dies.
+            let receiver = try Receiver(lab, streams: streams, expect: during, size: 200, name: "during")
+            var arguments = ["python3", E2E.scripts + "/mcsend.py", "--source", Lab.senderAddress, "--count", String(during),
+                             "--rate", "300", "--size", "200", "--ttl", "4", "--source-port", String(sourcePort)]
             for stream in streams { arguments += ["--stream", "\(stream.input):\(stream.id)"] }
             let sender = try ChildProcess(lab.exec(lab.sender, arguments), outputDirectory: lab.directory, name: "sender")
             defer { sender.terminate() }
-            usleep(1_500_000)
+            // Kill once a quarter of the second burst has been relayed on every stream.
+            var flowing: [UInt64] = []
+            let underTraffic = try waitUntil(timeout: .seconds(15)) {
+                flowing = counted(try daemon.stats())
+                return flowing.allSatisfy { $0 >= UInt64(warmup + during / 4) } || !sender.isRunning
+            }
+            try #require(underTraffic && sender.isRunning,
+                         "the second burst did not reach the relay while the sender ran (counted per stream: \(flowing))")
             #expect(kill(pid, SIGKILL) == 0)
             let restarted = try waitUntil(timeout: .seconds(10)) {
                 let stats = try daemon.stats()
@@ -154,14 +180,27 @@ extension RelayEndToEndTests {
             #expect(restarted, "worker 1 was not restarted with the current plan")
             guard let sent = sender.wait(timeout: .seconds(30)) else { throw HarnessError("sender did not finish") }
             #expect(sent.status == 0, "sender: \(sent)")
-            let summary = try during.finish()
-            let complete = streams.filter { summary.received[$0.output]?.received == 1200 }
-            #expect(!complete.isEmpty, "no stream survived the kill intact: \(summary.received.mapValues(\.received))")
-            for stream in streams {
-                let got = summary.received[stream.output]
-                #expect(got?.duplicates == 0 && got?.corrupt == 0, "\(stream.output): \(String(describing: got))")
-            }
+            let summary = try receiver.finish()
+            let final = counted(try daemon.stats())
             #expect(try daemon.stats().workers.first { $0.id == 0 }?.restarts == 0)
+
+            let survivors = streams.indices.filter { final[$0] >= UInt64(warmup) }
+            let killed = streams.indices.filter { final[$0] < UInt64(warmup) }
+            print("worker kill: the surviving worker carried \(survivors.count) streams, the killed one \(killed.count)")
+            #expect(!survivors.isEmpty && !killed.isEmpty,
+                    "each worker must have carried a stream, or the kill tested nothing: counted per stream \(final)")
+            for index in survivors {
+                let stream = streams[index]
+                let got = summary.received[stream.output]
+                #expect(got?.received == during && got?.duplicates == 0 && got?.corrupt == 0,
+                        "\(stream.input) (carried by the surviving worker) -> \(stream.output): \(String(describing: got))")
+                #expect(final[index] == UInt64(warmup + during),
+                        "\(stream.input) (surviving worker): counted \(final[index]), sent \(warmup + during)")
+            }
+            for index in killed {
+                let got = summary.received[streams[index].output]
+                #expect(got?.duplicates == 0 && got?.corrupt == 0, "\(streams[index].output) (killed worker): \(String(describing: got))")
+            }
 
             // After the restart every stream is whole again.
             let after = try Receiver(lab, streams: streams, expect: 300, size: 200, startSeq: 5000, name: "after")

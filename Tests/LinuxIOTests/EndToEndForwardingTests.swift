@@ -205,9 +205,7 @@ extension RelayEndToEndTests {
             try lab.must(lab.relay, ["ip", "addr", "add", "198.18.4.2/24", "dev", "rin1"])
             try lab.must(lab.sender, ["ip", "link", "set", "snd1", "up"])
             try lab.must(lab.relay, ["ip", "link", "set", "rin1", "up"])
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd1/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            try lab.waitForCarrier(lab.sender, "snd1")
             try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
             try daemon.addRule("rin1:239.1.4.1:5004", ["rout0:239.10.4.1:6004"])
             try daemon.waitSettled()

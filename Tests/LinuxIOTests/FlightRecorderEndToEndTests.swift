@@ -118,9 +118,7 @@ extension RelayEndToEndTests {
             try lab.must(lab.relay, ["ip", "link", "set", "late0", "up"])
             #expect(try waitUntil(timeout: .seconds(10)) { try daemon.stats().joined.count == 1 }, "late0 was not joined")
             try daemon.waitSettled()
-            _ = waitUntil(timeout: .seconds(5)) {
-                (try? lab.must(lab.sender, ["cat", "/sys/class/net/snd1/operstate"]).stdout.hasPrefix("up")) == true
-            }
+            try lab.waitForCarrier(lab.sender, "snd1")
             let receiver = try Receiver(lab, streams: [stream], expect: 300, size: 200)
             let sent = try run(lab.exec(lab.sender, ["python3", E2E.scripts + "/mcsend.py", "--source", "198.18.4.1", "--count", "300",
                                                      "--rate", "500", "--size", "200", "--ttl", "4", "--stream", "239.1.4.1:5004:4"]),

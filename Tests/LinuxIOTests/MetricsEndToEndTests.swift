@@ -109,6 +109,7 @@ struct MetricsEndToEndTests {
     }
 
     /// Scrapes until `condition` holds (the endpoint refreshes once a second); returns the last scrape.
+    /// Callers check the returned scrape, which says what did not happen.
     static func scrape(_ lab: Lab, until condition: ([String: Double]) -> Bool, timeout: Duration = .seconds(10)) throws -> [String: Double] {
         var last: [String: Double] = [:]
         _ = try waitUntil(timeout: timeout) {
@@ -276,6 +277,10 @@ struct MetricsIPv6Tests {
     @Test("a daemon with --metrics [::1]:9464 answers a scrape over IPv6 loopback")
     func ipv6Loopback() throws {
         let namespace = "mtxv6-\(getpid() % 100000)"
+        try LiveLease.with(namespace) { try ipv6Loopback(namespace: namespace) }
+    }
+
+    private func ipv6Loopback(namespace: String) throws {
         let directory = try E2E.temporaryDirectory(namespace)
         _ = try? run(["ip", "netns", "del", namespace], in: directory)
         let created = try run(["ip", "netns", "add", namespace], in: directory)

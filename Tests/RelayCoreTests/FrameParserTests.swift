@@ -96,31 +96,65 @@ import Testing
     }
 
     /// Arbitrary bytes on every link type: never a trap (the debug build checks every
-    /// buffer access), and a datagram's offsets always lie inside the buffer.
-    @Test func arbitraryBytesNeverTrap() async {
+    /// buffer access), and a datagram returned is what its bytes say (`expectDatagramMatchesBytes`).
+    @Test("arbitrary bytes on every link type never trap; a datagram returned is what its bytes say")
+    func arbitraryBytesNeverTrap() async {
         let links: [LinkType] = [.ethernet, .linuxCooked, .linuxCooked2, .rawIPv4]
         await propertyCheck(count: 3000, input: Gen.uint8().array(of: 0...90), Gen.int(in: 0...3)) { bytes, linkIndex in
-            checkBounds(bytes, link: links[linkIndex])
+            expectDatagramMatchesBytes(bytes, link: links[linkIndex])
         }
     }
 
     /// Valid frames with random single-byte corruptions exercise the deep paths.
-    @Test func corruptedValidFramesNeverTrap() async {
+    @Test("corrupted and cut valid frames never trap; a datagram returned is what its bytes say")
+    func corruptedValidFramesNeverTrap() async {
         await propertyCheck(count: 3000, input: Gen.int(in: 0...80), Gen.uint8(), Gen.int(in: 0...60), Gen.int(in: 0...2)) {
             position, value, cut, tags in
             var frame = FrameBuilder(vlanTags: tags, payload: Array(repeating: 0xAB, count: 20)).build()
             frame[position % frame.count] = value
             frame.removeLast(min(cut, frame.count))
-            checkBounds(frame, link: .ethernet)
+            expectDatagramMatchesBytes(frame, link: .ethernet)
         }
     }
 
-    private func checkBounds(_ bytes: [UInt8], link: LinkType) {
-        if case let .datagram(datagram) = parse(bytes, link: link) {
-            #expect(datagram.ipOffset >= 0)
-            #expect(datagram.payloadOffset >= datagram.ipOffset + 28)
-            #expect(datagram.payloadOffset + datagram.payloadLength <= bytes.count)
-            #expect(datagram.destination.isMulticast)
+    /// A datagram the parser returns is what the bytes say at the offsets it reports: the IPv4
+    /// header where the link type puts it (Ethernet: after 0-2 VLAN tags; cooked: 16 or 20
+    /// bytes; raw: 0), version 4, protocol UDP, the addresses, ports and TTL read from there,
+    /// the payload right after the UDP header and exactly as long as the UDP length says.
+    private func expectDatagramMatchesBytes(_ bytes: [UInt8], link: LinkType) {
+        guard case let .datagram(datagram) = parse(bytes, link: link) else { return }
+        let ip = datagram.ipOffset
+        let linkOffsets: [Int] = switch link {
+        case .ethernet: [14, 18, 22]
+        case .linuxCooked: [16]
+        case .linuxCooked2: [20]
+        case .rawIPv4: [0]
         }
+        #expect(linkOffsets.contains(ip), "IPv4 header at \(ip) on \(link)")
+        guard linkOffsets.contains(ip), bytes.count >= ip + 20 else {
+            Issue.record("IPv4 header at \(ip) does not fit in \(bytes.count) bytes")
+            return
+        }
+        func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) }
+        func address(_ at: Int) -> IPv4Address { IPv4Address(UInt32(u16(at)) << 16 | UInt32(u16(at + 2))) }
+        let headerLength = Int(bytes[ip] & 0x0F) * 4
+        #expect(bytes[ip] >> 4 == 4, "version nibble \(bytes[ip] >> 4)")
+        #expect(bytes[ip + 9] == 17, "protocol \(bytes[ip + 9])")
+        #expect(datagram.ttl == bytes[ip + 8])
+        #expect(datagram.source == address(ip + 12))
+        #expect(datagram.destination == address(ip + 16))
+        #expect(datagram.destination.isMulticast)
+        let udp = ip + headerLength
+        #expect(datagram.payloadOffset == udp + 8, "payload at \(datagram.payloadOffset), UDP header at \(udp)")
+        guard bytes.count >= udp + 8 else {
+            Issue.record("UDP header at \(udp) does not fit in \(bytes.count) bytes")
+            return
+        }
+        #expect(datagram.sourcePort == u16(udp))
+        #expect(datagram.destinationPort == u16(udp + 2))
+        #expect(datagram.payloadLength == Int(u16(udp + 4)) - 8, "payload \(datagram.payloadLength) bytes, UDP length \(u16(udp + 4))")
+        #expect(Int(u16(udp + 4)) <= Int(u16(ip + 2)) - headerLength, "UDP length past the IPv4 total length")
+        #expect(u16(ip + 6) & 0x3FFF == 0, "a fragment was returned as a datagram")
+        #expect(datagram.payloadOffset + datagram.payloadLength <= bytes.count)
     }
 }

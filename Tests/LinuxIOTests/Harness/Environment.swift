@@ -45,6 +45,9 @@ enum E2E {
         return reasons.isEmpty
     }()
 
+    /// Where commands started outside a lab leave their output (one directory per test process).
+    static let scratchDirectory: String = (try? temporaryDirectory("scratch")) ?? FileManager.default.temporaryDirectory.path
+
     /// A fresh scratch directory for one test. Directories of earlier runs (whose process is
     /// gone) are removed first; this run's stay, with the daemon's log, as evidence.
     static func temporaryDirectory(_ tag: String) throws -> String {

@@ -1,8 +1,11 @@
 import Foundation
 import Testing
 
-/// A three-namespace lab from scripts/netns-lab.sh (sender -- relay -- receiver, see there),
-/// torn down by `down()` (tests call it in `defer`).
+/// A three-namespace lab from scripts/netns-lab.sh (snd0 -> rin0 [relay] rout0/rout1 ->
+/// rcv0/rcv1, see there), torn down by `down()` (tests call it in `defer`). Every live test
+/// uses it: the daemon tests (`Lab("tag")`, `RelayDaemon`, `Receiver`, `send`) and the DataPlane
+/// tests (`Lab(tag:)` alias `DataPlaneLab`, `WorkerUnderTest`, `send(streams:)`, `startReceiver`).
+/// Commands it runs leave their output in `directory` (kept, with the daemon's log, as evidence).
 final class Lab {
     let prefix: String
     let directory: String
@@ -15,10 +18,23 @@ final class Lab {
     static let receiverAddress1 = "198.18.3.2"  // rcv1, behind rout1
 
     /// `tag`: up to 5 characters naming the test; the prefix adds the pid so parallel runs differ.
-    init(_ tag: String) throws {
-        prefix = "m\(tag)\(getpid() % 10000)"
+    convenience init(_ tag: String) throws {
+        try self.init(prefix: "m\(tag)\(getpid() % 10000)")
+    }
+
+    /// `prefix`: at most 11 characters (netns-lab.sh). Holds the live lease (`LiveLease`) until
+    /// `down()`: live tests never overlap.
+    init(prefix: String) throws {
+        self.prefix = prefix
         directory = try E2E.temporaryDirectory(prefix)
-        let result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix], in: directory, timeout: .seconds(30))
+        try LiveLease.acquire(prefix)
+        let result: CommandResult
+        do {
+            result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix], in: directory, timeout: .seconds(30))
+        } catch {
+            down()
+            throw error
+        }
         guard result.status == 0 else {
             down()
             throw HarnessError("lab setup failed: \(result)")
@@ -27,6 +43,7 @@ final class Lab {
 
     func down() {
         _ = try? run(["bash", E2E.scripts + "/netns-lab.sh", "down", prefix], in: directory, timeout: .seconds(30))
+        LiveLease.release(prefix)
     }
 
     func exec(_ namespace: String, _ arguments: [String]) -> [String] {
@@ -39,6 +56,17 @@ final class Lab {
         let result = try run(exec(namespace, arguments), in: directory, timeout: timeout)
         guard result.status == 0 else { throw HarnessError("command failed: \(result)") }
         return result
+    }
+
+    /// Waits until `interface` in `namespace` has its carrier (operstate up), e.g. the other end
+    /// of a veth that was just set up or flapped; throws if it does not within `timeout`.
+    func waitForCarrier(_ namespace: String, _ interface: String, timeout: Duration = .seconds(5)) throws {
+        var state = ""
+        let up = try waitUntil(timeout: timeout) {
+            state = try must(namespace, ["cat", "/sys/class/net/\(interface)/operstate"]).stdout
+            return state.hasPrefix("up")
+        }
+        guard up else { throw HarnessError("\(interface) in \(namespace) is not up after \(timeout) (operstate \(state))") }
     }
 
     /// Group memberships the kernel holds on an interface of a namespace (/proc/net/igmp).

@@ -73,9 +73,11 @@ final class Receiver {
 
 /// Runs mcsend.py in the sender namespace to completion; any send error fails the test.
 @discardableResult
-func send(_ lab: Lab, streams: [Stream], count: Int, rate: Double, size: Int, startSeq: Int = 0) throws -> SendSummary {
+/// `sourcePort`: fixed, so two runs are the same flows (PACKET_FANOUT hashes the ports too).
+func send(_ lab: Lab, streams: [Stream], count: Int, rate: Double, size: Int, startSeq: Int = 0, sourcePort: Int = 0) throws -> SendSummary {
     var arguments = ["python3", E2E.scripts + "/mcsend.py", "--source", Lab.senderAddress, "--count", String(count),
-                     "--rate", String(rate), "--size", String(size), "--start-seq", String(startSeq), "--ttl", "4"]
+                     "--rate", String(rate), "--size", String(size), "--start-seq", String(startSeq), "--ttl", "4",
+                     "--source-port", String(sourcePort)]
     for stream in streams { arguments += ["--stream", "\(stream.input):\(stream.id)"] }
     let expected = Double(count) / max(rate, 1)
     let result = try run(lab.exec(lab.sender, arguments), in: lab.directory, timeout: .seconds(Int(expected * 3) + 20))

@@ -1,0 +1,1 @@
+../../RelayCoreTests/ForwarderTests.swift
