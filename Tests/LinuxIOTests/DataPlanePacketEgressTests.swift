@@ -96,7 +96,7 @@ struct DataPlanePacketEgressTests {
     @Test("a run of same-size datagrams leaves a veth one datagram per frame at the defaults; --segmentation on passes super-frames",
           arguments: [(EgressMode.packet, SegmentationSetting.auto), (.udp, .auto), (.udp, .on)])
     func oneDatagramPerFrame(mode: EgressMode, setting: SegmentationSetting) throws {
-        let lab = try DataPlaneLab(tag: "p1" + (mode == .packet ? "p" : "u") + setting.rawValue.prefix(1))
+        let lab = try DataPlaneLab(tag: "o" + (mode == .packet ? "p" : "u") + setting.rawValue.prefix(1))
         defer { lab.down() }
         let rule = try DataPlaneRules.rule("rin0:239.1.2.3:5000", ["rout0:239.9.1.1:6000:7"])
         let sizes = Array(repeating: 700, count: 20) + [333] + Array(64..<94)

@@ -337,13 +337,6 @@ public final class EgressSocketPool {
         return problems
     }
 
-    /// A link changed (the supervisor saw it through netlink): re-read the interfaces and retry
-    /// missing sockets on the next loop turn rather than on the timers.
-    public func linkChanged() {
-        nextRetry = 0
-        nextRefresh = 0
-    }
-
     /// The socket for a transmit: the one precomputed for its output handle, after checking
     /// that the handle's entry describes this very transmit (always, by construction); -1
     /// otherwise, which the queue counts as a failed send rather than risk the wrong interface.
