@@ -52,18 +52,9 @@ func checkFrameBytes(_ input: UnsafeRawBufferPointer) -> Int? {
     let payload = [UInt8](reader.rest.prefix(9000))
     let whole = EgressFrame.bytes(.init(sourceMAC: mac, source: source, destination: destination, sourcePort: sourcePort,
                                         destinationPort: destinationPort, ttl: ttl), payload: payload)
-    var template = [UInt8](repeating: 0xA5, count: EgressFrame.templateBytes)
-    var header = [UInt8](repeating: 0x5A, count: EgressFrame.headerBytes)
-    template.withUnsafeMutableBytes { template in
-        EgressFrame.writeTemplate(template.baseAddress!, sourceMAC: mac, source: source, destination: destination,
-                                  destinationPort: destinationPort, ttl: ttl)
-        header.withUnsafeMutableBytes { out in
-            payload.withUnsafeBytes { body in
-                EgressFrame.writeHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!), sourcePort: sourcePort, payload: body)
-            }
-        }
-    }
-    require(header + payload == whole, "the template path differs from the whole-frame builder")
+    let templated = EgressFrame.templatedBytes(sourceMAC: mac, source: source, destination: destination, sourcePort: sourcePort,
+                                               destinationPort: destinationPort, ttl: ttl, payload: payload)
+    require(templated == whole, "the template path differs from the whole-frame builder")
     whole.withUnsafeBytes { bytes in
         guard case let .datagram(datagram) = FrameParser.parse(bytes, link: .ethernet) else {
             fuzzFailure("the relay's own frame does not parse: \(FrameParser.parse(bytes, link: .ethernet))")

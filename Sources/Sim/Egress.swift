@@ -24,6 +24,9 @@ final class EgressRecorder {
         var frames = 0
         var bytes = 0
         var hash = FNV64()
+        /// The header template of the output last sent on this port (an interface's datagrams
+        /// come in runs per output), rewritten only when the output changes.
+        var templateFor: (destination: IPv4Address, port: UInt16, ttl: UInt8)?
     }
 
     @exclusivity(unchecked) private(set) var ports: [Port]
@@ -32,7 +35,8 @@ final class EgressRecorder {
     /// Egress interfaces that get a file even when nothing is sent on them.
     private let announced: Set<Int>
 
-    @exclusivity(unchecked) private var template = [UInt8](repeating: 0, count: EgressFrame.templateBytes)
+    /// One template per port (`templateBytes` each), owned here.
+    private let templates: UnsafeMutableRawPointer
 
     init(interfaces: InterfaceTable, directory: String?, egress: Set<Int>, facts: [InterfaceName: InterfaceFacts] = [:],
          mode: EgressMode = .default) throws(SimError) {
@@ -43,6 +47,7 @@ final class EgressRecorder {
             return Port(name: name, facts: facts, path: EgressPolicy.path(facts, mode: mode).0)
         }
         buffer = [UInt8](repeating: 0, count: 65_536 + EgressFrame.headerBytes)
+        templates = .allocate(byteCount: max(1, interfaces.count) * EgressFrame.templateBytes, alignment: 16)
         if directory != nil {
             for index in egress.sorted() { try openWriter(index) }
         }
@@ -66,17 +71,16 @@ final class EgressRecorder {
         let body = UnsafeRawBufferPointer(rebasing: payload[0..<count])
         let length: Int
         if destination.isMulticast && ports[interface].path == .packet {
-            // The worker's code path, byte for byte.
-            template.withUnsafeMutableBytes { template in
-                EgressFrame.writeTemplate(template.baseAddress!, sourceMAC: sourceMAC, source: source, destination: destination,
+            // The worker's code path, byte for byte: a template per output, a header per datagram.
+            let template = templates + interface * EgressFrame.templateBytes
+            if ports[interface].templateFor.map({ $0 != (destination, port, ttl) }) ?? true {
+                EgressFrame.writeTemplate(template, sourceMAC: sourceMAC, source: source, destination: destination,
                                           destinationPort: port, ttl: ttl)
-                buffer.withUnsafeMutableBytes { out in
-                    EgressFrame.writeHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!), sourcePort: sourcePort,
-                                            payload: body)
-                    if count > 0 { (out.baseAddress! + EgressFrame.headerBytes).copyMemory(from: body.baseAddress!, byteCount: count) }
-                }
+                ports[interface].templateFor = (destination, port, ttl)
             }
-            length = EgressFrame.headerBytes + count
+            length = buffer.withUnsafeMutableBytes {
+                EgressFrame.writeFrame($0, template: UnsafeRawPointer(template), sourcePort: sourcePort, payload: body)
+            }
         } else {
             let fields = EgressFrame.Fields(sourceMAC: sourceMAC, source: source, destination: destination,
                                             sourcePort: sourcePort, destinationPort: port, ttl: ttl)
@@ -99,6 +103,8 @@ final class EgressRecorder {
             }
         }
     }
+
+    deinit { templates.deallocate() }
 
     func close() throws(SimError) {
         for index in ports.indices {

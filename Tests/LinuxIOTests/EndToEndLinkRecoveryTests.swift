@@ -337,30 +337,13 @@ final class GapReceiver {
     let process: ChildProcess
 
     init(_ lab: Lab, namespace: String, address: String, streams: [String], expect: Int, name: String) throws {
-        let ready = "\(lab.directory)/\(name).ready"
-        try? FileManager.default.removeItem(atPath: ready)
-        var arguments = ["python3", E2E.scripts + "/mcrecv.py", "--iface-addr", address, "--expect", String(expect),
-                         "--size", "200", "--duration", String(expect / 1000 + 20), "--idle", "3", "--gaps",
-                         "--ready-file", ready]
-        for stream in streams { arguments += ["--stream", stream] }
-        process = try ChildProcess(lab.exec(namespace, arguments), outputDirectory: lab.directory, name: name)
-        let isReady = waitUntil(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: ready) || !process.isRunning }
-        guard isReady, process.isRunning else {
-            process.terminate()
-            throw HarnessError("receiver \(name) did not get ready: \(process.stderr.suffix(2000))")
-        }
+        process = try McrecvProcess.start(lab, namespace: namespace, name: name, arguments:
+            ["--iface-addr", address, "--expect", String(expect), "--size", "200", "--duration", String(expect / 1000 + 20),
+             "--idle", "3", "--gaps"] + streams.flatMap { ["--stream", $0] })
     }
 
     func finish(timeout: Duration) throws -> GapSummary {
-        guard let result = process.wait(timeout: timeout) else {
-            process.terminate()
-            throw HarnessError("receiver did not finish within \(timeout)")
-        }
-        // 1: not everything arrived (what is measured); 2: the receiver itself failed.
-        guard result.status == 0 || result.status == 1 else { throw HarnessError("receiver failed: \(result)") }
-        do { return try JSONDecoder().decode(GapSummary.self, from: Data(result.stdout.utf8)) } catch {
-            throw HarnessError("receiver output unreadable (\(error)): \(result)")
-        }
+        try McrecvProcess.finish(process, timeout: timeout)
     }
 }
 

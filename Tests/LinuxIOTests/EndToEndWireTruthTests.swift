@@ -77,7 +77,8 @@ extension RelayEndToEndTests {
             defer { firstHop.close() }
             let secondHop = try FrameCapture(namespace: final, interface: "c2b")
             defer { secondHop.close() }
-            let receiver = try FinalReceiver(lab, namespace: final, address: "198.18.9.2", streams: streams, expect: perStream, size: size)
+            let receiver = try Receiver(lab, namespace: final, address: "198.18.9.2", streams: streams, expect: perStream, size: size,
+                                        duration: 60, idle: 4, name: "final-recv")
             let sent = try send(lab, streams: streams, count: perStream, rate: [1: 4000, 2: 2000, 50: 50][count] ?? 10, size: size)
             #expect(sent.errors == 0, "sender errors")
             expectDelivered(try receiver.finish(timeout: .seconds(90)), streams, count: perStream, ttl: 5)
@@ -159,32 +160,6 @@ extension RelayEndToEndTests {
                 break
             }
         }
-    }
-}
-
-/// mcrecv.py in a namespace of the test's own (the chain's final hop), ready before `init` returns.
-final class FinalReceiver {
-    let process: ChildProcess
-
-    init(_ lab: Lab, namespace: String, address: String, streams: [Stream], expect: Int, size: Int) throws {
-        let ready = "\(lab.directory)/final.ready"
-        var arguments = ["ip", "netns", "exec", namespace, "python3", E2E.scripts + "/mcrecv.py", "--iface-addr", address,
-                         "--expect", String(expect), "--size", String(size), "--duration", "60", "--idle", "4", "--ready-file", ready]
-        for stream in streams { arguments += ["--stream", "\(stream.output):\(stream.id)"] }
-        process = try ChildProcess(arguments, outputDirectory: lab.directory, name: "final-recv")
-        guard waitUntil(timeout: .seconds(15), { FileManager.default.fileExists(atPath: ready) || !process.isRunning }), process.isRunning else {
-            process.terminate()
-            throw HarnessError("final receiver did not get ready: \(process.stderr.suffix(2000))")
-        }
-    }
-
-    func finish(timeout: Duration) throws -> ReceiveSummary {
-        guard let result = process.wait(timeout: timeout) else {
-            process.terminate()
-            throw HarnessError("final receiver did not finish within \(timeout)")
-        }
-        guard result.status == 0 || result.status == 1 else { throw HarnessError("final receiver failed: \(result)") }
-        return try JSONDecoder().decode(ReceiveSummary.self, from: Data(result.stdout.utf8))
     }
 }
 

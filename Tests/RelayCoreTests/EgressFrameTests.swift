@@ -8,24 +8,6 @@ import Testing
 @Suite struct EgressFrameTests {
     static let mac = MACAddress(0x02, 0x11, 0x22, 0x33, 0x44, 0x55)
 
-    /// The template path's frame: header written from a template, then the payload.
-    static func templated(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
-                          ttl: UInt8, payload: [UInt8]) -> [UInt8] {
-        var template = [UInt8](repeating: 0xAA, count: EgressFrame.templateBytes)
-        var frame = [UInt8](repeating: 0xEE, count: EgressFrame.headerBytes)
-        template.withUnsafeMutableBytes { template in
-            EgressFrame.writeTemplate(template.baseAddress!, sourceMAC: mac, source: source, destination: destination,
-                                      destinationPort: destinationPort, ttl: ttl)
-            frame.withUnsafeMutableBytes { out in
-                payload.withUnsafeBytes { body in
-                    EgressFrame.writeHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!),
-                                            sourcePort: sourcePort, payload: body)
-                }
-            }
-        }
-        return frame + payload
-    }
-
     @Test func templatePathEqualsTheWholeFrameBuilderAndParsesBack() async {
         await propertyCheck(
             count: 400,
@@ -33,8 +15,8 @@ import Testing
         ) { payload, sourcePort, destinationPort, ttl, host in
             let source = IPv4Address(198, 18, UInt8(truncatingIfNeeded: host >> 8), UInt8(truncatingIfNeeded: host))
             let group = IPv4Address(0xE000_0000 | (host & 0x0FFF_FFFF) | 0x0100_0000)
-            let templated = Self.templated(source: source, destination: group, sourcePort: sourcePort,
-                                           destinationPort: destinationPort, ttl: ttl, payload: payload)
+            let templated = EgressFrame.templatedBytes(sourceMAC: Self.mac, source: source, destination: group, sourcePort: sourcePort,
+                                                       destinationPort: destinationPort, ttl: ttl, payload: payload)
             let whole = EgressFrame.bytes(.init(sourceMAC: Self.mac, source: source, destination: group, sourcePort: sourcePort,
                                                 destinationPort: destinationPort, ttl: ttl), payload: payload)
             #expect(templated == whole)

@@ -49,20 +49,4 @@ public enum InterfaceFactsReader {
             ipv4: found == 0 ? IPv4Address(UInt32(bigEndian: address)) : nil,
             mtu: Int(mtu), driver: driver, physical: physical, udpSegmentationOffload: uso != 0))
     }
-
-    /// Every interface of the namespace by name (`/sys/class/net`), for the flight recorder.
-    public static func readAll(probe: Int32) -> [InterfaceFacts] {
-        guard let directory = opendir("/sys/class/net") else { return [] }
-        defer { closedir(directory) }
-        var facts: [InterfaceFacts] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard name != ".", name != "..", let interface = InterfaceName(name),
-                  case let .success(read) = read(interface, probe: probe) else { continue }
-            facts.append(read)
-        }
-        return facts.sorted { $0.name < $1.name }
-    }
 }

@@ -199,9 +199,14 @@ extension Supervisor {
         let merged = ForwardingStatistics.merged(parts.keys.sorted().map { parts[$0]! })
         var byID: [RuleID: RuleStatistics] = [:]
         for stats in merged.rules { byID[stats.rule.id] = stats }
+        let egress = Dictionary(uniqueKeysWithValues: (merged.egress ?? []).map { ($0.interface, EgressView($0)) })
         let rules = core.rules.rules.values.map { rule -> RuleStatsView in
-            if let stats = byID[rule.id], stats.rule == rule { return RuleStatsView(stats) }
-            return RuleStatsView(unused: rule)
+            var view = byID[rule.id].flatMap { $0.rule == rule ? RuleStatsView($0) : nil } ?? RuleStatsView(unused: rule)
+            // Each output's path, from its interface's decision (outputs line up with rule.outputs).
+            for (index, output) in rule.outputs.enumerated() {
+                view.outputs[index].path = egress[output.interface]?.path(multicast: output.destination.isMulticast)
+            }
+            return view
         }
         let workerViews = workers.map { worker in
             WorkerView(id: worker.id.rawValue, pid: worker.pid, alive: worker.ready, planVersion: worker.acknowledgedVersion,
@@ -220,14 +225,6 @@ extension Supervisor {
             interfacesUp: links.usable)
         view.ingressQueueDrops = merged.ingressQueueDrops
         view.egress = (merged.egress ?? []).map(EgressView.init)
-        let egressByName = Dictionary(uniqueKeysWithValues: view.egress.map { ($0.interface, $0) })
-        for rule in view.rules.indices {
-            for output in view.rules[rule].outputs.indices {
-                let text = view.rules[rule].outputs[output].out
-                guard let spec = try? EndpointSyntax.parseOutput(text) else { continue }
-                view.rules[rule].outputs[output].path = egressByName[spec.interface.rawValue]?.path(multicast: spec.destination.isMulticast)
-            }
-        }
         view.recording = recordingView
         return view
     }

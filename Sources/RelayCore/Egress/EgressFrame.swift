@@ -107,6 +107,36 @@ public enum EgressFrame {
         out.storeBytes(of: check, toByteOffset: 40, as: UInt16.self)
     }
 
+    /// Header and a copy of the payload at the start of `out` (which must hold
+    /// `headerBytes + payload.count`), from an output's template: what a frame writer that owns
+    /// its buffer (the simulator's egress pcaps) does per datagram. Returns the frame's length.
+    @inlinable
+    public static func writeFrame(_ out: UnsafeMutableRawBufferPointer, template: UnsafeRawPointer, sourcePort: UInt16,
+                                  payload: UnsafeRawBufferPointer) -> Int {
+        precondition(out.count >= headerBytes + payload.count, "frame buffer too small")
+        writeHeader(out.baseAddress!, template: template, sourcePort: sourcePort, payload: payload)
+        if let body = payload.baseAddress, payload.count > 0 {
+            (out.baseAddress! + headerBytes).copyMemory(from: body, byteCount: payload.count)
+        }
+        return headerBytes + payload.count
+    }
+
+    /// A frame through the per-datagram path (template, then header), as an array: for tests and
+    /// fuzzing, which check it against the whole-frame builder (allocates).
+    public static func templatedBytes(sourceMAC: MACAddress, source: IPv4Address, destination: IPv4Address, sourcePort: UInt16,
+                                      destinationPort: UInt16, ttl: UInt8, payload: [UInt8]) -> [UInt8] {
+        var template = [UInt8](repeating: 0xA5, count: templateBytes)
+        var frame = [UInt8](repeating: 0x5A, count: headerBytes + payload.count)
+        template.withUnsafeMutableBytes { template in
+            writeTemplate(template.baseAddress!, sourceMAC: sourceMAC, source: source, destination: destination,
+                          destinationPort: destinationPort, ttl: ttl)
+            frame.withUnsafeMutableBytes { out in
+                payload.withUnsafeBytes { _ = writeFrame(out, template: UnsafeRawPointer(template.baseAddress!), sourcePort: sourcePort, payload: $0) }
+            }
+        }
+        return frame
+    }
+
     // MARK: - Whole frames
 
     /// Bytes of the frame `fields` and a payload of `payloadCount` bytes make.

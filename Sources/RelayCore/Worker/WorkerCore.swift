@@ -15,7 +15,7 @@ public struct WorkerCore: Sendable {
     /// The ingress assignments of the installed plan: slot `i` is `ingress[i]`.
     public private(set) var ingress: [IngressAssignment] = []
     public private(set) var version: UInt64 = 0
-    /// Plans installed and refused since the start (diagnostics, the simulator's report).
+    /// Plans installed and refused since the start (diagnostics).
     public private(set) var installs = 0
     public private(set) var refusals = 0
 

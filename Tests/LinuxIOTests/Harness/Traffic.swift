@@ -37,35 +37,47 @@ final class Receiver {
     let process: ChildProcess
     let streams: [Stream]
 
-    init(_ lab: Lab, address: String = Lab.receiverAddress0, streams: [Stream], expect: Int, size: Int,
+    /// `namespace`: where it listens (default: the lab's receiver namespace).
+    init(_ lab: Lab, namespace: String? = nil, address: String = Lab.receiverAddress0, streams: [Stream], expect: Int, size: Int,
          startSeq: Int = 0, duration: Double = 20, idle: Double = 3, name: String = "recv") throws {
         self.streams = streams
-        let ready = "\(lab.directory)/\(name).ready"
-        try? FileManager.default.removeItem(atPath: ready)
-        var arguments = ["python3", E2E.scripts + "/mcrecv.py", "--iface-addr", address, "--expect", String(expect),
-                         "--size", String(size), "--start-seq", String(startSeq), "--duration", String(duration),
-                         "--idle", String(idle), "--ready-file", ready]
-        for stream in streams { arguments += ["--stream", "\(stream.output):\(stream.id)"] }
-        process = try ChildProcess(lab.exec(lab.receiver, arguments), outputDirectory: lab.directory, name: name)
-        let isReady = waitUntil(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: ready) || !process.isRunning }
-        guard isReady, process.isRunning else {
-            process.terminate()
-            throw HarnessError("receiver did not get ready: \(process.stderr.suffix(2000))")
-        }
+        process = try McrecvProcess.start(lab, namespace: namespace ?? lab.receiver, name: name, arguments:
+            ["--iface-addr", address, "--expect", String(expect), "--size", String(size), "--start-seq", String(startSeq),
+             "--duration", String(duration), "--idle", String(idle)] + streams.flatMap { ["--stream", "\($0.output):\($0.id)"] })
     }
 
     /// Waits for it to finish (it stops when every stream is complete, or when idle) and
     /// returns its summary; a receiver that failed to run fails the test.
     func finish(timeout: Duration = .seconds(40)) throws -> ReceiveSummary {
+        try McrecvProcess.finish(process, timeout: timeout)
+    }
+}
+
+/// Starting and finishing mcrecv.py, for every receiver kind of the tests.
+enum McrecvProcess {
+    /// Runs mcrecv.py ARGUMENTS in `namespace`; returns once it has joined its groups (its ready file).
+    static func start(_ lab: Lab, namespace: String, name: String, arguments: [String]) throws -> ChildProcess {
+        let ready = "\(lab.directory)/\(name).ready"
+        try? FileManager.default.removeItem(atPath: ready)
+        let process = try ChildProcess(lab.exec(namespace, ["python3", E2E.scripts + "/mcrecv.py"] + arguments + ["--ready-file", ready]),
+                                       outputDirectory: lab.directory, name: name)
+        let isReady = waitUntil(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: ready) || !process.isRunning }
+        guard isReady, process.isRunning else {
+            process.terminate()
+            throw HarnessError("receiver \(name) did not get ready: \(process.stderr.suffix(2000))")
+        }
+        return process
+    }
+
+    /// Its JSON summary once it ends. Exit 1 means "not everything arrived", which the caller
+    /// asserts; 2 (or anything else) is a tooling failure.
+    static func finish<Summary: Decodable>(_ process: ChildProcess, timeout: Duration) throws -> Summary {
         guard let result = process.wait(timeout: timeout) else {
             process.terminate()
             throw HarnessError("receiver did not finish within \(timeout)")
         }
-        // Exit 1 means "not everything arrived", which the caller asserts per stream; 2 is a tooling failure.
         guard result.status == 0 || result.status == 1 else { throw HarnessError("receiver failed: \(result)") }
-        do {
-            return try JSONDecoder().decode(ReceiveSummary.self, from: Data(result.stdout.utf8))
-        } catch {
+        do { return try JSONDecoder().decode(Summary.self, from: Data(result.stdout.utf8)) } catch {
             throw HarnessError("receiver output unreadable (\(error)): \(result)")
         }
     }
