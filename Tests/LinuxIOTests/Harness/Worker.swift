@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import CLinuxNet  // SOCK_STREAM and SOCK_CLOEXEC: a clean build does not find them through Glibc alone here
 import LinuxIO
 import RelayControl
 import RelayCore
