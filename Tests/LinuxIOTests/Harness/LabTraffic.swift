@@ -9,9 +9,12 @@ extension Lab {
     static let receiver0Address = receiverAddress0
     static let receiver1Address = receiverAddress1
 
-    /// A lab named `dp<tag><pid><n>` (the DataPlane tests' names; `n` counts labs in this process).
+    /// A lab named `dp<tag><pid><n>` (the DataPlane tests' names; `n` counts labs in this
+    /// process). netns-lab.sh takes at most 11 characters: the tag is cut to what is left after
+    /// the unique part, which alone keeps names apart.
     convenience init(tag: String) throws {
-        try self.init(prefix: "dp\(tag)\(getpid() % 10000)\(UniqueNumbers.next())")
+        let unique = "\(getpid() % 10000)\(UniqueNumbers.next())"
+        try self.init(prefix: "dp" + String(tag.prefix(max(0, 9 - unique.count))) + unique)
     }
 
     /// Sends `count` datagrams per stream from the sender namespace; returns mcsend's JSON.
