@@ -146,7 +146,7 @@ struct ForwardingSetup: @unchecked Sendable {
     @inline(__always)
     func forwardOne(_ forwarder: inout Forwarder, frame index: Int) -> Int {
         frames[index & 63].withUnsafeBytes { bytes in
-            guard case let .forward(forwarding) = forwarder.decide(bytes, link: .rawIPv4, ingress: 0) else { return 0 }
+            guard case let .forward(forwarding) = forwarder.decide(bytes, link: .rawIP, ingress: 0) else { return 0 }
             var total = 0
             for transmit in forwarder.transmits(for: forwarding) { total &+= transmit.payload.count &+ Int(transmit.ttl) }
             return total

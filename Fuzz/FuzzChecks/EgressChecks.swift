@@ -59,7 +59,7 @@ func checkFrameBytes(_ input: UnsafeRawBufferPointer) -> Int? {
         guard case let .datagram(datagram) = FrameParser.parse(bytes, link: .ethernet) else {
             fuzzFailure("the relay's own frame does not parse: \(FrameParser.parse(bytes, link: .ethernet))")
         }
-        require(datagram.source == source && datagram.destination == destination && datagram.ttl == ttl
+        require(datagram.source == .v4(source) && datagram.destination == .v4(destination) && datagram.ttl == ttl
                 && datagram.sourcePort == sourcePort && datagram.destinationPort == destinationPort
                 && datagram.payloadLength == payload.count, "the frame parses back to its fields")
         let udp = Array(bytes[34...])

@@ -16,7 +16,7 @@ import RelayCore
 /// Rules the RuleBook refuses (not multicast, port 0, duplicate input, ...) are left out,
 /// exactly as a config load would refuse them.
 public enum FrameFuzzInput {
-    public static let links: [LinkType] = [.ethernet, .linuxCooked, .linuxCooked2, .rawIPv4]
+    public static let links: [LinkType] = [.ethernet, .linuxCooked, .linuxCooked2, .rawIP]
     public static let ingressInterfaces = ["in0", "in1", "in2"].map { InterfaceName($0)! }
     static let allInputInterfaces = ingressInterfaces + [InterfaceName("in3")!]
 
@@ -110,27 +110,42 @@ public func checkParse(_ frame: UnsafeRawBufferPointer, link: LinkType) {
 
     // Every field lies inside the buffer and says what the bytes there say.
     let ip = datagram.ipOffset
-    let headerLength = Int(frame[ip] & 0x0F) * 4
-    let udp = ip + headerLength
-    require(ip >= 0 && headerLength >= 20, "IPv4 header at \(ip), \(headerLength) bytes")
-    require(datagram.payloadOffset == udp + 8, "payload starts right after the UDP header")
-    require(datagram.payloadLength >= 0 && datagram.payloadOffset + datagram.payloadLength <= frame.count,
-            "payload \(datagram.payloadOffset)+\(datagram.payloadLength) inside a \(frame.count)-byte frame")
     func be16(_ at: Int) -> Int { Int(frame[at]) << 8 | Int(frame[at + 1]) }
-    let totalLength = be16(ip + 2)
-    require(ip + totalLength <= frame.count && udp + 8 + datagram.payloadLength <= ip + totalLength,
-            "datagram inside the IPv4 total length")
-    require(be16(udp + 4) == datagram.payloadLength + 8, "payload length is the UDP length minus 8")
-    require(datagram.destination.isMulticast, "only multicast is accepted")
     func be32(_ at: Int) -> UInt32 { UInt32(be16(at)) << 16 | UInt32(be16(at + 2)) }
-    require(datagram.destination.value == be32(ip + 16), "destination")
-    require(datagram.source.value == be32(ip + 12), "source")
-    require(Int(datagram.destinationPort) == be16(udp + 2) && Int(datagram.sourcePort) == be16(udp), "ports")
-    require(datagram.ttl == frame[ip + 8], "ttl")
+    let end: Int
+    require(datagram.destination.isMulticast, "only multicast is accepted")
+    require(datagram.source.family == datagram.destination.family, "one family")
+    if case let .v6(destination) = datagram.destination {
+        require(ip >= 0 && frame[ip] >> 4 == 6, "IPv6 header at \(ip)")
+        end = ip + 40 + be16(ip + 4)
+        require(end <= frame.count, "datagram inside the frame")
+        let udp = datagram.payloadOffset - 8
+        require(udp >= ip + 40 && be16(udp + 4) == end - udp, "UDP fills the IPv6 payload")
+        require(destination == IPv6Address(bytes: Array(frame[(ip + 24)..<(ip + 40)])), "destination")
+        require(datagram.source == .v6(IPv6Address(bytes: Array(frame[(ip + 8)..<(ip + 24)]))), "source")
+        require(Int(datagram.destinationPort) == be16(udp + 2) && Int(datagram.sourcePort) == be16(udp), "ports")
+        require(datagram.ttl == frame[ip + 7], "hop limit")
+        require(datagram.payloadLength == end - udp - 8, "payload length is the UDP length minus 8")
+    } else {
+        let headerLength = Int(frame[ip] & 0x0F) * 4
+        let udp = ip + headerLength
+        require(ip >= 0 && headerLength >= 20, "IPv4 header at \(ip), \(headerLength) bytes")
+        require(datagram.payloadOffset == udp + 8, "payload starts right after the UDP header")
+        require(datagram.payloadLength >= 0 && datagram.payloadOffset + datagram.payloadLength <= frame.count,
+                "payload \(datagram.payloadOffset)+\(datagram.payloadLength) inside a \(frame.count)-byte frame")
+        let totalLength = be16(ip + 2)
+        require(ip + totalLength <= frame.count && udp + 8 + datagram.payloadLength <= ip + totalLength,
+                "datagram inside the IPv4 total length")
+        require(be16(udp + 4) == datagram.payloadLength + 8, "payload length is the UDP length minus 8")
+        require(datagram.destination == .v4(IPv4Address(be32(ip + 16))), "destination")
+        require(datagram.source == .v4(IPv4Address(be32(ip + 12))), "source")
+        require(Int(datagram.destinationPort) == be16(udp + 2) && Int(datagram.sourcePort) == be16(udp), "ports")
+        require(datagram.ttl == frame[ip + 8], "ttl")
+        end = ip + totalLength
+    }
 
-    // Bytes after the IPv4 total length (Ethernet padding) change nothing; cutting the
-    // datagram short by one byte makes it truncated.
-    let end = ip + totalLength
+    // Bytes after the IP datagram (Ethernet padding) change nothing; cutting the datagram
+    // short by one byte makes it truncated.
     let head = UnsafeRawBufferPointer(rebasing: frame[..<end])
     withExactCopy(of: head) { exact in
         require(FrameParser.parse(exact, link: link) == outcome, "trailing bytes after the datagram are ignored")

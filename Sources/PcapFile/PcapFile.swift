@@ -17,9 +17,9 @@ public enum PcapLinkType: Sendable, Hashable, CustomStringConvertible {
     case linuxCooked
     /// DLT_LINUX_SLL2 (276): Linux "cooked" header v2 (20 bytes, carries the interface index).
     case linuxCooked2
-    /// DLT_RAW (12; LINKTYPE_RAW 101 in files) or DLT_IPV4 (228): no link header, the packet
-    /// starts at the IP header.
-    case rawIPv4
+    /// DLT_RAW (12; LINKTYPE_RAW 101 in files), DLT_IPV4 (228) or DLT_IPV6 (229): no link
+    /// header, the packet starts at the IP header (its version nibble says which).
+    case rawIP
 
     /// Maps a libpcap DLT value (as returned by `pcap_datalink`) to a link type.
     public init?(dlt: Int32) {
@@ -27,7 +27,7 @@ public enum PcapLinkType: Sendable, Hashable, CustomStringConvertible {
         case 1: self = .ethernet
         case 113: self = .linuxCooked
         case 276: self = .linuxCooked2
-        case 12, 14, 101, 228: self = .rawIPv4
+        case 12, 14, 101, 228, 229: self = .rawIP
         default: return nil
         }
     }
@@ -38,7 +38,7 @@ public enum PcapLinkType: Sendable, Hashable, CustomStringConvertible {
         case .ethernet: return 1
         case .linuxCooked: return 113
         case .linuxCooked2: return 276
-        case .rawIPv4: return 12  // DLT_RAW on Linux; stored in files as LINKTYPE_RAW (101)
+        case .rawIP: return 12  // DLT_RAW on Linux; stored in files as LINKTYPE_RAW (101)
         }
     }
 
@@ -48,7 +48,7 @@ public enum PcapLinkType: Sendable, Hashable, CustomStringConvertible {
         case .ethernet: return 14
         case .linuxCooked: return 16
         case .linuxCooked2: return 20
-        case .rawIPv4: return 0
+        case .rawIP: return 0
         }
     }
 
@@ -57,7 +57,7 @@ public enum PcapLinkType: Sendable, Hashable, CustomStringConvertible {
         case .ethernet: return "ethernet (DLT_EN10MB)"
         case .linuxCooked: return "linux cooked v1 (DLT_LINUX_SLL)"
         case .linuxCooked2: return "linux cooked v2 (DLT_LINUX_SLL2)"
-        case .rawIPv4: return "raw IPv4 (DLT_RAW)"
+        case .rawIP: return "raw IP (DLT_RAW)"
         }
     }
 }

@@ -26,7 +26,7 @@ final class EgressRecorder {
         var hash = FNV64()
         /// The header template of the output last sent on this port (an interface's datagrams
         /// come in runs per output), rewritten only when the output changes.
-        var templateFor: (destination: IPv4Address, port: UInt16, ttl: UInt8)?
+        var templateFor: (destination: IPAddress, port: UInt16, ttl: UInt8)?
     }
 
     @exclusivity(unchecked) private(set) var ports: [Port]
@@ -46,7 +46,7 @@ final class EgressRecorder {
             let facts = facts[name] ?? .simulated(name, position: position)
             return Port(name: name, facts: facts, path: EgressPolicy.path(facts, mode: mode).0)
         }
-        buffer = [UInt8](repeating: 0, count: 65_536 + EgressFrame.headerBytes)
+        buffer = [UInt8](repeating: 0, count: 65_536 + EgressFrame.maximumHeaderBytes)
         templates = .allocate(byteCount: max(1, interfaces.count) * EgressFrame.templateBytes, alignment: 16)
         if directory != nil {
             for index in egress.sorted() { try openWriter(index) }
@@ -62,12 +62,14 @@ final class EgressRecorder {
     }
 
     @inline(__always)
-    func record(interface: Int, time: UInt64, destination: IPv4Address, port: UInt16, ttl: UInt8, sourcePort: UInt16,
+    func record(interface: Int, time: UInt64, destination: IPAddress, port: UInt16, ttl: UInt8, sourcePort: UInt16,
                 payload: UnsafeRawBufferPointer) throws(SimError) {
         let facts = ports[interface].facts
         let sourceMAC = facts.mac ?? MACAddress(0, 0, 0, 0, 0, 0)
-        let source = facts.ipv4 ?? IPv4Address(0)
-        let count = min(payload.count, buffer.count - EgressFrame.headerBytes)
+        // What the daemon's egress does for an interface without an address of the family.
+        let source = facts.source(for: destination)
+            ?? (destination.family == .ipv4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0)))
+        let count = min(payload.count, buffer.count - EgressFrame.maximumHeaderBytes)
         let body = UnsafeRawBufferPointer(rebasing: payload[0..<count])
         let length: Int
         if destination.isMulticast && ports[interface].path == .packet {

@@ -143,12 +143,12 @@ public enum EventScript {
         case "join_fail":
             let name = try interface()
             guard let groupText = object["group"] as? String, let group = try? EndpointSyntax.parseAddress(groupText), group.isMulticast else {
-                throw SimError.input("\(location): join_fail needs \"group\": a multicast IPv4 address")
+                throw SimError.input("\(location): join_fail needs \"group\": a multicast IPv4 or IPv6 address")
             }
-            var source: IPv4Address?
+            var source: IPAddress?
             if let value = object["source"] {
                 guard let text = value as? String, let address = try? EndpointSyntax.parseAddress(text) else {
-                    throw SimError.input("\(location): join_fail \"source\" must be an IPv4 address")
+                    throw SimError.input("\(location): join_fail \"source\" must be an IPv4 or IPv6 address")
                 }
                 source = address
             }

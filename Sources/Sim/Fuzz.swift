@@ -12,6 +12,14 @@ public enum TrafficMaker {
     public static func datagram(interface: Int, source: IPv4Address, group: IPv4Address, port: UInt16,
                                 payload: [UInt8], sourcePort: UInt16 = 40000, ttl: UInt8 = 32, id: UInt16 = 0,
                                 vlan: UInt16? = nil) -> [UInt8] {
+        datagram(interface: interface, source: .v4(source), group: .v4(group), port: port, payload: payload,
+                 sourcePort: sourcePort, ttl: ttl, id: id, vlan: vlan)
+    }
+
+    /// `source` and `group` of one family (IPv6: no extension headers, hop limit `ttl`).
+    public static func datagram(interface: Int, source: IPAddress, group: IPAddress, port: UInt16,
+                                payload: [UInt8], sourcePort: UInt16 = 40000, ttl: UInt8 = 32, id: UInt16 = 0,
+                                vlan: UInt16? = nil) -> [UInt8] {
         var fields = EgressFrame.Fields(sourceMAC: senderMAC(interface: interface, host: 0x10), source: source, destination: group,
                                         sourcePort: sourcePort, destinationPort: port, ttl: ttl)
         fields.identification = id
@@ -134,7 +142,7 @@ public enum FuzzCase {
             let bytes: [UInt8]
             if roll < 0.7, !known.isEmpty {
                 let rule = known[rng.below(known.count)]
-                let source = rule.input.source ?? sources[rng.below(sources.count)]
+                let source = rule.input.source ?? .v4(sources[rng.below(sources.count)])
                 let iface = interfaces.index(of: rule.input.interface)!
                 bytes = TrafficMaker.datagram(interface: iface, source: source, group: rule.input.group,
                                               port: rule.input.port, payload: payload, id: UInt16(truncatingIfNeeded: index))

@@ -10,6 +10,8 @@ struct KernelModel {
     /// `net.ipv4.igmp_max_msf` (default 10): `ip_mc_source` returns ENOBUFS past this many
     /// sources in one group's filter.
     static let maxSourcesPerGroup = 10
+    /// `net.ipv6.mld_max_msf` (default 64): the IPv6 twin of `igmp_max_msf`.
+    static let maxSourcesPerGroupIPv6 = 64
     /// `net.core.wmem_default` (212992 bytes): a UDP socket's send buffer. A non-blocking send
     /// fails with EAGAIN when the bytes in flight (`sk_wmem_alloc`) would exceed it
     /// (`sock_alloc_send_pskb`).
@@ -23,27 +25,35 @@ struct KernelModel {
 
     enum GroupFilter: Equatable {
         case anySource
-        case sources(Set<UInt32>)
+        case sources(Set<IPAddress>)
     }
 
     struct HelperSocket {
         var interface: InterfaceName
-        var groups: [UInt32: GroupFilter] = [:]
+        var groups: [IPAddress: GroupFilter] = [:]
+    }
+
+    struct GateKey: Hashable {
+        var interface: Int
+        var group: IPAddress
     }
 
     let membershipLimit: Int
+    /// IPv6 memberships one socket holds before the kernel refuses more (SocketLimits.ipv6).
+    let membershipLimitIPv6: Int
     let interfaces: InterfaceTable
     private(set) var up: [Bool]
     private(set) var helperSockets: [HelperSocketID: HelperSocket] = [:]
     /// Per (interface, group): how the host is joined, derived from all helper sockets. The
     /// switch (IGMP snooping) and the NIC's multicast filter deliver a group's frames only to
     /// a host that joined it, so a group the relay failed to join never reaches the relay.
-    private var gate: [UInt64: (any: Int, sources: [UInt32: Int])] = [:]
+    private var gate: [GateKey: (any: Int, sources: [IPAddress: Int])] = [:]
     private(set) var refusedOverLimit = 0
 
-    init(interfaces: InterfaceTable, membershipLimit: Int) {
+    init(interfaces: InterfaceTable, membershipLimit: Int, membershipLimitIPv6: Int = SocketLimits.defaultIPv6) {
         self.interfaces = interfaces
         self.membershipLimit = membershipLimit
+        self.membershipLimitIPv6 = membershipLimitIPv6
         up = Array(repeating: true, count: interfaces.count)
         sendQueues = Array(repeating: SendQueue(), count: interfaces.count)
     }
@@ -79,23 +89,24 @@ struct KernelModel {
         guard var socket = helperSockets[id] else { return .failed(.other(errno: 9)) }  // EBADF
         // ip_mc_find_dev: the interface must exist (ENODEV otherwise).
         guard interfaces.index(of: key.interface) != nil else { return .failed(.noSuchDevice) }
-        let group = key.group.value
+        let group = key.group
+        let sourceLimit = group.family == .ipv4 ? Self.maxSourcesPerGroup : Self.maxSourcesPerGroupIPv6
         if let existing = socket.groups[group] {
             switch (existing, key.source) {
             case (.anySource, nil): return .failed(.alreadyMember)  // EADDRINUSE
             case (.anySource, .some), (.sources, nil):
                 return .failed(.other(errno: 22))  // EINVAL: filter mode mismatch on one socket
             case let (.sources(sources), .some(source)):
-                if sources.contains(source.value) { return .failed(.alreadyMember) }
-                if sources.count >= Self.maxSourcesPerGroup { return .failed(.socketFull) }
-                socket.groups[group] = .sources(sources.union([source.value]))
+                if sources.contains(source) { return .failed(.alreadyMember) }
+                if sources.count >= sourceLimit { return .failed(.socketFull) }
+                socket.groups[group] = .sources(sources.union([source]))
             }
         } else {
-            if socket.groups.count >= membershipLimit {
+            if socket.groups.count >= (group.family == .ipv4 ? membershipLimit : membershipLimitIPv6) {
                 refusedOverLimit += 1
                 return .failed(.socketFull)  // ENOBUFS: igmp_max_memberships reached
             }
-            socket.groups[group] = key.source.map { .sources([$0.value]) } ?? .anySource
+            socket.groups[group] = key.source.map { .sources([$0]) } ?? .anySource
         }
         helperSockets[id] = socket
         regate(key.interface, group)
@@ -107,12 +118,12 @@ struct KernelModel {
     mutating func leave(_ request: LeaveRequest) -> Bool {
         guard var socket = helperSockets[request.socket] else { return false }
         let key = request.membership
-        let group = key.group.value
+        let group = key.group
         guard let existing = socket.groups[group] else { return false }
         switch (existing, key.source) {
         case (.anySource, nil): socket.groups[group] = nil
         case (.sources(var sources), .some(let source)):
-            guard sources.remove(source.value) != nil else { return false }
+            guard sources.remove(source) != nil else { return false }
             socket.groups[group] = sources.isEmpty ? nil : .sources(sources)
         default: return false
         }
@@ -127,10 +138,10 @@ struct KernelModel {
         for socket in helperSockets.values {
             for (group, filter) in socket.groups {
                 switch filter {
-                case .anySource: keys.insert(MembershipKey(interface: socket.interface, group: IPv4Address(group)))
+                case .anySource: keys.insert(MembershipKey(interface: socket.interface, group: group))
                 case let .sources(sources):
                     for source in sources {
-                        keys.insert(MembershipKey(interface: socket.interface, group: IPv4Address(group), source: IPv4Address(source)))
+                        keys.insert(MembershipKey(interface: socket.interface, group: group, source: source))
                     }
                 }
             }
@@ -140,10 +151,10 @@ struct KernelModel {
 
     func groupsHeld(by socket: HelperSocketID) -> Int { helperSockets[socket]?.groups.count ?? 0 }
 
-    private mutating func regate(_ interface: InterfaceName, _ group: UInt32) {
+    private mutating func regate(_ interface: InterfaceName, _ group: IPAddress) {
         guard let index = interfaces.index(of: interface) else { return }
         var any = 0
-        var sources: [UInt32: Int] = [:]
+        var sources: [IPAddress: Int] = [:]
         for socket in helperSockets.values where socket.interface == interface {
             switch socket.groups[group] {
             case .anySource: any += 1
@@ -151,11 +162,11 @@ struct KernelModel {
             case nil: break
             }
         }
-        let key = UInt64(index) << 32 | UInt64(group)
+        let key = GateKey(interface: index, group: group)
         gate[key] = any == 0 && sources.isEmpty ? nil : (any, sources)
     }
 
-    private mutating func ungate(_ interface: InterfaceName, _ group: UInt32, _ filter: GroupFilter) {
+    private mutating func ungate(_ interface: InterfaceName, _ group: IPAddress, _ filter: GroupFilter) {
         regate(interface, group)
     }
 
@@ -163,9 +174,11 @@ struct KernelModel {
     /// flooded (RFC 4541 section 2.1.2), other multicast needs a join on that interface (in
     /// EXCLUDE mode, or INCLUDE with this source); non-multicast frames always arrive.
     @inline(__always)
-    func admits(interface: Int, group: UInt32, source: UInt32) -> Bool {
-        if group == 0 || group >> 8 == 0xE0_00_00 { return true }
-        guard let entry = gate[UInt64(interface) << 32 | UInt64(group)] else { return false }
+    func admits(interface: Int, group: IPAddress?, source: IPAddress) -> Bool {
+        // Link-scoped groups (224.0.0.0/24, ff02::/16) are never filtered: every host
+        // receives them (all-hosts, all-nodes, MLD, mDNS) without asking.
+        guard let group, !group.isLinkScopedGroup else { return true }
+        guard let entry = gate[GateKey(interface: interface, group: group)] else { return false }
         return entry.any > 0 || entry.sources[source] != nil
     }
 

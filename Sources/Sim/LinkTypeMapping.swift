@@ -9,7 +9,7 @@ extension LinkType {
         case .ethernet: self = .ethernet
         case .linuxCooked: self = .linuxCooked
         case .linuxCooked2: self = .linuxCooked2
-        case .rawIPv4: self = .rawIPv4
+        case .rawIP: self = .rawIP
         }
     }
 }
@@ -20,7 +20,7 @@ extension PcapLinkType {
         case .ethernet: self = .ethernet
         case .linuxCooked: self = .linuxCooked
         case .linuxCooked2: self = .linuxCooked2
-        case .rawIPv4: self = .rawIPv4
+        case .rawIP: self = .rawIP
         }
     }
 }

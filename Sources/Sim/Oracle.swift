@@ -32,17 +32,23 @@ struct Oracle {
         }
     }
 
+    struct EpochKey: Hashable {
+        var interface: Int
+        var group: IPAddress
+        var port: UInt16
+    }
+
     /// One operator rule set, with a lookup from (interface, group, port) to its rules.
     struct Epoch {
         var rules: [Int]  // registry indices, in operator order
-        var anySource: [UInt64: Int32] = [:]
-        var specific: [UInt64: [(source: UInt32, rule: Int32)]] = [:]
+        var anySource: [EpochKey: Int32] = [:]
+        var specific: [EpochKey: [(source: IPAddress, rule: Int32)]] = [:]
 
         /// The rule a correct relay applies to a datagram: a source-specific rule for its
         /// source wins over an any-source rule on the same group and port.
         @inline(__always)
-        func match(interface: Int, group: UInt32, port: UInt16, source: UInt32) -> Int32 {
-            let key = UInt64(interface) << 48 | UInt64(group) << 16 | UInt64(port)
+        func match(interface: Int, group: IPAddress, port: UInt16, source: IPAddress) -> Int32 {
+            let key = EpochKey(interface: interface, group: group, port: port)
             if let list = specific[key] {
                 for entry in list where entry.source == source { return entry.rule }
             }
@@ -84,9 +90,9 @@ struct Oracle {
             let ref = intern(spec)
             epoch.rules.append(ref)
             guard let interface = interfaces.index(of: spec.input.interface) else { continue }
-            let key = UInt64(interface) << 48 | UInt64(spec.input.group.value) << 16 | UInt64(spec.input.port)
+            let key = EpochKey(interface: interface, group: spec.input.group, port: spec.input.port)
             if let source = spec.input.source {
-                epoch.specific[key, default: []].append((source.value, Int32(ref)))
+                epoch.specific[key, default: []].append((source, Int32(ref)))
             } else {
                 epoch.anySource[key] = Int32(ref)
             }

@@ -81,7 +81,7 @@ extension Simulation {
             acceptedByRule.append(0)
             registryOutputCounts.append(spec.outputs.count)
             for output in spec.outputs {
-                registryOutputs.append((interfaces.index(of: output.interface) ?? -1, output.destination.value, output.port, output.ttl))
+                registryOutputs.append((interfaces.index(of: output.interface) ?? -1, output.destination, output.port, output.ttl))
                 expectedByOutput.append(0); handedByOutput.append(0); transmittedByOutput.append(0); sendErrorsByOutput.append(0)
             }
         }

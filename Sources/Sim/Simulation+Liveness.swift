@@ -83,11 +83,12 @@ extension Simulation {
         firstProbeArrival = arrivalRule.count
         for (number, spec) in specs.enumerated() {
             guard let interface = interfaces.index(of: spec.input.interface), kernel.up[interface] else { continue }
-            var source = spec.input.source ?? IPv4Address(198, 18, 0, 2)
+            var source = spec.input.source ?? (spec.input.group.family == .ipv4
+                ? .v4(IPv4Address(198, 18, 0, 2)) : .v6(IPv6Address(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)))
             if spec.input.source == nil {
                 while specs.contains(where: { $0.input.interface == spec.input.interface && $0.input.group == spec.input.group
                     && $0.input.port == spec.input.port && $0.input.source == source }) {
-                    source = IPv4Address(source.value + 1)
+                    source = source.successor
                 }
             }
             let payload = Array("mcrelay-sim liveness probe \(number)".utf8)

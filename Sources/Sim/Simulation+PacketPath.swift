@@ -116,7 +116,7 @@ extension Simulation {
         let expected = epoch.match(interface: interface, group: fx.group, port: fx.port, source: fx.source)
         guard expected >= 0 else {
             violate(InvariantName.noForwardWithoutRule,
-                    "worker \(index) (plan v\(workers[index].version)) forwarded \(IPv4Address(fx.source)) -> \(IPv4Address(fx.group)):\(fx.port) on \(interfaces.names[interface]); no rule matches it")
+                    "worker \(index) (plan v\(workers[index].version)) forwarded \(fx.source) -> \(fx.group.endpointText):\(fx.port) on \(interfaces.names[interface]); no rule matches it")
             return
         }
         let ref = Int(expected)
@@ -135,13 +135,13 @@ extension Simulation {
             var o = position < outputCount ? position : -1
             if o >= 0 {
                 let want = registryOutputs[base + o]
-                if want.interface != egressInterface || want.destination != transmit.destination.value
+                if want.interface != egressInterface || want.destination != transmit.destination
                     || want.port != transmit.port || want.ttl != transmit.ttl { o = -1 }
             }
             if o < 0 {
                 o = (0..<outputCount).first { candidate in
                     let want = registryOutputs[base + candidate]
-                    return want.interface == egressInterface && want.destination == transmit.destination.value
+                    return want.interface == egressInterface && want.destination == transmit.destination
                         && want.port == transmit.port && want.ttl == transmit.ttl
                 } ?? -1
             }
@@ -156,7 +156,7 @@ extension Simulation {
                 faultCounts.sendsFailed += 1
                 failure = errno
             } else if case let .failed(errno) = kernel.send(interface: egressInterface,
-                                                            frameLength: EgressFrame.headerBytes + transmit.payload.count, now: now) {
+                                                            frameLength: EgressFrame.headerLength(for: transmit.destination.family) + transmit.payload.count, now: now) {
                 failure = errno
             }
             if failure != nil {
@@ -175,11 +175,11 @@ extension Simulation {
                 }
                 arrivalMask[arrival] |= bit
             } else {
-                let key: [UInt64] = [UInt64(arrival), UInt64(egressInterface), UInt64(transmit.destination.value), UInt64(transmit.port)]
+                let key = DuplicateKey(arrival: arrival, interface: egressInterface, destination: transmit.destination, port: transmit.port)
                 let first = registryOutputs[oracle.registry.outputBase[Int(arrivalRule[arrival])]...]
                 let clash = first.prefix(oracle.registry.specs[Int(arrivalRule[arrival])].outputs.count).enumerated().contains { k, w in
                     arrivalMask[arrival] & (1 << UInt64(k)) != 0 && w.interface == egressInterface
-                        && w.destination == transmit.destination.value && w.port == transmit.port
+                        && w.destination == transmit.destination && w.port == transmit.port
                 }
                 if clash || !arrivalOverflow.insert(key).inserted {
                     violate(InvariantName.noDuplicateForward, "frame \(frame) (arrival \(arrival)) sent twice to \(spec.outputs[o])")

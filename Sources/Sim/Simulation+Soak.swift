@@ -141,9 +141,11 @@ extension Simulation {
         if firstArrival > 0 {
             arrivalRule.removeFirst(firstArrival)
             arrivalMask.removeFirst(firstArrival)
-            let shift = UInt64(firstArrival)
             arrivalOverflow = Set(arrivalOverflow.compactMap { key in
-                key[0] < shift ? nil : [key[0] - shift] + key.dropFirst()
+                guard key.arrival >= firstArrival else { return nil }
+                var shifted = key
+                shifted.arrival -= firstArrival
+                return shifted
             })
         }
         traceArrivalDelta = arrivalRule.count - traceStart
@@ -175,7 +177,7 @@ extension Simulation {
 
         // The report tallies follow the registry.
         var matched: [UInt64] = [], accepted: [UInt64] = [], outputCounts: [Int] = []
-        var outputs: [(interface: Int, destination: UInt32, port: UInt16, ttl: UInt8)] = []
+        var outputs: [(interface: Int, destination: IPAddress, port: UInt16, ttl: UInt8)] = []
         var expected: [UInt64] = [], handed: [UInt64] = [], transmitted: [UInt64] = [], sendErrors: [UInt64] = []
         for ref in old.specs.indices where keep[ref] {
             matched.append(matchedByRule[ref])

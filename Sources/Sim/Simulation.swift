@@ -120,7 +120,7 @@ public final class Simulation {
     @exclusivity(unchecked) var injector: FaultInjector
     @exclusivity(unchecked) var oracle: Oracle
     let egress: EgressRecorder
-    @exclusivity(unchecked) var registryOutputs: [(interface: Int, destination: UInt32, port: UInt16, ttl: UInt8)] = []
+    @exclusivity(unchecked) var registryOutputs: [(interface: Int, destination: IPAddress, port: UInt16, ttl: UInt8)] = []
     @exclusivity(unchecked) var registryOutputCounts: [Int] = []
 
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
@@ -136,7 +136,7 @@ public final class Simulation {
     // Per arrival: the rule (registry index) and outputs (bit mask) already transmitted.
     @exclusivity(unchecked) var arrivalRule: [Int32] = []
     @exclusivity(unchecked) var arrivalMask: [UInt64] = []
-    @exclusivity(unchecked) var arrivalOverflow: Set<[UInt64]> = []
+    @exclusivity(unchecked) var arrivalOverflow: Set<DuplicateKey> = []
 
     // Report tallies, by registry rule / registry output.
     @exclusivity(unchecked) var matchedByRule: [UInt64] = []
@@ -421,5 +421,24 @@ extension Simulation {
         arrivalRule.append(contentsOf: repeatElement(-1, count: store.frames.count))
         arrivalMask.append(contentsOf: repeatElement(0, count: store.frames.count))
         ingress.traceFrames += store.frames.count
+    }
+}
+
+/// One copy of one arrival to one destination: what `no_duplicate_forward` tracks past the
+/// 64 outputs an arrival's bit mask covers.
+struct DuplicateKey: Hashable {
+    var arrival: Int
+    var interface: Int
+    var destination: IPAddress
+    var port: UInt16
+}
+
+extension IPAddress {
+    /// The next address of the family (wrapping), for making distinct simulated sources.
+    var successor: IPAddress {
+        switch self {
+        case let .v4(address): .v4(IPv4Address(address.value &+ 1))
+        case let .v6(address): .v6(IPv6Address(high: address.low == .max ? address.high &+ 1 : address.high, low: address.low &+ 1))
+        }
     }
 }

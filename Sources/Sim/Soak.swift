@@ -465,7 +465,7 @@ struct SoakWindowGenerator {
                 if roll < 0.85, !active.isEmpty {
                     let rule = active[rng.below(active.count)]
                     let iface = rule.input.interface == Self.inputs[0] ? 0 : 1
-                    let bytes = TrafficMaker.datagram(interface: iface, source: rule.input.source ?? sources[rng.below(2)],
+                    let bytes = TrafficMaker.datagram(interface: iface, source: rule.input.source ?? .v4(sources[rng.below(2)]),
                                                       group: rule.input.group, port: rule.input.port, payload: payload,
                                                       id: UInt16(truncatingIfNeeded: id))
                     store.append(time: time, interface: rule.input.interface, link: .ethernet, bytes: bytes)

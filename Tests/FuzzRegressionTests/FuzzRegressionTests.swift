@@ -95,7 +95,7 @@ func replay(target: String, path: String) {
         let forwarded = verdicts.filter { if case .forwarded = $0.key { true } else { false } }
         #expect(forwarded.values.reduce(0, +) >= 8, "\(verdicts)")
         #expect(Set(forwarded.keys).count >= 3, "forwarded with several output counts: \(verdicts)")
-        for reason in [DropReason.truncated, .notIPv4, .badChecksum, .badLength, .fragment, .notUDP,
+        for reason in [DropReason.truncated, .notIP, .badChecksum, .badLength, .fragment, .notUDP,
                        .notMulticast, .ownTransmission, .noMatchingRule] {
             #expect(verdicts[.dropped(reason), default: 0] > 0, "no seed dropped as \(reason)")
         }

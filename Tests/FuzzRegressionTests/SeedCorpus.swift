@@ -148,12 +148,12 @@ import Testing
         let test = try [UInt8](Data(contentsOf: Self.repository.appendingPathComponent("traces/real/tcpreplay-test.pcap")))
         seeds.append(("real-test-head", recordsPrefix(test, records: 12)))
 
-        for link in [PcapLinkType.ethernet, .linuxCooked, .linuxCooked2, .rawIPv4] {
+        for link in [PcapLinkType.ethernet, .linuxCooked, .linuxCooked2, .rawIP] {
             let frameLink: LinkType = switch link {
             case .ethernet: .ethernet
             case .linuxCooked: .linuxCooked
             case .linuxCooked2: .linuxCooked2
-            case .rawIPv4: .rawIPv4
+            case .rawIP: .rawIP
             }
             let frames = [SeedFrame(link: frameLink), SeedFrame(link: frameLink, payload: []),
                           SeedFrame(link: frameLink, flagsAndOffset: 0x2000)].map { $0.build() }
@@ -172,7 +172,7 @@ import Testing
         seeds.append(("origlen-less-than-caplen", patched(ethernet, at: 24 + 12, le32: 1)))
         seeds.append(("nanoseconds-too-big", patched(ethernet, at: 24 + 4, le32: 1_500_000_000)))
         seeds.append(("unsupported-linktype", patched(ethernet, at: 20, le32: 147)))
-        seeds.append(("linktype-raw-228", patched(try writtenCapture(link: .rawIPv4, frames: [SeedFrame(link: .rawIPv4).build()]), at: 20, le32: 228)))
+        seeds.append(("linktype-raw-228", patched(try writtenCapture(link: .rawIP, frames: [SeedFrame(link: .rawIP).build()]), at: 20, le32: 228)))
         seeds.append(("snaplen-zero", patched(ethernet, at: 16, le32: 0)))
         seeds.append(("not-a-capture", Array("{\"rules\": []}\n".utf8)))
         seeds.append(("pcapng", minimalPcapng(frame: SeedFrame().build())))
@@ -266,7 +266,7 @@ import Testing
             ("reply-add", #"{"added":true,"ok":true,"rule":{"id":"0123456789ab","in":"rin0:239.1.1.1:5001","joined":true,"name":"cam1","out":["rout0:239.10.1.1:6001:8"]}}"#),
             ("reply-list", #"{"ok":true,"rules":[{"id":"0123456789ab","in":"rin0:239.1.1.1:5001","source":"198.18.1.1","out":["rout0:239.10.1.1:6001:64"]}]}"#),
             ("reply-reload", #"{"ok":true,"reload":{"added":1,"removed":2,"unchanged":3}}"#),
-            ("reply-stats", #"{"ok":true,"stats":{"drops":{"bad_checksum":0,"bad_ipv4_header":0,"bad_length":0,"fragment":2,"no_matching_rule":5,"not_ipv4":1,"not_multicast":0,"not_udp":0,"own_transmission":0,"truncated":0},"helper_sockets":[{"capacity":20,"groups":1,"socket":"eth0#0"}],"interfaces_up":["rin0","rout0"],"joined":["239.1.1.1 on rin0"],"outstanding":[],"plan_version":3,"rules":[{"bytes":1200,"id":"0123456789ab","in":"rin0:239.1.1.1:5001","name":"cam1","outputs":[{"bytes":1200,"out":"rout0:239.10.1.1:6001:8","packets":10,"send_errors":1}],"packets":10}],"workers":[{"alive":true,"answered":true,"id":0,"pid":1234,"plan_version":3,"restarts":0}]}}"#),
+            ("reply-stats", #"{"ok":true,"stats":{"drops":{"bad_checksum":0,"bad_ipv4_header":0,"bad_length":0,"fragment":2,"no_matching_rule":5,"not_ip":1,"not_multicast":0,"not_udp":0,"own_transmission":0,"truncated":0},"helper_sockets":[{"capacity":20,"groups":1,"socket":"eth0#0"}],"interfaces_up":["rin0","rout0"],"joined":["239.1.1.1 on rin0"],"outstanding":[],"plan_version":3,"rules":[{"bytes":1200,"id":"0123456789ab","in":"rin0:239.1.1.1:5001","name":"cam1","outputs":[{"bytes":1200,"out":"rout0:239.10.1.1:6001:8","packets":10,"send_errors":1}],"packets":10}],"workers":[{"alive":true,"answered":true,"id":0,"pid":1234,"plan_version":3,"restarts":0}]}}"#),
             ("reply-unknown-drop", #"{"ok":true,"stats":{"drops":{"cosmic_rays":1}}}"#),
         ]
         return lines.map { ($0.0, Array($0.1.utf8)) }
@@ -346,7 +346,7 @@ struct SeedFrame {
             frame += be16(outgoing ? 4 : 2) + be16(1) + be16(6) + [2, 0, 0, 0, 0, 1, 0, 0] + [0x08, 0x00]
         case .linuxCooked2:
             frame += [0x08, 0x00, 0, 0] + [0, 0, 0, 3] + be16(1) + [outgoing ? 4 : 2, 6] + [2, 0, 0, 0, 0, 1, 0, 0]
-        case .rawIPv4:
+        case .rawIP:
             break
         }
         let headerLength = 20 + ipOptions.count

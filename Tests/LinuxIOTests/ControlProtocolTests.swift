@@ -33,7 +33,7 @@ struct ControlProtocolTests {
     @Test("rule text parses with the CLI's syntax; errors name the field")
     func ruleText() throws {
         let spec = try RuleText(in: "rin0:239.1.1.1:5001", source: "198.18.1.1", out: ["rout0:239.10.1.1:6001"]).spec()
-        #expect(spec.input.source == IPv4Address(198, 18, 1, 1))
+        #expect(spec.input.source == .v4(IPv4Address(198, 18, 1, 1)))
         #expect(spec.outputs.first?.ttl == OutputSpec.defaultTTL)
         #expect(OutputSpec.defaultTTL != 1)
         #expect(throws: ControlProtocolError.self) { try RuleText(in: "rin0:239.1.1:5001", out: ["rout0:239.10.1.1:6001"]).spec() }

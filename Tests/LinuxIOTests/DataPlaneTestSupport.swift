@@ -22,7 +22,7 @@ enum DataPlaneTestSupport {
         }
         defer { storage.forEach { $0.deallocate() } }
         for buffer in storage {
-            guard case let .forward(forwarding) = forwarder.decide(UnsafeRawBufferPointer(buffer), link: .rawIPv4, ingress: 0) else {
+            guard case let .forward(forwarding) = forwarder.decide(UnsafeRawBufferPointer(buffer), link: .rawIP, ingress: 0) else {
                 throw HarnessError("test frame not forwarded")
             }
             for transmit in forwarder.transmits(for: forwarding) { queue.append(transmit, pool: pool) }

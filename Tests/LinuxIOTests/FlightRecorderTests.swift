@@ -55,7 +55,7 @@ struct FlightRecorderTests {
             let path = directory + "/" + RecordingFormat.pcapFileName(interface: interface, worker: 1, pid: 42)
             total += Self.fileSize(path)
             let (link, records) = try PcapReader.readAll(path: path)
-            #expect(link == .rawIPv4)
+            #expect(link == .rawIP)
             #expect(records.map(\.bytes) == expected.map { Self.frame($0, size: $0 == 99 ? 100 : 60 + $0) }, "\(interface): frames byte-exact, in order")
             #expect(records.allSatisfy { $0.timestampNanoseconds >= before && $0.timestampNanoseconds <= after })
             #expect(zip(records, records.dropFirst()).allSatisfy { $0.timestampNanoseconds <= $1.timestampNanoseconds })

@@ -74,7 +74,7 @@ private func drain(_ path: String) -> (records: Int, error: PcapError?) {
 }
 
 @Suite struct PcapFileTests {
-    @Test(arguments: [PcapLinkType.ethernet, .linuxCooked, .linuxCooked2, .rawIPv4])
+    @Test(arguments: [PcapLinkType.ethernet, .linuxCooked, .linuxCooked2, .rawIP])
     func roundTrip(linkType: PcapLinkType) throws {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -100,7 +100,7 @@ private func drain(_ path: String) -> (records: Int, error: PcapError?) {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("z.pcap").path
-        let w = try PcapWriter(path: path, linkType: .rawIPv4)
+        let w = try PcapWriter(path: path, linkType: .rawIP)
         try w.write(timestampNanoseconds: 5_000_000_001, bytes: [1, 2, 3, 4], originalLength: 9)
         try w.flush()
         try w.close()
@@ -310,26 +310,26 @@ private func drain(_ path: String) -> (records: Int, error: PcapError?) {
         #expect(r.error != nil)
     }
 
-    @Test func rawIPv4WritesLinktypeRaw101() throws {
+    @Test func rawIPWritesLinktypeRaw101() throws {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("raw.pcap").path
-        let w = try PcapWriter(path: path, linkType: .rawIPv4)
+        let w = try PcapWriter(path: path, linkType: .rawIP)
         try w.write(timestampNanoseconds: 1, bytes: [0x45])
         try w.close()
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         #expect(Array(data[0..<4]) == [0x4d, 0x3c, 0xb2, 0xa1])  // nanosecond magic, little-endian
         #expect(Array(data[20..<24]) == [101, 0, 0, 0])
-        #expect(try PcapReader(path: path).linkType == .rawIPv4)
+        #expect(try PcapReader(path: path).linkType == .rawIP)
     }
 
     @Test func linkTypeMapping() {
         #expect(PcapLinkType(dlt: 1) == .ethernet)
         #expect(PcapLinkType(dlt: 113) == .linuxCooked)
         #expect(PcapLinkType(dlt: 276) == .linuxCooked2)
-        #expect(PcapLinkType(dlt: 12) == .rawIPv4)
-        #expect(PcapLinkType(dlt: 228) == .rawIPv4)
-        #expect(PcapLinkType(dlt: 101) == .rawIPv4)
+        #expect(PcapLinkType(dlt: 12) == .rawIP)
+        #expect(PcapLinkType(dlt: 228) == .rawIP)
+        #expect(PcapLinkType(dlt: 101) == .rawIP)
         #expect(PcapLinkType(dlt: 105) == nil)
         #expect(PcapLinkType.linuxCooked2.headerLength == 20)
     }

@@ -24,7 +24,7 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
             }
             let transmits = Array(forwarder.transmits(for: forwarding))
             #expect(transmits.count == 3)
-            #expect(transmits.map(\.destination) == [ip("239.10.1.1"), ip("239.20.1.1"), ip("198.18.5.5")])
+            #expect(transmits.map(\.destination.v4) == [ip("239.10.1.1"), ip("239.20.1.1"), ip("198.18.5.5")])
             #expect(transmits.map(\.port) == [6001, 7001, 9000])
             #expect(transmits.map(\.ttl) == [16, 64, 3])
             #expect(transmits.map { forwarder.egress[$0.egress] } == [iface("eth1"), iface("eth2"), iface("eth1")])
@@ -63,7 +63,7 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         func destination(from source: String) -> IPv4Address? {
             FrameBuilder(source: ip(source)).build().withUnsafeBytes { bytes in
                 guard case let .forward(f) = forwarder.decide(bytes, link: .ethernet, ingress: 0) else { return nil }
-                return forwarder.transmits(for: f).first?.destination
+                return forwarder.transmits(for: f).first?.destination.v4
             }
         }
         #expect(destination(from: "198.18.1.7") == ip("239.99.1.1"))

@@ -28,7 +28,7 @@ struct FrameBuilder {
             frame += be16(outgoing ? 4 : 2) + be16(1) + be16(6) + [2, 0, 0, 0, 0, 1, 0, 0] + [0x08, 0x00]
         case .linuxCooked2:
             frame += [0x08, 0x00, 0, 0] + [0, 0, 0, 3] + be16(1) + [outgoing ? 4 : 2, 6] + [2, 0, 0, 0, 0, 1, 0, 0]
-        case .rawIPv4:
+        case .rawIP:
             break
         }
         let headerLength = 20 + ipOptions.count
@@ -52,7 +52,7 @@ struct FrameBuilder {
         case .ethernet: 14 + 4 * vlanTags
         case .linuxCooked: 16
         case .linuxCooked2: 20
-        case .rawIPv4: 0
+        case .rawIP: 0
         }
     }
 }
@@ -70,6 +70,6 @@ func ip(_ text: String) -> IPv4Address { IPv4Address(text)! }
 func spec(_ input: String, _ outputs: [String], source: String? = nil, name: String? = nil) -> RuleSpec {
     RuleSpec(
         name: name,
-        input: try! EndpointSyntax.parseInput(input, source: source.map { ip($0) }),
+        input: try! EndpointSyntax.parseInput(input, source: source.map { IPAddress.v4(ip($0)) }),
         outputs: outputs.map { try! EndpointSyntax.parseOutput($0) })
 }

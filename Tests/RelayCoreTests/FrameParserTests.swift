@@ -3,7 +3,7 @@ import Testing
 @testable import RelayCore
 
 @Suite struct FrameParserTests {
-    @Test(arguments: [LinkType.ethernet, .linuxCooked, .linuxCooked2, .rawIPv4])
+    @Test(arguments: [LinkType.ethernet, .linuxCooked, .linuxCooked2, .rawIP])
     func parsesMulticastUDPOnEveryLinkType(link: LinkType) throws {
         let builder = FrameBuilder(link: link)
         guard case let .datagram(datagram) = parse(builder.build(), link: link) else {
@@ -33,7 +33,7 @@ import Testing
             }
             #expect(datagram.ipOffset == 14 + 4 * tags)
         }
-        #expect(parse(FrameBuilder(vlanTags: 3).build()) == .dropped(.notIPv4))
+        #expect(parse(FrameBuilder(vlanTags: 3).build()) == .dropped(.notIP))
     }
 
     @Test func ipOptionsMovePayload() {
@@ -60,9 +60,9 @@ import Testing
         #expect(parse(Array(frame.dropLast(3))) == .dropped(.truncated))
 
         var arp = frame; arp[12] = 0x08; arp[13] = 0x06
-        #expect(parse(arp) == .dropped(.notIPv4))
+        #expect(parse(arp) == .dropped(.notIP))
         var ipv6 = frame; ipv6[12] = 0x86; ipv6[13] = 0xDD
-        #expect(parse(ipv6) == .dropped(.notIPv4))
+        #expect(parse(ipv6) == .dropped(.notIP))
 
         var badIHL = frame; badIHL[14] = 0x44
         #expect(parse(badIHL) == .dropped(.badIPv4Header))
@@ -99,7 +99,7 @@ import Testing
     /// buffer access), and a datagram returned is what its bytes say (`expectDatagramMatchesBytes`).
     @Test("arbitrary bytes on every link type never trap; a datagram returned is what its bytes say")
     func arbitraryBytesNeverTrap() async {
-        let links: [LinkType] = [.ethernet, .linuxCooked, .linuxCooked2, .rawIPv4]
+        let links: [LinkType] = [.ethernet, .linuxCooked, .linuxCooked2, .rawIP]
         await propertyCheck(count: 3000, input: Gen.uint8().array(of: 0...90), Gen.int(in: 0...3)) { bytes, linkIndex in
             expectDatagramMatchesBytes(bytes, link: links[linkIndex])
         }
@@ -128,7 +128,7 @@ import Testing
         case .ethernet: [14, 18, 22]
         case .linuxCooked: [16]
         case .linuxCooked2: [20]
-        case .rawIPv4: [0]
+        case .rawIP: [0]
         }
         #expect(linkOffsets.contains(ip), "IPv4 header at \(ip) on \(link)")
         guard linkOffsets.contains(ip), bytes.count >= ip + 20 else {

@@ -16,14 +16,14 @@ import Testing
         func refused(_ s: RuleSpec) -> RuleError? {
             do { _ = try RuleBook.validated(s); return nil } catch { return error }
         }
-        #expect(refused(spec("eth0:198.18.1.1:5001", ["eth1:239.1.1.1:1"])) == .inputNotMulticast(ip("198.18.1.1")))
-        #expect(refused(spec("eth0:224.0.0.5:5001", ["eth1:239.1.1.1:1"])) == .inputLocalNetworkControl(ip("224.0.0.5")))
+        #expect(refused(spec("eth0:198.18.1.1:5001", ["eth1:239.1.1.1:1"])) == .inputNotMulticast(.v4(ip("198.18.1.1"))))
+        #expect(refused(spec("eth0:224.0.0.5:5001", ["eth1:239.1.1.1:1"])) == .inputLocalNetworkControl(.v4(ip("224.0.0.5"))))
         #expect(refused(spec("eth0:239.1.1.1:0", ["eth1:239.1.1.1:1"])) == .inputPortZero)
         #expect(refused(spec("eth0:239.1.1.1:1", [])) == .noOutputs)
         #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:239.1.1.1:0"]))?.description.contains("port must be 1-65535") == true)
         #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:255.255.255.255:9"]))?.description.contains("destination") == true)
         #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:239.2.2.2:9", "eth1:239.2.2.2:9"])) != nil)
-        #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:239.2.2.2:9"], source: "239.9.9.9")) == .sourceNotUnicast(ip("239.9.9.9")))
+        #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:239.2.2.2:9"], source: "239.9.9.9")) == .sourceNotUnicast(.v4(ip("239.9.9.9"))))
         #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:239.2.2.2:9"], name: "has space")) == .badName("has space"))
         let loop = refused(spec("eth0:239.1.1.1:5001", ["eth0:239.1.1.1:5001"]))
         #expect(loop?.description == "output eth0:239.1.1.1:5001:64 would feed straight back into the input of rule \(RuleID(deriving: spec("eth0:239.1.1.1:5001", []).input)) (a forwarding loop)")

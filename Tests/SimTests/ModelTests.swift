@@ -21,11 +21,11 @@ import RelayCore
         #expect(join(first, 1) == .failed(.alreadyMember))
         #expect(join(second, 1, source: IPv4Address(198, 18, 0, 1)) == .joined)
         #expect(join(second, 1) == .failed(.other(errno: 22)))  // mode mismatch on one socket
-        #expect(kernel.admits(interface: 0, group: IPv4Address(239, 0, 0, 21).value, source: 1))
-        #expect(!kernel.admits(interface: 0, group: IPv4Address(239, 0, 0, 22).value, source: 1))
-        #expect(kernel.admits(interface: 0, group: IPv4Address(224, 0, 0, 1).value, source: 1))
+        #expect(kernel.admits(interface: 0, group: .v4(IPv4Address(239, 0, 0, 21)), source: .v4(IPv4Address(1))))
+        #expect(!kernel.admits(interface: 0, group: .v4(IPv4Address(239, 0, 0, 22)), source: .v4(IPv4Address(1))))
+        #expect(kernel.admits(interface: 0, group: .v4(IPv4Address(224, 0, 0, 1)), source: .v4(IPv4Address(1))))
         try? kernel.closeHelperSocket(second)
-        #expect(!kernel.admits(interface: 0, group: IPv4Address(239, 0, 0, 21).value, source: 1))
+        #expect(!kernel.admits(interface: 0, group: .v4(IPv4Address(239, 0, 0, 21)), source: .v4(IPv4Address(1))))
         #expect(kernel.joinedMemberships.count == 20)
     }
 

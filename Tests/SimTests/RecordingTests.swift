@@ -47,7 +47,7 @@ import Testing
         try manifest.json().write(to: URL(fileURLWithPath: directory + "/manifest.json"))
         try Data(layout.rules.utf8).write(to: URL(fileURLWithPath: directory + "/config.json"))
         try Data(layout.events.utf8).write(to: URL(fileURLWithPath: directory + "/events.jsonl"))
-        let writers = try (0..<2).map { try PcapWriter(path: directory + "/ingress-eth0.w\($0).p\(100 + $0).pcap", linkType: .rawIPv4) }
+        let writers = try (0..<2).map { try PcapWriter(path: directory + "/ingress-eth0.w\($0).p\(100 + $0).pcap", linkType: .rawIP) }
         for index in 0..<layout.frames {
             for stream in 0..<2 {
                 let time = start + (200 + 2 * UInt64(index) + UInt64(stream)) * ms
@@ -70,7 +70,7 @@ import Testing
         #expect(store.epoch == Self.start, "time zero is the recording's start, not the first frame")
         #expect(store.frames.first?.time == 200 * Self.ms)
         #expect(zip(store.frames, store.frames.dropFirst()).allSatisfy { $0.time <= $1.time }, "the workers' files are merged by time")
-        #expect(store.frames.allSatisfy { $0.link == .rawIPv4 && $0.interface == Self.eth0 })
+        #expect(store.frames.allSatisfy { $0.link == .rawIP && $0.interface == Self.eth0 })
         #expect(recording.simCase.input.events.map(\.at) == [100 * Self.ms, 350 * Self.ms + 500_000])
         #expect(recording.simCase.options.workers == 2)
         #expect(recording.notes.isEmpty, "\(recording.notes)")

@@ -99,7 +99,7 @@ import Testing
         // 50 valid frames, plus the VLAN-tagged and IP-options ones, which are valid too.
         #expect(result.report.rules[0].outputs[0].transmitted == 60)
         let drops = result.report.drops
-        for reason in ["bad_checksum", "truncated", "fragment", "not_udp", "not_ipv4", "bad_length"] {
+        for reason in ["bad_checksum", "truncated", "fragment", "not_udp", "not_ip", "bad_length"] {
             #expect((drops[reason] ?? 0) > 0, "no \(reason) drops")
         }
     }

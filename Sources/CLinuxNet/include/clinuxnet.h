@@ -131,3 +131,9 @@ int cln_detach_filter(int fd);
 /// bound (running) first, and until it has joined it would receive every frame the group also
 /// receives; with this filter it queues none. Returns 0 or -errno.
 int cln_attach_drop_all_filter(int fd);
+
+// Joins (join=1) or leaves (join=0) an IPv6 group on interface `ifindex` with the protocol-
+// independent MCAST_(JOIN|LEAVE)_GROUP, or MCAST_(JOIN|LEAVE)_SOURCE_GROUP when `source` is
+// given (16 bytes each, network order). Returns 0 or the errno.
+int cln_mcast_ipv6(int fd, int join, int ifindex, const uint8_t group[16], const uint8_t *source);
+static const int CLN_IPV6_MULTICAST_ALL = 29;  // IPV6_MULTICAST_ALL (int, default 1)

@@ -43,10 +43,51 @@ public enum InterfaceFactsReader {
         // A device that cannot say is taken to pass super-frames on (the safe side for `auto`).
         let uso = cln_ethtool_feature(name, "tx-udp-segmentation")
         let physical = access("/sys/class/net/\(name)/device", F_OK) == 0
+        let v6 = IPv6InterfaceAddresses.read(index: index)
         return .success(InterfaceFacts(
             name: interface, index: index, hardwareType: type,
             mac: type == InterfaceFacts.ethernet ? MACAddress(mac) : nil,
             ipv4: found == 0 ? IPv4Address(UInt32(bigEndian: address)) : nil,
+            ipv6: v6.global, ipv6LinkLocal: v6.linkLocal,
             mtu: Int(mtu), driver: driver, physical: physical, udpSegmentationOffload: uso != 0))
+    }
+}
+
+/// An interface's usable IPv6 addresses, from `/proc/net/if_inet6` (one line per address:
+/// 32 hex digits, ifindex, prefix length, scope, flags, name, all hex but the name). Usable:
+/// not tentative (DAD still running: the kernel would not send from it), not DAD-failed, not
+/// deprecated.
+public enum IPv6InterfaceAddresses {
+    static let tentative: UInt32 = 0x40
+    static let deprecated: UInt32 = 0x20
+    static let dadFailed: UInt32 = 0x08
+
+    public static func read(index: Int32, path: String = "/proc/net/if_inet6") -> (global: IPv6Address?, linkLocal: IPv6Address?) {
+        guard let file = fopen(path, "r") else { return (nil, nil) }
+        defer { fclose(file) }
+        var text = ""
+        var buffer = [CChar](repeating: 0, count: 256)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return parse(text, index: index)
+    }
+
+    /// The first usable global-scope (scope 0) and link-local (scope 0x20) address of `index`.
+    public static func parse(_ text: String, index: Int32) -> (global: IPv6Address?, linkLocal: IPv6Address?) {
+        var global: IPv6Address?
+        var linkLocal: IPv6Address?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[0].utf8.count == 32, Int32(fields[1], radix: 16) == index,
+                  let scope = UInt32(fields[3], radix: 16), let flags = UInt32(fields[4], radix: 16),
+                  flags & (tentative | deprecated | dadFailed) == 0,
+                  let high = UInt64(fields[0].prefix(16), radix: 16), let low = UInt64(fields[0].suffix(16), radix: 16)
+            else { continue }
+            let address = IPv6Address(high: high, low: low)
+            if scope == 0x20, linkLocal == nil { linkLocal = address }
+            if scope == 0, global == nil, address.isUnicast { global = address }
+        }
+        return (global, linkLocal)
     }
 }

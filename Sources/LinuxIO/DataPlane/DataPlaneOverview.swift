@@ -8,7 +8,7 @@ import CLinuxNet
 // which keeps the counters of unchanged rules across plans; sockets still needed stay open.
 //
 // Ingress (`IngressSocket`): one AF_PACKET SOCK_DGRAM socket per assigned input interface, bound
-// to ETH_P_IP on that interface. Frames start at the IPv4 header (`LinkType.rawIPv4`); VLAN tags
+// to ETH_P_IP on that interface. Frames start at the IPv4 header (`LinkType.rawIP`); VLAN tags
 // are already stripped by the kernel. A classic BPF filter keeps only IPv4 UDP to 224.0.0.0/4.
 // PACKET_IGNORE_OUTGOING is set, although a socket bound to ETH_P_IP (not ETH_P_ALL) never sees
 // the host's transmissions anyway: the relay cannot read its own output (the loop the reference

@@ -261,7 +261,7 @@ public final class DataPlaneWorker {
     private func handle(frame: UnsafeRawBufferPointer, slot: Int) {
         framesReceived &+= 1
         if let recorder { recorder.record(frame, slot: slot) }
-        guard case let .forward(forwarding) = forwarder.decide(frame, link: .rawIPv4, ingress: slot) else { return }
+        guard case let .forward(forwarding) = forwarder.decide(frame, link: .rawIP, ingress: slot) else { return }
         let transmits = forwarder.transmits(for: forwarding)
         for index in 0..<transmits.count {
             if queue.isFull { flush() }

@@ -3,18 +3,21 @@ import Glibc
 import RelayCore
 
 /// The UDP sockets a worker sends through: one per (output interface, TTL, destination is
-/// multicast), shared by every output with that combination. Re-originating through ordinary
+/// multicast, address family), shared by every output with that combination. Re-originating through ordinary
 /// UDP sockets lets the kernel do routing, ARP, checksums and fragmentation.
 ///
 /// - multicast destinations: `IP_MULTICAST_IF` by interface index (not by address: an
 ///   interface may have none or several), `IP_MULTICAST_TTL` (the kernel default of 1 dies at
 ///   the first router), `IP_MULTICAST_LOOP` off (no copies back into this host);
 /// - unicast destinations: `IP_TTL`, and `SO_BINDTODEVICE` to pin the output interface;
+/// - IPv6: the twins `IPV6_MULTICAST_IF`, `IPV6_MULTICAST_HOPS`, `IPV6_MULTICAST_LOOP` off,
+///   `IPV6_UNICAST_HOPS`, `IPV6_V6ONLY`; the kernel always computes the UDP checksum;
 /// - all: non-blocking (a full queue is a counted drop, never a stalled worker), a large send
-///   buffer, `IP_MULTICAST_ALL` off and a tiny receive buffer (these sockets are never read).
+///   buffer, `IP(V6)_MULTICAST_ALL` off and a tiny receive buffer (these sockets are never read).
 ///
 /// Per output (indexed like the Forwarder's `OutputHandle`s: rule by rule, output by output)
-/// the pool precomputes the socket and the `sockaddr_in`, so a transmit is two array reads.
+/// the pool precomputes the socket and the `sockaddr_in`/`sockaddr_in6`, so a transmit is two
+/// array reads.
 public final class EgressSocketPool {
     enum Kind: Hashable {
         /// A kernel UDP socket (sendmmsg, GSO).
@@ -28,9 +31,10 @@ public final class EgressSocketPool {
         var ttl: UInt8
         var multicast: Bool
         var kind: Kind = .udp
+        var family: AddressFamily = .ipv4
         var description: String {
             kind == .packet ? "output interface \(interface) (AF_PACKET)"
-                : "output interface \(interface) (ttl \(ttl), \(multicast ? "multicast" : "unicast"))"
+                : "output interface \(interface) (\(family == .ipv4 ? "ttl" : "IPv6 hop limit") \(ttl), \(multicast ? "multicast" : "unicast"))"
         }
     }
 
@@ -68,7 +72,9 @@ public final class EgressSocketPool {
     /// A planned output, kept so the packet tables can be rebuilt when an interface changes.
     struct PlannedOutput {
         var key: Key
-        var address: sockaddr_in
+        var destination: IPAddress
+        /// A `sockaddr_in` (IPv4, in the first 16 bytes) or a `sockaddr_in6`.
+        var address: sockaddr_in6
         var ttl: UInt8
     }
 
@@ -84,8 +90,11 @@ public final class EgressSocketPool {
     private(set) var links: [InterfaceName: Link] = [:]
     /// Per output handle: index into `sockets`.
     private(set) var outputSocket: UnsafeMutablePointer<Int32>
-    /// Per output handle: the destination address (stable memory: `msghdr.msg_name` points here).
-    private(set) var outputAddress: UnsafeMutablePointer<sockaddr_in>
+    /// Per output handle: the destination address (stable memory: `msghdr.msg_name` points
+    /// here), a `sockaddr_in` in the first bytes of the slot for IPv4, with its length.
+    private(set) var outputAddress: UnsafeMutablePointer<sockaddr_in6>
+    private(set) var outputAddressLength: UnsafeMutablePointer<socklen_t>
+    private(set) var outputDestination: UnsafeMutablePointer<IPAddress>
     private(set) var outputTTL: UnsafeMutablePointer<UInt8>
     /// Per output handle: its position when outputs are ordered by socket (so sorting pending
     /// transmits by rank groups them by socket, and by output within a socket).
@@ -115,6 +124,8 @@ public final class EgressSocketPool {
         self.segmentationSetting = segmentation
         outputSocket = .allocate(capacity: 1)
         outputAddress = .allocate(capacity: 1)
+        outputAddressLength = .allocate(capacity: 1)
+        outputDestination = .allocate(capacity: 1)
         outputTTL = .allocate(capacity: 1)
         outputRank = .allocate(capacity: 1)
         outputPacketSocket = .allocate(capacity: 1)
@@ -133,6 +144,8 @@ public final class EgressSocketPool {
     private func deallocateOutputs() {
         outputSocket.deallocate()
         outputAddress.deallocate()
+        outputAddressLength.deallocate()
+        outputDestination.deallocate()
         outputTTL.deallocate()
         outputRank.deallocate()
         outputPacketSocket.deallocate()
@@ -150,17 +163,15 @@ public final class EgressSocketPool {
         for rule in plan.rules {
             for output in rule.outputs {
                 let multicast = output.destination.isMulticast
-                let key = Key(interface: output.interface, ttl: output.ttl, multicast: multicast)
+                let key = Key(interface: output.interface, ttl: output.ttl, multicast: multicast, family: output.family)
                 if !keys.contains(key) { keys.append(key) }
                 if mode == .packet && multicast {
+                    // One packet socket per interface carries both families (the frame says which).
                     let packet = Key(interface: output.interface, ttl: 0, multicast: true, kind: .packet)
                     if !keys.contains(packet) { keys.append(packet) }
                 }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = output.port.bigEndian
-                address.sin_addr.s_addr = output.destination.value.bigEndian
-                outputs.append(PlannedOutput(key: key, address: address, ttl: output.ttl))
+                outputs.append(PlannedOutput(key: key, destination: output.destination,
+                                             address: Self.socketAddress(output.destination, port: output.port), ttl: output.ttl))
             }
         }
 
@@ -187,6 +198,8 @@ public final class EgressSocketPool {
         let capacity = max(outputs.count, 1)
         outputSocket = .allocate(capacity: capacity)
         outputAddress = .allocate(capacity: capacity)
+        outputAddressLength = .allocate(capacity: capacity)
+        outputDestination = .allocate(capacity: capacity)
         outputTTL = .allocate(capacity: capacity)
         outputRank = .allocate(capacity: capacity)
         outputPacketSocket = .allocate(capacity: capacity)
@@ -197,6 +210,9 @@ public final class EgressSocketPool {
         for (index, output) in outputs.enumerated() {
             outputSocket[index] = Int32(sockets.firstIndex { $0.key == output.key }!)
             outputAddress[index] = output.address
+            outputAddressLength[index] = socklen_t(output.destination.family == .ipv4
+                ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
+            outputDestination[index] = output.destination
             outputTTL[index] = output.ttl
         }
         var rank: Int32 = 0
@@ -228,25 +244,28 @@ public final class EgressSocketPool {
         for socket in sockets.indices where sockets[socket].key.kind == .packet {
             let interface = sockets[socket].key.interface
             guard sockets[socket].fd >= 0, let link = links[interface], link.egress.path == .packet,
-                  let facts = link.facts, let mac = facts.mac, let source = facts.ipv4,
+                  let facts = link.facts, let mac = facts.mac,
                   facts.index == sockets[socket].boundIndex else { continue }
             for index in 0..<outputCount {
                 let output = planned[index]
-                guard output.key.multicast, output.key.interface == interface else { continue }
+                // No address of the output's family there: the UDP socket reports what the
+                // kernel says (EADDRNOTAVAIL, ENETUNREACH) instead of frames with no source.
+                guard output.key.multicast, output.key.interface == interface,
+                      let source = facts.source(for: output.destination) else { continue }
                 outputPacketSocket[index] = Int32(socket)
                 outputPacketRank[index] = rank
                 rank += 1
-                outputPayloadLimit[index] = Int32(facts.payloadLimit)
+                outputPayloadLimit[index] = Int32(facts.payloadLimit(for: output.destination.family))
                 var address = sockaddr_ll()
                 address.sll_family = UInt16(AF_PACKET)
-                address.sll_protocol = UInt16(ETH_P_IP).bigEndian
+                address.sll_protocol = UInt16(output.destination.family == .ipv4 ? ETH_P_IP : ETH_P_IPV6).bigEndian
                 address.sll_ifindex = facts.index
                 address.sll_halen = 6
                 outputLinkAddress[index] = address
                 EgressFrame.writeTemplate(
                     outputTemplate + index * EgressFrame.templateBytes, sourceMAC: mac, source: source,
-                    destination: IPv4Address(UInt32(bigEndian: output.address.sin_addr.s_addr)),
-                    destinationPort: UInt16(bigEndian: output.address.sin_port), ttl: output.ttl)
+                    destination: output.destination,
+                    destinationPort: UInt16(bigEndian: output.address.sin6_port), ttl: output.ttl)
             }
         }
         rankCount = Int(rank)
@@ -344,9 +363,9 @@ public final class EgressSocketPool {
     public func socketIndex(for transmit: Transmit) -> Int {
         let output = Int(transmit.output.index)
         guard output < outputCount else { return -1 }
-        let address = outputAddress[output]
-        guard address.sin_addr.s_addr == transmit.destination.value.bigEndian,
-              address.sin_port == transmit.port.bigEndian, outputTTL[output] == transmit.ttl else { return -1 }
+        // sin_port and sin6_port lie at the same offset.
+        guard outputDestination[output] == transmit.destination,
+              outputAddress[output].sin6_port == transmit.port.bigEndian, outputTTL[output] == transmit.ttl else { return -1 }
         return Int(outputSocket[output])
     }
 
@@ -430,7 +449,30 @@ public final class EgressSocketPool {
         return problems
     }
 
+    /// The `sockaddr_in` (in the first bytes) or `sockaddr_in6` of a destination.
+    static func socketAddress(_ destination: IPAddress, port: UInt16) -> sockaddr_in6 {
+        var storage = sockaddr_in6()
+        switch destination {
+        case let .v4(address):
+            withUnsafeMutableBytes(of: &storage) { raw in
+                var v4 = sockaddr_in()
+                v4.sin_family = sa_family_t(AF_INET)
+                v4.sin_port = port.bigEndian
+                v4.sin_addr.s_addr = address.value.bigEndian
+                raw.storeBytes(of: v4, as: sockaddr_in.self)
+            }
+        case let .v6(address):
+            storage.sin6_family = sa_family_t(AF_INET6)
+            storage.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &storage.sin6_addr) { raw in
+                for (offset, byte) in address.bytes.enumerated() { raw[offset] = byte }
+            }
+        }
+        return storage
+    }
+
     static func makeSocket(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
+        if key.family == .ipv6 { return try makeSocket6(key) }
         let target = key.description
         let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
         guard index > 0 else { throw .last("if_nametoindex", target) }
@@ -490,5 +532,46 @@ extension EgressSocketPool {
         sockets[index].fd = -1
         nextRetry = 0
         if sockets[index].key.kind == .packet { rebuildPacketOutputs() }
+    }
+
+    /// The IPv6 twin of `makeSocket` (see the type's comment).
+    static func makeSocket6(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
+        let target = key.description
+        let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
+        guard index > 0 else { throw .last("if_nametoindex", target) }
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .last("socket(AF_INET6, SOCK_DGRAM)", target) }
+        do throws(DataPlaneSystemError) {
+            let level = Int32(IPPROTO_IPV6)
+            try DataPlaneSocketOption.set(fd, level, IPV6_V6ONLY, 1, "IPV6_V6ONLY", target)
+            if key.multicast {
+                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_IF, index, "IPV6_MULTICAST_IF", target)
+                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_HOPS, Int32(key.ttl), "IPV6_MULTICAST_HOPS", target)
+                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP", target)
+            } else {
+                try DataPlaneSocketOption.set(fd, level, IPV6_UNICAST_HOPS, Int32(key.ttl), "IPV6_UNICAST_HOPS", target)
+            }
+            // Pins unicast to the interface, and link-local destinations need it as their zone.
+            let name = key.interface.rawValue
+            let pinned = name.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(name.utf8.count)) }
+            guard pinned == 0 else { throw .last("setsockopt(SO_BINDTODEVICE)", target) }
+            try DataPlaneSocketOption.set(fd, level, CLN_IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL", target)
+            DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: sendBufferBytes)
+            var small: Int32 = 4096
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            var local = sockaddr_in6()
+            local.sin6_family = sa_family_t(AF_INET6)
+            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            let bound = withUnsafeMutablePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+                }
+            }
+            guard bound else { throw .last("bind([::]:0)", target) }
+            return (fd, UInt16(bigEndian: local.sin6_port))
+        } catch {
+            close(fd)
+            throw error
+        }
     }
 }

@@ -5,7 +5,7 @@ import RelayCore
 /// One AF_PACKET socket reading IPv4 frames from one input interface.
 ///
 /// `SOCK_DGRAM` with protocol ETH_P_IP: the kernel strips the link header (and any VLAN tag),
-/// so frames start at the IPv4 header (`LinkType.rawIPv4`). Options, in the order they are set:
+/// so frames start at the IPv4 header (`LinkType.rawIP`). Options, in the order they are set:
 /// - created with protocol 0, so nothing is queued before `bind` narrows it to one interface;
 /// - `PACKET_IGNORE_OUTGOING`: the relay's own transmissions never come back as input (a relay
 ///   that reads an interface it also writes would otherwise loop);
@@ -45,7 +45,7 @@ public struct IngressSocket: Sendable {
 
             var address = sockaddr_ll()
             address.sll_family = UInt16(AF_PACKET)
-            address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_IP))
+            address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_ALL))
             address.sll_ifindex = index
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

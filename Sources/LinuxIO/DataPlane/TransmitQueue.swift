@@ -36,6 +36,7 @@ public final class TransmitQueue {
     /// sendmmsg takes at most UIO_MAXIOV (1024) messages per call.
     static let capacity = 1024
     static let ipv4AndUDPHeaderBytes = 28
+    static let ipv6AndUDPHeaderBytes = 48
     static let headerSlotBytes = 64
 
     /// Whether frames on the packet path carry a UDP checksum. Computing it costs one pass over
@@ -185,7 +186,8 @@ public final class TransmitQueue {
             }
             let size = first.length
             var end = position + 1
-            if size > 0, pool.sockets[socket].segmentation, size + Self.ipv4AndUDPHeaderBytes <= pool.sockets[socket].mtu {
+            let ipAndUDP = pool.sockets[socket].key.family == .ipv4 ? Self.ipv4AndUDPHeaderBytes : Self.ipv6AndUDPHeaderBytes
+            if size > 0, pool.sockets[socket].segmentation, size + ipAndUDP <= pool.sockets[socket].mtu {
                 end = groupEnd(position, placed: placed, first: first)
             }
             for slot in position..<end {
@@ -194,7 +196,7 @@ public final class TransmitQueue {
             }
             let datagrams = end - position
             messages[messageCount].msg_hdr.msg_name = UnsafeMutableRawPointer(pool.outputAddress + Int(first.output.index))
-            messages[messageCount].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            messages[messageCount].msg_hdr.msg_namelen = pool.outputAddressLength[Int(first.output.index)]
             messages[messageCount].msg_hdr.msg_iov = iovecs + position
             messages[messageCount].msg_hdr.msg_iovlen = datagrams
             if datagrams > 1 {
@@ -236,11 +238,11 @@ public final class TransmitQueue {
         let output = Int(entry.output.index)
         let header = headers + position * Self.headerSlotBytes
         let template = UnsafeRawPointer(pool.outputTemplate + output * EgressFrame.templateBytes)
-        EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
+        let headerLength = EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
                                 payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length),
                                 udpChecksum: Self.packetUDPChecksum)
         let vectors = iovecs + Self.capacity + 2 * position
-        vectors[0] = iovec(iov_base: header, iov_len: EgressFrame.headerBytes)
+        vectors[0] = iovec(iov_base: header, iov_len: headerLength)
         vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)
         messages[message].msg_hdr.msg_name = UnsafeMutableRawPointer(pool.outputLinkAddress + output)
         messages[message].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)

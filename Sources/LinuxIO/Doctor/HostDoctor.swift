@@ -32,7 +32,7 @@ public struct HostDoctor {
     public var segmentation: SegmentationSetting = .default
 
     public init(rules: [RuleSpec], extraInputs: [InterfaceName] = [], extraOutputs: [InterfaceName] = []) {
-        var inputs: [InterfaceName: Set<IPv4Address>] = [:]
+        var inputs: [InterfaceName: Set<IPAddress>] = [:]
         for rule in rules { inputs[rule.input.interface, default: []].insert(rule.input.group) }
         for name in extraInputs where inputs[name] == nil { inputs[name] = [] }
         self.inputs = inputs.mapValues(\.count)

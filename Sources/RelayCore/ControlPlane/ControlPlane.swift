@@ -5,17 +5,23 @@ import Collections
 /// driver pulls with `poll()` and executes. The daemon and the simulator drive the same type.
 public struct ControlPlane: Sendable {
     public struct Configuration: Hashable, Sendable {
-        public var socketLimit: Int
+        public var socketLimits: SocketLimits
+        /// The IPv4 limit.
+        public var socketLimit: Int {
+            get { socketLimits.ipv4 }
+            set { socketLimits.ipv4 = newValue }
+        }
         public var retryPolicy: RetryPolicy
         public var workerCount: Int
         public var dispatchMode: DispatchMode
         public var fanoutBase: UInt16
         public var resendInterval: Duration
 
-        public init(socketLimit: Int = 20, retryPolicy: RetryPolicy = RetryPolicy(), workerCount: Int = 1,
+        public init(socketLimit: Int = 20, socketLimitIPv6: Int = SocketLimits.defaultIPv6,
+                    retryPolicy: RetryPolicy = RetryPolicy(), workerCount: Int = 1,
                     dispatchMode: DispatchMode = .fanout, fanoutBase: UInt16 = 0x4D43,
                     resendInterval: Duration = .milliseconds(250)) {
-            self.socketLimit = socketLimit
+            self.socketLimits = SocketLimits(ipv4: socketLimit, ipv6: socketLimitIPv6)
             self.retryPolicy = retryPolicy
             self.workerCount = workerCount
             self.dispatchMode = dispatchMode
@@ -33,7 +39,7 @@ public struct ControlPlane: Sendable {
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
-        membership = Membership(socketLimit: configuration.socketLimit, retryPolicy: configuration.retryPolicy)
+        membership = Membership(socketLimits: configuration.socketLimits, retryPolicy: configuration.retryPolicy)
         dispatcher = Dispatcher(workerCount: configuration.workerCount, mode: configuration.dispatchMode,
                                 fanoutBase: configuration.fanoutBase, resendInterval: configuration.resendInterval)
     }

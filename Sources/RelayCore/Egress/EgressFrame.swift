@@ -1,11 +1,15 @@
-/// The bytes the relay puts on the wire for one datagram: Ethernet II, IPv4 (no options) and
-/// UDP headers in front of the payload, built here and nowhere else. The daemon's packet
+/// The bytes the relay puts on the wire for one datagram: Ethernet II, IPv4 (no options) or
+/// IPv6 (no extension headers) and UDP headers in front of the payload, built here and
+/// nowhere else. The daemon's packet
 /// egress writes them (LinuxIO only hands them to the kernel), the simulator writes the same
 /// bytes to its egress pcaps, and the tests build their frames with it.
 ///
 /// Choices, all RFC-conformant:
-/// - destination MAC: 01:00:5e + the low 23 bits of the group (RFC 1112 section 6.4);
-/// - source MAC and IPv4 address: the output interface's (its primary address);
+/// - destination MAC: 01:00:5e + the low 23 bits of the group (RFC 1112 section 6.4), or
+///   33:33 + the low 32 bits of an IPv6 group (RFC 2464 section 7);
+/// - source MAC and IP address: the output interface's (`InterfaceFacts.source(for:)`);
+/// - IPv6: traffic class and flow label 0, the output's hop limit, and the UDP checksum always
+///   (RFC 8200 section 8.1 makes it mandatory);
 /// - IPv4: DF set (as the kernel's UDP path sends), identification 0 (RFC 6864: any value for
 ///   an atomic datagram; the kernel's UDP path numbers its datagrams instead), the output's TTL;
 /// - UDP source port: the original sender's, as a router forwarding the datagram keeps it, so
@@ -21,13 +25,30 @@ public enum EgressFrame {
     public static let ethernetHeaderBytes = 14
     /// Ethernet + IPv4 + UDP.
     public static let headerBytes = 42
-    /// Bytes of a template: the header, then the partial sums.
-    public static let templateBytes = 64
+    /// Ethernet + IPv6 + UDP.
+    public static let ipv6HeaderBytes = 62
+    /// The longest header of any family: what a per-datagram header buffer must hold.
+    public static let maximumHeaderBytes = 62
+    /// Bytes of a template: the header, then the partial sums and the header's length.
+    public static let templateBytes = 80
 
     static let ip = 14
     static let udp = 34
-    static let ipSumOffset = 44
-    static let udpSumOffset = 48
+    static let udp6 = 54
+    static let ipSumOffset = 64
+    static let udpSumOffset = 68
+    static let headerLengthOffset = 72
+
+    /// Bytes of the header `writeHeader` writes from this template (42 or 62).
+    @inlinable @inline(__always)
+    public static func headerLength(template: UnsafeRawPointer) -> Int {
+        Int(template.load(fromByteOffset: 72, as: UInt8.self))
+    }
+
+    /// Bytes of the header for a destination of this family.
+    public static func headerLength(for family: AddressFamily) -> Int {
+        family == .ipv4 ? headerBytes : ipv6HeaderBytes
+    }
 
     /// Every header field of one frame, for frames built whole (simulator traces, tests, and
     /// the reference the template path is checked against). The defaults are the relay's.
@@ -37,17 +58,26 @@ public enum EgressFrame {
         public var destinationMAC: MACAddress?
         /// An 802.1Q tag (VLAN id), for input frames as captures carry them.
         public var vlan: UInt16?
-        public var source: IPv4Address
-        public var destination: IPv4Address
+        /// Of the same family as `destination`.
+        public var source: IPAddress
+        public var destination: IPAddress
         public var sourcePort: UInt16
         public var destinationPort: UInt16
         public var ttl: UInt8
         public var identification: UInt16 = 0
         public var dontFragment = true
+        /// IPv4 only: IPv6 always carries one.
         public var udpChecksum = true
 
         public init(sourceMAC: MACAddress, destinationMAC: MACAddress? = nil, source: IPv4Address, destination: IPv4Address,
                     sourcePort: UInt16, destinationPort: UInt16, ttl: UInt8) {
+            self.init(sourceMAC: sourceMAC, destinationMAC: destinationMAC, source: .v4(source), destination: .v4(destination),
+                      sourcePort: sourcePort, destinationPort: destinationPort, ttl: ttl)
+        }
+
+        public init(sourceMAC: MACAddress, destinationMAC: MACAddress? = nil, source: IPAddress, destination: IPAddress,
+                    sourcePort: UInt16, destinationPort: UInt16, ttl: UInt8) {
+            precondition(source.family == destination.family, "source and destination of one family")
             self.sourceMAC = sourceMAC
             self.destinationMAC = destinationMAC
             self.source = source
@@ -59,21 +89,43 @@ public enum EgressFrame {
 
         /// The destination MAC the frame carries.
         public var resolvedDestinationMAC: MACAddress {
-            destinationMAC ?? (destination.isMulticast ? .multicast(destination) : MACAddress(0x02, 0x6D, 0x63, 0xFF, 0x00, 0x01))
+            if let destinationMAC { return destinationMAC }
+            switch destination {
+            case let .v4(group) where group.isMulticast: return .multicast(group)
+            case let .v6(group) where group.isMulticast: return .multicast(group)
+            default: return MACAddress(0x02, 0x6D, 0x63, 0xFF, 0x00, 0x01)
+            }
         }
+
+        var headerLength: Int { EgressFrame.headerLength(for: destination.family) }
     }
 
     // MARK: - The per-datagram path
 
     /// Fills a template (`templateBytes`) for one output: the constant header fields and the
     /// partial sums of its checksums. The source port, lengths and checksums are per datagram.
+    /// `source` and `destination` must be of one family.
     public static func writeTemplate(_ template: UnsafeMutableRawPointer, sourceMAC: MACAddress, source: IPv4Address,
                                      destination: IPv4Address, destinationPort: UInt16, ttl: UInt8) {
+        writeTemplate(template, sourceMAC: sourceMAC, source: .v4(source), destination: .v4(destination),
+                      destinationPort: destinationPort, ttl: ttl)
+    }
+
+    public static func writeTemplate(_ template: UnsafeMutableRawPointer, sourceMAC: MACAddress, source: IPAddress,
+                                     destination: IPAddress, destinationPort: UInt16, ttl: UInt8) {
         template.initializeMemory(as: UInt8.self, repeating: 0, count: templateBytes)
         var fields = Fields(sourceMAC: sourceMAC, source: source, destination: destination, sourcePort: 0,
                             destinationPort: destinationPort, ttl: ttl)
         fields.udpChecksum = false
         writeFixedHeader(template, fields)
+        template.storeBytes(of: UInt8(fields.headerLength), toByteOffset: headerLengthOffset, as: UInt8.self)
+        if destination.family == .ipv6 {
+            // Pseudo header (RFC 8200 8.1) without its length: both addresses and the next
+            // header, plus the destination port.
+            let pseudo = sum(template + ip + 8, 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ UInt64(destinationPort.bigEndian)
+            template.storeBytes(of: UInt32(fold(pseudo)), toByteOffset: udpSumOffset, as: UInt32.self)
+            return
+        }
         // IPv4 header with total length and checksum 0.
         let ipSum = UInt32(fold(sum(template + ip, 20, 0)))
         template.storeBytes(of: ipSum, toByteOffset: ipSumOffset, as: UInt32.self)
@@ -82,16 +134,21 @@ public enum EgressFrame {
         template.storeBytes(of: UInt32(fold(pseudo)), toByteOffset: udpSumOffset, as: UInt32.self)
     }
 
-    /// Writes the `headerBytes` of one datagram into `out` from an output's template.
-    @inlinable @inline(__always)
+    /// Writes the header of one datagram into `out` (`maximumHeaderBytes` room) from an output's
+    /// template; returns its length (`headerLength(template:)`).
+    @inlinable @inline(__always) @discardableResult
     public static func writeHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
-                                   payload: UnsafeRawBufferPointer, udpChecksum: Bool = true) {
+                                   payload: UnsafeRawBufferPointer, udpChecksum: Bool = true) -> Int {
+        if template.load(fromByteOffset: 72, as: UInt8.self) != 42 {
+            writeIPv6Header(out, template: template, sourcePort: sourcePort, payload: payload)
+            return 62
+        }
         out.copyMemory(from: template, byteCount: 42)
         let total = UInt16(truncatingIfNeeded: payload.count + 28).bigEndian
         let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
         let port = sourcePort.bigEndian
-        let ipSum = template.loadUnaligned(fromByteOffset: 44, as: UInt32.self)
-        let udpSum = template.loadUnaligned(fromByteOffset: 48, as: UInt32.self)
+        let ipSum = template.loadUnaligned(fromByteOffset: 64, as: UInt32.self)
+        let udpSum = template.loadUnaligned(fromByteOffset: 68, as: UInt32.self)
         out.storeBytes(of: total, toByteOffset: 16, as: UInt16.self)
         out.storeBytes(of: ~fold(UInt64(ipSum) &+ UInt64(total)), toByteOffset: 24, as: UInt16.self)
         out.storeBytes(of: port, toByteOffset: 34, as: UInt16.self)
@@ -105,28 +162,55 @@ public enum EgressFrame {
             if check == 0 { check = 0xFFFF }  // a computed 0 is sent as all ones (RFC 768)
         }
         out.storeBytes(of: check, toByteOffset: 40, as: UInt16.self)
+        return 42
+    }
+
+    @inlinable @inline(__always)
+    static func writeIPv6Header(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
+                                payload: UnsafeRawBufferPointer) {
+        out.copyMemory(from: template, byteCount: 62)
+        let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
+        let port = sourcePort.bigEndian
+        let udpSum = template.loadUnaligned(fromByteOffset: 68, as: UInt32.self)
+        out.storeBytes(of: udpLength, toByteOffset: 18, as: UInt16.self)  // payload length
+        out.storeBytes(of: port, toByteOffset: 54, as: UInt16.self)
+        out.storeBytes(of: udpLength, toByteOffset: 58, as: UInt16.self)
+        // The pseudo header's 32-bit length is the UDP length (its high half zero here).
+        var total = UInt64(udpSum) &+ UInt64(port) &+ UInt64(udpLength) &+ UInt64(udpLength)
+        if let base = payload.baseAddress { total = sum(base, payload.count, total) }
+        var check = ~fold(total)
+        if check == 0 { check = 0xFFFF }
+        out.storeBytes(of: check, toByteOffset: 60, as: UInt16.self)
     }
 
     /// Header and a copy of the payload at the start of `out` (which must hold
-    /// `headerBytes + payload.count`), from an output's template: what a frame writer that owns
-    /// its buffer (the simulator's egress pcaps) does per datagram. Returns the frame's length.
+    /// `headerLength(template:) + payload.count`), from an output's template: what a frame writer
+    /// that owns its buffer (the simulator's egress pcaps) does per datagram. Returns the
+    /// frame's length.
     @inlinable
     public static func writeFrame(_ out: UnsafeMutableRawBufferPointer, template: UnsafeRawPointer, sourcePort: UInt16,
                                   payload: UnsafeRawBufferPointer) -> Int {
-        precondition(out.count >= headerBytes + payload.count, "frame buffer too small")
+        let header = headerLength(template: template)
+        precondition(out.count >= header + payload.count, "frame buffer too small")
         writeHeader(out.baseAddress!, template: template, sourcePort: sourcePort, payload: payload)
         if let body = payload.baseAddress, payload.count > 0 {
-            (out.baseAddress! + headerBytes).copyMemory(from: body, byteCount: payload.count)
+            (out.baseAddress! + header).copyMemory(from: body, byteCount: payload.count)
         }
-        return headerBytes + payload.count
+        return header + payload.count
     }
 
     /// A frame through the per-datagram path (template, then header), as an array: for tests and
     /// fuzzing, which check it against the whole-frame builder (allocates).
     public static func templatedBytes(sourceMAC: MACAddress, source: IPv4Address, destination: IPv4Address, sourcePort: UInt16,
                                       destinationPort: UInt16, ttl: UInt8, payload: [UInt8]) -> [UInt8] {
+        templatedBytes(sourceMAC: sourceMAC, source: .v4(source), destination: .v4(destination), sourcePort: sourcePort,
+                       destinationPort: destinationPort, ttl: ttl, payload: payload)
+    }
+
+    public static func templatedBytes(sourceMAC: MACAddress, source: IPAddress, destination: IPAddress, sourcePort: UInt16,
+                                      destinationPort: UInt16, ttl: UInt8, payload: [UInt8]) -> [UInt8] {
         var template = [UInt8](repeating: 0xA5, count: templateBytes)
-        var frame = [UInt8](repeating: 0x5A, count: headerBytes + payload.count)
+        var frame = [UInt8](repeating: 0x5A, count: headerLength(for: destination.family) + payload.count)
         template.withUnsafeMutableBytes { template in
             writeTemplate(template.baseAddress!, sourceMAC: sourceMAC, source: source, destination: destination,
                           destinationPort: destinationPort, ttl: ttl)
@@ -141,7 +225,7 @@ public enum EgressFrame {
 
     /// Bytes of the frame `fields` and a payload of `payloadCount` bytes make.
     public static func length(_ fields: Fields, payloadCount: Int) -> Int {
-        headerBytes + (fields.vlan != nil ? 4 : 0) + payloadCount
+        fields.headerLength + (fields.vlan != nil ? 4 : 0) + payloadCount
     }
 
     /// Writes a whole frame (header and a copy of the payload) at the start of `out`, which
@@ -165,6 +249,20 @@ public enum EgressFrame {
             return length
         }
         writeFixedHeader(base, fields)
+        if fields.destination.family == .ipv6 {
+            let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
+            base.storeBytes(of: udpLength, toByteOffset: ip + 4, as: UInt16.self)
+            base.storeBytes(of: fields.sourcePort.bigEndian, toByteOffset: udp6, as: UInt16.self)
+            base.storeBytes(of: udpLength, toByteOffset: udp6 + 4, as: UInt16.self)
+            if let payloadBase = payload.baseAddress, payload.count > 0 {
+                (base + ipv6HeaderBytes).copyMemory(from: payloadBase, byteCount: payload.count)
+            }
+            let pseudo = sum(base + ip + 8, 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ UInt64(udpLength)
+            var check = ~fold(sum(base + udp6, payload.count + 8, pseudo))
+            if check == 0 { check = 0xFFFF }
+            base.storeBytes(of: check, toByteOffset: udp6 + 6, as: UInt16.self)
+            return length
+        }
         base.storeBytes(of: fields.identification.bigEndian, toByteOffset: ip + 4, as: UInt16.self)
         base.storeBytes(of: UInt16(truncatingIfNeeded: payload.count + 28).bigEndian, toByteOffset: ip + 2, as: UInt16.self)
         base.storeBytes(of: ~fold(sum(base + ip, 20, 0)), toByteOffset: ip + 10, as: UInt16.self)
@@ -190,23 +288,38 @@ public enum EgressFrame {
         return frame
     }
 
-    /// MACs, type, and the IPv4/UDP fields that do not depend on the payload; lengths,
+    /// MACs, type, and the IP/UDP fields that do not depend on the payload; lengths,
     /// identification, checksums and the source port zero.
     static func writeFixedHeader(_ base: UnsafeMutableRawPointer, _ fields: Fields) {
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: headerBytes)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: fields.headerLength)
         let destination = fields.resolvedDestinationMAC.array
         let source = fields.sourceMAC.array
         for index in 0..<6 {
             base.storeBytes(of: destination[index], toByteOffset: index, as: UInt8.self)
             base.storeBytes(of: source[index], toByteOffset: 6 + index, as: UInt8.self)
         }
+        if case let .v6(destinationAddress) = fields.destination, case let .v6(sourceAddress) = fields.source {
+            base.storeBytes(of: UInt16(0x86DD).bigEndian, toByteOffset: 12, as: UInt16.self)
+            base.storeBytes(of: UInt32(0x6000_0000).bigEndian, toByteOffset: ip, as: UInt32.self)
+            base.storeBytes(of: UInt8(17), toByteOffset: ip + 6, as: UInt8.self)
+            base.storeBytes(of: fields.ttl, toByteOffset: ip + 7, as: UInt8.self)
+            base.storeBytes(of: sourceAddress.high.bigEndian, toByteOffset: ip + 8, as: UInt64.self)
+            base.storeBytes(of: sourceAddress.low.bigEndian, toByteOffset: ip + 16, as: UInt64.self)
+            base.storeBytes(of: destinationAddress.high.bigEndian, toByteOffset: ip + 24, as: UInt64.self)
+            base.storeBytes(of: destinationAddress.low.bigEndian, toByteOffset: ip + 32, as: UInt64.self)
+            base.storeBytes(of: fields.destinationPort.bigEndian, toByteOffset: udp6 + 2, as: UInt16.self)
+            return
+        }
+        guard case let .v4(sourceAddress) = fields.source, case let .v4(destinationAddress) = fields.destination else {
+            preconditionFailure("source and destination of one family")
+        }
         base.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
         base.storeBytes(of: UInt8(0x45), toByteOffset: ip, as: UInt8.self)
         base.storeBytes(of: UInt16(fields.dontFragment ? 0x4000 : 0).bigEndian, toByteOffset: ip + 6, as: UInt16.self)
         base.storeBytes(of: fields.ttl, toByteOffset: ip + 8, as: UInt8.self)
         base.storeBytes(of: UInt8(17), toByteOffset: ip + 9, as: UInt8.self)
-        base.storeBytes(of: fields.source.value.bigEndian, toByteOffset: ip + 12, as: UInt32.self)
-        base.storeBytes(of: fields.destination.value.bigEndian, toByteOffset: ip + 16, as: UInt32.self)
+        base.storeBytes(of: sourceAddress.value.bigEndian, toByteOffset: ip + 12, as: UInt32.self)
+        base.storeBytes(of: destinationAddress.value.bigEndian, toByteOffset: ip + 16, as: UInt32.self)
         base.storeBytes(of: fields.destinationPort.bigEndian, toByteOffset: udp + 2, as: UInt16.self)
     }
 

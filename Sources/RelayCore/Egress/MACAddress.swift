@@ -33,6 +33,22 @@ public struct MACAddress: Hashable, Sendable, TextCodable {
                    UInt8(truncatingIfNeeded: group.value))
     }
 
+    /// 33:33 + the low 32 bits of an IPv6 group (RFC 2464 section 7).
+    public static func multicast(_ group: IPv6Address) -> MACAddress {
+        let low = UInt32(truncatingIfNeeded: group.low)
+        return MACAddress(0x33, 0x33, UInt8(truncatingIfNeeded: low >> 24), UInt8(truncatingIfNeeded: low >> 16),
+                          UInt8(truncatingIfNeeded: low >> 8), UInt8(truncatingIfNeeded: low))
+    }
+
+    /// The fe80::/64 address with the modified EUI-64 interface id from this MAC (RFC 4291
+    /// appendix A), what Linux assigns by default (addr_gen_mode eui64).
+    public var linkLocalIPv6: IPv6Address {
+        let b = array
+        let id = UInt64(b[0] ^ 0x02) << 56 | UInt64(b[1]) << 48 | UInt64(b[2]) << 40 | 0xFF << 32 | 0xFE << 24
+            | UInt64(b[3]) << 16 | UInt64(b[4]) << 8 | UInt64(b[5])
+        return IPv6Address(high: 0xFE80_0000_0000_0000, low: id)
+    }
+
     public var array: [UInt8] { [bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5] }
 
     public var description: String {

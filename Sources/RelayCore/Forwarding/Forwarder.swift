@@ -16,7 +16,7 @@ public struct Transmit: @unchecked Sendable {
     public let output: OutputHandle
     /// Index into the plan's `egress` interfaces.
     public let egress: Int
-    public let destination: IPv4Address
+    public let destination: IPAddress
     public let port: UInt16
     public let ttl: UInt8
     /// The original datagram's source port, which the relay's frames keep (see `EgressFrame`).
@@ -24,7 +24,7 @@ public struct Transmit: @unchecked Sendable {
     public let payload: UnsafeRawBufferPointer
 
     @usableFromInline
-    init(output: OutputHandle, egress: Int, destination: IPv4Address, port: UInt16, ttl: UInt8, sourcePort: UInt16,
+    init(output: OutputHandle, egress: Int, destination: IPAddress, port: UInt16, ttl: UInt8, sourcePort: UInt16,
          payload: UnsafeRawBufferPointer) {
         self.output = output
         self.egress = egress
@@ -55,7 +55,7 @@ public struct Forwarder: Sendable {
     @usableFromInline
     struct EgressBinding: Sendable {
         @usableFromInline var egress: UInt16
-        @usableFromInline var destination: IPv4Address
+        @usableFromInline var destination: IPAddress
         @usableFromInline var port: UInt16
         @usableFromInline var ttl: UInt8
     }
@@ -73,7 +73,8 @@ public struct Forwarder: Sendable {
 
     public private(set) var plan: WorkerPlan
     public private(set) var egress: [InterfaceName] = []
-    private var table = RouteTable(routes: [])
+    private var table4 = RouteTable<RouteKey4, UInt32>(routes: [])
+    private var table6 = RouteTable<RouteKey6, IPv6Address>(routes: [])
     private var routes: ContiguousArray<Route> = []
     private var bindings: ContiguousArray<EgressBinding> = []
     private var accepted: ContiguousArray<TrafficCounter> = []
@@ -104,7 +105,8 @@ public struct Forwarder: Sendable {
         let egress = plan.egress
         let egressSlots = Dictionary(uniqueKeysWithValues: egress.enumerated().map { ($1, $0) })
 
-        var keyed: [(key: UInt64, source: IPv4Address?)] = []
+        var keyed4: [(key: RouteKey4, source: UInt32?, route: Int32)] = []
+        var keyed6: [(key: RouteKey6, source: IPv6Address?, route: Int32)] = []
         var routes: ContiguousArray<Route> = []
         var bindings: ContiguousArray<EgressBinding> = []
         var accepted: ContiguousArray<TrafficCounter> = []
@@ -113,7 +115,13 @@ public struct Forwarder: Sendable {
             // A rule for an interface this worker does not read can never match; give it an
             // impossible ingress slot rather than dropping it, so route indices match rules.
             let slot = ingressSlots[rule.input.interface] ?? 0xFFFF
-            keyed.append((RouteTable.key(ingress: slot, group: rule.input.group, port: rule.input.port), rule.input.source))
+            let route = Int32(routes.count)
+            switch rule.input.group {
+            case let .v4(group):
+                keyed4.append((RouteKey4(ingress: slot, group: group, port: rule.input.port), rule.input.source?.v4?.value, route))
+            case let .v6(group):
+                keyed6.append((RouteKey6(ingress: slot, group: group, port: rule.input.port), rule.input.source?.v6, route))
+            }
             routes.append(Route(outputStart: Int32(bindings.count), outputCount: Int32(rule.outputs.count)))
             for output in rule.outputs {
                 bindings.append(EgressBinding(
@@ -127,7 +135,8 @@ public struct Forwarder: Sendable {
         }
         self.plan = plan
         self.egress = egress
-        self.table = RouteTable(routes: keyed)
+        self.table4 = RouteTable(routes: keyed4)
+        self.table6 = RouteTable(routes: keyed6)
         self.routes = routes
         self.bindings = bindings
         self.accepted = accepted
@@ -147,8 +156,17 @@ public struct Forwarder: Sendable {
             drops.record(reason)
             return .drop(reason)
         case let .datagram(datagram):
-            let key = RouteTable.key(ingress: ingress, group: datagram.destination, port: datagram.destinationPort)
-            let route = table.route(for: key, source: datagram.source)
+            let route: Int32
+            switch (datagram.destination, datagram.source) {
+            case let (.v4(group), .v4(source)):
+                route = table4.route(for: RouteKey4(ingress: ingress, group: group, port: datagram.destinationPort),
+                                     source: source.value)
+            case let (.v6(group), .v6(source)):
+                route = table6.route(for: RouteKey6(ingress: ingress, group: group, port: datagram.destinationPort),
+                                     source: source)
+            default:
+                route = -1  // the parser never mixes families
+            }
             guard route >= 0 else {
                 drops.record(.noMatchingRule)
                 return .drop(.noMatchingRule)

@@ -3,17 +3,20 @@
 public enum DropReason: Int, CaseIterable, Sendable, Codable, CustomStringConvertible {
     /// Shorter than the headers it needs or claims.
     case truncated
-    /// Not IPv4 (ARP, IPv6, MPLS, LLC, ...).
-    case notIPv4
+    /// Neither IPv4 nor IPv6 (ARP, MPLS, LLC, a third VLAN tag, ...), or a version field that
+    /// contradicts the EtherType.
+    case notIP
     /// IPv4 version or header length field impossible.
     case badIPv4Header
     /// IPv4 header checksum wrong: corrupted in flight.
     case badChecksum
-    /// IPv4 total length or UDP length inconsistent with each other or the frame.
+    /// IPv4 total length, IPv6 payload length or UDP length inconsistent with each other or
+    /// the frame.
     case badLength
-    /// An IP fragment: the relay forwards whole datagrams only.
+    /// An IP fragment (IPv4 MF/offset, an IPv6 fragment header): the relay forwards whole
+    /// datagrams only.
     case fragment
-    /// IPv4 but not UDP.
+    /// IP but not UDP (for IPv6: after the extension headers; ESP and AH count here).
     case notUDP
     /// UDP to a unicast or broadcast address.
     case notMulticast
@@ -22,12 +25,18 @@ public enum DropReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
     case ownTransmission
     /// Well-formed multicast UDP that no active rule asks for.
     case noMatchingRule
+    /// An IPv6 extension header chain the relay does not walk: hop-by-hop options anywhere
+    /// but first (RFC 8200 4.1), or more than `FrameParser.maximumExtensionHeaders` headers.
+    case badIPv6Header
+    /// UDP over IPv6 with checksum 0, which RFC 8200 8.1 says receivers must discard (only
+    /// tunnel protocols under RFC 6935 may send it, and the relay is not one).
+    case zeroUDPChecksum
 
     /// snake_case names used in reports, JSON and metrics.
     public var description: String {
         switch self {
         case .truncated: "truncated"
-        case .notIPv4: "not_ipv4"
+        case .notIP: "not_ip"
         case .badIPv4Header: "bad_ipv4_header"
         case .badChecksum: "bad_checksum"
         case .badLength: "bad_length"
@@ -36,6 +45,8 @@ public enum DropReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
         case .notMulticast: "not_multicast"
         case .ownTransmission: "own_transmission"
         case .noMatchingRule: "no_matching_rule"
+        case .badIPv6Header: "bad_ipv6_header"
+        case .zeroUDPChecksum: "zero_udp_checksum"
         }
     }
 

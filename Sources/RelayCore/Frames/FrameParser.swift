@@ -6,19 +6,21 @@ public enum LinkType: Sendable, Hashable {
     case linuxCooked
     /// Linux cooked capture v2 (`DLT_LINUX_SLL2`, 20-byte header with the interface index).
     case linuxCooked2
-    /// No link header: the IPv4 header comes first (an AF_PACKET `SOCK_DGRAM` socket).
-    case rawIPv4
+    /// No link header: the IP header comes first (an AF_PACKET `SOCK_DGRAM` socket, DLT_RAW);
+    /// its version nibble says IPv4 or IPv6.
+    case rawIP
 }
 
 /// A well-formed multicast UDP datagram found inside a frame. Offsets index the frame the
 /// parser was given; the payload is never copied.
 public struct UDPDatagram: Sendable, Equatable {
-    public var source: IPv4Address
-    public var destination: IPv4Address
+    public var source: IPAddress
+    public var destination: IPAddress
     public var sourcePort: UInt16
     public var destinationPort: UInt16
+    /// The IPv4 TTL or the IPv6 hop limit.
     public var ttl: UInt8
-    /// Byte offset of the IPv4 header within the frame.
+    /// Byte offset of the IP header within the frame.
     public var ipOffset: Int
     public var payloadOffset: Int
     public var payloadLength: Int
@@ -33,6 +35,7 @@ public enum ParseOutcome: Sendable, Equatable {
 /// buffer, so no byte sequence can make it read out of bounds or trap.
 public enum FrameParser {
     static let etherTypeIPv4: UInt16 = 0x0800
+    static let etherTypeIPv6: UInt16 = 0x86DD
     static let etherTypeVLAN: UInt16 = 0x8100
     static let etherTypeQinQ: UInt16 = 0x88A8
     static let packetTypeOutgoing: UInt16 = 4  // PACKET_OUTGOING in sll_pkttype
@@ -50,44 +53,48 @@ public enum FrameParser {
 
     public static func parse(_ frame: UnsafeRawBufferPointer, link: LinkType) -> ParseOutcome {
         let ipOffset: Int
+        let etherType: UInt16
         switch link {
-        case .rawIPv4:
-            ipOffset = 0
+        case .rawIP:
+            guard frame.count > 0 else { return .dropped(.truncated) }
+            return frame[0] >> 4 == 6 ? parseIPv6(frame, at: 0) : parseIPv4(frame, at: 0)
         case .ethernet:
             var offset = 12
             guard frame.count >= offset + 2 else { return .dropped(.truncated) }
-            var etherType = u16(frame, offset)
+            var type = u16(frame, offset)
             var tags = 0
-            while etherType == etherTypeVLAN || etherType == etherTypeQinQ {
+            while type == etherTypeVLAN || type == etherTypeQinQ {
                 tags += 1
-                guard tags <= 2 else { return .dropped(.notIPv4) }
+                guard tags <= 2 else { return .dropped(.notIP) }
                 offset += 4
                 guard frame.count >= offset + 2 else { return .dropped(.truncated) }
-                etherType = u16(frame, offset)
+                type = u16(frame, offset)
             }
-            guard etherType == etherTypeIPv4 else { return .dropped(.notIPv4) }
+            etherType = type
             ipOffset = offset + 2
         case .linuxCooked:
             guard frame.count >= 16 else { return .dropped(.truncated) }
             if u16(frame, 0) == packetTypeOutgoing { return .dropped(.ownTransmission) }
-            guard u16(frame, 14) == etherTypeIPv4 else { return .dropped(.notIPv4) }
+            etherType = u16(frame, 14)
             ipOffset = 16
         case .linuxCooked2:
             guard frame.count >= 20 else { return .dropped(.truncated) }
             if UInt16(frame[10]) == packetTypeOutgoing { return .dropped(.ownTransmission) }
-            guard u16(frame, 0) == etherTypeIPv4 else { return .dropped(.notIPv4) }
+            etherType = u16(frame, 0)
             ipOffset = 20
         }
-        return parseIPv4(frame, at: ipOffset)
+        if etherType == etherTypeIPv4 { return parseIPv4(frame, at: ipOffset) }
+        if etherType == etherTypeIPv6 { return parseIPv6(frame, at: ipOffset) }
+        return .dropped(.notIP)
     }
 
     static func parseIPv4(_ frame: UnsafeRawBufferPointer, at ip: Int) -> ParseOutcome {
         guard frame.count >= ip + 20 else {
-            if frame.count > ip, frame[ip] >> 4 != 4 { return .dropped(.notIPv4) }
+            if frame.count > ip, frame[ip] >> 4 != 4 { return .dropped(.notIP) }
             return .dropped(.truncated)
         }
         let versionAndLength = frame[ip]
-        guard versionAndLength >> 4 == 4 else { return .dropped(.notIPv4) }
+        guard versionAndLength >> 4 == 4 else { return .dropped(.notIP) }
         let headerLength = Int(versionAndLength & 0x0F) * 4
         guard headerLength >= 20 else { return .dropped(.badIPv4Header) }
         guard frame.count >= ip + headerLength else { return .dropped(.truncated) }
@@ -113,8 +120,8 @@ public enum FrameParser {
         guard udpLength >= 8, udpLength <= totalLength - headerLength else { return .dropped(.badLength) }
 
         return .datagram(UDPDatagram(
-            source: IPv4Address(u32(frame, ip + 12)),
-            destination: destination,
+            source: .v4(IPv4Address(u32(frame, ip + 12))),
+            destination: .v4(destination),
             sourcePort: u16(frame, udp),
             destinationPort: u16(frame, udp + 2),
             ttl: frame[ip + 8],

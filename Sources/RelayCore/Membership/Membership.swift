@@ -9,8 +9,10 @@ import Collections
 /// what the kernel actually accepted when a join fails with ENOBUFS); a failed join is
 /// always retried or moved, and every failure is reported — never silently lost.
 public struct Membership: Sendable {
-    public let socketLimit: Int
+    public let socketLimits: SocketLimits
     public let retryPolicy: RetryPolicy
+    /// The IPv4 limit (what `socketLimit` meant before IPv6).
+    public var socketLimit: Int { socketLimits.ipv4 }
 
     enum Phase: Hashable, Sendable {
         case waitingForInterface
@@ -30,12 +32,12 @@ public struct Membership: Sendable {
     struct SocketState: Sendable {
         var capacity: Int
         /// Groups placed on this socket (joined or in flight) and how many keys use each.
-        var groups: [IPv4Address: Int] = [:]
+        var groups: [IPAddress: Int] = [:]
     }
 
     struct GroupOnInterface: Hashable, Sendable {
         var interface: InterfaceName
-        var group: IPv4Address
+        var group: IPAddress
     }
 
     private(set) var interfacesUp: Set<InterfaceName> = []
@@ -49,10 +51,14 @@ public struct Membership: Sendable {
     private var retryDeadlines: [MembershipKey: Instant] = [:]
     private var nextTicket: UInt64 = 1
 
-    public init(socketLimit: Int = 20, retryPolicy: RetryPolicy = RetryPolicy()) {
-        precondition(socketLimit > 0, "socket limit must be positive")
-        self.socketLimit = socketLimit
+    public init(socketLimits: SocketLimits = SocketLimits(), retryPolicy: RetryPolicy = RetryPolicy()) {
+        precondition(socketLimits.ipv4 > 0 && socketLimits.ipv6 > 0, "socket limits must be positive")
+        self.socketLimits = socketLimits
         self.retryPolicy = retryPolicy
+    }
+
+    public init(socketLimit: Int, retryPolicy: RetryPolicy = RetryPolicy()) {
+        self.init(socketLimits: SocketLimits(ipv4: socketLimit), retryPolicy: retryPolicy)
     }
 
     // MARK: - Queries
@@ -241,15 +247,15 @@ public struct Membership: Sendable {
             sockets[socket]!.groups[key.group, default: 0] += 1
             return socket
         }
-        let candidates = sockets.keys.filter { $0.interface == key.interface }.sorted()
+        let candidates = sockets.keys.filter { $0.interface == key.interface && $0.family == key.family }.sorted()
         let socket: HelperSocketID
         if let roomy = candidates.first(where: { sockets[$0]!.groups.count < sockets[$0]!.capacity }) {
             socket = roomy
         } else {
             var ordinal = 0
-            while sockets[HelperSocketID(interface: key.interface, ordinal: ordinal)] != nil { ordinal += 1 }
-            socket = HelperSocketID(interface: key.interface, ordinal: ordinal)
-            sockets[socket] = SocketState(capacity: socketLimit)
+            while sockets[HelperSocketID(interface: key.interface, family: key.family, ordinal: ordinal)] != nil { ordinal += 1 }
+            socket = HelperSocketID(interface: key.interface, family: key.family, ordinal: ordinal)
+            sockets[socket] = SocketState(capacity: socketLimits[key.family])
             actions.append(.openHelperSocket(socket))
         }
         sockets[socket]!.groups[key.group] = 1
@@ -276,8 +282,8 @@ public struct Membership: Sendable {
         }
     }
 
-    private func joinedGroupCount(on socket: HelperSocketID, excluding group: IPv4Address) -> Int {
-        var groups = Set<IPv4Address>()
+    private func joinedGroupCount(on socket: HelperSocketID, excluding group: IPAddress) -> Int {
+        var groups = Set<IPAddress>()
         for (key, entry) in entries where entry.socket == socket && entry.phase == .joined && key.group != group {
             groups.insert(key.group)
         }

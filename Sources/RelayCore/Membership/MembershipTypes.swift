@@ -1,11 +1,15 @@
-/// One IGMP membership the relay needs: `group` on `interface`, from any source (nil) or
-/// from one source (a source-specific join).
+/// One IGMP or MLD membership the relay needs: `group` on `interface`, from any source (nil)
+/// or from one source (a source-specific join).
 public struct MembershipKey: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var interface: InterfaceName
-    public var group: IPv4Address
-    public var source: IPv4Address?
+    public var group: IPAddress
+    public var source: IPAddress?
 
     public init(interface: InterfaceName, group: IPv4Address, source: IPv4Address? = nil) {
+        self.init(interface: interface, group: .v4(group), source: source.map(IPAddress.v4))
+    }
+
+    public init(interface: InterfaceName, group: IPAddress, source: IPAddress? = nil) {
         self.interface = interface
         self.group = group
         self.source = source
@@ -15,25 +19,57 @@ public struct MembershipKey: Hashable, Comparable, Sendable, CustomStringConvert
         "\(group) on \(interface)" + (source.map { " from \($0)" } ?? "")
     }
 
+    public var family: AddressFamily { group.family }
+
     public static func < (lhs: Self, rhs: Self) -> Bool {
-        (lhs.interface, lhs.group, lhs.source?.value ?? 0) < (rhs.interface, rhs.group, rhs.source?.value ?? 0)
+        if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
+        if lhs.group != rhs.group { return lhs.group < rhs.group }
+        switch (lhs.source, rhs.source) {
+        case let (a?, b?): return a < b
+        case (nil, _?): return true
+        default: return false
+        }
     }
 }
 
-/// A helper socket: an unbound UDP socket the driver opens only to hold memberships on one
-/// interface. The kernel limits how many groups one socket may join
-/// (`net.ipv4.igmp_max_memberships`, default 20), so the core keeps a pool of them.
+/// A helper socket: an unbound UDP socket of one family the driver opens only to hold
+/// memberships on one interface. The kernel limits how many groups one socket may join
+/// (IPv4: `net.ipv4.igmp_max_memberships`, default 20; IPv6: see `SocketLimits`), so the
+/// core keeps a pool of them per interface and family.
 public struct HelperSocketID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var interface: InterfaceName
+    public var family: AddressFamily
     public var ordinal: Int
 
-    public init(interface: InterfaceName, ordinal: Int) {
+    public init(interface: InterfaceName, family: AddressFamily = .ipv4, ordinal: Int) {
         self.interface = interface
+        self.family = family
         self.ordinal = ordinal
     }
 
-    public var description: String { "\(interface)#\(ordinal)" }
-    public static func < (lhs: Self, rhs: Self) -> Bool { (lhs.interface, lhs.ordinal) < (rhs.interface, rhs.ordinal) }
+    /// `eth0#0` for IPv4 (as before IPv6), `eth0#v6.0` for IPv6.
+    public var description: String { family == .ipv4 ? "\(interface)#\(ordinal)" : "\(interface)#v6.\(ordinal)" }
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        (lhs.interface, lhs.family == .ipv6 ? 1 : 0, lhs.ordinal) < (rhs.interface, rhs.family == .ipv6 ? 1 : 0, rhs.ordinal)
+    }
+}
+
+/// How many groups one helper socket may hold, per family.
+public struct SocketLimits: Hashable, Sendable {
+    /// `net.ipv4.igmp_max_memberships` (default 20); the daemon reads the sysctl.
+    public var ipv4: Int
+    /// IPv6 has no count sysctl: each membership is charged to the socket's option memory
+    /// (`net.core.optmem_max`), measured on this kernel in docs/ipv6-linux-facts.md.
+    public var ipv6: Int
+
+    public init(ipv4: Int = 20, ipv6: Int = SocketLimits.defaultIPv6) {
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+    }
+
+    public static let defaultIPv6 = 20
+
+    public subscript(family: AddressFamily) -> Int { family == .ipv4 ? ipv4 : ipv6 }
 }
 
 /// Identifies one join attempt, so a result that arrives after the need went away (or after

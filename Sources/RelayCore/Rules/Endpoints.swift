@@ -2,25 +2,39 @@
 /// from `source` (source-specific multicast).
 public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var interface: InterfaceName
-    public var group: IPv4Address
+    public var group: IPAddress
     public var port: UInt16
-    public var source: IPv4Address?
+    public var source: IPAddress?
 
-    public init(interface: InterfaceName, group: IPv4Address, port: UInt16, source: IPv4Address? = nil) {
+    public init(interface: InterfaceName, group: IPAddress, port: UInt16, source: IPAddress? = nil) {
         self.interface = interface
         self.group = group
         self.port = port
         self.source = source
     }
 
-    /// `IFACE:GROUP:PORT`, with ` from SOURCE` when source-specific.
-    public var description: String {
-        "\(interface):\(group):\(port)" + (source.map { " from \($0)" } ?? "")
+    /// `IFACE:GROUP:PORT`, with ` from SOURCE` when source-specific; an IPv6 group in brackets
+    /// (`eth0:[ff3e::1]:5000`). IPv4 text is exactly what it was before IPv6, so rule ids
+    /// (derived from this text) are unchanged.
+    public init(interface: InterfaceName, group: IPv4Address, port: UInt16, source: IPv4Address? = nil) {
+        self.init(interface: interface, group: .v4(group), port: port, source: source.map(IPAddress.v4))
     }
 
+    public var description: String {
+        "\(interface):\(group.endpointText):\(port)" + (source.map { " from \($0)" } ?? "")
+    }
+
+    public var family: AddressFamily { group.family }
+
     public static func < (lhs: Self, rhs: Self) -> Bool {
-        (lhs.interface, lhs.group, lhs.port, lhs.source?.value ?? 0)
-            < (rhs.interface, rhs.group, rhs.port, rhs.source?.value ?? 0)
+        if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
+        if lhs.group != rhs.group { return lhs.group < rhs.group }
+        if lhs.port != rhs.port { return lhs.port < rhs.port }
+        switch (lhs.source, rhs.source) {
+        case let (a?, b?): return a < b
+        case (nil, _?): return true
+        default: return false
+        }
     }
 }
 
@@ -32,25 +46,34 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
     public static let defaultTTL: UInt8 = 64
 
     public var interface: InterfaceName
-    public var destination: IPv4Address
+    public var destination: IPAddress
     public var port: UInt16
+    /// The IPv4 TTL or the IPv6 hop limit of what the relay sends.
     public var ttl: UInt8
 
-    public init(interface: InterfaceName, destination: IPv4Address, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL) {
+    public init(interface: InterfaceName, destination: IPAddress, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL) {
         self.interface = interface
         self.destination = destination
         self.port = port
         self.ttl = ttl
     }
 
-    /// `IFACE:ADDRESS:PORT:TTL`, the same syntax the CLI and config file accept.
-    public var description: String { "\(interface):\(destination):\(port):\(ttl)" }
+    public init(interface: InterfaceName, destination: IPv4Address, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL) {
+        self.init(interface: interface, destination: .v4(destination), port: port, ttl: ttl)
+    }
+
+    public var family: AddressFamily { destination.family }
+
+    /// `IFACE:ADDRESS:PORT:TTL`, the same syntax the CLI and config file accept (IPv6 in brackets).
+    public var description: String { "\(interface):\(destination.endpointText):\(port):\(ttl)" }
 }
 
-/// Parsing of the `IFACE:ADDRESS:PORT[:TTL]` endpoint syntax shared by the CLI and the config file.
+/// Parsing of the `IFACE:ADDRESS:PORT[:TTL]` endpoint syntax shared by the CLI and the config
+/// file. An IPv6 address is written in brackets (`eth0:[ff3e::8000:1]:5000`), as in URLs
+/// (RFC 3986), because its colons would otherwise be read as field separators.
 public enum EndpointSyntax {
-    public static func parseInput(_ text: String, source: IPv4Address? = nil) throws(EndpointSyntaxError) -> InputSpec {
-        let fields = text.split(separator: ":", omittingEmptySubsequences: false)
+    public static func parseInput(_ text: String, source: IPAddress? = nil) throws(EndpointSyntaxError) -> InputSpec {
+        let fields = try split(text)
         guard fields.count == 3 else { throw .wrongFieldCount(text, expected: "IFACE:GROUP:PORT") }
         return InputSpec(
             interface: try interface(fields[0], in: text),
@@ -60,7 +83,7 @@ public enum EndpointSyntax {
     }
 
     public static func parseOutput(_ text: String) throws(EndpointSyntaxError) -> OutputSpec {
-        let fields = text.split(separator: ":", omittingEmptySubsequences: false)
+        let fields = try split(text)
         guard fields.count == 3 || fields.count == 4 else {
             throw .wrongFieldCount(text, expected: "IFACE:ADDRESS:PORT[:TTL]")
         }
@@ -76,9 +99,37 @@ public enum EndpointSyntax {
             ttl: ttl)
     }
 
-    public static func parseAddress(_ text: String) throws(EndpointSyntaxError) -> IPv4Address {
-        guard let value = IPv4Address(text) else { throw .badAddress(text, text) }
+    /// A lone address (`--source`, config `source`): bare or, for IPv6, bracketed.
+    public static func parseAddress(_ text: String) throws(EndpointSyntaxError) -> IPAddress {
+        guard let value = IPAddress(text) else { throw .badAddress(text, text) }
         return value
+    }
+
+    /// Splits at ':' outside brackets; a bracketed field keeps its brackets.
+    private static func split(_ text: String) throws(EndpointSyntaxError) -> [Substring] {
+        var fields: [Substring] = []
+        var start = text.startIndex
+        var index = text.startIndex
+        var inBrackets = false
+        while index < text.endIndex {
+            let character = text[index]
+            if character == "[" {
+                guard !inBrackets, index == start else { throw .badBrackets(text) }
+                inBrackets = true
+            } else if character == "]" {
+                guard inBrackets else { throw .badBrackets(text) }
+                inBrackets = false
+                let next = text.index(after: index)
+                guard next == text.endIndex || text[next] == ":" else { throw .badBrackets(text) }
+            } else if character == ":", !inBrackets {
+                fields.append(text[start..<index])
+                start = text.index(after: index)
+            }
+            index = text.index(after: index)
+        }
+        guard !inBrackets else { throw .badBrackets(text) }
+        fields.append(text[start..<text.endIndex])
+        return fields
     }
 
     private static func interface(_ field: Substring, in text: String) throws(EndpointSyntaxError) -> InterfaceName {
@@ -86,9 +137,14 @@ public enum EndpointSyntax {
         return name
     }
 
-    private static func address(_ field: Substring, in text: String) throws(EndpointSyntaxError) -> IPv4Address {
+    /// IPv4 bare, IPv6 only in brackets.
+    private static func address(_ field: Substring, in text: String) throws(EndpointSyntaxError) -> IPAddress {
+        if field.hasPrefix("[") {
+            guard let value = IPv6Address(field.dropFirst().dropLast()) else { throw .badAddress(text, String(field)) }
+            return .v6(value)
+        }
         guard let value = IPv4Address(field) else { throw .badAddress(text, String(field)) }
-        return value
+        return .v4(value)
     }
 
     private static func port(_ field: Substring, in text: String) throws(EndpointSyntaxError) -> UInt16 {
@@ -103,14 +159,16 @@ public enum EndpointSyntaxError: Error, Equatable, Sendable, CustomStringConvert
     case badAddress(String, String)
     case badPort(String, String)
     case badTTL(String, String)
+    case badBrackets(String)
 
     public var description: String {
         switch self {
         case let .wrongFieldCount(text, expected): "\"\(text)\": expected \(expected)"
         case let .badInterface(text, field): "\"\(text)\": \"\(field)\" is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
-        case let .badAddress(text, field): "\"\(text)\": \"\(field)\" is not an IPv4 address (dotted quad)"
+        case let .badAddress(text, field): "\"\(text)\": \"\(field)\" is not an IPv4 address (dotted quad) or a bracketed IPv6 address ([ff3e::1])"
         case let .badPort(text, field): "\"\(text)\": \"\(field)\" is not a port number (0-65535)"
         case let .badTTL(text, field): "\"\(text)\": TTL \"\(field)\" must be 1-255"
+        case let .badBrackets(text): "\"\(text)\": brackets must enclose a whole address field, as in eth0:[ff3e::1]:5000"
         }
     }
 }

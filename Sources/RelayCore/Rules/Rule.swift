@@ -62,10 +62,11 @@ public struct Rule: Hashable, Sendable, CustomStringConvertible, Codable {
 /// Why a rule was refused. Every case names the offending field so the message can be
 /// shown to an operator as is.
 public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
-    case inputNotMulticast(IPv4Address)
-    case inputLocalNetworkControl(IPv4Address)
+    case inputNotMulticast(IPAddress)
+    case inputLocalNetworkControl(IPAddress)
     case inputPortZero
-    case sourceNotUnicast(IPv4Address)
+    case sourceNotUnicast(IPAddress)
+    case sourceFamilyMismatch(IPAddress, group: IPAddress)
     case noOutputs
     case tooManyOutputs(Int, limit: Int)
     case outputPortZero(OutputSpec)
@@ -83,13 +84,17 @@ public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .inputNotMulticast(group):
-            "input group \(group) is not a multicast address (224.0.0.0/4)"
+            "input group \(group) is not a multicast address (224.0.0.0/4 or ff00::/8)"
         case let .inputLocalNetworkControl(group):
-            "input group \(group) is in 224.0.0.0/24 (link-local control traffic such as IGMP and OSPF); it cannot be relayed"
+            group.family == .ipv4
+                ? "input group \(group) is in 224.0.0.0/24 (link-local control traffic such as IGMP and OSPF); it cannot be relayed"
+                : "input group \(group) has interface- or link-local scope (ff01::/16, ff02::/16); it must not leave its link"
         case .inputPortZero:
             "input port must be 1-65535"
         case let .sourceNotUnicast(source):
             "source \(source) is not a unicast address"
+        case let .sourceFamilyMismatch(source, group):
+            "source \(source) and group \(group) are of different address families"
         case .noOutputs:
             "a rule needs at least one output"
         case let .tooManyOutputs(count, limit):
@@ -97,7 +102,7 @@ public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .outputPortZero(output):
             "output \(output): port must be 1-65535"
         case let .outputDestinationInvalid(output):
-            "output \(output): destination must be a multicast group outside 224.0.0.0/24 or a unicast address"
+            "output \(output): destination must be a unicast address or a multicast group outside 224.0.0.0/24, ff01::/16 and ff02::/16"
         case let .outputTTLZero(output):
             "output \(output): TTL must be 1-255"
         case let .duplicateOutput(output):

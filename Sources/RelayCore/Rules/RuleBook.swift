@@ -20,7 +20,7 @@ public struct RuleBook: Sendable {
     /// An (interface, address, port) triple, ignoring source and TTL: what "feeds" compares.
     struct Endpoint: Hashable, Sendable {
         var interface: InterfaceName
-        var address: IPv4Address
+        var address: IPAddress
         var port: UInt16
         init(_ input: InputSpec) { (interface, address, port) = (input.interface, input.group, input.port) }
         init(_ output: OutputSpec) { (interface, address, port) = (output.interface, output.destination, output.port) }
@@ -95,9 +95,13 @@ public struct RuleBook: Sendable {
     public static func validated(_ spec: RuleSpec) throws(RuleError) -> Rule {
         let input = spec.input
         guard input.group.isMulticast else { throw .inputNotMulticast(input.group) }
-        guard !input.group.isLocalNetworkControl else { throw .inputLocalNetworkControl(input.group) }
+        guard !input.group.isLinkScopedGroup else { throw .inputLocalNetworkControl(input.group) }
         guard input.port != 0 else { throw .inputPortZero }
-        if let source = input.source, !source.isUnicast { throw .sourceNotUnicast(source) }
+        if let source = input.source {
+            guard source.family == input.group.family else { throw .sourceFamilyMismatch(source, group: input.group) }
+            // A link-local source is a host on the input's link; it is as specific as any.
+            guard source.isUnicast else { throw .sourceNotUnicast(source) }
+        }
         if let name = spec.name, !isValidName(name) { throw .badName(name) }
         guard !spec.outputs.isEmpty else { throw .noOutputs }
         guard spec.outputs.count <= maximumOutputsPerRule else {
@@ -109,7 +113,9 @@ public struct RuleBook: Sendable {
             guard output.port != 0 else { throw .outputPortZero(output) }
             guard output.ttl != 0 else { throw .outputTTLZero(output) }
             let destination = output.destination
-            guard destination.isUnicast || (destination.isMulticast && !destination.isLocalNetworkControl)
+            // An output may be of the other family than its input: the relay builds every frame
+            // itself, so an IPv4 stream can be carried into an IPv6-only network and back.
+            guard destination.isUnicast || (destination.isMulticast && !destination.isLinkScopedGroup)
             else { throw .outputDestinationInvalid(output) }
             guard seen.insert(output).inserted else { throw .duplicateOutput(output) }
             if feeds(output, input) { throw .outputFeedsInput(output, id) }

@@ -119,7 +119,7 @@ final class WorkerUnderTest {
 enum DataPlaneRules {
     static func rule(_ input: String, _ outputs: [String], source: IPv4Address? = nil) throws -> Rule {
         try RuleBook.validated(RuleSpec(
-            input: EndpointSyntax.parseInput(input, source: source),
+            input: EndpointSyntax.parseInput(input, source: source.map(IPAddress.v4)),
             outputs: outputs.map { try EndpointSyntax.parseOutput($0) }))
     }
 
