@@ -22,6 +22,10 @@ public struct SimOptions: Sendable, Equatable {
     public var coreSocketLimit = 20
     /// The limit the kernel model enforces (`net.ipv4.igmp_max_memberships`).
     public var kernelMembershipLimit = KernelModel.defaultMembershipLimit
+    /// The IPv6 twins: what the core assumes and what the kernel model enforces per helper
+    /// socket (`SocketLimits.ipv6`: the kernel bounds IPv6 memberships by option memory).
+    public var coreSocketLimitIPv6 = SocketLimits.defaultIPv6
+    public var kernelMembershipLimitIPv6 = SocketLimits.defaultIPv6
     /// The relay starts this long before the first frame, so it has joined its groups.
     public var warmup: UInt64 = 1_000_000_000
     /// After traffic and events end, faults stop and the relay must converge within this.

@@ -20,9 +20,10 @@ public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(interface: interface, group: .v4(group), port: port, source: source.map(IPAddress.v4))
     }
 
-    public var description: String {
-        "\(interface):\(group.endpointText):\(port)" + (source.map { " from \($0)" } ?? "")
-    }
+    public var description: String { endpoint + (source.map { " from \($0)" } ?? "") }
+
+    /// `IFACE:GROUP:PORT` alone, as `--in` and the config's "in" take it.
+    public var endpoint: String { "\(interface):\(group.endpointText):\(port)" }
 
     public var family: AddressFamily { group.family }
 
