@@ -64,9 +64,9 @@ public final class EgressSocketPool {
     struct Link {
         var facts: InterfaceFacts?
         var egress: InterfaceEgress
-        /// The path last reported to the operator (nil: nothing reported yet).
-        var reportedPath: EgressPath?
-        var reportedReason: String?
+        /// The path last reported to the operator per family (absent: nothing reported yet).
+        var reportedPath: [AddressFamily: EgressPath] = [:]
+        var reportedReason: [AddressFamily: String] = [:]
     }
 
     /// A planned output, kept so the packet tables can be rebuilt when an interface changes.
@@ -179,7 +179,7 @@ public final class EgressSocketPool {
         let interfaces = Set(keys.map(\.interface))
         links = links.filter { interfaces.contains($0.key) }
         for interface in interfaces.sorted() where links[interface] == nil {
-            problems += readLink(interface)
+            problems += readLink(interface, families: Self.multicastFamilies(outputs, on: interface))
         }
         var kept: [Socket] = []
         for socket in sockets {
@@ -243,7 +243,7 @@ public final class EgressSocketPool {
         }
         for socket in sockets.indices where sockets[socket].key.kind == .packet {
             let interface = sockets[socket].key.interface
-            guard sockets[socket].fd >= 0, let link = links[interface], link.egress.path == .packet,
+            guard sockets[socket].fd >= 0, let link = links[interface], link.egress.anyPacketPath,
                   let facts = link.facts, let mac = facts.mac,
                   facts.index == sockets[socket].boundIndex else { continue }
             for index in 0..<outputCount {
@@ -251,6 +251,7 @@ public final class EgressSocketPool {
                 // No address of the output's family there: the UDP socket reports what the
                 // kernel says (EADDRNOTAVAIL, ENETUNREACH) instead of frames with no source.
                 guard output.key.multicast, output.key.interface == interface,
+                      link.egress.path(for: output.destination.family) == .packet,
                       let source = facts.source(for: output.destination) else { continue }
                 outputPacketSocket[index] = Int32(socket)
                 outputPacketRank[index] = rank
@@ -294,6 +295,12 @@ public final class EgressSocketPool {
             let open = socket.fd >= 0 && link?.facts?.index == socket.boundIndex
             let path = link?.egress.path == .packet && open ? "packet"
                 : "udp: \(link?.egress.path == .packet ? "packet socket not open" : link?.egress.pathReason ?? "not read")"
+                + (link.map { link in
+                    // The IPv6 decision, when it differs and IPv6 outputs are planned here.
+                    guard link.egress.ipv6Path != link.egress.path,
+                          Self.multicastFamilies(planned, on: interface).contains(.ipv6) else { return "" }
+                    return ", IPv6 \(link.egress.ipv6Path == .packet && open ? "packet" : "udp: \(link.egress.ipv6PathReason)")"
+                } ?? "")
             return (interface.rawValue, path)
         }
     }
@@ -301,7 +308,7 @@ public final class EgressSocketPool {
     /// Sockets that should be open and are not (a packet socket only while its interface's
     /// decision is packet egress).
     var hasMissingSockets: Bool {
-        sockets.contains { $0.fd < 0 && ($0.key.kind == .udp || links[$0.key.interface]?.egress.path == .packet) }
+        sockets.contains { $0.fd < 0 && ($0.key.kind == .udp || links[$0.key.interface]?.egress.anyPacketPath == true) }
     }
 
     /// Milliseconds until the next retry of missing sockets or refresh of packet interfaces,
@@ -330,13 +337,13 @@ public final class EgressSocketPool {
             for interface in links.keys.sorted() {
                 let before = links[interface]?.facts
                 let beforeEgress = links[interface]?.egress
-                problems += readLink(interface)
+                problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface))
                 if links[interface]?.facts != before || links[interface]?.egress != beforeEgress { changed = true }
             }
             for index in sockets.indices where sockets[index].key.kind == .packet {
                 let interface = sockets[index].key.interface
                 guard let link = links[interface] else { continue }
-                let wanted = link.egress.path == .packet
+                let wanted = link.egress.anyPacketPath
                 if sockets[index].fd >= 0 && (!wanted || link.facts?.index != sockets[index].boundIndex) {
                     // Not wanted any more, or bound to an interface that was re-created.
                     close(sockets[index].fd)
@@ -404,7 +411,7 @@ public final class EgressSocketPool {
     /// is left to the UDP socket of the same interface to report.
     private func openPacket(_ socket: inout Socket) -> [String] {
         let interface = socket.key.interface
-        guard let link = links[interface], link.egress.path == .packet, let facts = link.facts else { return [] }
+        guard let link = links[interface], link.egress.anyPacketPath, let facts = link.facts else { return [] }
         do {
             socket.fd = try PacketEgressLink.openSocket(index: facts.index, target: socket.key.description)
             socket.boundIndex = facts.index
@@ -419,7 +426,14 @@ public final class EgressSocketPool {
 
     /// Re-reads an output interface and decides its egress (`EgressPolicy`); returns a problem
     /// when its multicast outputs leave the packet path (or come back to it).
-    private func readLink(_ interface: InterfaceName) -> [String] {
+    /// The families of the multicast outputs planned on `interface` (what its path reports are about).
+    static func multicastFamilies(_ outputs: [PlannedOutput], on interface: InterfaceName) -> [AddressFamily] {
+        AddressFamily.allCases.filter { family in
+            outputs.contains { $0.key.interface == interface && $0.key.multicast && $0.destination.family == family }
+        }
+    }
+
+    private func readLink(_ interface: InterfaceName, families: [AddressFamily]) -> [String] {
         if probe < 0 { probe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var facts: InterfaceFacts?
         var missing = false
@@ -435,15 +449,18 @@ public final class EgressSocketPool {
         link.egress = egress
         // Only a fallback from the packet path, and a recovery from a reported one, are news; a
         // missing interface is reported by its UDP socket.
-        if mode == .packet, !missing, link.reportedPath != egress.path || (egress.path == .udp && link.reportedReason != egress.pathReason) {
-            if egress.path == .udp {
-                problems.append("output interface \(interface): \(egress.pathReason): its multicast outputs use UDP sockets "
+        for family in families where mode == .packet && !missing {
+            let path = egress.path(for: family), reason = egress.pathReason(for: family)
+            guard link.reportedPath[family] != path || (path == .udp && link.reportedReason[family] != reason) else { continue }
+            let outputs = family == .ipv4 ? "multicast outputs" : "IPv6 multicast outputs"
+            if path == .udp {
+                problems.append("output interface \(interface): \(reason): its \(outputs) use UDP sockets "
                                 + "(kernel path) instead of AF_PACKET egress")
-            } else if link.reportedPath == .udp {
-                problems.append("output interface \(interface): multicast outputs use AF_PACKET egress again")
+            } else if link.reportedPath[family] == .udp {
+                problems.append("output interface \(interface): \(outputs) use AF_PACKET egress again")
             }
-            link.reportedPath = egress.path
-            link.reportedReason = egress.pathReason
+            link.reportedPath[family] = path
+            link.reportedReason[family] = reason
         }
         links[interface] = link
         return problems
