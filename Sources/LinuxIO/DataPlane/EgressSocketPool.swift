@@ -489,42 +489,60 @@ public final class EgressSocketPool {
     }
 
     static func makeSocket(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
-        if key.family == .ipv6 { return try makeSocket6(key) }
         let target = key.description
         let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
         guard index > 0 else { throw .last("if_nametoindex", target) }
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw .last("socket(AF_INET, SOCK_DGRAM)", target) }
+        let v6 = key.family == .ipv6
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .last(v6 ? "socket(AF_INET6, SOCK_DGRAM)" : "socket(AF_INET, SOCK_DGRAM)", target) }
         do throws(DataPlaneSystemError) {
-            if key.multicast {
+            let ip = Int32(IPPROTO_IP), ip6 = Int32(IPPROTO_IPV6)
+            if v6 { try DataPlaneSocketOption.set(fd, ip6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", target) }
+            switch (key.multicast, v6) {
+            case (true, false):
                 var request = ip_mreqn()
                 request.imr_ifindex = index
-                guard setsockopt(fd, Int32(IPPROTO_IP), IP_MULTICAST_IF, &request, socklen_t(MemoryLayout<ip_mreqn>.size)) == 0 else {
+                guard setsockopt(fd, ip, IP_MULTICAST_IF, &request, socklen_t(MemoryLayout<ip_mreqn>.size)) == 0 else {
                     throw .last("setsockopt(IP_MULTICAST_IF)", target)
                 }
-                try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), IP_MULTICAST_TTL, Int32(key.ttl), "IP_MULTICAST_TTL", target)
-                try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP", target)
-            } else {
-                try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), IP_TTL, Int32(key.ttl), "IP_TTL", target)
+                try DataPlaneSocketOption.set(fd, ip, IP_MULTICAST_TTL, Int32(key.ttl), "IP_MULTICAST_TTL", target)
+                try DataPlaneSocketOption.set(fd, ip, IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP", target)
+            case (true, true):
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_MULTICAST_IF, index, "IPV6_MULTICAST_IF", target)
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_MULTICAST_HOPS, Int32(key.ttl), "IPV6_MULTICAST_HOPS", target)
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP", target)
+            case (false, false):
+                try DataPlaneSocketOption.set(fd, ip, IP_TTL, Int32(key.ttl), "IP_TTL", target)
+            case (false, true):
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_UNICAST_HOPS, Int32(key.ttl), "IPV6_UNICAST_HOPS", target)
+            }
+            // Pins unicast to the interface; for IPv6 also multicast, whose link-local
+            // destinations and sources need the interface as their zone.
+            if !key.multicast || v6 {
                 let name = key.interface.rawValue
                 let bound = name.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(name.utf8.count)) }
                 guard bound == 0 else { throw .last("setsockopt(SO_BINDTODEVICE)", target) }
             }
-            try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), CLN_IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL", target)
+            if v6 {
+                try DataPlaneSocketOption.set(fd, ip6, CLN_IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL", target)
+            } else {
+                try DataPlaneSocketOption.set(fd, ip, CLN_IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL", target)
+            }
             DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: sendBufferBytes)
             var small: Int32 = 4096
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             // Bind the ephemeral port now (the first send would), so packet egress can use it.
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            // A sockaddr_in6 holds either family's address (sin_port and sin6_port coincide).
+            var local = sockaddr_in6()
+            local.sin6_family = sa_family_t(v6 ? AF_INET6 : AF_INET)
+            var length = socklen_t(v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
             let bound = withUnsafeMutablePointer(to: &local) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
                 }
             }
-            guard bound else { throw .last("bind(0.0.0.0:0)", target) }
-            return (fd, UInt16(bigEndian: local.sin_port))
+            guard bound else { throw .last(v6 ? "bind([::]:0)" : "bind(0.0.0.0:0)", target) }
+            return (fd, UInt16(bigEndian: local.sin6_port))
         } catch {
             close(fd)
             throw error
@@ -549,46 +567,5 @@ extension EgressSocketPool {
         sockets[index].fd = -1
         nextRetry = 0
         if sockets[index].key.kind == .packet { rebuildPacketOutputs() }
-    }
-
-    /// The IPv6 twin of `makeSocket` (see the type's comment).
-    static func makeSocket6(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
-        let target = key.description
-        let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
-        guard index > 0 else { throw .last("if_nametoindex", target) }
-        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw .last("socket(AF_INET6, SOCK_DGRAM)", target) }
-        do throws(DataPlaneSystemError) {
-            let level = Int32(IPPROTO_IPV6)
-            try DataPlaneSocketOption.set(fd, level, IPV6_V6ONLY, 1, "IPV6_V6ONLY", target)
-            if key.multicast {
-                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_IF, index, "IPV6_MULTICAST_IF", target)
-                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_HOPS, Int32(key.ttl), "IPV6_MULTICAST_HOPS", target)
-                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP", target)
-            } else {
-                try DataPlaneSocketOption.set(fd, level, IPV6_UNICAST_HOPS, Int32(key.ttl), "IPV6_UNICAST_HOPS", target)
-            }
-            // Pins unicast to the interface, and link-local destinations need it as their zone.
-            let name = key.interface.rawValue
-            let pinned = name.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(name.utf8.count)) }
-            guard pinned == 0 else { throw .last("setsockopt(SO_BINDTODEVICE)", target) }
-            try DataPlaneSocketOption.set(fd, level, CLN_IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL", target)
-            DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: sendBufferBytes)
-            var small: Int32 = 4096
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-            var local = sockaddr_in6()
-            local.sin6_family = sa_family_t(AF_INET6)
-            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            let bound = withUnsafeMutablePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-                }
-            }
-            guard bound else { throw .last("bind([::]:0)", target) }
-            return (fd, UInt16(bigEndian: local.sin6_port))
-        } catch {
-            close(fd)
-            throw error
-        }
     }
 }

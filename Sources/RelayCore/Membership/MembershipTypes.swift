@@ -24,11 +24,7 @@ public struct MembershipKey: Hashable, Comparable, Sendable, CustomStringConvert
     public static func < (lhs: Self, rhs: Self) -> Bool {
         if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
         if lhs.group != rhs.group { return lhs.group < rhs.group }
-        switch (lhs.source, rhs.source) {
-        case let (a?, b?): return a < b
-        case (nil, _?): return true
-        default: return false
-        }
+        return IPAddress.precedes(lhs.source, rhs.source)
     }
 }
 

@@ -31,11 +31,7 @@ public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible
         if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
         if lhs.group != rhs.group { return lhs.group < rhs.group }
         if lhs.port != rhs.port { return lhs.port < rhs.port }
-        switch (lhs.source, rhs.source) {
-        case let (a?, b?): return a < b
-        case (nil, _?): return true
-        default: return false
-        }
+        return IPAddress.precedes(lhs.source, rhs.source)
     }
 }
 
