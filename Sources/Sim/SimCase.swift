@@ -72,7 +72,7 @@ public struct SimCase: Sendable {
         options.coreSocketLimit = manifest.coreSocketLimit
         options.kernelMembershipLimit = manifest.kernelMembershipLimit
         options.coreSocketLimitIPv6 = manifest.coreSocketLimitIPv6 ?? SocketLimits.defaultIPv6
-        options.kernelMembershipLimitIPv6 = manifest.kernelMembershipLimitIPv6 ?? SocketLimits.defaultIPv6
+        options.kernelMembershipLimitIPv6 = manifest.kernelMembershipLimitIPv6 ?? KernelModel.defaultIPv6MembershipLimit
         for facts in manifest.interfaces ?? [] { options.interfaceFacts[facts.name] = facts }
         if let egress = manifest.egress {
             guard let mode = EgressMode(rawValue: egress) else { throw SimError.input("\(manifestPath): bad egress \"\(egress)\"") }
@@ -124,7 +124,7 @@ public struct SimCase: Sendable {
             workers: options.workers, dispatch: options.dispatch.rawValue, coreSocketLimit: options.coreSocketLimit,
             kernelMembershipLimit: options.kernelMembershipLimit,
             coreSocketLimitIPv6: options.coreSocketLimitIPv6 == SocketLimits.defaultIPv6 ? nil : options.coreSocketLimitIPv6,
-            kernelMembershipLimitIPv6: options.kernelMembershipLimitIPv6 == SocketLimits.defaultIPv6 ? nil : options.kernelMembershipLimitIPv6,
+            kernelMembershipLimitIPv6: options.kernelMembershipLimitIPv6 == KernelModel.defaultIPv6MembershipLimit ? nil : options.kernelMembershipLimitIPv6,
             traces: traces,
             schedule: options.schedule.isEmpty ? nil : options.schedule.map(\.description),
             driverBugs: options.driverBugs.isEmpty ? nil : options.driverBugs.map(\.rawValue).sorted(), description: description,
