@@ -2,18 +2,20 @@ import CLinuxNet
 import Glibc
 import RelayCore
 
-/// One AF_PACKET socket reading IPv4 frames from one input interface.
+/// One AF_PACKET socket reading IPv4 and IPv6 frames from one input interface.
 ///
-/// `SOCK_DGRAM` with protocol ETH_P_IP: the kernel strips the link header (and any VLAN tag),
-/// so frames start at the IPv4 header (`LinkType.rawIP`). Options, in the order they are set:
+/// `SOCK_DGRAM` with protocol ETH_P_ALL: the kernel strips the link header (and any VLAN tag),
+/// so frames start at the IP header (`LinkType.rawIP`; its version nibble says which). Options, in the order they are set:
 /// - created with protocol 0, so nothing is queued before `bind` narrows it to one interface;
 /// - `PACKET_IGNORE_OUTGOING`: the relay's own transmissions never come back as input (a relay
 ///   that reads an interface it also writes would otherwise loop);
-/// - a classic BPF filter keeping IPv4 UDP to 224.0.0.0/4, so unicast and other protocols are
+/// - a classic BPF filter keeping IPv4 UDP to 224.0.0.0/4 and IPv6 to ff00::/8 whose first next
+///   header is UDP or an extension header (the parser walks those), so unicast and other protocols are
 ///   dropped in the kernel instead of costing a wakeup and a copy (for a fanout member, a filter
 ///   accepting nothing until it has joined its group, then this one);
 /// - a large receive buffer (bursts are absorbed by the kernel, not lost);
-/// - `bind` to the interface index with ETH_P_IP;
+/// - `bind` to the interface index with ETH_P_ALL (with PACKET_IGNORE_OUTGOING, which such a
+///   socket needs: it would otherwise see every frame the host sends there);
 /// - `PACKET_FANOUT` (hash mode) when several workers share the interface: the kernel hands
 ///   each frame to exactly one socket of the group, and a flow stays on one worker (in order).
 ///   Joining needs a bound, running socket, so it comes last (a down interface fails here).
