@@ -316,3 +316,43 @@ func at(_ seconds: Double) -> Instant { Instant(nanoseconds: UInt64(seconds * 1e
         #expect(d.listeners.interfaces.isEmpty)
     }
 }
+
+@Suite struct ListenerLimitTests {
+    /// A report flood cannot grow the state past the configured bounds.
+    @Test func reportFloodsStopAtTheLimits() {
+        let config = ListenerConfiguration(querierEnabled: false, maximumGroups: 3, maximumSourcesPerGroup: 2)
+        var d = ListenerDriver(address: ListenerRouterTests.me, configuration: config)
+        for n in 1...10 {
+            d.receive(.report(.v2, group: .v4(IPv4Address(239, 9, 0, UInt8(n)))), from: ListenerRouterTests.host)
+        }
+        #expect(d.state.groups.count == 3 && d.state.counters.ignoredByLimits == 7)
+        let group = IPAddress.v4(IPv4Address(239, 9, 0, 1))
+        // The v2 record is EXCLUDE {}; three requested sources exceed two.
+        d.receive(.v3Report([GroupRecord(.allowNewSources, group: group, sources: [ListenerRouterTests.s1, ListenerRouterTests.s2])]),
+                  from: ListenerRouterTests.host)
+        #expect(d.state.groups[group]!.requested.count == 2)
+        d.receive(.v3Report([GroupRecord(.allowNewSources, group: group, sources: [ListenerRouterTests.s3])]), from: ListenerRouterTests.host)
+        #expect(d.state.groups[group]!.requested.count == 2 && d.state.counters.ignoredByLimits == 8)
+        // Existing groups are still refreshed at the limit.
+        d.receive(.report(.v2, group: group), from: ListenerRouterTests.host)
+        #expect(d.state.counters.ignoredByLimits == 8)
+    }
+
+    /// MLDv1 Done is a leave (RFC 2710 4): Q(G) from the link-local address, gone at LMQT.
+    @Test func mldDoneEndsTheListenerWithinTheLastMemberQueryTime() {
+        let me = IPAddress.v6(IPv6Address("fe80::5")!)
+        let group = IPAddress.v6(IPv6Address("ff3e::8000:2")!)
+        var d = ListenerDriver(address: me, configuration: ListenerConfiguration(version: .v2))
+        d.receive(.report(.v2, group: group), from: .v6(IPv6Address("fe80::100")!))
+        d.advance(to: at(10))
+        d.receive(.leave(group: group), from: .v6(IPv6Address("fe80::100")!))
+        let q = d.sent.last!.transmit
+        #expect(q.destination == group && q.source == me)
+        // MLDv1 Max Response Delay in milliseconds, 24 bytes on the wire.
+        #expect(q.message == .query(ListenerQuery(version: .v2, group: group, maxResponseCode: 1000)) && q.payload.count == 24)
+        d.advance(to: at(11.999))
+        #expect(d.wants(.v6(IPv6Address("2001:db8::1")!), group))
+        d.advance(to: at(12))
+        #expect(!d.wants(.v6(IPv6Address("2001:db8::1")!), group))
+    }
+}

@@ -52,6 +52,8 @@ public struct ListenerCounters: Hashable, Sendable {
     /// v3 reports a v2-configured router ignores, leaves and BLOCKs ignored in compatibility modes.
     public var ignoredByCompatibility: UInt64 = 0
     public var querierChanges: UInt64 = 0
+    /// Reports ignored because they would pass `maximumGroups` or `maximumSourcesPerGroup`.
+    public var ignoredByLimits: UInt64 = 0
 
     public init() {}
 }

@@ -19,11 +19,16 @@ public struct ListenerConfiguration: Hashable, Sendable {
     public var startupQueryIntervalSetting: Duration?
     /// nil: the robustness variable.
     public var startupQueryCountSetting: Int?
+    /// Bounds on what reports can make this router remember (not in the RFCs: a report flood
+    /// must not grow state without limit). A report past either is ignored and counted.
+    public var maximumGroups: Int
+    public var maximumSourcesPerGroup: Int
 
     public init(version: ListenerVersion = .v3, querierEnabled: Bool = true, robustness: Int = 2,
                 queryInterval: Duration = .seconds(125), queryResponseInterval: Duration = .seconds(10),
                 lastMemberQueryInterval: Duration = .seconds(1), lastMemberQueryCount: Int? = nil,
-                startupQueryInterval: Duration? = nil, startupQueryCount: Int? = nil) {
+                startupQueryInterval: Duration? = nil, startupQueryCount: Int? = nil,
+                maximumGroups: Int = 4096, maximumSourcesPerGroup: Int = 1024) {
         self.version = version
         self.querierEnabled = querierEnabled
         self.robustness = max(robustness, 1)
@@ -33,6 +38,8 @@ public struct ListenerConfiguration: Hashable, Sendable {
         lastMemberQueryCountSetting = lastMemberQueryCount
         startupQueryIntervalSetting = startupQueryInterval
         startupQueryCountSetting = startupQueryCount
+        self.maximumGroups = max(maximumGroups, 0)
+        self.maximumSourcesPerGroup = max(maximumSourcesPerGroup, 0)
     }
 
     public var lastMemberQueryCount: Int { max(lastMemberQueryCountSetting ?? robustness, 1) }

@@ -314,10 +314,21 @@ public struct ListenerInterface: Sendable {
     /// change in who is wanted.
     private mutating func update(_ group: IPAddress, reporter: IPAddress, now: Instant, actions: inout Deque<ListenerAction>,
                                  _ change: (inout ListenerGroup, ListenerConfiguration, Instant) -> [QueryRequest]) {
+        guard groups[group] != nil || groups.count < configuration.maximumGroups else {
+            counters.ignoredByLimits += 1
+            return
+        }
         var record = groups[group] ?? ListenerGroup()
         let before = record.forwarding
         let config = effective
+        let previous = record
         let requests = change(&record, config, now + config.groupMembershipInterval)
+        if record.requested.count + record.excluded.count > configuration.maximumSourcesPerGroup,
+           record.requested.count + record.excluded.count > previous.requested.count + previous.excluded.count {
+            // As if the report had not arrived: a partial source list would mean something else.
+            counters.ignoredByLimits += 1
+            return
+        }
         record.lastReporter = reporter
         record.lastReportAt = now
         schedule(requests, group, &record, now: now, actions: &actions)
