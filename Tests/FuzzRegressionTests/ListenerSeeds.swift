@@ -1,5 +1,6 @@
 import Foundation
 import FuzzChecks
+import PcapFile
 import RelayCore
 import Testing
 
@@ -93,5 +94,31 @@ import Testing
         }
         #expect(outcomes[nil, default: 0] >= 5, "refused seeds: \(outcomes)")
         #expect(outcomes.keys.contains { $0?.hasSuffix("groups") == true }, "runs: \(outcomes)")
+    }
+
+    /// Every frame of the real captures through `ListenerFrame.extract`: the IGMPv2 general
+    /// queries of tcpreplay-test.pcap come out (the one with a bad IP header checksum refused
+    /// for it), everything else is refused as not IGMP/MLD, and nothing traps.
+    @Test func realCapturesThroughTheExtractor() throws {
+        var outcomes: [String: Int] = [:]
+        for file in ["tcpreplay-test", "tcpreplay-fragroute"] {
+            let path = FuzzRegressionTests.fuzzRoot.deletingLastPathComponent().appendingPathComponent("traces/real/\(file).pcap").path
+            let (_, records) = try PcapReader.readAll(path: path)
+            for record in records {
+                switch ListenerFrame.extract(record.bytes) {
+                case let .success(received):
+                    #expect(received.message == .query(ListenerQuery(version: .v2, maxResponseCode: 100)))
+                    #expect(received.destination == .v4(IPv4Address(224, 0, 0, 1)) && !received.routerAlert)
+                    outcomes["\(file) query", default: 0] += 1
+                case let .failure(reason):
+                    outcomes["\(file) \(reason)", default: 0] += 1
+                }
+            }
+        }
+        #expect(outcomes["tcpreplay-test query"] == 2, "\(outcomes)")
+        #expect(outcomes["tcpreplay-test badIPChecksum"] == 1, "\(outcomes)")
+        #expect(outcomes.keys.allSatisfy { $0.hasSuffix("query") || $0.hasSuffix("notListenerProtocol") || $0.hasSuffix("badIPChecksum")
+                                           || $0.hasSuffix("fragment") || $0.hasSuffix("truncated") || $0.hasSuffix("badIPHeader") },
+                "\(outcomes)")
     }
 }

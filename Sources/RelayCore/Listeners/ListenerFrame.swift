@@ -80,8 +80,9 @@ public enum ListenerFrame {
         guard totalLength >= headerLength else { return .failure(.badIPHeader) }
         // Ethernet pads short frames: what counts is the IP total length, not the frame's.
         guard frame.count - start >= totalLength else { return .failure(.truncated) }
-        guard InternetChecksum.checksum(frame[start..<start + headerLength]) == 0 else { return .failure(.badIPChecksum) }
+        // Other protocols are not ours whatever their header says; only IGMP is counted as bad.
         guard proto == protocolIGMP else { return .failure(.notListenerProtocol) }
+        guard InternetChecksum.checksum(frame[start..<start + headerLength]) == 0 else { return .failure(.badIPChecksum) }
         guard fragment & 0x3FFF == 0 else { return .failure(.fragment) }
         guard let routerAlert = ipv4RouterAlert(in: Array(frame[start + 20..<start + headerLength])) else {
             return .failure(.badIPHeader)
