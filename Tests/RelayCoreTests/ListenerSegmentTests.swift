@@ -27,10 +27,18 @@ struct ListenerSegment {
     enum HostTimer { case answer(ListenerQuery), retransmit(group: Int, generation: Int, ListenerMessage) }
 
     static let interface = InterfaceName("seg0")!
-    static let groups = [IPAddress.v4(IPv4Address(239, 1, 1, 1)), .v4(IPv4Address(239, 1, 1, 2))]
+    static let groupCount = 2
+    static let sourceCount = 3
+
+    let family: AddressFamily
+    let groups: [IPAddress]
     /// s1 and s2 are named by INCLUDE hosts; s3 never is (wanted only by EXCLUDE {} hosts).
-    static let sources = [IPAddress.v4(IPv4Address(198, 18, 0, 1)), .v4(IPv4Address(198, 18, 0, 2)),
-                          .v4(IPv4Address(198, 18, 0, 3))]
+    let sources: [IPAddress]
+
+    /// Router and host addresses: 10.0.0.n for IGMP, fe80::n (link-local, as MLD requires) for MLD.
+    func linkAddress(_ n: UInt8) -> IPAddress {
+        family == .ipv4 ? .v4(IPv4Address(10, 0, 0, n)) : .v6(IPv6Address(0xFE80, 0, 0, 0, 0, 0, 0, UInt16(n)))
+    }
     static let configuration = ListenerConfiguration(queryInterval: .seconds(20), queryResponseInterval: .seconds(4))
 
     var routers: [Router]
@@ -42,21 +50,31 @@ struct ListenerSegment {
     var seq = 0
     var trace: [String] = []
 
-    init(routerAddresses: [UInt8], hostsV3: [Bool]) {
-        routers = routerAddresses.map { Router(address: .v4(IPv4Address(10, 0, 0, $0))) }
-        hosts = hostsV3.enumerated().map { Host(v3: $0.element, address: .v4(IPv4Address(10, 0, 0, UInt8(100 + $0.offset)))) }
+    init(family: AddressFamily = .ipv4, routerAddresses: [UInt8], hostsV3: [Bool]) {
+        self.family = family
+        if family == .ipv4 {
+            groups = [.v4(IPv4Address(239, 1, 1, 1)), .v4(IPv4Address(239, 1, 1, 2))]
+            sources = (1...3).map { .v4(IPv4Address(198, 18, 0, $0)) }
+        } else {
+            groups = [.v6(IPv6Address(0xFF3E, 0, 0, 0, 0, 0, 0x8000, 1)), .v6(IPv6Address(0xFF05, 0, 0, 0, 0, 0, 0, 0x1234))]
+            sources = (1...3).map { .v6(IPv6Address(0x2001, 0xDB8, 0, 0, 0, 0, 0, $0)) }
+        }
+        routers = []
+        hosts = []
+        routers = routerAddresses.map { Router(address: linkAddress($0)) }
+        hosts = hostsV3.enumerated().map { Host(v3: $0.element, address: linkAddress(UInt8(100 + $0.offset))) }
         for index in routers.indices { start(index) }
     }
 
     mutating func start(_ index: Int) {
         routers[index].up = true
-        routers[index].listeners.handle(.start(Self.interface, .ipv4, address: routers[index].address,
+        routers[index].listeners.handle(.start(Self.interface, family, address: routers[index].address,
                                                configuration: Self.configuration), now: now)
         pump()
     }
 
     mutating func stop(_ index: Int) {
-        routers[index].listeners.handle(.stop(Self.interface, .ipv4), now: now)
+        routers[index].listeners.handle(.stop(Self.interface, family), now: now)
         routers[index].up = false
         _ = routers[index].listeners.drain()
     }
@@ -106,24 +124,24 @@ struct ListenerSegment {
     /// A host hears a query and answers after its delay (0.2 s per host index, within the Max Resp Time).
     mutating func hear(_ frame: [UInt8], host: Int) {
         guard case let .success(received) = ListenerFrame.extract(frame), case let .query(query) = received.message else { return }
-        let delay = min(Duration.milliseconds(200 * (host + 1)), query.maxResponseTime(.ipv4) * 0.8)
+        let delay = min(Duration.milliseconds(200 * (host + 1)), query.maxResponseTime(family) * 0.8)
         schedule(.answer(query), host: host, after: delay)
     }
 
     func record(_ host: Host, _ group: Int, for query: ListenerQuery) -> GroupRecord? {
         guard let state = host.groups[group] else { return nil }
-        let address = Self.groups[group]
+        let address = groups[group]
         if query.sources.isEmpty {
             switch state {
             case .any: return GroupRecord(.modeIsExclude, group: address)
-            case let .sources(s): return GroupRecord(.modeIsInclude, group: address, sources: s.sorted().map { Self.sources[$0] })
+            case let .sources(s): return GroupRecord(.modeIsInclude, group: address, sources: s.sorted().map { sources[$0] })
             }
         }
         // RFC 3376 5.2: a group-and-source query is answered with the asked sources wanted.
         let asked = query.sources.filter { source in
             switch state {
             case .any: true
-            case let .sources(s): s.contains { Self.sources[$0] == source }
+            case let .sources(s): s.contains { sources[$0] == source }
             }
         }
         return asked.isEmpty ? nil : GroupRecord(.modeIsInclude, group: address, sources: asked)
@@ -133,12 +151,12 @@ struct ListenerSegment {
         let h = hosts[host]
         switch timer {
         case let .answer(query):
-            let asked = query.group.map { g in [Self.groups.firstIndex(of: g)].compactMap { $0 } } ?? Array(Self.groups.indices)
+            let asked = query.group.map { g in [groups.firstIndex(of: g)].compactMap { $0 } } ?? Array(groups.indices)
             if h.v3 {
                 let records = asked.compactMap { record(h, $0, for: query) }
                 if !records.isEmpty { hostSends(.v3Report(records), from: host) }
             } else {
-                for g in asked where h.groups[g] != nil { hostSends(.report(.v2, group: Self.groups[g]), from: host) }
+                for g in asked where h.groups[g] != nil { hostSends(.report(.v2, group: groups[g]), from: host) }
             }
         case let .retransmit(group, generation, message):
             if h.generation[group, default: 0] == generation { hostSends(message, from: host) }
@@ -156,33 +174,33 @@ struct ListenerSegment {
     }
 
     mutating func join(_ host: Int, _ group: Int) {
-        let g = Self.groups[group]
+        let g = groups[group]
         guard hosts[host].groups[group] != .any else { return }
         change(host, group, to: .any, message: hosts[host].v3 ? .v3Report([GroupRecord(.changeToExclude, group: g)]) : .report(.v2, group: g))
     }
 
     mutating func join(_ host: Int, _ group: Int, source: Int) {
         guard hosts[host].v3 else { return join(host, group) }
-        let g = Self.groups[group]
+        let g = groups[group]
         switch hosts[host].groups[group] {
         case .any: return
         case let .sources(s) where s.contains(source): return
         case let .sources(s):
             change(host, group, to: .sources(s.union([source])),
-                   message: .v3Report([GroupRecord(.allowNewSources, group: g, sources: [Self.sources[source]])]))
+                   message: .v3Report([GroupRecord(.allowNewSources, group: g, sources: [sources[source]])]))
         case nil:
             change(host, group, to: .sources([source]),
-                   message: .v3Report([GroupRecord(.allowNewSources, group: g, sources: [Self.sources[source]])]))
+                   message: .v3Report([GroupRecord(.allowNewSources, group: g, sources: [sources[source]])]))
         }
     }
 
     /// The record (or v2 leave) that leaving sends.
     func leaveMessage(_ host: Int, _ group: Int) -> ListenerMessage? {
-        let g = Self.groups[group]
+        let g = groups[group]
         switch hosts[host].groups[group] {
         case nil: return nil
         case .any: return hosts[host].v3 ? .v3Report([GroupRecord(.changeToInclude, group: g)]) : .leave(group: g)
-        case let .sources(s): return .v3Report([GroupRecord(.blockOldSources, group: g, sources: s.sorted().map { Self.sources[$0] })])
+        case let .sources(s): return .v3Report([GroupRecord(.blockOldSources, group: g, sources: s.sorted().map { sources[$0] })])
         }
     }
 
@@ -228,9 +246,9 @@ struct ListenerSegment {
     func mismatches() -> [String] {
         var found: [String] = []
         for (index, router) in routers.enumerated() where router.up {
-            for group in Self.groups.indices {
-                for source in Self.sources.indices {
-                    let actual = router.listeners.wants(interface: Self.interface, source: Self.sources[source], group: Self.groups[group])
+            for group in groups.indices {
+                for source in sources.indices {
+                    let actual = router.listeners.wants(interface: Self.interface, source: sources[source], group: groups[group])
                     if actual != modelWants(source, group) {
                         found.append("router \(index) (\(router.address)) wants (s\(source + 1), g\(group)) = \(actual) at \(now)")
                     }
@@ -300,12 +318,12 @@ struct ListenerSegment {
     /// every router knows it; then leaves take effect within the last member query time (or
     /// the membership interval where an IGMPv2 host's presence makes a BLOCK ignored) and
     /// never drop a group or source that another host still wants.
-    @Test func listenerStateFollowsTheHostsWithinTheRFCBounds() async {
+    @Test(arguments: AddressFamily.allCases) func listenerStateFollowsTheHostsWithinTheRFCBounds(_ family: AddressFamily) async {
         await propertyCheck(count: 150, input: Self.stepGen.array(of: 0...40), Gen.int(in: 1...3), Gen.bool.array(of: 4),
                             Gen.int(in: 0...5)) { steps, routerCount, hostsV3, order in
             // Distinct router addresses in an order the input picks, so any router may be lowest.
             let permutations: [[UInt8]] = [[1, 2, 3], [1, 3, 2], [2, 1, 3], [2, 3, 1], [3, 1, 2], [3, 2, 1]]
-            var s = ListenerSegment(routerAddresses: Array(permutations[order].prefix(routerCount)), hostsV3: hostsV3)
+            var s = ListenerSegment(family: family, routerAddresses: Array(permutations[order].prefix(routerCount)), hostsV3: hostsV3)
             for step in steps {
                 switch step {
                 case let .join(h, g): s.join(h, g)
@@ -329,10 +347,10 @@ struct ListenerSegment {
             }
             // Timing: every member leaves, host by host.
             for h in s.hosts.indices {
-                for g in ListenerSegment.groups.indices where s.hosts[h].groups[g] != nil {
+                for g in s.groups.indices where s.hosts[h].groups[g] != nil {
                     let blocks = if case .sources = s.hosts[h].groups[g]! { true } else { false }
                     let olderHosts = s.routers.contains { router in
-                        router.listeners.groupStatus.contains { $0.group == ListenerSegment.groups[g] && $0.compatibility < .v3 }
+                        router.listeners.groupStatus.contains { $0.group == s.groups[g] && $0.compatibility < .v3 }
                     }
                     s.leave(h, g)
                     // Until the bound, nothing the model still wants may be dropped.
@@ -342,9 +360,9 @@ struct ListenerSegment {
                         s.run(for: .milliseconds(250))
                         waited += .milliseconds(250)
                         for (index, router) in s.routers.enumerated() {
-                            for source in ListenerSegment.sources.indices where s.modelWants(source, g) {
-                                #expect(router.listeners.wants(interface: ListenerSegment.interface, source: ListenerSegment.sources[source],
-                                                               group: ListenerSegment.groups[g]),
+                            for source in s.sources.indices where s.modelWants(source, g) {
+                                #expect(router.listeners.wants(interface: ListenerSegment.interface, source: s.sources[source],
+                                                               group: s.groups[g]),
                                         "router \(index) dropped (s\(source + 1), g\(g)) still wanted, \(waited) after h\(h) left; history \(steps)")
                             }
                         }
