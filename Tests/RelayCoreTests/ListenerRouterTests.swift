@@ -355,4 +355,17 @@ func at(_ seconds: Double) -> Instant { Instant(nanoseconds: UInt64(seconds * 1e
         d.advance(to: at(12))
         #expect(!d.wants(.v6(IPv6Address("2001:db8::1")!), group))
     }
+
+    /// All-systems / all-nodes and IPv6 scopes 0 and 1 are never tracked.
+    @Test func wellKnownAndNodeLocalGroupsAreNotTracked() {
+        var v4 = ListenerDriver(address: ListenerRouterTests.me)
+        v4.receive(.report(.v2, group: .v4(IPv4Address(224, 0, 0, 1))), from: ListenerRouterTests.host)
+        v4.receive(.report(.v2, group: .v4(IPv4Address(224, 0, 0, 251))), from: ListenerRouterTests.host)  // mDNS is tracked
+        #expect(v4.state.groups.keys.sorted() == [.v4(IPv4Address(224, 0, 0, 251))])
+        var v6 = ListenerDriver(address: .v6(IPv6Address("fe80::5")!))
+        for text in ["ff02::1", "ff01::1:2", "ff00::1234", "ff02::fb"] {
+            v6.receive(.report(.v2, group: .v6(IPv6Address(text)!)), from: .v6(IPv6Address("fe80::100")!))
+        }
+        #expect(v6.state.groups.keys.sorted() == [.v6(IPv6Address("ff02::fb")!)])
+    }
 }

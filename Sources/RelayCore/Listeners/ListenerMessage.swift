@@ -153,8 +153,10 @@ public enum ListenerAddresses {
     }
 
     /// Groups no host reports and no router tracks: all-systems / all-nodes (RFC 2236 6,
-    /// RFC 3810 6: "never sent for the link-scope all-nodes address").
+    /// RFC 3810 6: never sent for the link-scope all-nodes address, nor for scope 0
+    /// (reserved) or 1 (interface-local), which never leave the node).
     public static func isUntracked(_ group: IPAddress) -> Bool {
-        group == allSystems(group.family)
+        if case let .v6(v6) = group, v6.multicastScope <= 1 { return true }
+        return group == allSystems(group.family)
     }
 }
