@@ -28,6 +28,9 @@ public struct ListenerInterface: Sendable {
                 actions: inout Deque<ListenerAction>) {
         self.name = name
         self.family = family
+        var configuration = configuration
+        // MLD has no IGMPv1 twin: its oldest version is MLDv1, the `.v2` generation.
+        if family == .ipv6, configuration.version == .v1 { configuration.version = .v2 }
         self.configuration = configuration
         self.address = address?.family == family ? address : nil
         startupQueriesLeft = configuration.startupQueryCount
