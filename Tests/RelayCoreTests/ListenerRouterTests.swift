@@ -369,3 +369,30 @@ func at(_ seconds: Double) -> Instant { Instant(nanoseconds: UInt64(seconds * 1e
         #expect(v6.state.groups.keys.sorted() == [.v6(IPv6Address("ff02::fb")!)])
     }
 }
+
+@Suite struct ListenerScaleTests {
+    /// Thousands of groups: reports, refreshes, leaves and expiry stay correct, and a deadline
+    /// question does not scan every group (the timer heap), so this runs in well under a second.
+    @Test func manyGroupsComeAndGo() {
+        var d = ListenerDriver(address: ListenerRouterTests.me, configuration: ListenerConfiguration(maximumGroups: 10000))
+        let groups = (0..<5000).map { IPAddress.v4(IPv4Address(239, 10, UInt8($0 / 256), UInt8($0 % 256))) }
+        for (index, group) in groups.enumerated() {
+            d.now = Instant(nanoseconds: UInt64(index) * 1_000_000)  // one report a millisecond
+            d.receive(.report(.v2, group: group), from: ListenerRouterTests.host)
+        }
+        #expect(d.state.groups.count == 5000)
+        // Half leave; the rest are refreshed by the general queries' answers.
+        for group in groups.prefix(2500) { d.receive(.leave(group: group), from: ListenerRouterTests.host) }
+        d.advance(by: .seconds(3))
+        #expect(d.state.groups.count == 2500)
+        for _ in 0..<3 {
+            d.advance(by: .seconds(100))
+            for group in groups.suffix(1250) { d.receive(.report(.v2, group: group), from: ListenerRouterTests.host) }
+        }
+        d.advance(by: .seconds(300))
+        #expect(d.state.groups.isEmpty)
+        d.advance(by: .seconds(5))
+        let refreshed = groups.suffix(1250)
+        #expect(!refreshed.contains { d.wants(ListenerRouterTests.s1, $0) })
+    }
+}

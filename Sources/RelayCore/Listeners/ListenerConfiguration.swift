@@ -32,11 +32,14 @@ public struct ListenerConfiguration: Hashable, Sendable {
         self.version = version
         self.querierEnabled = querierEnabled
         self.robustness = max(robustness, 1)
-        self.queryInterval = queryInterval
-        self.queryResponseInterval = queryResponseInterval
-        self.lastMemberQueryInterval = lastMemberQueryInterval
+        // Intervals have a floor (a second for the query interval, the IGMP code's 100 ms
+        // resolution for the others): a zero interval would schedule work at the instant it
+        // was scheduled from, for ever.
+        self.queryInterval = max(queryInterval, .seconds(1))
+        self.queryResponseInterval = max(queryResponseInterval, .milliseconds(100))
+        self.lastMemberQueryInterval = max(lastMemberQueryInterval, .milliseconds(100))
         lastMemberQueryCountSetting = lastMemberQueryCount
-        startupQueryIntervalSetting = startupQueryInterval
+        startupQueryIntervalSetting = startupQueryInterval.map { max($0, .milliseconds(100)) }
         startupQueryCountSetting = startupQueryCount
         self.maximumGroups = max(maximumGroups, 0)
         self.maximumSourcesPerGroup = max(maximumSourcesPerGroup, 0)

@@ -23,6 +23,19 @@ public struct ListenerInterface: Sendable {
     public private(set) var groups: [IPAddress: ListenerGroup] = [:]
     public private(set) var counters = ListenerCounters()
 
+    /// Group deadlines in time order, so a timer or a deadline question costs log(groups), not
+    /// a scan of every group (a segment with thousands of groups takes reports all the time).
+    /// Entries may be stale (a record refreshed or gone): popping one re-checks the record, so
+    /// a stale entry costs one spurious check, never a missed deadline. `scheduled` is the
+    /// earliest entry each group has, so a refresh does not push another.
+    struct Due: Comparable, Sendable {
+        var at: Instant
+        var group: IPAddress
+        static func < (lhs: Self, rhs: Self) -> Bool { (lhs.at, lhs.group) < (rhs.at, rhs.group) }
+    }
+    private var timers = Heap<Due>()
+    private var scheduled: [IPAddress: Instant] = [:]
+
     public init(name: InterfaceName, family: AddressFamily, address: IPAddress?,
                 configuration: ListenerConfiguration = ListenerConfiguration(), now: Instant,
                 actions: inout Deque<ListenerAction>) {
@@ -60,9 +73,7 @@ public struct ListenerInterface: Sendable {
     public var nextDeadline: Instant? {
         var earliest = otherQuerierExpiry
         if isQuerier, let next = nextGeneralQuery, earliest.map({ next < $0 }) ?? true { earliest = next }
-        for group in groups.values {
-            if let next = group.nextDeadline, earliest.map({ next < $0 }) ?? true { earliest = next }
-        }
+        if let next = timers.min?.at, earliest.map({ next < $0 }) ?? true { earliest = next }
         return earliest
     }
 
@@ -146,8 +157,14 @@ public struct ListenerInterface: Sendable {
         if isQuerier, let next = nextGeneralQuery, next <= now {
             sendGeneralQuery(now: now, actions: &actions)
         }
-        for key in groups.keys.sorted() {
-            guard var record = groups[key], let due = record.nextDeadline, due <= now else { continue }
+        while let first = timers.min, first.at <= now {
+            _ = timers.popMin()
+            let key = first.group
+            if scheduled[key] == first.at { scheduled[key] = nil }
+            guard var record = groups[key], let due = record.nextDeadline, due <= now else {
+                schedule(key)
+                continue
+            }
             let before = record.forwarding
             if isQuerier, let next = record.nextRetransmission, next <= now {
                 sendScheduledQueries(key, &record, now: now, actions: &actions)
@@ -155,6 +172,14 @@ public struct ListenerInterface: Sendable {
             record.expireTimers(now: now)
             store(key, record, before: before, actions: &actions)
         }
+    }
+
+    /// Makes sure the heap holds an entry no later than the group's next deadline.
+    private mutating func schedule(_ group: IPAddress) {
+        guard let deadline = groups[group]?.nextDeadline else { return }
+        if let existing = scheduled[group], existing <= deadline { return }
+        scheduled[group] = deadline
+        timers.insert(Due(at: deadline, group: group))
     }
 
     // MARK: - Queries heard
@@ -343,6 +368,7 @@ public struct ListenerInterface: Sendable {
         // An INCLUDE {} record has no listeners; its pending queries have nothing left to ask.
         let gone = record.mode == .include && record.requested.isEmpty
         groups[group] = gone ? nil : record
+        schedule(group)
         if record.forwarding != before {
             actions.append(.listenersChanged(interface: name, group: group))
         }
@@ -354,6 +380,8 @@ public struct ListenerInterface: Sendable {
             actions.append(.listenersChanged(interface: name, group: group))
         }
         groups = [:]
+        timers = Heap()
+        scheduled = [:]
         if querier != nil {
             actions.append(.querierChanged(interface: name, family: family, querier: nil, isSelf: false))
         }
