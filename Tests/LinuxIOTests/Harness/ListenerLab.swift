@@ -1,0 +1,143 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxNet
+
+/// Two namespaces joined by one veth, with IPv4 and IPv6 on (the three-namespace lab has IPv6
+/// off): a Linux host (`host`, interface `lh0`) whose sockets join groups, so its kernel sends
+/// IGMP and MLD, and the router side (`router`, interface `lr0`) where the ListenerTap runs.
+///
+///     ${prefix}-h  lh0 198.18.77.1/24 2001:db8:77::1/64 nodad  <--->  lr0 198.18.77.2/24 2001:db8:77::2/64 nodad  ${prefix}-r
+///
+/// Holds the live lease until `down()`. Setup waits until both carriers are up and both
+/// automatic fe80:: addresses have finished DAD (not tentative in /proc/net/if_inet6): until
+/// then the host's MLD reports come from `::` (docs/ipv6-linux-facts.md, 2) and the router has
+/// no link-local to send queries from. Host settings (`hostSysctl`) are applied in the host
+/// namespace only, before the link comes up.
+final class ListenerLab {
+    let prefix: String
+    let directory: String
+    var host: String { "\(prefix)-h" }
+    var router: String { "\(prefix)-r" }
+    let hostInterface = "lh0"
+    let routerInterface = "lr0"
+    static let hostAddress = "198.18.77.1"
+    static let routerAddress = "198.18.77.2"
+    static let hostAddress6 = "2001:db8:77::1"
+    static let routerAddress6 = "2001:db8:77::2"
+
+    /// Time from link-up until both link-local addresses were usable.
+    private(set) var linkLocalReady: Duration = .zero
+
+    /// `tag`: up to 2 characters; the prefix is "mlt" + pid % 100000 + tag (at most 10 characters).
+    init(tag: String, hostSysctl: [String] = []) throws {
+        prefix = "mlt\(getpid() % 100000)\(tag)"
+        precondition(prefix.count <= 11)
+        directory = try E2E.temporaryDirectory(prefix)
+        try LiveLease.acquire(prefix)
+        do {
+            try up(hostSysctl: hostSysctl)
+        } catch {
+            down()
+            throw error
+        }
+    }
+
+    private func up(hostSysctl: [String]) throws {
+        removeNamespaces()
+        try must(["ip", "netns", "add", host])
+        try must(["ip", "netns", "add", router])
+        try must(["ip", "-n", host, "link", "set", "lo", "up"])
+        try must(["ip", "-n", router, "link", "set", "lo", "up"])
+        try must(["ip", "-n", host, "link", "add", hostInterface, "type", "veth", "peer", "name", routerInterface, "netns", router])
+        try must(["ip", "-n", host, "addr", "add", Self.hostAddress + "/24", "dev", hostInterface])
+        try must(["ip", "-n", router, "addr", "add", Self.routerAddress + "/24", "dev", routerInterface])
+        try must(["ip", "-n", host, "addr", "add", Self.hostAddress6 + "/64", "dev", hostInterface, "nodad"])
+        try must(["ip", "-n", router, "addr", "add", Self.routerAddress6 + "/64", "dev", routerInterface, "nodad"])
+        for setting in hostSysctl { try must(["ip", "netns", "exec", host, "sysctl", "-qw", setting]) }
+        let started = ContinuousClock.now
+        try must(["ip", "-n", router, "link", "set", routerInterface, "up"])
+        try must(["ip", "-n", host, "link", "set", hostInterface, "up"])
+        try waitUntilReady(started: started)
+    }
+
+    /// Carrier on both ends and both link-locals past DAD (bounded: 10 s).
+    func waitUntilReady(started: ContinuousClock.Instant = .now) throws {
+        for (namespace, interface) in [(host, hostInterface), (router, routerInterface)] {
+            var state = ""
+            let up = try waitUntil(timeout: .seconds(5)) {
+                state = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/operstate"]).stdout
+                return state.hasPrefix("up")
+            }
+            guard up else { throw HarnessError("\(interface) in \(namespace) not up after 5 s (operstate \(state))") }
+        }
+        var last = ""
+        let ready = try waitUntil(timeout: .seconds(10)) {
+            let h = try linkLocal(host, hostInterface)
+            let r = try linkLocal(router, routerInterface)
+            last = "host \(h.map { "\($0)" } ?? "none"), router \(r.map { "\($0)" } ?? "none")"
+            return h?.usable == true && r?.usable == true
+        }
+        guard ready else { throw HarnessError("link-local addresses not usable 10 s after link-up: \(last)") }
+        linkLocalReady = ContinuousClock.now - started
+    }
+
+    struct LinkLocal: CustomStringConvertible {
+        var bytes: [UInt8]
+        var flags: UInt32
+        var usable: Bool { flags & (0x40 | 0x08) == 0 }  // not tentative, not DAD-failed
+        var text: String { ListenerFrames.ipv6Text(bytes[...]) }
+        var description: String { "\(text) flags 0x\(String(flags, radix: 16))" }
+    }
+
+    /// The fe80:: address of `interface` from /proc/net/if_inet6 in `namespace`.
+    func linkLocal(_ namespace: String, _ interface: String) throws -> LinkLocal? {
+        let text = try must(["ip", "netns", "exec", namespace, "cat", "/proc/net/if_inet6"]).stdout
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[5] == interface, fields[3] == "20", fields[0].count == 32,
+                  let flags = UInt32(fields[4], radix: 16) else { continue }
+            let hex = Array(fields[0].utf8)
+            let bytes = stride(from: 0, to: 32, by: 2).map { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
+            return LinkLocal(bytes: bytes, flags: flags)
+        }
+        return nil
+    }
+
+    func mac(_ namespace: String, _ interface: String) throws -> [UInt8] {
+        let text = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/address"]).stdout
+        let bytes = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        guard bytes.count == 6 else { throw HarnessError("MAC of \(interface) in \(namespace): '\(text)'") }
+        return bytes
+    }
+
+    /// The interface's flags (/sys/class/net/IF/flags), e.g. IFF_ALLMULTI 0x200.
+    func flags(_ namespace: String, _ interface: String) throws -> UInt32 {
+        let text = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/flags"]).stdout
+        guard let value = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16) else {
+            throw HarnessError("flags of \(interface) in \(namespace): '\(text)'")
+        }
+        return value
+    }
+
+    @discardableResult
+    func must(_ arguments: [String], timeout: Duration = .seconds(20)) throws -> CommandResult {
+        let result = try run(arguments, in: directory, timeout: timeout)
+        guard result.status == 0 else { throw HarnessError("command failed: \(result)") }
+        return result
+    }
+
+    private func removeNamespaces() {
+        for namespace in [host, router] {
+            _ = try? run(["ip", "netns", "del", namespace], in: directory, timeout: .seconds(10))
+        }
+    }
+
+    /// Deletes both namespaces (the veth goes with them). Nothing runs inside them: the tests'
+    /// sockets belong to the test process and the commands are short-lived.
+    func down() {
+        removeNamespaces()
+        LiveLease.release(prefix)
+    }
+}
