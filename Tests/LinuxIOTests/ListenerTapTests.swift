@@ -247,7 +247,9 @@ struct ListenerTapTests {
         defer { tap.close() }
         #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI not on while the tap is open")
         let firstIndex = tap.interfaceIndex
-        #expect(try tap.reopenIfReplaced() == .unchanged)
+        nonisolated(unsafe) let shared = tap
+        // Names resolve in the calling thread's namespace: ask from the router's.
+        #expect(try inNamespace(lab.router) { try shared.reopenIfReplaced() } == .unchanged)
 
         let collector = Collector(tap)
         var member = try HostMember(lab, ipv6: false)
@@ -269,7 +271,6 @@ struct ListenerTapTests {
         var buffer = [UInt8](repeating: 0, count: 2048)
         var oldError: DataPlaneSystemError?
         do { _ = try buffer.withUnsafeMutableBytes { try tap.receive(into: $0) } } catch let error as DataPlaneSystemError { oldError = error }
-        nonisolated(unsafe) let shared = tap
         let outcome = try inNamespace(lab.router) { try shared.reopenIfReplaced() }
         #expect(outcome == .reopened(oldIndex: firstIndex, newIndex: tap.interfaceIndex) && tap.interfaceIndex != firstIndex, "\(outcome)")
         #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI not on on the new interface")
@@ -287,6 +288,72 @@ struct ListenerTapTests {
         #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti == 0, "ALLMULTI still on after the tap closed")
     }
 
+    // MARK: VLAN tags, truncation
+
+    /// This kernel has no 802.1Q devices (CONFIG_VLAN_8021Q unset), so the host namespace sends
+    /// a tagged frame itself through a packet socket: the receiving kernel moves the tag into
+    /// the skb's metadata before any tap sees the frame, exactly as for a tag from a VLAN device.
+    @Test("tagged frames are dropped by default, delivered with their tag by an includeTagged tap; short buffers report truncation")
+    func vlanTagsAndTruncation() throws {
+        let lab = try ListenerLab(tag: "v")
+        defer { lab.down() }
+        let name = try #require(InterfaceName(lab.routerInterface))
+        let (plain, tagged) = try inNamespace(lab.router) {
+            (try ListenerTap(interface: name), try ListenerTap(interface: name, vlan: .includeTagged))
+        }
+        defer { plain.close(); tagged.close() }
+
+        let hostMAC = try lab.mac(lab.host, lab.hostInterface)
+        let count = 20
+        let report = ListenerFrames.igmpFrame(sourceMAC: hostMAC, destinationMAC: [0x01, 0, 0x5e, 0x4d, 0x04, 0x01],
+                                              source: [198, 18, 77, 1], destination: [239, 77, 4, 1],
+                                              igmp: [0x16, 0, 0, 0, 239, 77, 4, 1])
+        let vlanTag: UInt16 = 0x6064  // priority 3, VLAN 100
+        let taggedReport = Array(report[0..<12]) + [0x81, 0x00] + ListenerFrames.be16(vlanTag) + Array(report[12...])
+        let hostInterface = lab.hostInterface
+        try inNamespace(lab.host) {
+            let sender = try ListenerTap(interface: try #require(InterfaceName(hostInterface)))
+            defer { sender.close() }
+            for _ in 0..<count {
+                try sender.send(frame: report)
+                try sender.send(frame: taggedReport)
+                usleep(1000)
+            }
+        }
+        let plainCollector = Collector(plain)
+        let taggedCollector = Collector(tagged)
+        _ = try taggedCollector.collect(until: { $0.count >= 2 * count }, timeout: .seconds(3), thenFor: .milliseconds(100))
+        _ = try plainCollector.collect(until: { $0.count >= count }, timeout: .seconds(1), thenFor: .milliseconds(100))
+        // Only the injected reports count (the host's kernel may send MLD of its own meanwhile).
+        let ours = { (c: Collector) in zip(c.raw, c.tags).filter { $0.0 == report } }
+        let plainOurs = ours(plainCollector), taggedOurs = ours(taggedCollector)
+        let withTag = taggedOurs.compactMap(\.1)
+        print("ListenerTap VLAN: sent \(count) untagged + \(count) tagged (VLAN 100) reports; untaggedOnly tap got \(plainOurs.count) (\(plainOurs.filter { $0.1 != nil }.count) tagged), includeTagged tap got \(taggedOurs.count), \(withTag.count) with a tag; other frames: \(plainCollector.messages.filter { !$0.mentions("239.77.4.1") })")
+        #expect(plainOurs.count == count && plainOurs.allSatisfy { $0.1 == nil })
+        #expect(taggedOurs.count == 2 * count, "the tagged frames arrive with the tag taken out: the same bytes as the untagged report")
+        #expect(withTag.count == count && withTag.allSatisfy { $0 == vlanTag }, "\(withTag)")
+
+        // One-frame receive into a buffer shorter than the frame: cut, with the real length.
+        let truncation = try inNamespace(lab.router) { try ListenerTap(interface: name) }
+        defer { truncation.close() }
+        try inNamespace(lab.host) {
+            let sender = try ListenerTap(interface: try #require(InterfaceName(hostInterface)))
+            defer { sender.close() }
+            try sender.send(frame: report)
+        }
+        var small = [UInt8](repeating: 0, count: 20)
+        var frame: ListenerTap.Frame?
+        let got = try waitUntil(timeout: .seconds(3)) {
+            while true {
+                frame = try small.withUnsafeMutableBytes { try truncation.receive(into: $0) }
+                guard frame != nil else { return false }
+                if small == Array(report[0..<20]) { return true }
+            }
+        }
+        #expect(got && frame?.bytes.count == 20 && frame?.length == report.count && frame?.isTruncated == true,
+                "\(String(describing: frame.map { ($0.bytes.count, $0.length) }))")
+    }
+
     // MARK: Helpers
 
     private func openTap(_ lab: ListenerLab) throws -> ListenerTap {
@@ -301,6 +368,7 @@ final class Collector {
     let batch = ListenerTap.Batch(capacity: 8)
     var messages: [ListenerFrames.Message] = []
     var raw: [[UInt8]] = []
+    var tags: [UInt16?] = []
     var unparsed: [[UInt8]] = []
     var framesRead = 0
     var wrongInterface = 0
@@ -341,6 +409,7 @@ final class Collector {
                 if frame.isTruncated { truncated += 1 }
                 let bytes = Array(frame.bytes)
                 raw.append(bytes)
+                tags.append(frame.vlanTag)
                 if let message = ListenerFrames.parse(bytes, timestamp: frame.timestamp.nanoseconds) {
                     messages.append(message)
                 } else {

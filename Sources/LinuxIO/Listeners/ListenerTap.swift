@@ -25,7 +25,9 @@ import RelayCore
 ///   and drops it when the socket closes (also when the process dies), so nothing leaks.
 ///
 /// One thread owns a tap (receive, send, reopen, close are not synchronised). Frames returned by
-/// `receive` stay valid until the next receive into the same buffer or batch.
+/// `receive` stay valid until the next receive into the same buffer or batch. The interface name
+/// is resolved, and a reopened socket created, in the network namespace of the calling thread
+/// (the daemon's: it lives in one); receive and send work from any thread.
 public final class ListenerTap {
     /// Which frames the kernel filter keeps with respect to VLAN tags.
     public enum VLANPolicy: Sendable, Equatable {
