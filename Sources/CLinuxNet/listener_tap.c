@@ -87,3 +87,16 @@ int cln_packet_allmulti(int fd, int ifindex, int add) {
         return -errno;
     return 0;
 }
+
+#include <net/if.h>
+#include <sys/ioctl.h>
+
+int cln_interface_flags(int fd, const char *name) {
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    size_t length = strlen(name);
+    if (length >= IFNAMSIZ) return -ENAMETOOLONG;
+    memcpy(request.ifr_name, name, length);
+    if (ioctl(fd, SIOCGIFFLAGS, &request) != 0) return -errno;
+    return (int)(unsigned short)request.ifr_flags;
+}

@@ -31,3 +31,8 @@ int cln_attach_listener_filter(int fd, int include_tagged);
 /// interface `ifindex`. The kernel drops the membership itself when the socket closes.
 /// Returns 0 or -errno.
 int cln_packet_allmulti(int fd, int ifindex, int add);
+
+/// SIOCGIFFLAGS (ioctl is variadic, which Swift cannot call): the interface's flags (IFF_UP 0x1,
+/// IFF_RUNNING 0x40 = operationally up, IFF_ALLMULTI 0x200, ...) asked through any socket `fd` of
+/// the namespace the interface lives in. Returns the flags or -errno.
+int cln_interface_flags(int fd, const char *name);

@@ -62,15 +62,16 @@ final class ListenerLab {
         try waitUntilReady(started: started)
     }
 
-    /// Carrier on both ends and both link-locals past DAD (bounded: 10 s).
+    /// Carrier on both ends and both link-locals past DAD (bounded: 10 s). Polls from threads
+    /// inside the namespaces (no process per poll: a loaded machine starves `ip netns exec`).
     func waitUntilReady(started: ContinuousClock.Instant = .now) throws {
         for (namespace, interface) in [(host, hostInterface), (router, routerInterface)] {
-            var state = ""
-            let up = try waitUntil(timeout: .seconds(5)) {
-                state = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/operstate"]).stdout
-                return state.hasPrefix("up")
+            var state: Int32 = 0
+            let up = try waitUntil(timeout: .seconds(10)) {
+                state = try flags(namespace, interface)
+                return state & 0x41 == 0x41  // IFF_UP | IFF_RUNNING
             }
-            guard up else { throw HarnessError("\(interface) in \(namespace) not up after 5 s (operstate \(state))") }
+            guard up else { throw HarnessError("\(interface) in \(namespace) not running after 10 s (flags 0x\(String(state, radix: 16)))") }
         }
         var last = ""
         let ready = try waitUntil(timeout: .seconds(10)) {
@@ -91,9 +92,15 @@ final class ListenerLab {
         var description: String { "\(text) flags 0x\(String(flags, radix: 16))" }
     }
 
-    /// The fe80:: address of `interface` from /proc/net/if_inet6 in `namespace`.
+    /// The fe80:: address of `interface` from the namespace's /proc/net/if_inet6, read by a
+    /// thread inside it (/proc/thread-self/net: /proc/net would show the process's namespace).
     func linkLocal(_ namespace: String, _ interface: String) throws -> LinkLocal? {
-        let text = try must(["ip", "netns", "exec", namespace, "cat", "/proc/net/if_inet6"]).stdout
+        let text = try inNamespace(namespace) { () throws -> String in
+            guard let text = try? String(contentsOfFile: "/proc/thread-self/net/if_inet6", encoding: .utf8) else {
+                throw HarnessError("cannot read /proc/thread-self/net/if_inet6 in \(namespace)")
+            }
+            return text
+        }
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, fields[5] == interface, fields[3] == "20", fields[0].count == 32,
@@ -105,24 +112,35 @@ final class ListenerLab {
         return nil
     }
 
+    /// The interface's MAC (SIOCGIFHWADDR from a socket inside the namespace).
     func mac(_ namespace: String, _ interface: String) throws -> [UInt8] {
-        let text = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/address"]).stdout
-        let bytes = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        guard bytes.count == 6 else { throw HarnessError("MAC of \(interface) in \(namespace): '\(text)'") }
-        return bytes
+        try inNamespace(namespace) { () throws -> [UInt8] in
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var type: UInt16 = 0
+            var address = [UInt8](repeating: 0, count: 6)
+            let rc = ldp_interface_hardware(fd, interface, &type, &address)
+            guard rc == 0 else { throw HarnessError("SIOCGIFHWADDR \(interface) in \(namespace): \(String(cString: strerror(-rc)))") }
+            return address
+        }
     }
 
-    /// The interface's flags (/sys/class/net/IF/flags), e.g. IFF_ALLMULTI 0x200.
-    func flags(_ namespace: String, _ interface: String) throws -> UInt32 {
-        let text = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/flags"]).stdout
-        guard let value = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16) else {
-            throw HarnessError("flags of \(interface) in \(namespace): '\(text)'")
+    /// The interface's flags (SIOCGIFFLAGS from a socket inside the namespace), e.g.
+    /// IFF_RUNNING 0x40, IFF_ALLMULTI 0x200.
+    func flags(_ namespace: String, _ interface: String) throws -> Int32 {
+        try inNamespace(namespace) { () throws -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let flags = cln_interface_flags(fd, interface)
+            guard flags >= 0 else { throw HarnessError("SIOCGIFFLAGS \(interface) in \(namespace): \(String(cString: strerror(-flags)))") }
+            return flags
         }
-        return value
     }
 
     @discardableResult
-    func must(_ arguments: [String], timeout: Duration = .seconds(20)) throws -> CommandResult {
+    func must(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> CommandResult {
         let result = try run(arguments, in: directory, timeout: timeout)
         guard result.status == 0 else { throw HarnessError("command failed: \(result)") }
         return result
