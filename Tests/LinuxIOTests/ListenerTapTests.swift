@@ -246,10 +246,10 @@ struct ListenerTapTests {
         let lab = try ListenerLab(tag: "r")
         defer { lab.down() }
         let allMulti: Int32 = 0x200  // IFF_ALLMULTI
-        #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti == 0, "ALLMULTI already on before the tap")
+        #expect(try lab.deviceFlags(lab.router, lab.routerInterface) & allMulti == 0, "ALLMULTI already on before the tap")
         let tap = try openTap(lab)
         defer { tap.close() }
-        #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI not on while the tap is open")
+        #expect(try lab.deviceFlags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI not on while the tap is open")
         let firstIndex = tap.interfaceIndex
         nonisolated(unsafe) let shared = tap
         // Names resolve in the calling thread's namespace: ask from the router's.
@@ -277,7 +277,7 @@ struct ListenerTapTests {
         do { _ = try buffer.withUnsafeMutableBytes { try tap.receive(into: $0) } } catch let error as DataPlaneSystemError { oldError = error }
         let outcome = try inNamespace(lab.router) { try shared.reopenIfReplaced() }
         #expect(outcome == .reopened(oldIndex: firstIndex, newIndex: tap.interfaceIndex) && tap.interfaceIndex != firstIndex, "\(outcome)")
-        #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI not on on the new interface")
+        #expect(try lab.deviceFlags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI not on on the new interface")
 
         collector.messages = []
         member = try HostMember(lab, ipv6: false)
@@ -289,7 +289,7 @@ struct ListenerTapTests {
         #expect(collector.messages.allSatisfy { $0.records.allSatisfy { $0.group != "239.77.3.1" } }, "\(collector.messages)")
 
         tap.close()
-        #expect(try lab.flags(lab.router, lab.routerInterface) & allMulti == 0, "ALLMULTI still on after the tap closed")
+        #expect(try lab.deviceFlags(lab.router, lab.routerInterface) & allMulti == 0, "ALLMULTI still on after the tap closed")
     }
 
     // MARK: VLAN tags, truncation

@@ -127,7 +127,9 @@ final class ListenerLab {
     }
 
     /// The interface's flags (SIOCGIFFLAGS from a socket inside the namespace), e.g.
-    /// IFF_RUNNING 0x40, IFF_ALLMULTI 0x200.
+    /// IFF_UP 0x1, IFF_RUNNING 0x40. Its IFF_ALLMULTI is only the user-set one (`ip link set
+    /// allmulticast on`, dev->gflags): the count a packet socket's PACKET_MR_ALLMULTI adds shows
+    /// in `deviceFlags` only (SIOCGIFFLAGS and `ip link` both report dev_get_flags()).
     func flags(_ namespace: String, _ interface: String) throws -> Int32 {
         try inNamespace(namespace) { () throws -> Int32 in
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -137,6 +139,16 @@ final class ListenerLab {
             guard flags >= 0 else { throw HarnessError("SIOCGIFFLAGS \(interface) in \(namespace): \(String(cString: strerror(-flags)))") }
             return flags
         }
+    }
+
+    /// dev->flags as /sys/class/net/IF/flags shows them (with the IFF_ALLMULTI 0x200 that
+    /// packet-socket memberships turn on). One `ip netns exec` (sysfs is per mount namespace).
+    func deviceFlags(_ namespace: String, _ interface: String) throws -> Int32 {
+        let text = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/flags"]).stdout
+        guard let value = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16) else {
+            throw HarnessError("flags of \(interface) in \(namespace): '\(text)'")
+        }
+        return value
     }
 
     @discardableResult
