@@ -238,8 +238,11 @@ public final class ListenerTap {
     /// Sends one complete frame (Ethernet header first, as built by the caller) out of the
     /// interface: `sendto` with a `sockaddr_ll` naming the interface index and the frame's
     /// EtherType. The kernel sends it as is (no padding: a NIC pads short frames to 60 bytes,
-    /// a veth does not). Throws EAGAIN when the device queue is full (non-blocking), ENETDOWN,
-    /// ENXIO (the index is gone), EMSGSIZE (longer than the MTU allows).
+    /// a veth does not). Throws EAGAIN when the socket's send buffer is full (non-blocking),
+    /// ENOBUFS when the device or qdisc dropped the frame (a veth does when its peer's per-CPU
+    /// backlog is full: seen in the live tests on a loaded machine; the frame is lost, sending it
+    /// again is the caller's choice), ENETDOWN, ENXIO (the index is gone), EMSGSIZE (longer than
+    /// the MTU allows).
     public func send(frame: UnsafeRawBufferPointer) throws(DataPlaneSystemError) {
         guard frame.count >= Int(CLN_ETH_HLEN), let base = frame.baseAddress else {
             throw DataPlaneSystemError("sendto (frame of \(frame.count) bytes, shorter than an Ethernet header)",
