@@ -11,8 +11,13 @@ import RelayCore
 /// each rule and ignored: JSON has no comments, and the packaged example config needs them.
 public struct ConfigFile: Sendable, Equatable {
     public var rules: [RuleSpec]
+    /// Interfaces where the relay is an IGMP/MLD router (querier and listener tracking).
+    public var queriers: [QuerierSetting]
 
-    public init(rules: [RuleSpec]) { self.rules = rules }
+    public init(rules: [RuleSpec], queriers: [QuerierSetting] = []) {
+        self.rules = rules
+        self.queriers = queriers
+    }
 
     public static func load(path: String) throws(ConfigError) -> ConfigFile {
         let data: Data
@@ -56,6 +61,16 @@ public struct ConfigFile: Sendable, Equatable {
                 throw ConfigError(location: location, message: error.description)
             }
         }
+        var queriers: [QuerierSetting] = []
+        for (index, raw) in (raw.queriers ?? []).enumerated() {
+            let location = "\(origin): queriers[\(index)]"
+            let setting: QuerierSetting
+            do { setting = try raw.setting() } catch { throw ConfigError(location: location, message: error.message) }
+            if queriers.contains(where: { $0.interface == setting.interface }) {
+                throw ConfigError(location: location, message: "interface \(setting.interface) is listed twice")
+            }
+            queriers.append(setting)
+        }
         var book = RuleBook()
         for (index, spec) in specs.enumerated() {
             do { try book.add(spec) } catch {
@@ -63,17 +78,18 @@ public struct ConfigFile: Sendable, Equatable {
                                   message: error.description)
             }
         }
-        return ConfigFile(rules: specs)
+        return ConfigFile(rules: specs, queriers: queriers)
     }
 
     /// Canonical JSON (sorted keys, outputs with explicit TTL) that parses back to an equal file.
     public func serialized() -> Data {
-        let raw = RawFile(rules: rules.map { spec in
+        var raw = RawFile(rules: rules.map { spec in
             RawRule(name: spec.name,
                     in: spec.input.endpoint,
                     source: spec.input.source?.description,
                     out: spec.outputs.map(\.description))
         })
+        raw.queriers = queriers.isEmpty ? nil : queriers.map(RawQuerier.init)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(raw)) ?? Data("{\"rules\":[]}".utf8)
@@ -81,13 +97,15 @@ public struct ConfigFile: Sendable, Equatable {
 
     struct RawFile: Codable {
         var rules: [RawRule]
+        var queriers: [RawQuerier]?
 
         init(rules: [RawRule]) { self.rules = rules }
 
         init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(in: decoder, allowed: ["rules"], ignored: ["comment"])
+            try rejectUnknownKeys(in: decoder, allowed: ["rules", "queriers"], ignored: ["comment"])
             let container = try decoder.container(keyedBy: CodingKeys.self)
             rules = try container.decode([RawRule].self, forKey: .rules)
+            queriers = try container.decodeIfPresent([RawQuerier].self, forKey: .queriers)
         }
     }
 
@@ -141,4 +159,119 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
     public var location: String
     public var message: String
     public var description: String { "\(location): \(message)" }
+}
+
+/// One interface where the relay runs the router side of IGMP and/or MLD (config `queriers`):
+///
+///     {"interface": "rout0", "families": ["ipv4", "ipv6"], "version": 3, "querier": true,
+///      "robustness": 2, "query_interval": 125, "query_response_interval": 10,
+///      "last_member_query_interval": 1}
+///
+/// Everything but `interface` is optional, with the RFCs' defaults (RFC 3376 8, RFC 3810 9);
+/// intervals are seconds (fractions allowed). `version` 3 is IGMPv3 / MLDv2, 2 is IGMPv2 /
+/// MLDv1. `"querier": false` tracks listeners without ever querying.
+public struct QuerierSetting: Sendable, Hashable {
+    public var interface: InterfaceName
+    public var families: [AddressFamily]
+    public var configuration: ListenerConfiguration
+
+    public init(interface: InterfaceName, families: [AddressFamily] = AddressFamily.allCases,
+                configuration: ListenerConfiguration = ListenerConfiguration()) {
+        self.interface = interface
+        self.families = families
+        self.configuration = configuration
+    }
+}
+
+struct QuerierSettingError: Error { var message: String }
+
+struct RawQuerier: Codable {
+    var interface: String
+    var families: [String]?
+    var version: Int?
+    var querier: Bool?
+    var robustness: Int?
+    var queryInterval: Double?
+    var queryResponseInterval: Double?
+    var lastMemberQueryInterval: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case interface, families, version, querier, robustness
+        case queryInterval = "query_interval", queryResponseInterval = "query_response_interval"
+        case lastMemberQueryInterval = "last_member_query_interval"
+    }
+
+    init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allNames, ignored: ["comment"])
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        interface = try container.decode(String.self, forKey: .interface)
+        families = try container.decodeIfPresent([String].self, forKey: .families)
+        version = try container.decodeIfPresent(Int.self, forKey: .version)
+        querier = try container.decodeIfPresent(Bool.self, forKey: .querier)
+        robustness = try container.decodeIfPresent(Int.self, forKey: .robustness)
+        queryInterval = try container.decodeIfPresent(Double.self, forKey: .queryInterval)
+        queryResponseInterval = try container.decodeIfPresent(Double.self, forKey: .queryResponseInterval)
+        lastMemberQueryInterval = try container.decodeIfPresent(Double.self, forKey: .lastMemberQueryInterval)
+    }
+
+    init(_ setting: QuerierSetting) {
+        let c = setting.configuration
+        interface = setting.interface.rawValue
+        families = setting.families.map(\.rawValue)
+        version = c.version == .v3 ? 3 : 2
+        querier = c.querierEnabled
+        robustness = c.robustness
+        queryInterval = Self.seconds(c.queryInterval)
+        queryResponseInterval = Self.seconds(c.queryResponseInterval)
+        lastMemberQueryInterval = Self.seconds(c.lastMemberQueryInterval)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    func setting() throws(QuerierSettingError) -> QuerierSetting {
+        guard let name = InterfaceName(interface) else {
+            throw QuerierSettingError(message: "\"\(interface)\" is not a valid interface name")
+        }
+        var parsedFamilies: [AddressFamily] = []
+        for text in families ?? ["ipv4", "ipv6"] {
+            guard let family = AddressFamily(rawValue: text) else {
+                throw QuerierSettingError(message: "families: \"\(text)\" is not ipv4 or ipv6")
+            }
+            if !parsedFamilies.contains(family) { parsedFamilies.append(family) }
+        }
+        guard !parsedFamilies.isEmpty else { throw QuerierSettingError(message: "families: name ipv4, ipv6 or both") }
+        let listenerVersion: ListenerVersion
+        switch version ?? 3 {
+        case 3: listenerVersion = .v3
+        case 2: listenerVersion = .v2
+        default: throw QuerierSettingError(message: "version \(version!) is not 2 (IGMPv2 / MLDv1) or 3 (IGMPv3 / MLDv2)")
+        }
+        if let robustness, !(1...7).contains(robustness) {
+            throw QuerierSettingError(message: "robustness \(robustness) must be 1-7 (the QRV field holds 3 bits)")
+        }
+        func interval(_ value: Double?, _ name: String, range: ClosedRange<Double>, default fallback: Double) throws(QuerierSettingError) -> Duration {
+            let value = value ?? fallback
+            guard range.contains(value) else {
+                throw QuerierSettingError(message: "\(name) \(value) must be \(range.lowerBound)-\(range.upperBound) seconds")
+            }
+            return .milliseconds(Int64((value * 1000).rounded()))
+        }
+        let queryInterval = try interval(self.queryInterval, "query_interval", range: 1...31744, default: 125)
+        let response = try interval(queryResponseInterval, "query_response_interval", range: 0.1...3174.4, default: 10)
+        guard response < queryInterval else {
+            throw QuerierSettingError(message: "query_response_interval must be shorter than query_interval (RFC 3376 8.3)")
+        }
+        let lastMember = try interval(lastMemberQueryInterval, "last_member_query_interval", range: 0.1...25.5, default: 1)
+        let configuration = ListenerConfiguration(
+            version: listenerVersion, querierEnabled: querier ?? true, robustness: robustness ?? 2,
+            queryInterval: queryInterval, queryResponseInterval: response, lastMemberQueryInterval: lastMember)
+        return QuerierSetting(interface: name, families: parsedFamilies, configuration: configuration)
+    }
+}
+
+extension RawQuerier.CodingKeys: CaseIterable {
+    static var allNames: [String] { allCases.map(\.stringValue) }
 }

@@ -66,6 +66,8 @@ public struct ControlProtocolError: Error, Equatable, Sendable, CustomStringConv
 public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case add, remove, list, stats, reload
     case recordStart = "record_start", recordStop = "record_stop", recordStatus = "record_status"
+    /// The IGMP/MLD router's interfaces and groups (`mcrelay igmp`).
+    case listeners
 
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
@@ -337,6 +339,8 @@ public struct ControlReply: Codable, Equatable, Sendable {
     public var reload: ReloadView?
     /// `record_*`: the flight recorder's state.
     public var recording: RecordingView?
+    /// `listeners`.
+    public var listeners: ListenersView?
 
     public init(ok: Bool, error: String? = nil, rule: RuleView? = nil, added: Bool? = nil, rules: [RuleView]? = nil,
                 stats: StatsView? = nil, reload: ReloadView? = nil) {

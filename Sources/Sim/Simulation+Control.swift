@@ -96,6 +96,8 @@ extension Simulation {
             default: break
             }
             switch action {
+            case .listener:
+                break  // no simulated hosts speak IGMP/MLD yet: the router's actions go nowhere
             case let .openHelperSocket(id):
                 changedSockets = true
                 do { try kernel.openHelperSocket(id) } catch {

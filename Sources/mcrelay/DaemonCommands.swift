@@ -319,7 +319,7 @@ func controlRequest(_ request: ControlRequest, control: String) throws -> Contro
     return reply
 }
 
-private func fail(_ message: String) -> Never {
+func fail(_ message: String) -> Never {
     printError(message)
     Foundation.exit(1)
 }

@@ -13,7 +13,8 @@ struct MCRelay: AsyncParsableCommand {
             """,
         version: MCRelayVersion.banner,
         subcommands: [
-            DaemonCommand.self, RuleCommand.self, StatsCommand.self, ConfigCommand.self, DoctorCommand.self, SimCommand.self, RecordCommand.self,
+            DaemonCommand.self, RuleCommand.self, StatsCommand.self, IGMPCommand.self, ConfigCommand.self, DoctorCommand.self, SimCommand.self,
+            RecordCommand.self,
             WorkerCommand.self,
         ]
     )

@@ -47,7 +47,7 @@ import Testing
         #expect(config.rules.count == 1 && config.rules[0].name == "cam1")
         #expect(try load(#"{"comment": {"any": ["json", 1]}, "rules": []}"#).get().rules.isEmpty)
         // Misspelt keys are still refused, and the error lists only the keys that configure something.
-        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules)"#)
+        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules, queriers)"#)
     }
 
     /// The Debian package's /etc/mcrelay/config.json: a commented file with no rules, whose
@@ -122,5 +122,34 @@ import Testing
         var corrupt = MessageReassembler<SupervisorMessage>()
         corrupt.append([0, 0, 0, 2] + Array("{]".utf8))
         #expect(throws: FramingError.self) { try corrupt.next() }
+    }
+}
+
+@Suite struct QuerierConfigTests {
+    func load(_ text: String) throws -> ConfigFile { try ConfigFile.parse(Data(text.utf8), origin: "q.json") }
+    func refusal(_ text: String) -> String? {
+        do { _ = try load(text); return nil } catch { return "\(error)" }
+    }
+
+    @Test func queriersParseWithRFCDefaultsAndRoundTrip() throws {
+        let config = try load(#"{"rules": [], "queriers": [{"interface": "rout0"}, {"interface": "rout1", "families": ["ipv6"], "version": 2, "query_interval": 30, "query_response_interval": 2.5, "last_member_query_interval": 0.5, "querier": false}]}"#)
+        #expect(config.queriers.count == 2)
+        #expect(config.queriers[0].families == [.ipv4, .ipv6])
+        #expect(config.queriers[0].configuration == ListenerConfiguration())
+        let second = config.queriers[1]
+        #expect(second.families == [.ipv6] && second.configuration.version == .v2 && !second.configuration.querierEnabled)
+        #expect(second.configuration.queryInterval == .seconds(30) && second.configuration.queryResponseInterval == .milliseconds(2500))
+        #expect(second.configuration.lastMemberQueryInterval == .milliseconds(500))
+        #expect(try ConfigFile.parse(config.serialized()) == config)
+    }
+
+    @Test func badQuerierSettingsSayWhatAndWhere() {
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0", "version": 1}]}"#)?.contains("q.json: queriers[0]: version 1") == true)
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0", "families": ["ipx"]}]}"#)?.contains("\"ipx\" is not ipv4 or ipv6") == true)
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0", "robustness": 9}]}"#)?.contains("robustness 9") == true)
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0", "query_interval": 5, "query_response_interval": 6}]}"#)?.contains("shorter than query_interval") == true)
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0"}, {"interface": "rout0"}]}"#)?.contains("listed twice") == true)
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0", "quey_interval": 5}]}"#)?.contains("unknown key \"quey_interval\"") == true)
+        #expect(refusal(#"{"rules": [], "queriers": [{"interface": "a/b"}]}"#)?.contains("not a valid interface name") == true)
     }
 }

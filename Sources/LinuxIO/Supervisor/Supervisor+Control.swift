@@ -107,6 +107,10 @@ extension Supervisor {
             }
         case .recordStart, .recordStop, .recordStatus:
             handleRecordRequest(request, from: client, now: now)
+        case .listeners:
+            var reply = ControlReply(ok: true)
+            reply.listeners = listenersView(now: now)
+            client.send(reply)
         }
     }
 
@@ -130,6 +134,10 @@ extension Supervisor {
             recordRules("config_reload", config.rules, now: now)
             let diff = try core.replaceRules(config.rules, now: now)
             apply(now: now)
+            if config.queriers != querierSettings {
+                querierSettings = config.queriers
+                configureListeners(now: now)
+            }
             return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))
         } catch let error as ConfigError {
             return .failure(ControlProtocolError(error.description))

@@ -34,6 +34,10 @@ public final class Supervisor {
     var metrics: MetricsEndpoint?
     /// The flight recorder, running or last stopped (Supervisor+Recorder.swift).
     var flightRecorder: FlightRecorder?
+    /// The IGMP/MLD router's taps and interface facts (Supervisor+Listeners.swift).
+    let listenerDriver = ListenerDriver()
+    /// The config's `queriers` (applied at start and on reload).
+    var querierSettings: [QuerierSetting] = []
 
     static let maximumClients = 128
 
@@ -44,7 +48,11 @@ public final class Supervisor {
 
         var specs: [RuleSpec] = []
         if let path = options.configPath {
-            do { specs = try ConfigFile.load(path: path).rules } catch {
+            do {
+                let config = try ConfigFile.load(path: path)
+                specs = config.rules
+                querierSettings = config.queriers
+            } catch {
                 throw SupervisorStartError(error.description)
             }
         }
@@ -129,17 +137,19 @@ public final class Supervisor {
         let now = MonotonicClock.now()
         for worker in workers { start(worker, now: now) }
         apply(now: now)
+        configureListeners(now: now)
         while true {
             if case .finished = shutdown { break }
             pollOnce()
         }
         metrics?.server.close()
+        listenerDriver.closeAll()
         return exitCode
     }
 
     // MARK: - The loop
 
-    private enum Source { case signals, listener, links, worker(Int), client(Int), metrics(UInt64) }
+    private enum Source { case signals, listener, links, worker(Int), client(Int), metrics(UInt64), tap(InterfaceName) }
 
     private func pollOnce() {
         var fds: [pollfd] = []
@@ -159,6 +169,9 @@ public final class Supervisor {
             watch(client.fd, (reading ? POLLIN : 0) | (client.wantsWrite ? POLLOUT : 0), .client(index))
         }
         for entry in metricsPollEntries(now: MonotonicClock.now()) { watch(entry.fd, Int32(entry.events), .metrics(entry.token)) }
+        if case .running = shutdown {
+            for tap in listenerDriver.pollable { watch(tap.fd, POLLIN, .tap(tap.interface)) }
+        }
 
         let timeout = pollTimeout(now: MonotonicClock.now())
         let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
@@ -178,6 +191,7 @@ public final class Supervisor {
                 case let .worker(index): workerReady(workers[index], revents: pollfd.revents, now: now)
                 case let .client(index): clientReady(clients[index], revents: pollfd.revents, now: now)
                 case let .metrics(token): metricsReady(token: token, revents: pollfd.revents, now: now)
+                case let .tap(interface): listenerFramesReady(interface, now: now)
                 }
             }
         }
@@ -201,6 +215,7 @@ public final class Supervisor {
         deadlines.append(contentsOf: statsCollections.map(\.deadline))
         if let deadline = shutdown.deadline { deadlines.append(deadline) }
         if let watchdog = service.watchdogDue { deadlines.append(watchdog) }
+        if case .running = shutdown, let refresh = listenerDriver.nextRefresh { deadlines.append(refresh) }
         deadlines.append(contentsOf: metricsDeadlines)
         guard let earliest = deadlines.min() else { return -1 }
         let wait = earliest.duration(since: now)
@@ -225,6 +240,7 @@ public final class Supervisor {
                 worker.spawnedAt = now  // do not repeat the kill every loop while it dies
             }
         }
+        if case .running = shutdown, let refresh = listenerDriver.nextRefresh, refresh <= now { refreshListeners(now: now) }
         completeStatsCollections(now: now)
         metricsTick(now: now)
         advanceShutdown(now: now)
@@ -266,6 +282,7 @@ public final class Supervisor {
             }
             apply(now: now)
         }
+        if !changes.isEmpty { refreshListeners(now: now) }
     }
 
     // MARK: - Executing the core's actions
@@ -295,6 +312,8 @@ public final class Supervisor {
             case let .report(report):
                 countJoinFailure(report)
                 log(report)
+            case let .listener(action):
+                execute(action)
             }
         }
     }

@@ -1,0 +1,140 @@
+import RelayCore
+
+/// The IGMP/MLD router's state as `mcrelay igmp interfaces|groups` shows it (op `listeners`).
+/// Times are seconds from the daemon's now, so the client needs no clock of the daemon's.
+public struct ListenersView: Codable, Equatable, Sendable {
+    public struct Interface: Codable, Equatable, Sendable {
+        public var interface: String
+        public var family: String
+        /// "IGMPv3", "MLDv2", ...
+        public var version: String
+        public var address: String?
+        public var isQuerier: Bool
+        public var querier: String?
+        public var otherQuerierExpiresIn: Double?
+        public var nextGeneralQueryIn: Double?
+        public var startupQueriesLeft: Int
+        public var robustness: Int
+        public var queryInterval: Double
+        public var groups: Int
+        public var generalQueriesSent: UInt64
+        public var specificQueriesSent: UInt64
+        public var queriesReceived: UInt64
+        public var reportsReceived: [String: UInt64]
+        public var leavesReceived: UInt64
+        public var querierChanges: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case interface, family, version, address, querier, robustness, groups
+            case isQuerier = "is_querier", otherQuerierExpiresIn = "other_querier_expires_in"
+            case nextGeneralQueryIn = "next_general_query_in", startupQueriesLeft = "startup_queries_left"
+            case queryInterval = "query_interval", generalQueriesSent = "general_queries_sent"
+            case specificQueriesSent = "specific_queries_sent", queriesReceived = "queries_received"
+            case reportsReceived = "reports_received", leavesReceived = "leaves_received", querierChanges = "querier_changes"
+        }
+
+        public init(_ status: ListenerInterfaceStatus, now: Instant) {
+            interface = status.interface.rawValue
+            family = status.family.rawValue
+            version = status.version.name(for: status.family)
+            address = status.address?.description
+            isQuerier = status.isQuerier
+            querier = status.querier?.description
+            otherQuerierExpiresIn = status.otherQuerierExpiry.map { ListenersView.seconds($0, now) }
+            nextGeneralQueryIn = status.nextGeneralQuery.map { ListenersView.seconds($0, now) }
+            startupQueriesLeft = status.startupQueriesLeft
+            robustness = status.robustness
+            queryInterval = ListenersView.seconds(status.queryInterval)
+            groups = status.groups
+            generalQueriesSent = status.counters.generalQueriesSent
+            specificQueriesSent = status.counters.specificQueriesSent
+            queriesReceived = status.counters.queriesReceived
+            reportsReceived = Dictionary(uniqueKeysWithValues: status.counters.reportsReceived.map {
+                ($0.key.name(for: status.family), $0.value)
+            })
+            leavesReceived = status.counters.leavesReceived
+            querierChanges = status.counters.querierChanges
+        }
+    }
+
+    public struct Group: Codable, Equatable, Sendable {
+        public struct Source: Codable, Equatable, Sendable {
+            public var address: String
+            public var expiresIn: Double?
+            public var forwarded: Bool
+            enum CodingKeys: String, CodingKey { case address, forwarded, expiresIn = "expires_in" }
+        }
+        public var interface: String
+        public var group: String
+        /// "INCLUDE" or "EXCLUDE".
+        public var mode: String
+        /// The oldest host version heard ("IGMPv2" puts the group in v2 compatibility).
+        public var compatibility: String
+        public var expiresIn: Double?
+        public var sources: [Source]
+        public var lastReporter: String?
+        public var lastReportAgo: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case interface, group, mode, compatibility, sources
+            case expiresIn = "expires_in", lastReporter = "last_reporter", lastReportAgo = "last_report_ago"
+        }
+
+        public init(_ status: ListenerGroupStatus, now: Instant) {
+            interface = status.interface.rawValue
+            group = status.group.description
+            mode = status.mode.description
+            compatibility = status.compatibility.name(for: status.group.family)
+            expiresIn = status.expiry.map { ListenersView.seconds($0, now) }
+            sources = status.sources.map {
+                Source(address: $0.address.description, expiresIn: $0.expiry.map { ListenersView.seconds($0, now) }, forwarded: $0.forwarded)
+            }
+            lastReporter = status.lastReporter?.description
+            lastReportAgo = status.lastReportAt.map { ListenersView.seconds(now, $0) }
+        }
+    }
+
+    public var interfaces: [Interface]
+    public var groups: [Group]
+
+    public init(interfaces: [Interface], groups: [Group]) {
+        self.interfaces = interfaces
+        self.groups = groups
+    }
+
+    static func seconds(_ later: Instant, _ earlier: Instant) -> Double { seconds(later.duration(since: earlier)) }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        // Milliseconds are enough for an operator (and keep the JSON short).
+        return ((Double(seconds) + Double(attoseconds) / 1e18) * 1000).rounded() / 1000
+    }
+
+    /// `mcrelay igmp interfaces`: one line per interface and family.
+    public var interfacesText: String {
+        guard !interfaces.isEmpty else { return "no querier interfaces configured (config \"queriers\")" }
+        return interfaces.map { entry in
+            let role = entry.isQuerier ? "querier" : "non-querier (querier \(entry.querier ?? "unknown"))"
+            var line = "\(entry.interface) \(entry.version) \(entry.address ?? "no address"): \(role), \(entry.groups) groups"
+            if let next = entry.nextGeneralQueryIn { line += ", next query in \(next) s" }
+            if let expiry = entry.otherQuerierExpiresIn { line += ", other querier expires in \(expiry) s" }
+            line += "; queries sent \(entry.generalQueriesSent) general, \(entry.specificQueriesSent) specific; received \(entry.queriesReceived) queries, "
+            line += entry.reportsReceived.keys.sorted().map { "\(entry.reportsReceived[$0]!) \($0) reports" }.joined(separator: ", ")
+            line += entry.reportsReceived.isEmpty ? "no reports" : ""
+            line += ", \(entry.leavesReceived) leaves"
+            return line
+        }.joined(separator: "\n")
+    }
+
+    /// `mcrelay igmp groups`: one line per interface and group.
+    public var groupsText: String {
+        guard !groups.isEmpty else { return "no listeners" }
+        return groups.map { entry in
+            var line = "\(entry.interface) \(entry.group) \(entry.mode) \(entry.compatibility)"
+            if !entry.sources.isEmpty { line += " sources " + entry.sources.map(\.address).joined(separator: ",") }
+            if let expiry = entry.expiresIn { line += ", expires in \(expiry) s" }
+            if let reporter = entry.lastReporter { line += ", last reporter \(reporter)" }
+            return line
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import RelayControl
+
+/// `mcrelay igmp interfaces|groups`: the IGMP/MLD router's state (config `queriers`). Both
+/// families show here: an IPv6 line is MLD.
+struct IGMPCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "igmp", abstract: "Show the IGMP/MLD router: querier interfaces and the listeners it tracks.",
+        subcommands: [Interfaces.self, Groups.self])
+
+    static func fetch(_ control: String) throws -> ListenersView {
+        let reply = try controlRequest(ControlRequest(op: .listeners), control: control)
+        guard let view = reply.listeners else { fail("the daemon's reply has no listener state") }
+        return view
+    }
+
+    struct Interfaces: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per interface and family: querier or not, who the querier is, timers, counters.")
+        @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
+        @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
+
+        func run() throws {
+            let view = try IGMPCommand.fetch(control)
+            if json {
+                print(String(decoding: ControlProtocol.encodeLine(view.interfaces), as: UTF8.self), terminator: "")
+            } else {
+                print(view.interfacesText)
+            }
+        }
+    }
+
+    struct Groups: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per interface and group: filter mode, sources, expiry, last reporter.")
+        @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
+        @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
+
+        func run() throws {
+            let view = try IGMPCommand.fetch(control)
+            if json {
+                print(String(decoding: ControlProtocol.encodeLine(view.groups), as: UTF8.self), terminator: "")
+            } else {
+                print(view.groupsText)
+            }
+        }
+    }
+}
