@@ -257,9 +257,25 @@ struct ListenerTapTests {
 
         let collector = Collector(tap)
         var member = try HostMember(lab, ipv6: false)
+        let first = member
+        defer { first.close() }
         try member.join("239.77.3.1")
-        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.1", recordType: 4) } }, timeout: .seconds(3), thenFor: .zero),
+        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.1", recordType: 4) } }, timeout: .seconds(5), thenFor: .zero),
                 "no report before the re-creation: \(collector.messages)")
+
+        // A link flap (down, up) keeps the socket and its index: one ENETDOWN, then frames again.
+        try lab.must(["ip", "-n", lab.router, "link", "set", lab.routerInterface, "down"])
+        var flapError: DataPlaneSystemError?
+        do { try collector.drain() } catch { flapError = error as? DataPlaneSystemError }
+        try lab.must(["ip", "-n", lab.router, "link", "set", lab.routerInterface, "up"])
+        try lab.waitUntilReady()
+        try member.join("239.77.3.3")
+        let afterFlap = try collector.collect(until: { $0.contains { $0.mentions("239.77.3.3", recordType: 4) } }, timeout: .seconds(5), thenFor: .zero)
+        print("ListenerTap link flap: read while down: \(flapError.map { "\($0)" } ?? "nothing"); report after up: \(afterFlap)")
+        #expect(flapError?.code == ENETDOWN, "\(String(describing: flapError))")
+        #expect(afterFlap, "no report on the same socket after the flap: \(collector.messages)")
+        #expect(try inNamespace(lab.router) { try shared.reopenIfReplaced() } == .unchanged)
+        #expect(try lab.deviceFlags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI lost in the flap")
         member.close()
 
         // Delete the veth (both ends) and create it again with the same names.
@@ -283,7 +299,7 @@ struct ListenerTapTests {
         member = try HostMember(lab, ipv6: false)
         defer { member.close() }
         try member.join("239.77.3.2")
-        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.2", recordType: 4) } }, timeout: .seconds(3), thenFor: .zero),
+        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.2", recordType: 4) } }, timeout: .seconds(5), thenFor: .zero),
                 "no report after reopening: \(collector.messages)")
         print("ListenerTap reopen: index \(firstIndex) -> \(tap.interfaceIndex), old socket's read: \(oldError.map { "\($0)" } ?? "nothing queued"), \(outcome)")
         #expect(collector.messages.allSatisfy { $0.records.allSatisfy { $0.group != "239.77.3.1" } }, "\(collector.messages)")
@@ -461,7 +477,13 @@ final class HostMember {
         }
     }
 
-    func close() { Glibc.close(fd) }
+    private var closed = false
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(fd)
+    }
 }
 
 /// `tap.send(frame:)`, again (up to 10 times, 50 ms apart) while it fails with ENOBUFS or
