@@ -64,50 +64,91 @@ struct ListenerTapTests {
 
     @Test("the tap sees every join and leave a Linux host sends", arguments: HostVersion.allCases)
     func joinsAndLeaves(version: HostVersion) throws {
+        var outcome = try joinAndLeave(version)
+        // The host's own frames can be lost before the tap: a veth drops a frame (and counts it in
+        // the sender's tx_dropped or the peer's rx_dropped) when the receiving CPU's backlog is
+        // full, as happens here while other tests flood the machine. Then, and only then, the
+        // case is run once more in a fresh lab, and says so.
+        if !outcome.complete && outcome.vethDrops > 0 {
+            print("ListenerTap \(version.rawValue): the veth dropped \(outcome.vethDrops) frame(s) (\(outcome.summary)); running the case again")
+            outcome = try joinAndLeave(version)
+        }
+        #expect(outcome.joinsSeen, "not every join seen within 5 s (veth drops \(outcome.vethDrops)): \(outcome.joinMessages)")
+        #expect(outcome.leavesSeen, "not every leave seen within 5 s (veth drops \(outcome.vethDrops)): \(outcome.leaveMessages)")
+        for group in version.groups {
+            #expect(outcome.joinMessages.filter { version.isJoin($0, group) }.count >= 1, "join of \(group): \(outcome.joinMessages)")
+            #expect(outcome.leaveMessages.filter { version.isLeave($0, group) }.count >= 1, "leave of \(group): \(outcome.leaveMessages)")
+        }
+        // Everything IGMP/MLD that reached lr0 (an unfiltered witness socket counted it) was
+        // delivered by the tap, and nothing else.
+        #expect(outcome.tapFrames == outcome.witnessFrames, "tap \(outcome.tapFrames) vs witness \(outcome.witnessFrames) IGMP/MLD frames")
+        #expect(outcome.problems.isEmpty, "\(outcome.problems)")
+    }
+
+    struct JoinLeaveOutcome {
+        var joinsSeen = false
+        var leavesSeen = false
+        var joinMessages: [ListenerFrames.Message] = []
+        var leaveMessages: [ListenerFrames.Message] = []
+        var tapFrames = 0
+        var witnessFrames = 0
+        var vethDrops = 0
+        var problems: [String] = []
+        var summary = ""
+        var complete: Bool { joinsSeen && leavesSeen }
+    }
+
+    private func joinAndLeave(_ version: HostVersion) throws -> JoinLeaveOutcome {
         let lab = try ListenerLab(tag: version.tag, hostSysctl: version.sysctl)
         defer { lab.down() }
         let tap = try openTap(lab)
         defer { tap.close() }
+        let witness = try openWitness(lab)
+        defer { close(witness) }
         let collector = Collector(tap)
         let member = try HostMember(lab, ipv6: version.isIPv6)
         defer { member.close() }
+        let dropsBefore = try lab.vethDrops()
+        var outcome = JoinLeaveOutcome()
 
         let joined = ContinuousClock.now
         for group in version.groups { try member.join(group) }
-        let joinsSeen = try collector.collect(until: { messages in
+        outcome.joinsSeen = try collector.collect(until: { messages in
             version.groups.allSatisfy { group in messages.contains { version.isJoin($0, group) } }
         }, timeout: .seconds(5), thenFor: Self.repeatWindow)
         let firstJoin = collector.messages.first { m in version.groups.contains { version.isJoin(m, $0) } }
-        let joinMessages = collector.messages
+        outcome.joinMessages = collector.messages
         collector.messages = []
 
         for group in version.groups { try member.leave(group) }
-        let leavesSeen = try collector.collect(until: { messages in
+        outcome.leavesSeen = try collector.collect(until: { messages in
             version.groups.allSatisfy { group in messages.contains { version.isLeave($0, group) } }
         }, timeout: .seconds(5), thenFor: Self.repeatWindow)
-        let leaveMessages = collector.messages
+        outcome.leaveMessages = collector.messages
+        try collector.drain()
+        outcome.tapFrames = collector.framesRead
+        outcome.witnessFrames = drainWitness(witness)
+        outcome.vethDrops = try lab.vethDrops() - dropsBefore
 
         let perGroup = version.groups.map { group in
-            "\(group): joins \(joinMessages.filter { version.isJoin($0, group) }.count), leaves \(leaveMessages.filter { version.isLeave($0, group) }.count)"
+            "\(group): joins \(outcome.joinMessages.filter { version.isJoin($0, group) }.count), leaves \(outcome.leaveMessages.filter { version.isLeave($0, group) }.count)"
         }
-        print("ListenerTap \(version.rawValue): link-locals ready after \(lab.linkLocalReady); reports within \(Self.repeatWindow) of the first: \(perGroup.joined(separator: "; ")); first join report after \(firstJoin.map { Duration.nanoseconds(Int64($0.timestamp)) - collector.instant(joined) }.map { "\($0)" } ?? "-"); frames read \(collector.framesRead)")
-        #expect(joinsSeen, "not every join seen within 5 s: \(joinMessages)")
-        #expect(leavesSeen, "not every leave seen within 5 s: \(leaveMessages)")
-        for group in version.groups {
-            #expect(joinMessages.filter { version.isJoin($0, group) }.count >= 1, "join of \(group): \(joinMessages)")
-            #expect(leaveMessages.filter { version.isLeave($0, group) }.count >= 1, "leave of \(group): \(leaveMessages)")
-        }
+        outcome.summary = "reports within \(Self.repeatWindow) of the first: \(perGroup.joined(separator: "; "))"
+        print("ListenerTap \(version.rawValue): link-locals ready after \(lab.linkLocalReady); \(outcome.summary); first join report after \(firstJoin.map { Duration.nanoseconds(Int64($0.timestamp)) - collector.instant(joined) }.map { "\($0)" } ?? "-"); IGMP/MLD frames: tap \(outcome.tapFrames), witness \(outcome.witnessFrames); veth drops \(outcome.vethDrops)")
         // What the host sent is well-formed router-bound signalling: TTL/hop limit 1, Router
         // Alert, from the host (for MLD from its link-local: the lab waited for DAD), and the tap
         // delivered nothing that is not IGMP or MLD.
-        let ours = (joinMessages + leaveMessages).filter { m in version.groups.contains { version.isJoin(m, $0) || version.isLeave(m, $0) } }
+        let ours = (outcome.joinMessages + outcome.leaveMessages).filter { m in version.groups.contains { version.isJoin(m, $0) || version.isLeave(m, $0) } }
         let hostLinkLocal = try #require(try lab.linkLocal(lab.host, lab.hostInterface)).text
         for message in ours {
-            #expect(message.ttl == 1 && message.hasRouterAlert, "\(message)")
-            #expect(message.source == (version.isIPv6 ? hostLinkLocal : ListenerLab.hostAddress), "\(message)")
+            if !(message.ttl == 1 && message.hasRouterAlert) { outcome.problems.append("no TTL 1 / Router Alert: \(message)") }
+            if message.source != (version.isIPv6 ? hostLinkLocal : ListenerLab.hostAddress) { outcome.problems.append("source: \(message)") }
         }
-        #expect(collector.unparsed.isEmpty, "frames the tap delivered that are not IGMP/MLD: \(collector.unparsed.prefix(3))")
-        #expect(collector.wrongInterface == 0 && collector.truncated == 0)
+        if !collector.unparsed.isEmpty { outcome.problems.append("frames the tap delivered that are not IGMP/MLD: \(collector.unparsed.prefix(3))") }
+        if collector.wrongInterface != 0 || collector.truncated != 0 {
+            outcome.problems.append("wrong interface \(collector.wrongInterface), truncated \(collector.truncated)")
+        }
+        return outcome
     }
 
     // MARK: What must not come through
@@ -119,22 +160,7 @@ struct ListenerTapTests {
         let tap = try openTap(lab)
         defer { tap.close() }
         // A witness on the same interface with no filter counts what really arrived.
-        let routerInterface = lab.routerInterface
-        let witness = try inNamespace(lab.router) { () throws -> Int32 in
-            let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(cln_htons(UInt16(CLN_ETH_P_ALL))))
-            guard fd >= 0 else { throw HarnessError("witness socket: \(String(cString: strerror(errno)))") }
-            var size: Int32 = 8 << 20
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
-            var address = sockaddr_ll()
-            address.sll_family = UInt16(AF_PACKET)
-            address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_ALL))
-            address.sll_ifindex = Int32(if_nametoindex(routerInterface))
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
-            }
-            guard bound == 0 else { close(fd); throw HarnessError("witness bind: \(String(cString: strerror(errno)))") }
-            return fd
-        }
+        let witness = try openWitness(lab)
         defer { close(witness) }
 
         let count = 200
@@ -257,9 +283,25 @@ struct ListenerTapTests {
 
         let collector = Collector(tap)
         var member = try HostMember(lab, ipv6: false)
+        let first = member
+        defer { first.close() }
         try member.join("239.77.3.1")
-        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.1", recordType: 4) } }, timeout: .seconds(3), thenFor: .zero),
+        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.1", recordType: 4) } }, timeout: .seconds(5), thenFor: .zero),
                 "no report before the re-creation: \(collector.messages)")
+
+        // A link flap (down, up) keeps the socket and its index: one ENETDOWN, then frames again.
+        try lab.must(["ip", "-n", lab.router, "link", "set", lab.routerInterface, "down"])
+        var flapError: DataPlaneSystemError?
+        do { try collector.drain() } catch { flapError = error as? DataPlaneSystemError }
+        try lab.must(["ip", "-n", lab.router, "link", "set", lab.routerInterface, "up"])
+        try lab.waitUntilReady()
+        try member.join("239.77.3.3")
+        let afterFlap = try collector.collect(until: { $0.contains { $0.mentions("239.77.3.3", recordType: 4) } }, timeout: .seconds(5), thenFor: .zero)
+        print("ListenerTap link flap: read while down: \(flapError.map { "\($0)" } ?? "nothing"); report after up: \(afterFlap)")
+        #expect(flapError?.code == ENETDOWN, "\(String(describing: flapError))")
+        #expect(afterFlap, "no report on the same socket after the flap: \(collector.messages)")
+        #expect(try inNamespace(lab.router) { try shared.reopenIfReplaced() } == .unchanged)
+        #expect(try lab.deviceFlags(lab.router, lab.routerInterface) & allMulti != 0, "ALLMULTI lost in the flap")
         member.close()
 
         // Delete the veth (both ends) and create it again with the same names.
@@ -283,7 +325,7 @@ struct ListenerTapTests {
         member = try HostMember(lab, ipv6: false)
         defer { member.close() }
         try member.join("239.77.3.2")
-        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.2", recordType: 4) } }, timeout: .seconds(3), thenFor: .zero),
+        #expect(try collector.collect(until: { $0.contains { $0.mentions("239.77.3.2", recordType: 4) } }, timeout: .seconds(5), thenFor: .zero),
                 "no report after reopening: \(collector.messages)")
         print("ListenerTap reopen: index \(firstIndex) -> \(tap.interfaceIndex), old socket's read: \(oldError.map { "\($0)" } ?? "nothing queued"), \(outcome)")
         #expect(collector.messages.allSatisfy { $0.records.allSatisfy { $0.group != "239.77.3.1" } }, "\(collector.messages)")
@@ -359,6 +401,42 @@ struct ListenerTapTests {
     }
 
     // MARK: Helpers
+
+    /// An AF_PACKET socket on lr0 with no filter (8 MiB receive buffer): what really arrived.
+    private func openWitness(_ lab: ListenerLab) throws -> Int32 {
+        let routerInterface = lab.routerInterface
+        return try inNamespace(lab.router) { () throws -> Int32 in
+            let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(cln_htons(UInt16(CLN_ETH_P_ALL))))
+            guard fd >= 0 else { throw HarnessError("witness socket: \(String(cString: strerror(errno)))") }
+            var size: Int32 = 8 << 20
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_ll()
+            address.sll_family = UInt16(AF_PACKET)
+            address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_ALL))
+            address.sll_ifindex = Int32(if_nametoindex(routerInterface))
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
+            }
+            guard bound == 0 else { close(fd); throw HarnessError("witness bind: \(String(cString: strerror(errno)))") }
+            return fd
+        }
+    }
+
+    /// IGMP/MLD frames that arrived (not the router's own: those are PACKET_OUTGOING) queued on
+    /// the witness.
+    private func drainWitness(_ fd: Int32) -> Int {
+        var count = 0
+        var buffer = [UInt8](repeating: 0, count: 9300)
+        var from = sockaddr_ll()
+        while true {
+            var length = socklen_t(MemoryLayout<sockaddr_ll>.size)
+            let n = withUnsafeMutablePointer(to: &from) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT), $0, &length) }
+            }
+            guard n > 0 else { return count }
+            if Int32(from.sll_pkttype) != CLN_PACKET_OUTGOING, ListenerFrames.parse(Array(buffer[0..<n])) != nil { count += 1 }
+        }
+    }
 
     private func openTap(_ lab: ListenerLab) throws -> ListenerTap {
         let name = try #require(InterfaceName(lab.routerInterface))
@@ -461,7 +539,13 @@ final class HostMember {
         }
     }
 
-    func close() { Glibc.close(fd) }
+    private var closed = false
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(fd)
+    }
 }
 
 /// `tap.send(frame:)`, again (up to 10 times, 50 ms apart) while it fails with ENOBUFS or

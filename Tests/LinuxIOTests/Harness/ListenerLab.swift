@@ -151,6 +151,19 @@ final class ListenerLab {
         return value
     }
 
+    /// Frames the veth lost: lh0's tx_dropped plus lr0's rx_dropped (a veth drops when the
+    /// receiving CPU's backlog is full and counts it on both).
+    func vethDrops() throws -> Int {
+        func counter(_ namespace: String, _ interface: String, _ name: String) throws -> Int {
+            let text = try must(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/statistics/\(name)"]).stdout
+            guard let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw HarnessError("\(name) of \(interface) in \(namespace): '\(text)'")
+            }
+            return value
+        }
+        return try counter(host, hostInterface, "tx_dropped") + counter(router, routerInterface, "rx_dropped")
+    }
+
     @discardableResult
     func must(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> CommandResult {
         let result = try run(arguments, in: directory, timeout: timeout)
