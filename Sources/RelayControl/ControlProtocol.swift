@@ -94,7 +94,7 @@ public struct RuleText: Codable, Equatable, Sendable {
 
     public init(_ spec: RuleSpec) {
         self.init(name: spec.name,
-                  in: "\(spec.input.interface):\(spec.input.group):\(spec.input.port)",
+                  in: "\(spec.input.interface):\(spec.input.group.endpointText):\(spec.input.port)",
                   source: spec.input.source?.description,
                   out: spec.outputs.map(\.description))
     }
