@@ -471,6 +471,8 @@ struct CapturedDatagram {
         // Pseudo header (source, destination, zero, protocol, UDP length) + the UDP datagram.
         let pseudo = source + destination + [0, 17, udp[4], udp[5]] + udp
         udpChecksumValid = pseudo.withUnsafeBytes { EgressFrame.checksum($0) } == 0
+        let partial = (source + destination + [0, 17, udp[4], udp[5]]).withUnsafeBytes { EgressFrame.checksum($0) }
+        udpChecksumOffloadPending = udpChecksum == UInt16(bigEndian: ~partial)  // the sum is kept in memory order
     }
 
     private init(blank: Void) {
@@ -513,7 +515,7 @@ struct CapturedDatagram {
         udpChecksumValid = udpChecksum != 0 && (pseudoHeader + udp).withUnsafeBytes { EgressFrame.checksum($0) } == 0
         // CHECKSUM_PARTIAL leaves ~checksum(pseudo header) in the field (the device adds the rest).
         let partial = pseudoHeader.withUnsafeBytes { EgressFrame.checksum($0) }
-        udpChecksumOffloadPending = udpChecksum == ~partial
+        udpChecksumOffloadPending = udpChecksum == UInt16(bigEndian: ~partial)  // the sum is kept in memory order
         return true
     }
 }
