@@ -361,4 +361,35 @@ extension EndToEndIPv6Tests {
             expectNoUnexpectedDrops(after)
         }
     }
+
+    /// Outputs on the input interface itself (IPv6 and IPv4, both back out of rin0 toward the
+    /// sender): the daemon must never read its own frames back. The ingress socket is bound to
+    /// ETH_P_ALL (for IPv6), which taps the host's transmissions too, and the daemon's workers are
+    /// always PACKET_FANOUT members (even one), whose group hook ignores the socket's
+    /// PACKET_IGNORE_OUTGOING: before the fix every relayed frame came back as `no_matching_rule`
+    /// (seen here first, in a flight recording holding the relay's own output and MLD reports).
+    @Test("outputs on the input interface: the daemon never reads its own frames back (IPv4 and IPv6)", arguments: [1, 2])
+    func ownOutputIsNotInput(workers: Int) throws {
+        let lab = try Lab("6own\(workers)", ipv6: true)
+        defer { lab.down() }
+        let daemon = try RelayDaemon(lab, workers: workers)
+        defer { daemon.kill() }
+        try daemon.addRule("rin0:[ff3e::8000:1]:5000", ["rin0:[ff3e::20:1]:6000"])
+        try daemon.addRule("rin0:239.1.1.1:5000", ["rin0:239.20.1.1:6000"])
+        try daemon.waitSettled()
+        let n = 300
+        let streams = [Stream(input: "[ff3e::8000:1]:5000", output: "[ff3e::20:1]:6000", id: 1),
+                       Stream(input: "239.1.1.1:5000", output: "239.20.1.1:6000", id: 2)]
+        // The relayed streams arrive back in the sender namespace, where a receiver counts them.
+        let receiver = try Receiver(lab, namespace: lab.sender, address: Lab.senderAddress, address6: Lab.senderAddress6,
+                                    streams: streams, expect: n, size: 100)
+        try send(lab, streams: streams, count: n, rate: 1000, size: 100, sourcePort: Self.sourcePort)
+        expectDelivered(try receiver.finish(), streams, count: n, ttl: 64)
+        let stats = try daemon.stats()
+        expectCounted(stats, inputs: streams.map { "rin0:\($0.input)" }, packets: UInt64(n))
+        #expect(stats.drops[.noMatchingRule] == 0 && stats.drops[.ownTransmission] == 0,
+                "the daemon read its own output back: \(stats.drops.nonZero)")
+        let stopped = try daemon.stop()
+        #expect(stopped.status == 0, "\(stopped)")
+    }
 }

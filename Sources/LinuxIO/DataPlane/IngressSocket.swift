@@ -2,10 +2,10 @@ import CLinuxNet
 import Glibc
 import RelayCore
 
-/// One AF_PACKET socket reading IPv4 frames from one input interface.
+/// One AF_PACKET socket reading IPv4 and IPv6 frames from one input interface.
 ///
-/// `SOCK_DGRAM` with protocol ETH_P_IP: the kernel strips the link header (and any VLAN tag),
-/// so frames start at the IPv4 header (`LinkType.rawIP`). Options, in the order they are set:
+/// `SOCK_DGRAM` with protocol ETH_P_ALL: the kernel strips the link header (and any VLAN tag),
+/// so frames start at the IP header (`LinkType.rawIP`). Options, in the order they are set:
 /// - created with protocol 0, so nothing is queued before `bind` narrows it to one interface;
 /// - `PACKET_IGNORE_OUTGOING`: the relay's own transmissions never come back as input (a relay
 ///   that reads an interface it also writes would otherwise loop);
@@ -13,9 +13,11 @@ import RelayCore
 ///   dropped in the kernel instead of costing a wakeup and a copy (for a fanout member, a filter
 ///   accepting nothing until it has joined its group, then this one);
 /// - a large receive buffer (bursts are absorbed by the kernel, not lost);
-/// - `bind` to the interface index with ETH_P_IP;
-/// - `PACKET_FANOUT` (hash mode) when several workers share the interface: the kernel hands
-///   each frame to exactly one socket of the group, and a flow stays on one worker (in order).
+/// - `bind` to the interface index with ETH_P_ALL (which, unlike ETH_P_IP, also taps the
+///   host's transmissions: hence IGNORE_OUTGOING, on the socket and on its fanout group);
+/// - `PACKET_FANOUT` (hash mode, `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`) when workers share the
+///   interface: the kernel hands each frame to exactly one socket of the group, and a flow
+///   stays on one worker (in order).
 ///   Joining needs a bound, running socket, so it comes last (a down interface fails here).
 public struct IngressSocket: Sendable {
     public let fd: Int32
@@ -55,7 +57,11 @@ public struct IngressSocket: Sendable {
             guard bound == 0 else { throw .last("bind(AF_PACKET)", target) }
 
             if let group = fanoutGroup {
-                let argument = cln_fanout_arg(group, CLN_PACKET_FANOUT_HASH, 0)
+                // The group's hook, not the socket's, receives frames once it has joined: without
+                // the group's own IGNORE_OUTGOING flag, PACKET_IGNORE_OUTGOING above no longer
+                // applies and (bound to ETH_P_ALL) every frame the host sends on this interface,
+                // the relay's own output included, comes back as input (kernel >= 4.20).
+                let argument = cln_fanout_arg(group, CLN_PACKET_FANOUT_HASH, CLN_PACKET_FANOUT_FLAG_IGNORE_OUTGOING)
                 try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_FANOUT, argument, "PACKET_FANOUT group \(group)", target)
                 try Self.attachFilter(fd, dropAll: false, target)
             }
