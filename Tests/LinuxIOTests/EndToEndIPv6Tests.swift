@@ -392,4 +392,34 @@ extension EndToEndIPv6Tests {
         let stopped = try daemon.stop()
         #expect(stopped.status == 0, "\(stopped)")
     }
+
+    /// `mcrelay doctor` judges an output interface by the families its rules send: IPv6 outputs
+    /// need a usable IPv6 address, not an IPv4 one (it used to fail an IPv6-only output for
+    /// having no IPv4 address, and pass one without IPv6). The lab's addresses are flushed here
+    /// to make the traps; doctor itself changes nothing.
+    @Test("doctor: an IPv6-only output needs an IPv6 address, not an IPv4 one")
+    func doctorJudgesOutputsByFamily() throws {
+        let lab = try Lab("6doc", ipv6: true)
+        defer { lab.down() }
+        struct Finding: Decodable { var severity: String; var subject: String; var message: String }
+        func doctor(_ rules: String) throws -> (status: Int32, findings: [Finding]) {
+            let path = lab.directory + "/doctor-\(UniqueNumbers.next()).json"
+            try Data(rules.utf8).write(to: URL(fileURLWithPath: path))
+            let result = try run(lab.exec(lab.relay, [E2E.binary, "doctor", "--json", "--config", path]), in: lab.directory)
+            return (result.status, try JSONDecoder().decode([Finding].self, from: Data(result.stdout.utf8)))
+        }
+        let v6only = #"{"rules": [{"in": "rin0:[ff3e::8000:1]:5000", "out": ["rout1:[ff3e::10:1]:6000"]}]}"#
+        let mixed = #"{"rules": [{"in": "rin0:[ff3e::8000:1]:5000", "out": ["rout1:[ff3e::10:1]:6000", "rout1:239.10.1.1:6001"]}]}"#
+        try lab.must(lab.relay, ["ip", "-4", "addr", "flush", "dev", "rout1"])
+        let healthy = try doctor(v6only)
+        #expect(healthy.status == 0, "\(healthy.findings.filter { $0.severity == "FAIL" })")
+        #expect(healthy.findings.contains { $0.subject == "output rout1" && $0.severity == "OK" && $0.message.contains("IPv6 \(Lab.relayOutput1Address6)") },
+                "\(healthy.findings.filter { $0.subject == "output rout1" })")
+        let needsV4 = try doctor(mixed)
+        #expect(needsV4.status == 1 && needsV4.findings.contains { $0.subject == "output rout1" && $0.message.contains("no IPv4 address") })
+        try lab.must(lab.relay, ["ip", "-6", "addr", "flush", "dev", "rout1"])
+        let noV6 = try doctor(v6only)
+        #expect(noV6.status == 1 && noV6.findings.contains { $0.subject == "output rout1" && $0.severity == "FAIL" && $0.message.contains("no usable IPv6 address") },
+                "\(noV6.findings.filter { $0.subject == "output rout1" })")
+    }
 }

@@ -24,6 +24,9 @@ public struct HostDoctor {
     public var inputs: [InterfaceName: Int]
     public var outputs: Set<InterfaceName>
     public var multicastOutputs: Set<InterfaceName>
+    /// The address families each output interface sends (`--out` without rules: IPv4): an
+    /// interface needs a source address of each (IPv6: a usable global or link-local one).
+    public var outputFamilies: [InterfaceName: Set<AddressFamily>] = [:]
     /// Where to read /proc and /sys (a test can point these at a fake tree).
     public var procRoot = "/proc"
     public var sysRoot = "/sys"
@@ -38,6 +41,10 @@ public struct HostDoctor {
         self.inputs = inputs.mapValues(\.count)
         outputs = Set(rules.flatMap { $0.outputs.map(\.interface) } + extraOutputs)
         multicastOutputs = Set(rules.flatMap { $0.outputs.filter { $0.destination.isMulticast }.map(\.interface) } + extraOutputs)
+        var families: [InterfaceName: Set<AddressFamily>] = [:]
+        for rule in rules { for output in rule.outputs { families[output.interface, default: []].insert(output.destination.family) } }
+        for name in extraOutputs where families[name] == nil { families[name] = [.ipv4] }
+        outputFamilies = families
     }
 
     public func run() -> [Finding] {
@@ -143,11 +150,25 @@ public struct HostDoctor {
         if multicastOutputs.contains(name), flags & UInt32(IFF_MULTICAST) == 0 {
             findings.append(Finding(severity: .problem, subject: subject, message: "lacks the MULTICAST flag: multicast sent out of it is refused", fix: "ip link set \(name) multicast on"))
         }
-        if ipv4Addresses(of: name).isEmpty {
-            findings.append(Finding(severity: .problem, subject: subject, message: "has no IPv4 address: relayed packets would have no usable source address", fix: "ip addr add ADDRESS/PREFIX dev \(name)"))
+        let families = outputFamilies[name] ?? [.ipv4]
+        var addresses: [String] = []
+        if families.contains(.ipv4) {
+            if ipv4Addresses(of: name).isEmpty {
+                findings.append(Finding(severity: .problem, subject: subject, message: "has no IPv4 address: relayed packets would have no usable source address", fix: "ip addr add ADDRESS/PREFIX dev \(name)"))
+            }
+            addresses.append("IPv4 \(ipv4Addresses(of: name).map(\.description).joined(separator: ", "))")
+        }
+        if families.contains(.ipv6) {
+            // What the workers read (InterfaceFactsReader): usable means not tentative, not deprecated.
+            let index = Int32(bitPattern: if_nametoindex(name.rawValue))
+            let v6 = IPv6InterfaceAddresses.read(index: index, path: "\(procRoot)/net/if_inet6")
+            if v6.global == nil && v6.linkLocal == nil {
+                findings.append(Finding(severity: .problem, subject: subject, message: "has no usable IPv6 address (none, or still tentative): relayed IPv6 packets would have no source address", fix: "ip -6 addr add ADDRESS/PREFIX dev \(name)"))
+            }
+            addresses.append("IPv6 " + [v6.global, v6.linkLocal].compactMap { $0?.description }.joined(separator: ", "))
         }
         if findings.isEmpty {
-            findings.append(Finding(severity: .ok, subject: subject, message: "up, multicast, IPv4 \(ipv4Addresses(of: name).map(\.description).joined(separator: ", "))", fix: nil))
+            findings.append(Finding(severity: .ok, subject: subject, message: "up, multicast, " + addresses.joined(separator: ", "), fix: nil))
         }
         findings += egress(name)
         return findings
