@@ -10,7 +10,9 @@ import RelayCore
 ///     byte 1       number of rules (mod 8)
 ///     per rule     11 bytes: flags, group (4), port (2), source (4)
 ///                  flags bits 0-1 input interface in0..in3 (in3 is not read by this worker),
-///                        bits 2-3 number of outputs - 1, bit 4 source-specific
+///                        bits 2-3 number of outputs - 1, bit 4 source-specific,
+///                        bit 5 IPv6 (group ff3e::GROUP, source 2001:db8::SOURCE from the same
+///                        32 bits), bit 6 IPv6 outputs
 ///     the rest     the frame
 ///
 /// Rules the RuleBook refuses (not multicast, port 0, duplicate input, ...) are left out,
@@ -26,14 +28,24 @@ public enum FrameFuzzInput {
         public var port: UInt16
         public var source: IPv4Address?
         public var outputs: Int
+        /// The group and source are ff3e::GROUP and 2001:db8::SOURCE (their 32 bits).
+        public var ipv6 = false
+        public var ipv6Outputs = false
 
-        public init(interface: Int, group: IPv4Address, port: UInt16, source: IPv4Address? = nil, outputs: Int = 1) {
+        public init(interface: Int, group: IPv4Address, port: UInt16, source: IPv4Address? = nil, outputs: Int = 1,
+                    ipv6: Bool = false, ipv6Outputs: Bool = false) {
             self.interface = interface
             self.group = group
             self.port = port
             self.source = source
             self.outputs = outputs
+            self.ipv6 = ipv6
+            self.ipv6Outputs = ipv6Outputs
         }
+
+        /// The IPv6 group or source a rule seed's 32 bits stand for.
+        public static func ipv6Group(_ bits: UInt32) -> IPv6Address { IPv6Address(high: 0xFF3E << 48, low: UInt64(bits)) }
+        public static func ipv6Source(_ bits: UInt32) -> IPv6Address { IPv6Address(high: 0x2001_0DB8 << 32, low: UInt64(bits)) }
     }
 
     /// Builds an input in the layout above (used to write seed corpora).
@@ -42,6 +54,7 @@ public enum FrameFuzzInput {
         var bytes: [UInt8] = [control, UInt8(rules.count)]
         for rule in rules {
             let flags = UInt8(rule.interface & 3) | UInt8((rule.outputs - 1) & 3) << 2 | (rule.source == nil ? 0 : 0x10)
+                | (rule.ipv6 ? 0x20 : 0) | (rule.ipv6Outputs ? 0x40 : 0)
             bytes.append(flags)
             bytes += be32(rule.group.value) + [UInt8(rule.port >> 8), UInt8(rule.port & 0xFF)]
             bytes += be32(rule.source?.value ?? 0)
@@ -55,11 +68,13 @@ public enum FrameFuzzInput {
 
     /// The outputs of the rule at `position`: distinct, valid, on three egress interfaces,
     /// one of them unicast, so transmits can be checked field by field.
-    static func outputs(position: Int, count: Int) -> [OutputSpec] {
+    static func outputs(position: Int, count: Int, ipv6: Bool = false) -> [OutputSpec] {
         (0..<count).map { (index: Int) -> OutputSpec in
             let interface = InterfaceName("out\(index % 3)")!
-            let unicast = IPv4Address(198, 18, 0, UInt8(position + 1))
-            let group = IPv4Address(239, 100, UInt8(position), UInt8(index))
+            let unicast: IPAddress = ipv6 ? .v6(IPv6Address(0x2001, 0xdb8, 0, 0, 0, 0, 0, UInt16(position + 1)))
+                : .v4(IPv4Address(198, 18, 0, UInt8(position + 1)))
+            let group: IPAddress = ipv6 ? .v6(IPv6Address(0xff3e, 0, 0, 0, 0, 0x100, UInt16(position), UInt16(index)))
+                : .v4(IPv4Address(239, 100, UInt8(position), UInt8(index)))
             let ttl = UInt8(1 + index * 16)
             return OutputSpec(interface: interface, destination: index == 3 ? unicast : group,
                               port: UInt16(6000 + index), ttl: ttl)
@@ -84,13 +99,16 @@ public func checkFrame(_ input: UnsafeRawBufferPointer) -> FrameVerdict {
     var book = RuleBook()
     for position in 0..<ruleCount {
         let flags = reader.u8()
-        let group = IPv4Address(reader.u32())
+        let groupBits = reader.u32()
         let port = reader.u16()
-        let source = IPv4Address(reader.u32())
+        let sourceBits = reader.u32()
+        let ipv6 = flags & 0x20 != 0
+        let group: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Group(groupBits)) : .v4(IPv4Address(groupBits))
+        let source: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Source(sourceBits)) : .v4(IPv4Address(sourceBits))
         let input = InputSpec(
             interface: FrameFuzzInput.allInputInterfaces[Int(flags & 3)], group: group, port: port,
             source: flags & 0x10 != 0 ? source : nil)
-        let outputs = FrameFuzzInput.outputs(position: position, count: Int(flags >> 2 & 3) + 1)
+        let outputs = FrameFuzzInput.outputs(position: position, count: Int(flags >> 2 & 3) + 1, ipv6: flags & 0x40 != 0)
         _ = try? book.add(RuleSpec(input: input, outputs: outputs))
     }
     let rules = Array(book.rules.values)

@@ -11,6 +11,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case control
     case events
     case egress
+    case listener
 
     public func check(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -20,6 +21,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .control: checkControl(input)
         case .events: checkEvents(input)
         case .egress: checkEgress(input)
+        case .listener: checkListener(input)
         }
     }
 }

@@ -70,7 +70,7 @@ public struct ConfigFile: Sendable, Equatable {
     public func serialized() -> Data {
         let raw = RawFile(rules: rules.map { spec in
             RawRule(name: spec.name,
-                    in: "\(spec.input.interface):\(spec.input.group.endpointText):\(spec.input.port)",
+                    in: spec.input.endpoint,
                     source: spec.input.source?.description,
                     out: spec.outputs.map(\.description))
         })

@@ -94,7 +94,7 @@ public struct RuleText: Codable, Equatable, Sendable {
 
     public init(_ spec: RuleSpec) {
         self.init(name: spec.name,
-                  in: "\(spec.input.interface):\(spec.input.group.endpointText):\(spec.input.port)",
+                  in: spec.input.endpoint,
                   source: spec.input.source?.description,
                   out: spec.outputs.map(\.description))
     }
@@ -215,29 +215,38 @@ public struct EgressView: Codable, Equatable, Sendable {
     public var interface: String
     public var path: String
     public var pathReason: String
+    /// IPv6 outputs' path (absent in replies from before IPv6: the IPv4 one).
+    public var ipv6Path: String?
+    public var ipv6PathReason: String?
     public var segmentation: Bool
     public var segmentationReason: String
 
     enum CodingKeys: String, CodingKey {
         case interface, path, segmentation, pathReason = "path_reason", segmentationReason = "segmentation_reason"
+        case ipv6Path = "ipv6_path", ipv6PathReason = "ipv6_path_reason"
     }
 
     public init(_ egress: InterfaceEgress) {
         interface = egress.interface.rawValue
         path = egress.path.rawValue
         pathReason = egress.pathReason
+        ipv6Path = egress.ipv6Path.rawValue
+        ipv6PathReason = egress.ipv6PathReason
         segmentation = egress.segmentation
         segmentationReason = egress.segmentationReason
     }
 
     /// The path of one output on this interface.
-    public func path(multicast: Bool) -> String {
+    public func path(multicast: Bool, family: AddressFamily = .ipv4) -> String {
         let udp = segmentation ? "udp+gso" : "udp"
-        return multicast && path == EgressPath.packet.rawValue ? path : udp
+        let chosen = family == .ipv4 ? path : (ipv6Path ?? path)
+        return multicast && chosen == EgressPath.packet.rawValue ? chosen : udp
     }
 
     public var text: String {
-        "\(interface): multicast \(path) (\(pathReason)); UDP GSO \(segmentation ? "on" : "off") (\(segmentationReason))"
+        let v6Path = ipv6Path ?? path, v6Reason = ipv6PathReason ?? pathReason
+        let ipv6 = v6Path == path && v6Reason == pathReason ? "" : ", IPv6 \(v6Path) (\(v6Reason))"
+        return "\(interface): multicast \(path) (\(pathReason))\(ipv6); UDP GSO \(segmentation ? "on" : "off") (\(segmentationReason))"
     }
 }
 

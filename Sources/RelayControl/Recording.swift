@@ -78,6 +78,9 @@ public struct RecordingManifest: Codable, Equatable, Sendable {
     public var dispatch: String
     /// `net.ipv4.igmp_max_memberships` of the daemon's namespace (the core's per-socket limit).
     public var membershipLimit: Int?
+    /// IPv6 groups per helper socket the core used (`SocketLimits.ipv6(optmemMax:)` of the
+    /// daemon's namespace); nil in recordings from before IPv6.
+    public var membershipLimitIPv6: Int?
     /// Every interface of the host at the start, index <-> name.
     public var interfaces: [Interface]
     public var limitBytes: UInt64
@@ -93,6 +96,7 @@ public struct RecordingManifest: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case format, workers, dispatch, interfaces, membershipLimit = "membership_limit"
+        case membershipLimitIPv6 = "membership_limit_ipv6"
         case mcrelayVersion = "mcrelay_version", startNs = "start_ns", endNs = "end_ns", clockOffsetNs = "clock_offset_ns"
         case limitBytes = "limit_bytes", stopReason = "stop_reason", completeUntilNs = "complete_until_ns"
         case framesLost = "frames_lost", egress

@@ -20,6 +20,7 @@ final class EgressRecorder {
         var name: InterfaceName
         var facts: InterfaceFacts
         var path: EgressPath
+        var ipv6Path: EgressPath
         var writer: PcapWriter?
         var frames = 0
         var bytes = 0
@@ -44,7 +45,8 @@ final class EgressRecorder {
         self.announced = egress
         ports = interfaces.names.enumerated().map { position, name in
             let facts = facts[name] ?? .simulated(name, position: position)
-            return Port(name: name, facts: facts, path: EgressPolicy.path(facts, mode: mode).0)
+            return Port(name: name, facts: facts, path: EgressPolicy.path(facts, mode: mode, family: .ipv4).0,
+                        ipv6Path: EgressPolicy.path(facts, mode: mode, family: .ipv6).0)
         }
         buffer = [UInt8](repeating: 0, count: 65_536 + EgressFrame.maximumHeaderBytes)
         templates = .allocate(byteCount: max(1, interfaces.count) * EgressFrame.templateBytes, alignment: 16)
@@ -72,7 +74,8 @@ final class EgressRecorder {
         let count = min(payload.count, buffer.count - EgressFrame.maximumHeaderBytes)
         let body = UnsafeRawBufferPointer(rebasing: payload[0..<count])
         let length: Int
-        if destination.isMulticast && ports[interface].path == .packet {
+        if destination.isMulticast && (destination.family == .ipv4 ? ports[interface].path : ports[interface].ipv6Path) == .packet,
+           facts.source(for: destination) != nil {
             // The worker's code path, byte for byte: a template per output, a header per datagram.
             let template = templates + interface * EgressFrame.templateBytes
             if ports[interface].templateFor.map({ $0 != (destination, port, ttl) }) ?? true {

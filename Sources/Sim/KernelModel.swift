@@ -12,6 +12,19 @@ struct KernelModel {
     static let maxSourcesPerGroup = 10
     /// `net.ipv6.mld_max_msf` (default 64): the IPv6 twin of `igmp_max_msf`.
     static let maxSourcesPerGroupIPv6 = 64
+    /// IPv6 memberships are bounded by the socket's option memory, not by a count
+    /// (`sock_kmalloc` fails once `sk_omem_alloc + size >= net.core.optmem_max`): 56 bytes
+    /// per group (`ipv6_mc_socklist`, ENOMEM when refused) and, for a source-specific group,
+    /// a source list of 24 + 16 * capacity bytes whose capacity grows in blocks of 10
+    /// (`IP6_SFBLOCK`; the larger list is allocated before the old one is freed; ENOBUFS when
+    /// refused). Measured on this kernel (docs/ipv6-linux-facts.md): 2340 any-source groups,
+    /// 546 one-source groups, 108 full (64-source) groups and 40 sources of the next.
+    static let optmemMax = 131_072
+    static let ipv6GroupBytes = 56
+    static func ipv6SourceListBytes(capacity: Int) -> Int { 24 + 16 * capacity }
+    static func ipv6SourceCapacity(for count: Int) -> Int { (count + 9) / 10 * 10 }
+    /// The any-source count at the default optmem (the most groups an IPv6 socket can hold).
+    static let defaultIPv6MembershipLimit = optmemMax / ipv6GroupBytes - (optmemMax % ipv6GroupBytes == 0 ? 1 : 0)
     /// `net.core.wmem_default` (212992 bytes): a UDP socket's send buffer. A non-blocking send
     /// fails with EAGAIN when the bytes in flight (`sk_wmem_alloc`) would exceed it
     /// (`sock_alloc_send_pskb`).
@@ -50,7 +63,7 @@ struct KernelModel {
     private var gate: [GateKey: (any: Int, sources: [IPAddress: Int])] = [:]
     private(set) var refusedOverLimit = 0
 
-    init(interfaces: InterfaceTable, membershipLimit: Int, membershipLimitIPv6: Int = SocketLimits.defaultIPv6) {
+    init(interfaces: InterfaceTable, membershipLimit: Int, membershipLimitIPv6: Int = KernelModel.defaultIPv6MembershipLimit) {
         self.interfaces = interfaces
         self.membershipLimit = membershipLimit
         self.membershipLimitIPv6 = membershipLimitIPv6
@@ -91,6 +104,10 @@ struct KernelModel {
         guard interfaces.index(of: key.interface) != nil else { return .failed(.noSuchDevice) }
         let group = key.group
         let sourceLimit = group.family == .ipv4 ? Self.maxSourcesPerGroup : Self.maxSourcesPerGroupIPv6
+        if group.family == .ipv6, let refusal = Self.optionMemoryRefusal(socket, adding: key) {
+            refusedOverLimit += 1
+            return .failed(refusal)
+        }
         if let existing = socket.groups[group] {
             switch (existing, key.source) {
             case (.anySource, nil): return .failed(.alreadyMember)  // EADDRINUSE
@@ -111,6 +128,39 @@ struct KernelModel {
         helperSockets[id] = socket
         regate(key.interface, group)
         return .joined
+    }
+
+    /// Option memory an IPv6 helper socket holds (see `optmemMax`).
+    static func optionMemory(_ socket: HelperSocket) -> Int {
+        socket.groups.reduce(0) { total, entry in
+            guard entry.key.family == .ipv6 else { return total }
+            switch entry.value {
+            case .anySource: return total + ipv6GroupBytes
+            case let .sources(sources):
+                return total + ipv6GroupBytes + ipv6SourceListBytes(capacity: ipv6SourceCapacity(for: sources.count))
+            }
+        }
+    }
+
+    /// Why the kernel would refuse this IPv6 join for option memory (nil: it fits). Both errnos
+    /// mean "this socket is full" to the relay (`JoinError.socketFull`).
+    static func optionMemoryRefusal(_ socket: HelperSocket, adding key: MembershipKey) -> JoinError? {
+        let held = optionMemory(socket)
+        func fits(_ bytes: Int) -> Bool { held + bytes < optmemMax }
+        switch (socket.groups[key.group], key.source) {
+        case (nil, nil):
+            return fits(ipv6GroupBytes) ? nil : .socketFull  // ENOMEM
+        case (nil, .some):
+            guard fits(ipv6GroupBytes) else { return .socketFull }  // ENOMEM
+            return fits(ipv6GroupBytes + ipv6SourceListBytes(capacity: 10)) ? nil : .socketFull  // ENOBUFS
+        case let (.sources(sources)?, .some(source)):
+            guard !sources.contains(source), sources.count < maxSourcesPerGroupIPv6,
+                  sources.count == ipv6SourceCapacity(for: sources.count) else { return nil }
+            // A full list grows: the new one is allocated while the old one is still held.
+            return fits(ipv6SourceListBytes(capacity: sources.count + 10)) ? nil : .socketFull  // ENOBUFS
+        default:
+            return nil  // EADDRINUSE or EINVAL, decided below
+        }
     }
 
     /// `IP_DROP_MEMBERSHIP` / `IP_DROP_SOURCE_MEMBERSHIP`. Returns false when there was no

@@ -22,6 +22,11 @@ public struct SimOptions: Sendable, Equatable {
     public var coreSocketLimit = 20
     /// The limit the kernel model enforces (`net.ipv4.igmp_max_memberships`).
     public var kernelMembershipLimit = KernelModel.defaultMembershipLimit
+    /// The IPv6 twins: the groups per helper socket the core assumes (`SocketLimits.ipv6`), and
+    /// a count the kernel model enforces on top of its option-memory accounting (default: the
+    /// most any-source groups the default optmem_max holds, 2340; lower it to test pools).
+    public var coreSocketLimitIPv6 = SocketLimits.defaultIPv6
+    public var kernelMembershipLimitIPv6 = KernelModel.defaultIPv6MembershipLimit
     /// The relay starts this long before the first frame, so it has joined its groups.
     public var warmup: UInt64 = 1_000_000_000
     /// After traffic and events end, faults stop and the relay must converge within this.

@@ -106,6 +106,7 @@ public struct Recording: Sendable {
         let limit = max(manifest.membershipLimit ?? KernelModel.defaultMembershipLimit, 1)
         options.coreSocketLimit = limit
         options.kernelMembershipLimit = limit
+        if let limit = manifest.membershipLimitIPv6, limit > 0 { options.coreSocketLimitIPv6 = limit }
         let input = SimInput(store: store, rules: config.rules, events: events)
         return Recording(manifest: manifest, simCase: SimCase(input: input, options: options), notes: notes)
     }

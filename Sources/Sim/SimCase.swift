@@ -29,6 +29,8 @@ public struct SimCase: Sendable {
         var dispatch: String
         var coreSocketLimit: Int
         var kernelMembershipLimit: Int
+        var coreSocketLimitIPv6: Int?
+        var kernelMembershipLimitIPv6: Int?
         var traces: [String: String]
         var schedule: [String]?
         var driverBugs: [String]?
@@ -45,6 +47,7 @@ public struct SimCase: Sendable {
             case epochNs = "epoch_ns"
             case driverBugs = "driver_bugs"
             case coreSocketLimit = "core_socket_limit", kernelMembershipLimit = "kernel_membership_limit"
+            case coreSocketLimitIPv6 = "core_socket_limit_ipv6", kernelMembershipLimitIPv6 = "kernel_membership_limit_ipv6"
         }
     }
 
@@ -68,6 +71,8 @@ public struct SimCase: Sendable {
         options.dispatch = dispatch
         options.coreSocketLimit = manifest.coreSocketLimit
         options.kernelMembershipLimit = manifest.kernelMembershipLimit
+        options.coreSocketLimitIPv6 = manifest.coreSocketLimitIPv6 ?? SocketLimits.defaultIPv6
+        options.kernelMembershipLimitIPv6 = manifest.kernelMembershipLimitIPv6 ?? KernelModel.defaultIPv6MembershipLimit
         for facts in manifest.interfaces ?? [] { options.interfaceFacts[facts.name] = facts }
         if let egress = manifest.egress {
             guard let mode = EgressMode(rawValue: egress) else { throw SimError.input("\(manifestPath): bad egress \"\(egress)\"") }
@@ -117,7 +122,10 @@ public struct SimCase: Sendable {
         let manifest = Manifest(
             seed: options.seed, faults: options.faults.description, swarm: options.swarm, timing: options.timing.rawValue,
             workers: options.workers, dispatch: options.dispatch.rawValue, coreSocketLimit: options.coreSocketLimit,
-            kernelMembershipLimit: options.kernelMembershipLimit, traces: traces,
+            kernelMembershipLimit: options.kernelMembershipLimit,
+            coreSocketLimitIPv6: options.coreSocketLimitIPv6 == SocketLimits.defaultIPv6 ? nil : options.coreSocketLimitIPv6,
+            kernelMembershipLimitIPv6: options.kernelMembershipLimitIPv6 == KernelModel.defaultIPv6MembershipLimit ? nil : options.kernelMembershipLimitIPv6,
+            traces: traces,
             schedule: options.schedule.isEmpty ? nil : options.schedule.map(\.description),
             driverBugs: options.driverBugs.isEmpty ? nil : options.driverBugs.map(\.rawValue).sorted(), description: description,
             epochNs: input.store.frames.first.map { $0.time == 0 } == true ? nil : input.store.epoch,

@@ -159,10 +159,11 @@ extension Simulation {
     /// The core must never place more groups on a helper socket than the kernel allows.
     func checkSocketLimit() {
         count(InvariantName.helperSocketLimit)
-        for usage in control.membership.socketUsage where usage.groups > options.kernelMembershipLimit {
-            guard reportedSockets.insert(usage.socket).inserted else { continue }
+        for usage in control.membership.socketUsage {
+            let limit = usage.socket.family == .ipv4 ? options.kernelMembershipLimit : options.kernelMembershipLimitIPv6
+            guard usage.groups > limit, reportedSockets.insert(usage.socket).inserted else { continue }
             violate(InvariantName.helperSocketLimit,
-                    "helper socket \(usage.socket) given \(usage.groups) groups; the kernel allows \(options.kernelMembershipLimit) per socket")
+                    "helper socket \(usage.socket) given \(usage.groups) groups; the kernel allows \(limit) per socket")
         }
     }
 

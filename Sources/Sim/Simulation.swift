@@ -194,8 +194,10 @@ public final class Simulation {
         traceEnd = traceFrameCount
         epochBase = input.store.epoch >= options.warmup ? input.store.epoch - options.warmup : 0
         control = ControlPlane(configuration: .init(
-            socketLimit: options.coreSocketLimit, workerCount: options.workers, dispatchMode: options.dispatch))
-        kernel = KernelModel(interfaces: interfaces, membershipLimit: options.kernelMembershipLimit)
+            socketLimit: options.coreSocketLimit, socketLimitIPv6: options.coreSocketLimitIPv6,
+            workerCount: options.workers, dispatchMode: options.dispatch))
+        kernel = KernelModel(interfaces: interfaces, membershipLimit: options.kernelMembershipLimit,
+                             membershipLimitIPv6: options.kernelMembershipLimitIPv6)
         packetSockets = PacketSockets(interfaceCount: interfaces.count)
         injector = FaultInjector(spec: faultSpec, schedule: options.schedule, seed: options.seed)
         oracle = Oracle(interfaces: interfaces)

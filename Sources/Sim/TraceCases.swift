@@ -17,7 +17,7 @@ public enum TraceCases {
 
     static func payload(_ text: String, _ index: Int) -> [UInt8] { Array("\(text) #\(index)".utf8) }
 
-    public static var all: [Case] { [twoStreams, fiftyGroups, fanoutRemap, malformedMix, controlEvents] }
+    public static var all: [Case] { [twoStreams, fiftyGroups, fanoutRemap, malformedMix, controlEvents, ipv6Mix] }
 
     /// The seed's scenario: two streams on one interface; both must flow.
     public static var twoStreams: Case {
@@ -36,6 +36,69 @@ public enum TraceCases {
         }
         return Case(name: "two-streams", description: "two streams on one interface (239.1.1.1:5001 and 239.1.1.2:5002), two workers with fanout: both must flow",
                     simCase: SimCase(input: SimInput(store: store, rules: rules), options: SimOptions()))
+    }
+
+    /// IPv6 beside IPv4 on one interface: 30 IPv6 groups (two helper sockets at a limit of 20
+    /// assumed by the core here), a source-specific IPv6 rule that wins for its source, an IPv6
+    /// input fanned out to IPv6 and IPv4 outputs, an IPv4 stream to an IPv6 output, and IPv6
+    /// frames the relay must drop (fragment header, ICMPv6, zero UDP checksum, hop-by-hop
+    /// after another header, link-scoped group).
+    public static var ipv6Mix: Case {
+        func v6(_ text: String) -> IPAddress { .v6(IPv6Address(text)!) }
+        var rules: [RuleSpec] = [
+            RuleSpec(name: "feed6", input: InputSpec(interface: eth0, group: v6("ff3e::8000:1"), port: 5001),
+                     outputs: [OutputSpec(interface: eth1, destination: v6("ff3e::10:1"), port: 6001, ttl: 9),
+                               OutputSpec(interface: eth2, destination: .v4(IPv4Address(239, 10, 6, 1)), port: 6001, ttl: 16)]),
+            RuleSpec(name: "feed6-ssm", input: InputSpec(interface: eth0, group: v6("ff3e::8000:1"), port: 5001, source: v6("2001:db8:1::2")),
+                     outputs: [OutputSpec(interface: eth1, destination: v6("ff05::20:1"), port: 7001, ttl: 3)]),
+            RuleSpec(name: "v4-to-v6", input: InputSpec(interface: eth0, group: .v4(IPv4Address(239, 1, 1, 1)), port: 5001),
+                     outputs: [OutputSpec(interface: eth1, destination: v6("ff3e::40:1"), port: 6001, ttl: 8)]),
+        ]
+        for group in 0..<30 {
+            rules.append(RuleSpec(name: "g6-\(group + 1)", input: InputSpec(interface: eth0, group: v6("ff3e::2:\(String(group + 1, radix: 16))"), port: 5000),
+                                  outputs: [OutputSpec(interface: eth1, destination: v6("ff3e::20:\(String(group + 1, radix: 16))"), port: 6000, ttl: 8)]))
+        }
+        var store = FrameStore()
+        var time: UInt64 = 0
+        func add(_ bytes: [UInt8]) {
+            store.append(time: time, interface: eth0, link: .ethernet, bytes: bytes)
+            time += 400_000
+        }
+        for index in 0..<60 {
+            let source = index % 3 == 2 ? v6("2001:db8:1::2") : v6("2001:db8:1::1")
+            add(TrafficMaker.datagram(interface: 0, source: source, group: v6("ff3e::8000:1"), port: 5001,
+                                      payload: payload("feed6 from \(source)", index), sourcePort: UInt16(41000 + index % 4)))
+            add(TrafficMaker.datagram(interface: 0, source: IPv4Address(198, 18, 1, 1), group: IPv4Address(239, 1, 1, 1), port: 5001,
+                                      payload: payload("v4 feed", index), id: UInt16(index)))
+            let group = index % 30
+            add(TrafficMaker.datagram(interface: 0, source: v6("2001:db8:1::3"), group: v6("ff3e::2:\(String(group + 1, radix: 16))"), port: 5000,
+                                      payload: payload("group6 \(group + 1)", index / 30)))
+        }
+        // What must not pass: each kind five times.
+        let good = TrafficMaker.datagram(interface: 0, source: v6("2001:db8:1::1"), group: v6("ff3e::8000:1"), port: 5001,
+                                         payload: payload("bad", 0))
+        func withExtension(_ type: UInt8, _ frame: [UInt8]) -> [UInt8] {
+            var bytes = frame
+            bytes.insert(contentsOf: [bytes[20], 0, 1, 4, 0, 0, 0, 0], at: 54)
+            bytes[20] = type
+            let length = (Int(bytes[18]) << 8 | Int(bytes[19])) + 8
+            bytes[18] = UInt8(length >> 8); bytes[19] = UInt8(length & 0xFF)
+            return bytes
+        }
+        for _ in 0..<5 {
+            add(withExtension(44, good))                          // fragment
+            var icmp = good; icmp[20] = 58; add(icmp)            // ICMPv6
+            var zero = good; zero[60] = 0; zero[61] = 0; add(zero)  // zero UDP checksum
+            add(withExtension(60, withExtension(0, good)))        // hop-by-hop after destination options
+            add(TrafficMaker.datagram(interface: 0, source: v6("fe80::1"), group: v6("ff02::fb"), port: 5353, payload: payload("mdns", 0)))
+        }
+        var options = SimOptions()
+        options.workers = 2
+        // The IPv6 limits as low as IPv4's, so 30 groups need two IPv6 helper sockets.
+        options.coreSocketLimitIPv6 = 20
+        options.kernelMembershipLimitIPv6 = 20
+        return Case(name: "ipv6-mix", description: "IPv6 beside IPv4 on eth0: 30 IPv6 groups on two IPv6 helper sockets (IPv6 limits set to 20 in case.json), an IPv6 feed fanned out to IPv6 and IPv4 outputs with a source-specific rule winning for its source, IPv4 into IPv6, and IPv6 frames that must be dropped (fragment, ICMPv6, zero checksum, misplaced hop-by-hop, link-scoped group)",
+                    simCase: SimCase(input: SimInput(store: store, rules: rules), options: options))
     }
 
     /// 50 groups on one interface: more than one helper socket's worth (limit 20).

@@ -96,7 +96,7 @@ func replay(target: String, path: String) {
         #expect(forwarded.values.reduce(0, +) >= 8, "\(verdicts)")
         #expect(Set(forwarded.keys).count >= 3, "forwarded with several output counts: \(verdicts)")
         for reason in [DropReason.truncated, .notIP, .badChecksum, .badLength, .fragment, .notUDP,
-                       .notMulticast, .ownTransmission, .noMatchingRule] {
+                       .notMulticast, .ownTransmission, .noMatchingRule, .badIPv6Header, .zeroUDPChecksum] {
             #expect(verdicts[.dropped(reason), default: 0] > 0, "no seed dropped as \(reason)")
         }
         // The specific-source rule wins over the any-source one (4 outputs vs 2).

@@ -135,7 +135,50 @@ import Testing
         seeds.append(("ethernet-three-tags", FrameFuzzInput.encode(link: .ethernet, ingress: 0, rules: [any], frame: SeedFrame(vlanTags: [0x88A8, 0x8100, 0x8100]).build())))
         seeds.append(("sll-outgoing", FrameFuzzInput.encode(link: .linuxCooked, ingress: 0, rules: [any], frame: SeedFrame(link: .linuxCooked, outgoing: true).build())))
         seeds.append(("sll2-outgoing", FrameFuzzInput.encode(link: .linuxCooked2, ingress: 0, rules: [any], frame: SeedFrame(link: .linuxCooked2, outgoing: true).build())))
+        seeds += ipv6FrameSeeds()
         return seeds
+    }
+
+    /// IPv6 frames (the relay's own builder, then one field changed) against IPv6 rules.
+    func ipv6FrameSeeds() -> [(String, [UInt8])] {
+        let groupBits: UInt32 = 0x8000_0001, sourceBits: UInt32 = 0x10
+        let group = FrameFuzzInput.RuleSeed.ipv6Group(groupBits), source = FrameFuzzInput.RuleSeed.ipv6Source(sourceBits)
+        let any = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(groupBits), port: 5001, outputs: 2, ipv6: true, ipv6Outputs: true)
+        let specific = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(groupBits), port: 5001, source: IPv4Address(sourceBits),
+                                               outputs: 4, ipv6: true)
+        let v4 = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(239, 1, 1, 1), port: 5001)
+        func frame(_ change: (inout [UInt8]) -> Void = { _ in }, extensionHeader: UInt8? = nil) -> [UInt8] {
+            var bytes = EgressFrame.bytes(.init(sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), source: .v6(source), destination: .v6(group),
+                                                sourcePort: 40000, destinationPort: 5001, ttl: 5), payload: Array("seed payload".utf8))
+            if let type = extensionHeader {
+                // An 8-byte extension header (PadN) between the IPv6 header and UDP.
+                bytes.insert(contentsOf: [17, 0, 1, 4, 0, 0, 0, 0], at: 54)
+                bytes[20] = type
+                let length = Int(bytes[18]) << 8 | Int(bytes[19]) + 8
+                bytes[18] = UInt8(length >> 8); bytes[19] = UInt8(length & 0xFF)
+            }
+            change(&bytes)
+            return bytes
+        }
+        func seed(_ label: String, rules: [FrameFuzzInput.RuleSeed], _ bytes: [UInt8]) -> (String, [UInt8]) {
+            ("ipv6-\(label)", FrameFuzzInput.encode(link: .ethernet, ingress: 0, rules: rules, frame: bytes))
+        }
+        return [
+            seed("any-source", rules: [any], frame()),
+            seed("specific-wins", rules: [any, specific], frame()),
+            seed("beside-ipv4", rules: [v4, any], frame()),
+            seed("hop-by-hop", rules: [any], frame(extensionHeader: 0)),
+            seed("destination-options", rules: [any], frame(extensionHeader: 60)),
+            seed("fragment", rules: [any], frame(extensionHeader: 44)),
+            seed("hop-by-hop-not-first", rules: [any], frame({ $0[54] = 0 }, extensionHeader: 60)),
+            seed("icmpv6", rules: [any], frame { $0[20] = 58 }),
+            seed("zero-checksum", rules: [any], frame { $0[60] = 0; $0[61] = 0 }),
+            seed("jumbo-length", rules: [any], frame { $0[18] = 0; $0[19] = 0 }),
+            seed("cut-short", rules: [any], Array(frame().dropLast(3))),
+            seed("unicast", rules: [any], frame { $0[38] = 0x20 }),
+            seed("version-4", rules: [any], frame { $0[14] = 0x45 }),
+            seed("no-rule", rules: [v4], frame()),
+        ]
     }
 
     // MARK: capture files

@@ -70,6 +70,6 @@ func ip(_ text: String) -> IPv4Address { IPv4Address(text)! }
 func spec(_ input: String, _ outputs: [String], source: String? = nil, name: String? = nil) -> RuleSpec {
     RuleSpec(
         name: name,
-        input: try! EndpointSyntax.parseInput(input, source: source.map { IPAddress.v4(ip($0)) }),
+        input: try! EndpointSyntax.parseInput(input, source: source.map { try! EndpointSyntax.parseAddress($0) }),
         outputs: outputs.map { try! EndpointSyntax.parseOutput($0) })
 }

@@ -29,6 +29,31 @@ import RelayCore
         #expect(kernel.joinedMemberships.count == 20)
     }
 
+    /// The IPv6 limits measured on this kernel (docs/ipv6-linux-facts.md, section 1), from the
+    /// model's option-memory accounting alone.
+    @Test func ipv6MembershipsAreBoundByOptionMemoryAsMeasured() {
+        func fill(sources: Int, distinctGroups: Bool) -> Int {
+            var kernel = KernelModel(interfaces: InterfaceTable([eth0]), membershipLimit: 20)
+            let socket = HelperSocketID(interface: eth0, family: .ipv6, ordinal: 0)
+            try? kernel.openHelperSocket(socket)
+            var joined = 0
+            for group in 0..<5000 {
+                for source in 0..<max(1, sources) {
+                    let key = MembershipKey(interface: eth0, group: .v6(IPv6Address(high: 0xff3e << 48, low: UInt64(distinctGroups ? group : 0))),
+                                            source: sources == 0 ? nil : .v6(IPv6Address(high: 0x2001_0db8 << 32, low: UInt64(source + 1))))
+                    guard kernel.join(socket: socket, membership: key) == .joined else { return joined }
+                    joined += 1
+                }
+            }
+            return joined
+        }
+        #expect(fill(sources: 0, distinctGroups: true) == 2340, "any-source groups per socket")
+        #expect(fill(sources: 1, distinctGroups: true) == 546, "one-source groups per socket")
+        #expect(fill(sources: 64, distinctGroups: true) == 108 * 64 + 40, "(S,G) with 64 sources per group")
+        #expect(fill(sources: 100, distinctGroups: false) == 64, "sources on one group: net.ipv6.mld_max_msf")
+        #expect(SocketLimits.ipv6(optmemMax: KernelModel.optmemMax) == 546)
+    }
+
     @Test func fanoutDeliversOneCopyAndSoloSocketsOneEach() {
         var sockets = PacketSockets(interfaceCount: 2)
         let opened = [sockets.open(.init(worker: 0, interface: 0, fanout: 7)), sockets.open(.init(worker: 1, interface: 0, fanout: 7))]

@@ -8,14 +8,16 @@ import CLinuxNet
 // which keeps the counters of unchanged rules across plans; sockets still needed stay open.
 //
 // Ingress (`IngressSocket`): one AF_PACKET SOCK_DGRAM socket per assigned input interface, bound
-// to ETH_P_ALL on that interface. Frames start at the IP header (`LinkType.rawIP`); VLAN tags
-// are already stripped by the kernel. A classic BPF filter keeps only IPv4 UDP to 224.0.0.0/4
-// and IPv6 to ff00::/8. A socket bound to ETH_P_ALL also taps the host's transmissions, so
-// PACKET_IGNORE_OUTGOING is set on it and PACKET_FANOUT_FLAG_IGNORE_OUTGOING on its fanout group
-// (whose hook replaces the socket's once joined): the relay cannot read its own output (the loop
-// the reference relay hit); DataPlaneForwardingTests proves it by sending an output back out of
-// the input interface and counting drops, and EndToEndIPv6Tests does it through the daemon (whose
-// workers are always fanout members). Workers sharing an interface join one PACKET_FANOUT group (hash
+// to ETH_P_ALL on that interface (one socket for IPv4 and IPv6: a fanout group cannot mix
+// protocols, measured in docs/ipv6-linux-facts.md). Frames start at the IP header
+// (`LinkType.rawIP`); VLAN tags are already stripped by the kernel. A classic BPF filter keeps
+// only IPv4 UDP to 224.0.0.0/4 and IPv6 to ff00::/8 (UDP or an extension header first).
+// PACKET_IGNORE_OUTGOING is set, because an ETH_P_ALL socket would otherwise see the host's own
+// transmissions, and PACKET_FANOUT_FLAG_IGNORE_OUTGOING on the fanout group (whose hook replaces
+// the socket's once joined; the daemon's workers are always fanout members): the relay cannot
+// read its own output (the loop the reference relay hit); DataPlaneForwardingTests proves it by
+// sending an output back out of the input interface and counting drops, EndToEndIPv6Tests
+// through the daemon. Workers sharing an interface join one PACKET_FANOUT group (hash
 // mode: a flow stays on one worker, so its order is kept; every frame reaches one worker). A
 // missing or down interface is reported (`.problem`) and retried every 500 ms, and at once when
 // the supervisor forwards netlink's word that it is up (`.linkUp`). Frames the kernel

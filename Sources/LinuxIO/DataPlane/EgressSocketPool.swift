@@ -64,9 +64,9 @@ public final class EgressSocketPool {
     struct Link {
         var facts: InterfaceFacts?
         var egress: InterfaceEgress
-        /// The path last reported to the operator (nil: nothing reported yet).
-        var reportedPath: EgressPath?
-        var reportedReason: String?
+        /// The path last reported to the operator per family (absent: nothing reported yet).
+        var reportedPath: [AddressFamily: EgressPath] = [:]
+        var reportedReason: [AddressFamily: String] = [:]
     }
 
     /// A planned output, kept so the packet tables can be rebuilt when an interface changes.
@@ -179,7 +179,7 @@ public final class EgressSocketPool {
         let interfaces = Set(keys.map(\.interface))
         links = links.filter { interfaces.contains($0.key) }
         for interface in interfaces.sorted() where links[interface] == nil {
-            problems += readLink(interface)
+            problems += readLink(interface, families: Self.multicastFamilies(outputs, on: interface))
         }
         var kept: [Socket] = []
         for socket in sockets {
@@ -243,7 +243,7 @@ public final class EgressSocketPool {
         }
         for socket in sockets.indices where sockets[socket].key.kind == .packet {
             let interface = sockets[socket].key.interface
-            guard sockets[socket].fd >= 0, let link = links[interface], link.egress.path == .packet,
+            guard sockets[socket].fd >= 0, let link = links[interface], link.egress.anyPacketPath,
                   let facts = link.facts, let mac = facts.mac,
                   facts.index == sockets[socket].boundIndex else { continue }
             for index in 0..<outputCount {
@@ -251,6 +251,7 @@ public final class EgressSocketPool {
                 // No address of the output's family there: the UDP socket reports what the
                 // kernel says (EADDRNOTAVAIL, ENETUNREACH) instead of frames with no source.
                 guard output.key.multicast, output.key.interface == interface,
+                      link.egress.path(for: output.destination.family) == .packet,
                       let source = facts.source(for: output.destination) else { continue }
                 outputPacketSocket[index] = Int32(socket)
                 outputPacketRank[index] = rank
@@ -294,6 +295,12 @@ public final class EgressSocketPool {
             let open = socket.fd >= 0 && link?.facts?.index == socket.boundIndex
             let path = link?.egress.path == .packet && open ? "packet"
                 : "udp: \(link?.egress.path == .packet ? "packet socket not open" : link?.egress.pathReason ?? "not read")"
+                + (link.map { link in
+                    // The IPv6 decision, when it differs and IPv6 outputs are planned here.
+                    guard link.egress.ipv6Path != link.egress.path,
+                          Self.multicastFamilies(planned, on: interface).contains(.ipv6) else { return "" }
+                    return ", IPv6 \(link.egress.ipv6Path == .packet && open ? "packet" : "udp: \(link.egress.ipv6PathReason)")"
+                } ?? "")
             return (interface.rawValue, path)
         }
     }
@@ -301,7 +308,7 @@ public final class EgressSocketPool {
     /// Sockets that should be open and are not (a packet socket only while its interface's
     /// decision is packet egress).
     var hasMissingSockets: Bool {
-        sockets.contains { $0.fd < 0 && ($0.key.kind == .udp || links[$0.key.interface]?.egress.path == .packet) }
+        sockets.contains { $0.fd < 0 && ($0.key.kind == .udp || links[$0.key.interface]?.egress.anyPacketPath == true) }
     }
 
     /// Milliseconds until the next retry of missing sockets or refresh of packet interfaces,
@@ -330,13 +337,13 @@ public final class EgressSocketPool {
             for interface in links.keys.sorted() {
                 let before = links[interface]?.facts
                 let beforeEgress = links[interface]?.egress
-                problems += readLink(interface)
+                problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface))
                 if links[interface]?.facts != before || links[interface]?.egress != beforeEgress { changed = true }
             }
             for index in sockets.indices where sockets[index].key.kind == .packet {
                 let interface = sockets[index].key.interface
                 guard let link = links[interface] else { continue }
-                let wanted = link.egress.path == .packet
+                let wanted = link.egress.anyPacketPath
                 if sockets[index].fd >= 0 && (!wanted || link.facts?.index != sockets[index].boundIndex) {
                     // Not wanted any more, or bound to an interface that was re-created.
                     close(sockets[index].fd)
@@ -404,7 +411,7 @@ public final class EgressSocketPool {
     /// is left to the UDP socket of the same interface to report.
     private func openPacket(_ socket: inout Socket) -> [String] {
         let interface = socket.key.interface
-        guard let link = links[interface], link.egress.path == .packet, let facts = link.facts else { return [] }
+        guard let link = links[interface], link.egress.anyPacketPath, let facts = link.facts else { return [] }
         do {
             socket.fd = try PacketEgressLink.openSocket(index: facts.index, target: socket.key.description)
             socket.boundIndex = facts.index
@@ -419,7 +426,14 @@ public final class EgressSocketPool {
 
     /// Re-reads an output interface and decides its egress (`EgressPolicy`); returns a problem
     /// when its multicast outputs leave the packet path (or come back to it).
-    private func readLink(_ interface: InterfaceName) -> [String] {
+    /// The families of the multicast outputs planned on `interface` (what its path reports are about).
+    static func multicastFamilies(_ outputs: [PlannedOutput], on interface: InterfaceName) -> [AddressFamily] {
+        AddressFamily.allCases.filter { family in
+            outputs.contains { $0.key.interface == interface && $0.key.multicast && $0.destination.family == family }
+        }
+    }
+
+    private func readLink(_ interface: InterfaceName, families: [AddressFamily]) -> [String] {
         if probe < 0 { probe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var facts: InterfaceFacts?
         var missing = false
@@ -435,15 +449,18 @@ public final class EgressSocketPool {
         link.egress = egress
         // Only a fallback from the packet path, and a recovery from a reported one, are news; a
         // missing interface is reported by its UDP socket.
-        if mode == .packet, !missing, link.reportedPath != egress.path || (egress.path == .udp && link.reportedReason != egress.pathReason) {
-            if egress.path == .udp {
-                problems.append("output interface \(interface): \(egress.pathReason): its multicast outputs use UDP sockets "
+        for family in families where mode == .packet && !missing {
+            let path = egress.path(for: family), reason = egress.pathReason(for: family)
+            guard link.reportedPath[family] != path || (path == .udp && link.reportedReason[family] != reason) else { continue }
+            let outputs = family == .ipv4 ? "multicast outputs" : "IPv6 multicast outputs"
+            if path == .udp {
+                problems.append("output interface \(interface): \(reason): its \(outputs) use UDP sockets "
                                 + "(kernel path) instead of AF_PACKET egress")
-            } else if link.reportedPath == .udp {
-                problems.append("output interface \(interface): multicast outputs use AF_PACKET egress again")
+            } else if link.reportedPath[family] == .udp {
+                problems.append("output interface \(interface): \(outputs) use AF_PACKET egress again")
             }
-            link.reportedPath = egress.path
-            link.reportedReason = egress.pathReason
+            link.reportedPath[family] = path
+            link.reportedReason[family] = reason
         }
         links[interface] = link
         return problems
@@ -472,42 +489,60 @@ public final class EgressSocketPool {
     }
 
     static func makeSocket(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
-        if key.family == .ipv6 { return try makeSocket6(key) }
         let target = key.description
         let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
         guard index > 0 else { throw .last("if_nametoindex", target) }
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw .last("socket(AF_INET, SOCK_DGRAM)", target) }
+        let v6 = key.family == .ipv6
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .last(v6 ? "socket(AF_INET6, SOCK_DGRAM)" : "socket(AF_INET, SOCK_DGRAM)", target) }
         do throws(DataPlaneSystemError) {
-            if key.multicast {
+            let ip = Int32(IPPROTO_IP), ip6 = Int32(IPPROTO_IPV6)
+            if v6 { try DataPlaneSocketOption.set(fd, ip6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", target) }
+            switch (key.multicast, v6) {
+            case (true, false):
                 var request = ip_mreqn()
                 request.imr_ifindex = index
-                guard setsockopt(fd, Int32(IPPROTO_IP), IP_MULTICAST_IF, &request, socklen_t(MemoryLayout<ip_mreqn>.size)) == 0 else {
+                guard setsockopt(fd, ip, IP_MULTICAST_IF, &request, socklen_t(MemoryLayout<ip_mreqn>.size)) == 0 else {
                     throw .last("setsockopt(IP_MULTICAST_IF)", target)
                 }
-                try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), IP_MULTICAST_TTL, Int32(key.ttl), "IP_MULTICAST_TTL", target)
-                try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP", target)
-            } else {
-                try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), IP_TTL, Int32(key.ttl), "IP_TTL", target)
+                try DataPlaneSocketOption.set(fd, ip, IP_MULTICAST_TTL, Int32(key.ttl), "IP_MULTICAST_TTL", target)
+                try DataPlaneSocketOption.set(fd, ip, IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP", target)
+            case (true, true):
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_MULTICAST_IF, index, "IPV6_MULTICAST_IF", target)
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_MULTICAST_HOPS, Int32(key.ttl), "IPV6_MULTICAST_HOPS", target)
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP", target)
+            case (false, false):
+                try DataPlaneSocketOption.set(fd, ip, IP_TTL, Int32(key.ttl), "IP_TTL", target)
+            case (false, true):
+                try DataPlaneSocketOption.set(fd, ip6, IPV6_UNICAST_HOPS, Int32(key.ttl), "IPV6_UNICAST_HOPS", target)
+            }
+            // Pins unicast to the interface; for IPv6 also multicast, whose link-local
+            // destinations and sources need the interface as their zone.
+            if !key.multicast || v6 {
                 let name = key.interface.rawValue
                 let bound = name.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(name.utf8.count)) }
                 guard bound == 0 else { throw .last("setsockopt(SO_BINDTODEVICE)", target) }
             }
-            try DataPlaneSocketOption.set(fd, Int32(IPPROTO_IP), CLN_IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL", target)
+            if v6 {
+                try DataPlaneSocketOption.set(fd, ip6, CLN_IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL", target)
+            } else {
+                try DataPlaneSocketOption.set(fd, ip, CLN_IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL", target)
+            }
             DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: sendBufferBytes)
             var small: Int32 = 4096
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             // Bind the ephemeral port now (the first send would), so packet egress can use it.
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            // A sockaddr_in6 holds either family's address (sin_port and sin6_port coincide).
+            var local = sockaddr_in6()
+            local.sin6_family = sa_family_t(v6 ? AF_INET6 : AF_INET)
+            var length = socklen_t(v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
             let bound = withUnsafeMutablePointer(to: &local) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
                 }
             }
-            guard bound else { throw .last("bind(0.0.0.0:0)", target) }
-            return (fd, UInt16(bigEndian: local.sin_port))
+            guard bound else { throw .last(v6 ? "bind([::]:0)" : "bind(0.0.0.0:0)", target) }
+            return (fd, UInt16(bigEndian: local.sin6_port))
         } catch {
             close(fd)
             throw error
@@ -532,46 +567,5 @@ extension EgressSocketPool {
         sockets[index].fd = -1
         nextRetry = 0
         if sockets[index].key.kind == .packet { rebuildPacketOutputs() }
-    }
-
-    /// The IPv6 twin of `makeSocket` (see the type's comment).
-    static func makeSocket6(_ key: Key) throws(DataPlaneSystemError) -> (fd: Int32, port: UInt16) {
-        let target = key.description
-        let index = Int32(bitPattern: if_nametoindex(key.interface.rawValue))
-        guard index > 0 else { throw .last("if_nametoindex", target) }
-        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw .last("socket(AF_INET6, SOCK_DGRAM)", target) }
-        do throws(DataPlaneSystemError) {
-            let level = Int32(IPPROTO_IPV6)
-            try DataPlaneSocketOption.set(fd, level, IPV6_V6ONLY, 1, "IPV6_V6ONLY", target)
-            if key.multicast {
-                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_IF, index, "IPV6_MULTICAST_IF", target)
-                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_HOPS, Int32(key.ttl), "IPV6_MULTICAST_HOPS", target)
-                try DataPlaneSocketOption.set(fd, level, IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP", target)
-            } else {
-                try DataPlaneSocketOption.set(fd, level, IPV6_UNICAST_HOPS, Int32(key.ttl), "IPV6_UNICAST_HOPS", target)
-            }
-            // Pins unicast to the interface, and link-local destinations need it as their zone.
-            let name = key.interface.rawValue
-            let pinned = name.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(name.utf8.count)) }
-            guard pinned == 0 else { throw .last("setsockopt(SO_BINDTODEVICE)", target) }
-            try DataPlaneSocketOption.set(fd, level, CLN_IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL", target)
-            DataPlaneSocketOption.setBuffer(fd, receive: false, bytes: sendBufferBytes)
-            var small: Int32 = 4096
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-            var local = sockaddr_in6()
-            local.sin6_family = sa_family_t(AF_INET6)
-            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            let bound = withUnsafeMutablePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-                }
-            }
-            guard bound else { throw .last("bind([::]:0)", target) }
-            return (fd, UInt16(bigEndian: local.sin6_port))
-        } catch {
-            close(fd)
-            throw error
-        }
     }
 }

@@ -5,19 +5,21 @@ import RelayCore
 /// One AF_PACKET socket reading IPv4 and IPv6 frames from one input interface.
 ///
 /// `SOCK_DGRAM` with protocol ETH_P_ALL: the kernel strips the link header (and any VLAN tag),
-/// so frames start at the IP header (`LinkType.rawIP`). Options, in the order they are set:
+/// so frames start at the IP header (`LinkType.rawIP`; its version nibble says which). Options, in the order they are set:
 /// - created with protocol 0, so nothing is queued before `bind` narrows it to one interface;
 /// - `PACKET_IGNORE_OUTGOING`: the relay's own transmissions never come back as input (a relay
 ///   that reads an interface it also writes would otherwise loop);
-/// - a classic BPF filter keeping IPv4 UDP to 224.0.0.0/4, so unicast and other protocols are
+/// - a classic BPF filter keeping IPv4 UDP to 224.0.0.0/4 and IPv6 to ff00::/8 whose first next
+///   header is UDP or an extension header (the parser walks those), so unicast and other protocols are
 ///   dropped in the kernel instead of costing a wakeup and a copy (for a fanout member, a filter
 ///   accepting nothing until it has joined its group, then this one);
 /// - a large receive buffer (bursts are absorbed by the kernel, not lost);
-/// - `bind` to the interface index with ETH_P_ALL (which, unlike ETH_P_IP, also taps the
-///   host's transmissions: hence IGNORE_OUTGOING, on the socket and on its fanout group);
-/// - `PACKET_FANOUT` (hash mode, `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`) when workers share the
-///   interface: the kernel hands each frame to exactly one socket of the group, and a flow
-///   stays on one worker (in order).
+/// - `bind` to the interface index with ETH_P_ALL (with PACKET_IGNORE_OUTGOING, which such a
+///   socket needs: it would otherwise see every frame the host sends there);
+/// - `PACKET_FANOUT` (hash mode, `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: once joined, the group's
+///   hook replaces the socket's, so the socket's own IGNORE_OUTGOING no longer applies) when
+///   workers share the interface (the daemon's workers always do, even one): the kernel hands
+///   each frame to exactly one socket of the group, and a flow stays on one worker (in order).
 ///   Joining needs a bound, running socket, so it comes last (a down interface fails here).
 public struct IngressSocket: Sendable {
     public let fd: Int32

@@ -24,8 +24,8 @@ public struct HostDoctor {
     public var inputs: [InterfaceName: Int]
     public var outputs: Set<InterfaceName>
     public var multicastOutputs: Set<InterfaceName>
-    /// The address families each output interface sends (`--out` without rules: IPv4): an
-    /// interface needs a source address of each (IPv6: a usable global or link-local one).
+    /// The address families the rules send in per output interface (an interface named only
+    /// with `--out` is checked for IPv4, as before IPv6).
     public var outputFamilies: [InterfaceName: Set<AddressFamily>] = [:]
     /// Where to read /proc and /sys (a test can point these at a fake tree).
     public var procRoot = "/proc"
@@ -41,10 +41,8 @@ public struct HostDoctor {
         self.inputs = inputs.mapValues(\.count)
         outputs = Set(rules.flatMap { $0.outputs.map(\.interface) } + extraOutputs)
         multicastOutputs = Set(rules.flatMap { $0.outputs.filter { $0.destination.isMulticast }.map(\.interface) } + extraOutputs)
-        var families: [InterfaceName: Set<AddressFamily>] = [:]
-        for rule in rules { for output in rule.outputs { families[output.interface, default: []].insert(output.destination.family) } }
-        for name in extraOutputs where families[name] == nil { families[name] = [.ipv4] }
-        outputFamilies = families
+        for rule in rules { for output in rule.outputs { outputFamilies[output.interface, default: []].insert(output.family) } }
+        for name in extraOutputs where outputFamilies[name] == nil { outputFamilies[name] = [.ipv4] }
     }
 
     public func run() -> [Finding] {
@@ -159,16 +157,21 @@ public struct HostDoctor {
             addresses.append("IPv4 \(ipv4Addresses(of: name).map(\.description).joined(separator: ", "))")
         }
         if families.contains(.ipv6) {
-            // What the workers read (InterfaceFactsReader): usable means not tentative, not deprecated.
             let index = Int32(bitPattern: if_nametoindex(name.rawValue))
             let v6 = IPv6InterfaceAddresses.read(index: index, path: "\(procRoot)/net/if_inet6")
             if v6.global == nil && v6.linkLocal == nil {
-                findings.append(Finding(severity: .problem, subject: subject, message: "has no usable IPv6 address (none, or still tentative): relayed IPv6 packets would have no source address", fix: "ip -6 addr add ADDRESS/PREFIX dev \(name)"))
+                findings.append(Finding(severity: .problem, subject: subject,
+                                        message: "has no usable IPv6 address (none, still tentative, or IPv6 disabled): its IPv6 outputs cannot be sent",
+                                        fix: "sysctl -w net.ipv6.conf.\(name).disable_ipv6=0; ip -6 addr add ADDRESS/PREFIX dev \(name)"))
+            } else if v6.global == nil {
+                findings.append(Finding(severity: .info, subject: subject,
+                                        message: "has no global IPv6 address: IPv6 outputs leave from its link-local address \(v6.linkLocal!), which receivers beyond a router cannot answer or filter by",
+                                        fix: "ip -6 addr add ADDRESS/PREFIX dev \(name)"))
             }
             addresses.append("IPv6 " + [v6.global, v6.linkLocal].compactMap { $0?.description }.joined(separator: ", "))
         }
         if findings.isEmpty {
-            findings.append(Finding(severity: .ok, subject: subject, message: "up, multicast, " + addresses.joined(separator: ", "), fix: nil))
+            findings.append(Finding(severity: .ok, subject: subject, message: "up, multicast, " + addresses.joined(separator: "; "), fix: nil))
         }
         findings += egress(name)
         return findings

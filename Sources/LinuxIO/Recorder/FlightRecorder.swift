@@ -47,7 +47,8 @@ public final class FlightRecorder {
 
     /// Creates DIR (which must not exist or be empty) and writes the manifest and the rules.
     public init(directory: String, limitBytes: UInt64, session: UInt64, now: Instant, workers: Int, dispatch: DispatchMode,
-                rules: [RuleSpec], interfaces: [RecordingManifest.Interface], membershipLimit: Int? = nil) throws(SystemError) {
+                rules: [RuleSpec], interfaces: [RecordingManifest.Interface], membershipLimit: Int? = nil,
+                membershipLimitIPv6: Int? = nil) throws(SystemError) {
         self.directory = directory
         self.limitBytes = limitBytes
         self.session = session
@@ -68,6 +69,7 @@ public final class FlightRecorder {
         manifest = RecordingManifest(startNs: UInt64(Int64(now.nanoseconds) + offset), clockOffsetNs: offset, workers: workers,
                                      dispatch: dispatch.rawValue, interfaces: interfaces, limitBytes: limitBytes)
         manifest.membershipLimit = membershipLimit
+        manifest.membershipLimitIPv6 = membershipLimitIPv6
         // The egress settings the workers run with (the daemon passes them in the environment).
         manifest.egress = getenv(EgressMode.environmentVariable).map { String(cString: $0) }.flatMap(EgressMode.init(rawValue:))?.rawValue
 

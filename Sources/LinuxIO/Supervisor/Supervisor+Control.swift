@@ -204,7 +204,7 @@ extension Supervisor {
             var view = byID[rule.id].flatMap { $0.rule == rule ? RuleStatsView($0) : nil } ?? RuleStatsView(unused: rule)
             // Each output's path, from its interface's decision (outputs line up with rule.outputs).
             for (index, output) in rule.outputs.enumerated() {
-                view.outputs[index].path = egress[output.interface]?.path(multicast: output.destination.isMulticast)
+                view.outputs[index].path = egress[output.interface]?.path(multicast: output.destination.isMulticast, family: output.family)
             }
             return view
         }

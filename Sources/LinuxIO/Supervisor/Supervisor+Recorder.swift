@@ -26,7 +26,7 @@ extension Supervisor {
             recorder = try FlightRecorder(
                 directory: directory, limitBytes: limit, session: now.nanoseconds, now: now, workers: workers.count,
                 dispatch: options.dispatchMode, rules: core.rules.rules.values.map(\.spec), interfaces: Self.hostInterfaces(),
-                membershipLimit: Self.kernelMembershipLimit())
+                membershipLimit: Self.kernelMembershipLimit(), membershipLimitIPv6: core.configuration.socketLimits.ipv6)
         } catch {
             return .failure(ControlProtocolError("cannot record: \(error)"))
         }

@@ -49,7 +49,8 @@ public final class Supervisor {
             }
         }
         let limit = Self.kernelMembershipLimit()
-        core = ControlPlane(configuration: .init(socketLimit: limit, workerCount: options.workerCount,
+        core = ControlPlane(configuration: .init(socketLimit: limit, socketLimitIPv6: Self.kernelIPv6MembershipLimit(),
+                                                 workerCount: options.workerCount,
                                                  dispatchMode: options.dispatchMode))
         do {
             try core.replaceRules(specs, now: MonotonicClock.now())
@@ -112,6 +113,15 @@ public final class Supervisor {
               let value = Int(text.filter { !$0.isWhitespace }), value > 0
         else { return 20 }
         return value
+    }
+
+    /// IPv6 memberships per helper socket: derived from `net.core.optmem_max` of this namespace
+    /// (`SocketLimits.ipv6(optmemMax:)`; the default if unreadable).
+    static func kernelIPv6MembershipLimit() -> Int {
+        guard let text = Descriptors.readSmallFile("/proc/sys/net/core/optmem_max"),
+              let value = Int(text.filter { !$0.isWhitespace }), value > 0
+        else { return SocketLimits.defaultIPv6 }
+        return SocketLimits.ipv6(optmemMax: value)
     }
 
     /// Runs until SIGTERM/SIGINT and the orderly shutdown after it; returns the exit status.

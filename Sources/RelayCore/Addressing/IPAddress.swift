@@ -85,6 +85,15 @@ public enum IPAddress: Hashable, Comparable, Sendable, TextCodable {
         }
     }
 
+    /// Orders optional sources: none (any source) first, then by address.
+    public static func precedes(_ lhs: IPAddress?, _ rhs: IPAddress?) -> Bool {
+        switch (lhs, rhs) {
+        case let (a?, b?): a < b
+        case (nil, _?): true
+        default: false
+        }
+    }
+
     /// IPv4 sorts before IPv6; within a family, numerically.
     public static func < (lhs: Self, rhs: Self) -> Bool {
         switch (lhs, rhs) {

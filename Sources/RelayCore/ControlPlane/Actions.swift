@@ -28,6 +28,8 @@ public enum ControlAction: Hashable, Sendable, CustomStringConvertible {
     case setTimer(Instant?)
     /// Something an operator should know.
     case report(Report)
+    /// The IGMP/MLD router asks for this (send a query; listeners or the querier changed).
+    case listener(ListenerAction)
 
     public var description: String {
         switch self {
@@ -38,6 +40,7 @@ public enum ControlAction: Hashable, Sendable, CustomStringConvertible {
         case let .sendPlan(plan): "send plan v\(plan.version) to \(plan.worker) (\(plan.ingress.count) inputs, \(plan.rules.count) rules)"
         case let .setTimer(instant): instant.map { "set timer \($0)" } ?? "cancel timer"
         case let .report(report): "report: \(report)"
+        case let .listener(action): "listener: \(action)"
         }
     }
 }
@@ -75,6 +78,8 @@ public enum ControlEvent: Hashable, Sendable {
     case workerStarted(WorkerID)
     case workerExited(WorkerID)
     case workerAcknowledged(WorkerID, version: UInt64)
+    /// For the IGMP/MLD router (`Listeners`): interfaces starting and stopping, frames, addresses.
+    case listener(ListenerEvent)
 }
 
 /// What became of a join, as the driver reports it.

@@ -1,7 +1,8 @@
 import Collections
 
 /// The relay's control plane as one sans-IO state machine: the rule book, IGMP membership
-/// and worker dispatch. Every input carries `now`; every effect is a `ControlAction` the
+/// (the relay's own joins), worker dispatch and the IGMP/MLD router on the receivers' side
+/// (`Listeners`), each a sibling state machine composed here. Every input carries `now`; every effect is a `ControlAction` the
 /// driver pulls with `poll()` and executes. The daemon and the simulator drive the same type.
 public struct ControlPlane: Sendable {
     public struct Configuration: Hashable, Sendable {
@@ -34,6 +35,7 @@ public struct ControlPlane: Sendable {
     public private(set) var rules = RuleBook()
     public private(set) var membership: Membership
     public private(set) var dispatcher: Dispatcher
+    public private(set) var listeners = Listeners()
     private var actions: Deque<ControlAction> = []
     private var armedTimer: Instant?
 
@@ -94,6 +96,9 @@ public struct ControlPlane: Sendable {
             armedTimer = nil
             membership.timerFired(now: now, actions: &actions)
             dispatcher.timerFired(now: now, actions: &actions)
+            if let due = listeners.nextDeadline, due <= now { handleListeners(.timerFired, now: now) }
+        case let .listener(event):
+            handleListeners(event, now: now)
         case let .workerStarted(worker):
             dispatcher.workerStarted(worker, now: now, actions: &actions)
         case let .workerExited(worker):
@@ -106,7 +111,12 @@ public struct ControlPlane: Sendable {
 
     /// The earliest instant at which the control plane has work; what `.setTimer` last asked for.
     public var nextDeadline: Instant? {
-        [membership.nextDeadline, dispatcher.nextDeadline].compactMap { $0 }.min()
+        [membership.nextDeadline, dispatcher.nextDeadline, listeners.nextDeadline].compactMap { $0 }.min()
+    }
+
+    private mutating func handleListeners(_ event: ListenerEvent, now: Instant) {
+        listeners.handle(event, now: now)
+        while let action = listeners.poll() { actions.append(.listener(action)) }
     }
 
     // MARK: - Derivations

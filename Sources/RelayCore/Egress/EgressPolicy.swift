@@ -47,41 +47,77 @@ public struct InterfaceEgress: Hashable, Sendable, Codable {
     public var interface: InterfaceName
     /// The path of its multicast outputs (unicast outputs always take the UDP path: they need
     /// the kernel's neighbour resolution).
+    /// (IPv4 outputs; `ipv6Path` for IPv6 ones.)
     public var path: EgressPath
     public var pathReason: String
+    /// The path of its IPv6 multicast outputs: the packet path needs an IPv6 source address
+    /// there, which an interface may have without an IPv4 one, or lack while it has one.
+    public var ipv6Path: EgressPath
+    public var ipv6PathReason: String
     /// Whether UDP sends on it may use GSO.
     public var segmentation: Bool
     public var segmentationReason: String
 
-    public init(interface: InterfaceName, path: EgressPath, pathReason: String, segmentation: Bool, segmentationReason: String) {
+    public init(interface: InterfaceName, path: EgressPath, pathReason: String, ipv6Path: EgressPath? = nil,
+                ipv6PathReason: String? = nil, segmentation: Bool, segmentationReason: String) {
         self.interface = interface
         self.path = path
         self.pathReason = pathReason
+        self.ipv6Path = ipv6Path ?? path
+        self.ipv6PathReason = ipv6PathReason ?? pathReason
         self.segmentation = segmentation
         self.segmentationReason = segmentationReason
     }
 
+    /// The path of this interface's multicast outputs to `family`.
+    public func path(for family: AddressFamily) -> EgressPath { family == .ipv4 ? path : ipv6Path }
+    public func pathReason(for family: AddressFamily) -> String { family == .ipv4 ? pathReason : ipv6PathReason }
+    /// Whether any family's multicast outputs take the packet path (the packet socket is needed).
+    public var anyPacketPath: Bool { path == .packet || ipv6Path == .packet }
+
     enum CodingKeys: String, CodingKey {
         case interface, path, pathReason = "path_reason", segmentation, segmentationReason = "segmentation_reason"
+        case ipv6Path = "ipv6_path", ipv6PathReason = "ipv6_path_reason"
+    }
+
+    /// Decisions recorded before IPv6 have no IPv6 path: it is taken to be the IPv4 one.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(interface: try container.decode(InterfaceName.self, forKey: .interface),
+                  path: try container.decode(EgressPath.self, forKey: .path),
+                  pathReason: try container.decode(String.self, forKey: .pathReason),
+                  ipv6Path: try container.decodeIfPresent(EgressPath.self, forKey: .ipv6Path),
+                  ipv6PathReason: try container.decodeIfPresent(String.self, forKey: .ipv6PathReason),
+                  segmentation: try container.decode(Bool.self, forKey: .segmentation),
+                  segmentationReason: try container.decode(String.self, forKey: .segmentationReason))
     }
 
     public var description: String {
-        "\(interface): \(path) (\(pathReason)); UDP GSO \(segmentation ? "on" : "off") (\(segmentationReason))"
+        "\(interface): \(path) (\(pathReason))" + ipv6Text + "; UDP GSO \(segmentation ? "on" : "off") (\(segmentationReason))"
     }
+
+    /// The IPv6 decision when it differs from the IPv4 one.
+    var ipv6Text: String { ipv6Path == path && ipv6PathReason == pathReason ? "" : ", IPv6 \(ipv6Path) (\(ipv6PathReason))" }
 }
 
 /// The egress decisions, from interface facts alone: pure, so the daemon, `doctor` and the
 /// simulator decide alike.
 public enum EgressPolicy {
-    /// The path of an interface's multicast outputs in `mode`.
-    public static func path(_ facts: InterfaceFacts?, mode: EgressMode) -> (EgressPath, String) {
+    /// The path of an interface's multicast outputs to `family` in `mode`.
+    public static func path(_ facts: InterfaceFacts?, mode: EgressMode, family: AddressFamily = .ipv4) -> (EgressPath, String) {
         guard mode == .packet else { return (.udp, "--egress udp") }
         guard let facts else { return (.udp, "interface not found") }
         guard facts.hardwareType == InterfaceFacts.ethernet, facts.mac != nil else {
             return (.udp, "not an Ethernet interface (hardware type \(facts.hardwareType))")
         }
-        guard facts.ipv4 != nil else { return (.udp, "no IPv4 address") }
-        guard facts.mtu >= 68 else { return (.udp, "MTU \(facts.mtu) below IPv4's minimum") }
+        switch family {
+        case .ipv4:
+            guard facts.ipv4 != nil else { return (.udp, "no IPv4 address") }
+            guard facts.mtu >= 68 else { return (.udp, "MTU \(facts.mtu) below IPv4's minimum") }
+        case .ipv6:
+            guard facts.ipv6 != nil || facts.ipv6LinkLocal != nil else { return (.udp, "no usable IPv6 address") }
+            guard facts.mtu >= 1280 else { return (.udp, "MTU \(facts.mtu) below IPv6's minimum of 1280") }
+        }
         return (.packet, "frames built by the relay")
     }
 
@@ -104,9 +140,10 @@ public enum EgressPolicy {
 
     public static func decide(_ name: InterfaceName, facts: InterfaceFacts?, mode: EgressMode,
                               segmentation setting: SegmentationSetting) -> InterfaceEgress {
-        let (path, pathReason) = path(facts, mode: mode)
+        let (path, pathReason) = path(facts, mode: mode, family: .ipv4)
+        let (ipv6Path, ipv6PathReason) = self.path(facts, mode: mode, family: .ipv6)
         let (segmentation, segmentationReason) = segmentation(facts, setting: setting)
-        return InterfaceEgress(interface: name, path: path, pathReason: pathReason, segmentation: segmentation,
-                               segmentationReason: segmentationReason)
+        return InterfaceEgress(interface: name, path: path, pathReason: pathReason, ipv6Path: ipv6Path,
+                               ipv6PathReason: ipv6PathReason, segmentation: segmentation, segmentationReason: segmentationReason)
     }
 }

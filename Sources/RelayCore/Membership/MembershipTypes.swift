@@ -24,11 +24,7 @@ public struct MembershipKey: Hashable, Comparable, Sendable, CustomStringConvert
     public static func < (lhs: Self, rhs: Self) -> Bool {
         if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
         if lhs.group != rhs.group { return lhs.group < rhs.group }
-        switch (lhs.source, rhs.source) {
-        case let (a?, b?): return a < b
-        case (nil, _?): return true
-        default: return false
-        }
+        return IPAddress.precedes(lhs.source, rhs.source)
     }
 }
 
@@ -59,7 +55,12 @@ public struct SocketLimits: Hashable, Sendable {
     /// `net.ipv4.igmp_max_memberships` (default 20); the daemon reads the sysctl.
     public var ipv4: Int
     /// IPv6 has no count sysctl: each membership is charged to the socket's option memory
-    /// (`net.core.optmem_max`), measured on this kernel in docs/ipv6-linux-facts.md.
+    /// (`net.core.optmem_max`, per namespace), and the join fails with ENOMEM (or ENOBUFS)
+    /// when it runs out. Measured here (docs/ipv6-linux-facts.md): 56 bytes per any-source
+    /// group (2340 per socket at the default 131072), 240 per source-specific group with one
+    /// source (546). `ipv6(optmemMax:)` takes the source-specific cost, so no group placed on a
+    /// socket is refused for memory; a group with many sources can still be, and the core then
+    /// learns the socket's real capacity as it does for IPv4's ENOBUFS.
     public var ipv6: Int
 
     public init(ipv4: Int = 20, ipv6: Int = SocketLimits.defaultIPv6) {
@@ -67,7 +68,13 @@ public struct SocketLimits: Hashable, Sendable {
         self.ipv6 = ipv6
     }
 
-    public static let defaultIPv6 = 20
+    /// `ipv6(optmemMax:)` at the default optmem_max of current kernels (131072).
+    public static let defaultIPv6 = 546
+
+    /// Bytes of socket option memory one source-specific IPv6 membership takes (measured).
+    public static let ipv6MembershipBytes = 240
+
+    public static func ipv6(optmemMax: Int) -> Int { max(1, optmemMax / ipv6MembershipBytes) }
 
     public subscript(family: AddressFamily) -> Int { family == .ipv4 ? ipv4 : ipv6 }
 }

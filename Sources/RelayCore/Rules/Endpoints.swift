@@ -20,9 +20,10 @@ public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(interface: interface, group: .v4(group), port: port, source: source.map(IPAddress.v4))
     }
 
-    public var description: String {
-        "\(interface):\(group.endpointText):\(port)" + (source.map { " from \($0)" } ?? "")
-    }
+    public var description: String { endpoint + (source.map { " from \($0)" } ?? "") }
+
+    /// `IFACE:GROUP:PORT` alone, as `--in` and the config's "in" take it.
+    public var endpoint: String { "\(interface):\(group.endpointText):\(port)" }
 
     public var family: AddressFamily { group.family }
 
@@ -30,11 +31,7 @@ public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible
         if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
         if lhs.group != rhs.group { return lhs.group < rhs.group }
         if lhs.port != rhs.port { return lhs.port < rhs.port }
-        switch (lhs.source, rhs.source) {
-        case let (a?, b?): return a < b
-        case (nil, _?): return true
-        default: return false
-        }
+        return IPAddress.precedes(lhs.source, rhs.source)
     }
 }
 

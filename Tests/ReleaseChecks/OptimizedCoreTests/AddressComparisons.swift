@@ -1,0 +1,1 @@
+../../RelayCoreTests/AddressComparisons.swift

@@ -1,0 +1,1 @@
+../../RelayCoreTests/FrameBuilder6.swift
