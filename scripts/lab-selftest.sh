@@ -4,6 +4,8 @@
 # the script checks sent == received with no corrupt, duplicate or reordered datagram.
 #
 #   scripts/lab-selftest.sh [PREFIX] [COUNT] [RATE]     (root; default PREFIX labst$$)
+#   LAB_IPV6=1 scripts/lab-selftest.sh ...               the IPv6 lab (netns-lab.sh --ipv6): two IPv6
+#                                                        streams (ff3e::, ff05::) beside the two IPv4 ones
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 prefix=${1:-labst$$}
@@ -19,18 +21,26 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-eval "$("$here/netns-lab.sh" up "$prefix")"
+ipv6=${LAB_IPV6:-0}
+eval "$("$here/netns-lab.sh" up "$prefix" $([ "$ipv6" = 1 ] && echo --ipv6))"
 echo "lab-selftest: lab $prefix up"
 
 streams=(--stream 239.1.1.1:5001:1 --stream 239.1.1.2:5002:2)
-ip netns exec "$LAB_RLY" python3 "$here/mcrecv.py" --iface-addr "$LAB_RIN_ADDR" "${streams[@]}" \
+recv_addrs=(--iface-addr "$LAB_RIN_ADDR")
+send_addrs=(--source "$LAB_SND_ADDR")
+if [ "$ipv6" = 1 ]; then
+    streams+=(--stream "[ff3e::8000:1]:5003:3" --stream "[ff05::8000:2]:5004:4")
+    recv_addrs+=(--iface-addr "$LAB_RIN_ADDR6")
+    send_addrs+=(--source "$LAB_SND_ADDR6")
+fi
+ip netns exec "$LAB_RLY" python3 "$here/mcrecv.py" "${recv_addrs[@]}" "${streams[@]}" \
     --expect "$count" --size 300 --duration 30 --ready-file "$tmp/ready" --strict \
     >"$tmp/recv.json" &
 recv_pid=$!
 for _ in $(seq 100); do [ -e "$tmp/ready" ] && break; kill -0 "$recv_pid" 2>/dev/null || break; sleep 0.05; done
 [ -e "$tmp/ready" ] || { echo "lab-selftest: receiver did not get ready" >&2; exit 1; }
 
-ip netns exec "$LAB_SND" python3 "$here/mcsend.py" --source "$LAB_SND_ADDR" "${streams[@]}" \
+ip netns exec "$LAB_SND" python3 "$here/mcsend.py" "${send_addrs[@]}" "${streams[@]}" \
     --count "$count" --rate "$rate" --size 300 --ttl 4 >"$tmp/send.json"
 send_rc=0
 set +e

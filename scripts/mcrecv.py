@@ -5,7 +5,12 @@
             --expect 1000 --duration 10 --ready-file /tmp/ready
 
 One socket per GROUP:PORT, bound to GROUP:PORT, IP_MULTICAST_ALL=0, joined with
-IP_ADD_MEMBERSHIP on the interface address. Stops after --duration seconds, or when every
+IP_ADD_MEMBERSHIP on the interface address. IPv6 streams ([GROUP]:PORT[:ID], keyed so in the
+JSON): an AF_INET6 socket bound to [GROUP]:PORT, IPV6_MULTICAST_ALL=0, joined with
+MCAST_JOIN_GROUP on the interface that holds the IPv6 --iface-addr (by index), or with
+MCAST_JOIN_SOURCE_GROUP when --source-filter names an IPv6 source; ttl_min/max are then the
+hop limits (IPV6_RECVHOPLIMIT). --iface-addr may be given twice, once per family. An IPv4
+--source-filter joins with IP_ADD_SOURCE_MEMBERSHIP. Stops after --duration seconds, or when every
 stream has --expect unique datagrams, or after --idle seconds without traffic (once some
 arrived). Writes --ready-file (and prints "ready" to stderr) once all joins succeeded.
 
@@ -37,6 +42,7 @@ import mcstream  # noqa: E402
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
 IP_TTL = getattr(socket, "IP_TTL", 2)
+IP_ADD_SOURCE_MEMBERSHIP = getattr(socket, "IP_ADD_SOURCE_MEMBERSHIP", 39)
 
 
 def gaps(want, seen, arrived):
@@ -65,7 +71,10 @@ def gaps(want, seen, arrived):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iface-addr", required=True, help="address of the interface to join on")
+    ap.add_argument("--iface-addr", action="append", required=True,
+                    help="address of the interface to join on (once per address family)")
+    ap.add_argument("--source-filter", action="append", default=[], metavar="SOURCE",
+                    help="source-specific joins: only datagrams from SOURCE (once per address family)")
     ap.add_argument("--stream", action="append", required=True, metavar="GROUP:PORT[:ID]")
     ap.add_argument("--expect", type=int, default=None, help="datagrams expected per stream")
     ap.add_argument("--start-seq", type=int, default=0)
@@ -79,12 +88,30 @@ def main() -> int:
     args = ap.parse_args()
 
     try:
-        iface = mcstream.check_lab_address(args.iface_addr)
+        ifaces = {}
+        for text in args.iface_addr:
+            address = mcstream.check_lab_address(text)
+            family = 6 if mcstream.is_ipv6(address) else 4
+            if family in ifaces:
+                raise ValueError("--iface-addr given twice for one address family")
+            ifaces[family] = address
+        filters = {}
+        for text in args.source_filter:
+            address = mcstream.check_lab_address(text)
+            family = 6 if mcstream.is_ipv6(address) else 4
+            if family in filters:
+                raise ValueError("--source-filter given twice for one address family")
+            filters[family] = address
         streams = [mcstream.parse_stream(s, i + 1) for i, s in enumerate(args.stream)]
+        for group, _, _ in streams:
+            if (6 if mcstream.is_ipv6(group) else 4) not in ifaces:
+                raise ValueError(f"stream group {group} has no --iface-addr of its address family")
+        index6 = mcstream.ipv6_interface_index(ifaces[6]) if 6 in ifaces else 0
     except ValueError as e:
         print(f"mcrecv: {e}", file=sys.stderr)
         return 2
-    keys = [f"{g}:{p}" for g, p, _ in streams]
+    iface = ifaces.get(4) or ifaces.get(6)
+    keys = [mcstream.stream_key(g, p) for g, p, _ in streams]
     if len(set(keys)) != len(keys):
         print("mcrecv: duplicate GROUP:PORT", file=sys.stderr)
         return 2
@@ -92,6 +119,25 @@ def main() -> int:
     socks = {}
     try:
         for group, port, sid in streams:
+            if mcstream.is_ipv6(group):
+                s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                socks[s.fileno()] = (s, mcstream.stream_key(group, port), sid)
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.IPPROTO_IPV6, mcstream.IPV6_MULTICAST_ALL, 0)
+                s.setsockopt(socket.IPPROTO_IPV6, mcstream.IPV6_RECVHOPLIMIT, 1)
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+                except OSError:
+                    pass
+                s.bind((group, port, 0, 0))
+                if 6 in filters:
+                    s.setsockopt(socket.IPPROTO_IPV6, mcstream.MCAST_JOIN_SOURCE_GROUP,
+                                 mcstream.group_source_req(index6, group, filters[6]))
+                else:
+                    s.setsockopt(socket.IPPROTO_IPV6, mcstream.MCAST_JOIN_GROUP, mcstream.group_req(index6, group))
+                s.setblocking(False)
+                continue
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             socks[s.fileno()] = (s, f"{group}:{port}", sid)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -102,8 +148,13 @@ def main() -> int:
             except OSError:
                 pass
             s.bind((group, port))
-            mreq = socket.inet_aton(group) + socket.inet_aton(iface)
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            if 4 in filters:
+                # struct ip_mreq_source: multiaddr, interface, sourceaddr
+                mreq = socket.inet_aton(group) + socket.inet_aton(ifaces[4]) + socket.inet_aton(filters[4])
+                s.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+            else:
+                mreq = socket.inet_aton(group) + socket.inet_aton(ifaces[4])
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             s.setblocking(False)
     except OSError as e:
         print(f"mcrecv: bind/join failed: {e}", file=sys.stderr)
@@ -160,7 +211,8 @@ def main() -> int:
                     break
                 last_rx = time.monotonic()
                 for level, typ, cdata in anc:
-                    if level == socket.IPPROTO_IP and typ == IP_TTL and len(cdata) >= 4:
+                    if ((level == socket.IPPROTO_IP and typ == IP_TTL)
+                            or (level == socket.IPPROTO_IPV6 and typ == mcstream.IPV6_HOPLIMIT)) and len(cdata) >= 4:
                         ttl = struct.unpack("i", cdata[:4])[0]
                         st["ttl_min"] = ttl if st["ttl_min"] is None else min(st["ttl_min"], ttl)
                         st["ttl_max"] = ttl if st["ttl_max"] is None else max(st["ttl_max"], ttl)
@@ -205,6 +257,7 @@ def main() -> int:
     print(json.dumps({
         "received": stats,
         "iface_addr": iface,
+        "iface_addrs": [ifaces[f] for f in sorted(ifaces)],
         "elapsed_s": round(elapsed, 3),
         "complete": done(),
     }, sort_keys=True))

@@ -2,6 +2,7 @@
 # Three-namespace lab for end-to-end tests and demos of the relay.
 #
 #   scripts/netns-lab.sh up PREFIX      create (re-create) the lab
+#   scripts/netns-lab.sh up PREFIX --ipv6   the same with IPv6 on and addresses on every link
 #   scripts/netns-lab.sh down PREFIX    delete it (idempotent; ends processes left inside)
 #   scripts/netns-lab.sh status PREFIX  show namespaces, links and addresses
 #
@@ -13,16 +14,25 @@
 #                            rout1 198.18.3.1/24 <---> rcv1 198.18.3.2/24
 #
 # The sender namespace routes 239.0.0.0/8 out of snd0, so a plain UDP socket can send to groups.
-# IPv6 is disabled on the lab links to keep captures quiet (no router solicitations, MLD).
+# IPv6 is disabled on the lab links to keep captures quiet (no router solicitations, MLD),
+# unless `--ipv6`: then IPv6 stays on at the kernel's defaults (link-local addresses, MLD
+# reports from every host that joins, router solicitations) and each link also gets
+#   snd0 2001:db8:1::1/64   rin0 2001:db8:1::2/64
+#   rout0 2001:db8:2::1/64  rcv0 2001:db8:2::2/64
+#   rout1 2001:db8:3::1/64  rcv1 2001:db8:3::2/64
+# added with `nodad` (usable at once, no duplicate address detection). IPv6 senders pick the
+# interface with IPV6_MULTICAST_IF (ff00::/8 has a route on every IPv6 interface).
 # Nothing is configured for forwarding: the relay in ${PREFIX}-rly does that itself. rp_filter is
 # left at its default (the relay reads with AF_PACKET, before reverse-path filtering).
 # `up` prints shell assignments (LAB_SND=..., ...) on stdout for `eval`.
 set -euo pipefail
 
-usage() { echo "usage: $0 up|down|status PREFIX" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: $0 up|down|status PREFIX [--ipv6]" >&2; exit 2; }
+[ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = "--ipv6" ]; } || usage
 cmd=$1
 prefix=$2
+ipv6=0
+[ "${3:-}" = "--ipv6" ] && ipv6=1
 if ! [[ "$prefix" =~ ^[A-Za-z0-9_-]{1,11}$ ]]; then
     echo "netns-lab: PREFIX must be 1-11 characters of [A-Za-z0-9_-] (got '$prefix')" >&2
     exit 2
@@ -58,8 +68,9 @@ lab_down() {
 }
 
 quiet_ns() {
-    # loopback up, IPv6 off on everything created afterwards and now
+    # loopback up, IPv6 off on everything created afterwards and now (unless --ipv6)
     ip -n "$1" link set lo up
+    [ "$ipv6" = 1 ] && return 0
     ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 }
 
@@ -81,6 +92,14 @@ lab_up() {
     ip -n "$RCV" addr add 198.18.2.2/24 dev rcv0
     ip -n "$RLY" addr add 198.18.3.1/24 dev rout1
     ip -n "$RCV" addr add 198.18.3.2/24 dev rcv1
+    if [ "$ipv6" = 1 ]; then
+        ip -n "$SND" addr add 2001:db8:1::1/64 dev snd0 nodad
+        ip -n "$RLY" addr add 2001:db8:1::2/64 dev rin0 nodad
+        ip -n "$RLY" addr add 2001:db8:2::1/64 dev rout0 nodad
+        ip -n "$RCV" addr add 2001:db8:2::2/64 dev rcv0 nodad
+        ip -n "$RLY" addr add 2001:db8:3::1/64 dev rout1 nodad
+        ip -n "$RCV" addr add 2001:db8:3::2/64 dev rcv1 nodad
+    fi
 
     ip -n "$SND" link set snd0 up
     ip -n "$RLY" link set rin0 up
@@ -128,6 +147,16 @@ LAB_ROUT1_ADDR=198.18.3.1
 LAB_RCV1_IF=rcv1
 LAB_RCV1_ADDR=198.18.3.2
 VARS
+    if [ "$ipv6" = 1 ]; then
+        cat <<VARS
+LAB_SND_ADDR6=2001:db8:1::1
+LAB_RIN_ADDR6=2001:db8:1::2
+LAB_ROUT0_ADDR6=2001:db8:2::1
+LAB_RCV0_ADDR6=2001:db8:2::2
+LAB_ROUT1_ADDR6=2001:db8:3::1
+LAB_RCV1_ADDR6=2001:db8:3::2
+VARS
+    fi
 }
 
 lab_status() {

@@ -358,7 +358,9 @@ final class FrameCapture: @unchecked Sendable {
             while true {
                 let count = recv(fd, &buffer, buffer.count, 0)
                 guard count > 0 else { break }
-                let udp = count >= 24 && buffer[12] == 0x08 && buffer[13] == 0 && buffer[23] == 17
+                // IPv4 UDP, or IPv6 whose first next header is UDP.
+                let udp = (count >= 24 && buffer[12] == 0x08 && buffer[13] == 0 && buffer[23] == 17)
+                    || (count >= 62 && buffer[12] == 0x86 && buffer[13] == 0xDD && buffer[20] == 17)
                 let frame = Array(buffer[0..<count])
                 lock.lock()
                 captured.append(frame)
@@ -411,7 +413,11 @@ final class FrameCapture: @unchecked Sendable {
     }
 }
 
-/// The fields of a captured Ethernet/IPv4/UDP frame (nil for anything else).
+/// The fields of a captured Ethernet/IPv4/UDP or Ethernet/IPv6/UDP frame (nil for anything
+/// else). For IPv6 (`ipv6`): `source`/`destination` are 16 bytes, `ttl` is the hop limit,
+/// `identification`/`dontFragment` are 0/false, `headerChecksumValid` is true (IPv6 has none),
+/// `fragment` means a fragment header came first; only frames whose first next header is UDP
+/// are read (the relay writes no extension headers).
 struct CapturedDatagram {
     var destinationMAC: [UInt8], sourceMAC: [UInt8]
     var source: [UInt8], destination: [UInt8]
@@ -420,8 +426,28 @@ struct CapturedDatagram {
     var sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, udpLength = 0, udpChecksum: UInt16 = 0
     var udpChecksumValid = false
     var payload: [UInt8] = []
+    var ipv6 = false
+    /// IPv6: traffic class and flow label (the relay writes 0), and the payload length field.
+    var trafficClassAndFlow: UInt32 = 0
+    var ipv6PayloadLength = 0
+    /// The UDP checksum field holds the folded pseudo-header sum, not complemented: what the
+    /// kernel leaves for the device to finish (CHECKSUM_PARTIAL, veth's checksum offload),
+    /// as captured on the peer of a veth the kernel's UDP path sent through.
+    var udpChecksumOffloadPending = false
+
+    /// Source and destination as text (dotted quad or RFC 5952).
+    var sourceText: String { Self.text(source) }
+    var destinationText: String { Self.text(destination) }
+    static func text(_ bytes: [UInt8]) -> String {
+        bytes.count == 16 ? IPv6Address(bytes: bytes).description : bytes.map(String.init).joined(separator: ".")
+    }
 
     init?(_ frame: [UInt8]) {
+        if frame.count >= 62, frame[12] == 0x86, frame[13] == 0xDD {
+            guard let datagram = Self.parseIPv6(frame) else { return nil }
+            self = datagram
+            return
+        }
         guard frame.count >= 34, frame[12] == 0x08, frame[13] == 0x00, frame[14] == 0x45, frame[23] == 17 else { return nil }
         let ip = Array(frame[14..<34])
         destinationMAC = Array(frame[0..<6])
@@ -445,5 +471,51 @@ struct CapturedDatagram {
         // Pseudo header (source, destination, zero, protocol, UDP length) + the UDP datagram.
         let pseudo = source + destination + [0, 17, udp[4], udp[5]] + udp
         udpChecksumValid = pseudo.withUnsafeBytes { EgressFrame.checksum($0) } == 0
+        let partial = (source + destination + [0, 17, udp[4], udp[5]]).withUnsafeBytes { EgressFrame.checksum($0) }
+        udpChecksumOffloadPending = udpChecksum == UInt16(bigEndian: ~partial)  // the sum is kept in memory order
+    }
+
+    private init(blank: Void) {
+        destinationMAC = []; sourceMAC = []; source = []; destination = []
+        ttl = 0; identification = 0; dontFragment = false; fragment = false; headerChecksumValid = false
+    }
+
+    private static func parseIPv6(_ frame: [UInt8]) -> CapturedDatagram? {
+        var datagram = CapturedDatagram(blank: ())
+        return datagram.readIPv6(frame) ? datagram : nil
+    }
+
+    private mutating func readIPv6(_ frame: [UInt8]) -> Bool {
+        let ip = Array(frame[14..<54])
+        guard ip[0] >> 4 == 6 else { return false }
+        destinationMAC = Array(frame[0..<6])
+        sourceMAC = Array(frame[6..<12])
+        source = Array(ip[8..<24])
+        destination = Array(ip[24..<40])
+        ttl = ip[7]
+        identification = 0
+        dontFragment = false
+        headerChecksumValid = true
+        ipv6 = true
+        trafficClassAndFlow = (UInt32(ip[0]) << 24 | UInt32(ip[1]) << 16 | UInt32(ip[2]) << 8 | UInt32(ip[3])) & 0x0FFF_FFFF
+        ipv6PayloadLength = Int(UInt16(ip[4]) << 8 | UInt16(ip[5]))
+        fragment = ip[6] == 44
+        guard ip[6] == 17 else { return false }
+        guard ipv6PayloadLength >= 8, 54 + ipv6PayloadLength <= frame.count else { return false }
+        let udp = Array(frame[54..<(54 + ipv6PayloadLength)])
+        sourcePort = UInt16(udp[0]) << 8 | UInt16(udp[1])
+        destinationPort = UInt16(udp[2]) << 8 | UInt16(udp[3])
+        udpLength = Int(UInt16(udp[4]) << 8 | UInt16(udp[5]))
+        udpChecksum = UInt16(udp[6]) << 8 | UInt16(udp[7])
+        payload = Array(udp[8...])
+        // RFC 8200 8.1: source, destination, 32-bit upper-layer length, 3 zero bytes, next header.
+        let length = UInt32(udp.count)
+        let pseudoHeader = source + destination + [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF),
+                                                   UInt8(length & 0xFF), 0, 0, 0, 17]
+        udpChecksumValid = udpChecksum != 0 && (pseudoHeader + udp).withUnsafeBytes { EgressFrame.checksum($0) } == 0
+        // CHECKSUM_PARTIAL leaves ~checksum(pseudo header) in the field (the device adds the rest).
+        let partial = pseudoHeader.withUnsafeBytes { EgressFrame.checksum($0) }
+        udpChecksumOffloadPending = udpChecksum == UInt16(bigEndian: ~partial)  // the sum is kept in memory order
+        return true
     }
 }

@@ -83,6 +83,23 @@ import Testing
         #expect(again == config)
     }
 
+    /// IPv6 inputs are written back bracketed (`eth0:[ff3e::8000:1]:5000`): the unbracketed
+    /// text did not parse back, so a flight recording's config.json of an IPv6 rule did not load.
+    @Test func serialisedIPv6ConfigParsesBackEqual() throws {
+        let config = try load("""
+            {"rules":[{"name":"v6","in":"eth0:[ff3e::8000:1]:5000","source":"[2001:db8:1::1]",
+                       "out":["eth1:[ff3e::10:1]:6000:16","eth2:239.10.1.1:6001"]},
+                      {"in":"eth0:239.1.1.2:5001","out":["eth1:[ff05::10:2]:6001:7"]}]}
+            """).get()
+        let text = String(decoding: config.serialized(), as: UTF8.self)
+        #expect(text.contains(#""in" : "eth0:[ff3e::8000:1]:5000""#), "\(text)")
+        let again = try ConfigFile.parse(config.serialized())
+        #expect(again == config)
+        let rule = try #require(config.rules.first)
+        #expect(RuleText(rule).in == "eth0:[ff3e::8000:1]:5000")
+        #expect(try RuleText(rule).spec() == rule, "the control protocol's rule text parses back too")
+    }
+
     @Test func jsonSyntaxCheckerAcceptsValidJSON() {
         for valid in ["{}", "[]", "[1, -2.5e3, true, false, null, \"a\\u00e9\\n\"]", " {\"a\": {\"b\": [[]]}} "] {
             #expect(JSONSyntax.firstProblem(in: Array(valid.utf8)) == nil, "\(valid)")

@@ -147,3 +147,39 @@ import Testing
         #expect(result.report.liveness.converged)
     }
 }
+
+/// A real IPv6 capture (traces/ipv6-recorded): a flight recording of the daemon in the IPv6
+/// namespace lab, saved with `sim replay --recording ... --save-case` (see its case.json). The
+/// replay must give what the live daemon did, and what expected.json holds.
+@Suite struct RecordedIPv6CaseTests {
+    @Test func replaysLikeTheLiveDaemon() throws {
+        let directory = try temporaryDirectory("ipv6-recorded")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let simCase = try SimCase.load(directory: tracePath("ipv6-recorded"))
+        let result = try simCase.run(outputDirectory: directory)
+        #expect(result.passed, "\(result.violations.prefix(3))")
+        #expect(result.report.liveness.converged)
+        let data = try #require(FileManager.default.contents(atPath: tracePath("ipv6-recorded") + "/expected.json"))
+        #expect(ExpectedOutcome(result) == (try JSONDecoder().decode(ExpectedOutcome.self, from: data)))
+        // Per output, what the live daemon counted.
+        let transmitted = Dictionary(uniqueKeysWithValues: result.report.rules.flatMap { rule in rule.outputs.map { ($0.output, $0.transmitted) } })
+        #expect(transmitted == ["rout0:[ff3e::10:1]:6000:16": 60, "rout1:239.10.1.1:6001:5": 60, "rout0:[ff05::10:2]:6002:64": 60,
+                                "rout0:[ff3e::10:3]:6003:7": 60, "rout1:239.10.1.2:6004:9": 60, "rout1:[ff05::10:4]:6004:3": 30],
+                "\(transmitted)")
+        #expect(result.report.drops["not_udp"] == 4, "the four MLD reports: \(result.report.drops)")
+        // The egress captures: IPv6 frames (33:33 MACs, EtherType 86DD, hop limit per output) where the outputs are IPv6.
+        var summary = TraceLoader.LoadSummary()
+        for (interface, ipv6, ipv4) in [("rout0", 180, 0), ("rout1", 30, 120)] {
+            let store = try TraceLoader.load([TraceSource(interface: interface, path: directory + "/\(interface).pcap")], summary: &summary)
+            let frames = store.frames.indices.map { store.bytes($0) }
+            let v6 = frames.filter { $0.count > 54 && $0[12] == 0x86 && $0[13] == 0xDD && $0[0] == 0x33 && $0[1] == 0x33 && $0[20] == 17 }
+            let v4 = frames.filter { $0.count > 34 && $0[12] == 0x08 && $0[13] == 0x00 }
+            #expect(v6.count == ipv6 && v4.count == ipv4, "\(interface): \(v6.count) IPv6 and \(v4.count) IPv4 frames")
+            for frame in v6 {
+                let facts = frame.withUnsafeBytes { ReferenceClassifier.facts($0, link: .ethernet) }
+                #expect(facts.forwardable, "\(interface): an IPv6 egress frame the reference classifier would not forward")
+            }
+        }
+    }
+}
+

@@ -13,8 +13,11 @@ import CLinuxNet
 // (`LinkType.rawIP`); VLAN tags are already stripped by the kernel. A classic BPF filter keeps
 // only IPv4 UDP to 224.0.0.0/4 and IPv6 to ff00::/8 (UDP or an extension header first).
 // PACKET_IGNORE_OUTGOING is set, because an ETH_P_ALL socket would otherwise see the host's own
-// transmissions: the relay cannot read its own output (the loop the reference relay hit); DataPlaneForwardingTests proves it by sending an output back out of the input
-// interface and counting drops. Workers sharing an interface join one PACKET_FANOUT group (hash
+// transmissions, and PACKET_FANOUT_FLAG_IGNORE_OUTGOING on the fanout group (whose hook replaces
+// the socket's once joined; the daemon's workers are always fanout members): the relay cannot
+// read its own output (the loop the reference relay hit); DataPlaneForwardingTests proves it by
+// sending an output back out of the input interface and counting drops, EndToEndIPv6Tests
+// through the daemon. Workers sharing an interface join one PACKET_FANOUT group (hash
 // mode: a flow stays on one worker, so its order is kept; every frame reaches one worker). A
 // missing or down interface is reported (`.problem`) and retried every 500 ms, and at once when
 // the supervisor forwards netlink's word that it is up (`.linkUp`). Frames the kernel

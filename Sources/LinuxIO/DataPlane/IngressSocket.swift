@@ -16,7 +16,9 @@ import RelayCore
 /// - a large receive buffer (bursts are absorbed by the kernel, not lost);
 /// - `bind` to the interface index with ETH_P_ALL (with PACKET_IGNORE_OUTGOING, which such a
 ///   socket needs: it would otherwise see every frame the host sends there);
-/// - `PACKET_FANOUT` (hash mode) when several workers share the interface: the kernel hands
+/// - `PACKET_FANOUT` (hash mode, `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: once joined, the group's
+///   hook replaces the socket's, so the socket's own IGNORE_OUTGOING no longer applies) when
+///   workers share the interface (the daemon's workers always do, even one): the kernel hands
 ///   each frame to exactly one socket of the group, and a flow stays on one worker (in order).
 ///   Joining needs a bound, running socket, so it comes last (a down interface fails here).
 public struct IngressSocket: Sendable {
@@ -57,7 +59,11 @@ public struct IngressSocket: Sendable {
             guard bound == 0 else { throw .last("bind(AF_PACKET)", target) }
 
             if let group = fanoutGroup {
-                let argument = cln_fanout_arg(group, CLN_PACKET_FANOUT_HASH, 0)
+                // The group's hook, not the socket's, receives frames once it has joined: without
+                // the group's own IGNORE_OUTGOING flag, PACKET_IGNORE_OUTGOING above no longer
+                // applies and (bound to ETH_P_ALL) every frame the host sends on this interface,
+                // the relay's own output included, comes back as input (kernel >= 4.20).
+                let argument = cln_fanout_arg(group, CLN_PACKET_FANOUT_HASH, CLN_PACKET_FANOUT_FLAG_IGNORE_OUTGOING)
                 try DataPlaneSocketOption.set(fd, CLN_SOL_PACKET, CLN_PACKET_FANOUT, argument, "PACKET_FANOUT group \(group)", target)
                 try Self.attachFilter(fd, dropAll: false, target)
             }

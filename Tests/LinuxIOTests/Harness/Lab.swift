@@ -1,4 +1,5 @@
 import Foundation
+import RelayCore
 import Testing
 
 /// A three-namespace lab from scripts/netns-lab.sh (snd0 -> rin0 [relay] rout0/rout1 ->
@@ -17,20 +18,32 @@ final class Lab {
     static let receiverAddress0 = "198.18.2.2"  // rcv0, behind rout0
     static let receiverAddress1 = "198.18.3.2"  // rcv1, behind rout1
 
+    /// IPv6 labs (`ipv6: true`, netns-lab.sh `--ipv6`): every link also has these (`nodad`).
+    let ipv6: Bool
+    static let senderAddress6 = "2001:db8:1::1"     // snd0
+    static let relayInputAddress6 = "2001:db8:1::2" // rin0
+    static let relayOutputAddress6 = "2001:db8:2::1" // rout0
+    static let relayOutput1Address6 = "2001:db8:3::1" // rout1
+    static let receiverAddress6 = "2001:db8:2::2"   // rcv0, behind rout0
+    static let receiver1Address6 = "2001:db8:3::2"  // rcv1, behind rout1
+
     /// `tag`: up to 5 characters naming the test; the prefix adds the pid so parallel runs differ.
-    convenience init(_ tag: String) throws {
-        try self.init(prefix: "m\(tag)\(getpid() % 10000)")
+    convenience init(_ tag: String, ipv6: Bool = false) throws {
+        try self.init(prefix: "m\(tag)\(getpid() % 10000)", ipv6: ipv6)
     }
 
     /// `prefix`: at most 11 characters (netns-lab.sh). Holds the live lease (`LiveLease`) until
     /// `down()`: live tests never overlap.
-    init(prefix: String) throws {
+    /// `ipv6`: IPv6 on, with the addresses above (netns-lab.sh `--ipv6`); IPv4 labs keep it off.
+    init(prefix: String, ipv6: Bool = false) throws {
         self.prefix = prefix
+        self.ipv6 = ipv6
         directory = try E2E.temporaryDirectory(prefix)
         try LiveLease.acquire(prefix)
         let result: CommandResult
         do {
-            result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix], in: directory, timeout: .seconds(30))
+            result = try run(["bash", E2E.scripts + "/netns-lab.sh", "up", prefix] + (ipv6 ? ["--ipv6"] : []), in: directory,
+                             timeout: .seconds(30))
         } catch {
             down()
             throw error
@@ -85,5 +98,40 @@ final class Lab {
             }
         }
         return groups
+    }
+
+    /// IPv6 group memberships the kernel holds on an interface of a namespace (/proc/net/igmp6:
+    /// index, name, 32 hex digits, users, flags, timer), as RFC 5952 text.
+    func memberships6(_ namespace: String, interface: String) throws -> Set<String> {
+        let text = try must(namespace, ["cat", "/proc/net/igmp6"]).stdout
+        var groups = Set<String>()
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 3, fields[1] == interface, let address = Self.ipv6(hex: fields[2]) else { continue }
+            groups.insert(address)
+        }
+        return groups
+    }
+
+    /// Source filters of IPv6 memberships on an interface (/proc/net/mcfilter6: index, name,
+    /// group, source, include and exclude counts): "GROUP from SOURCE" per line.
+    func sourceFilters6(_ namespace: String, interface: String) throws -> Set<String> {
+        let text = try must(namespace, ["cat", "/proc/net/mcfilter6"]).stdout
+        var filters = Set<String>()
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 4, fields[1] == interface, let group = Self.ipv6(hex: fields[2]),
+                  let source = Self.ipv6(hex: fields[3]) else { continue }
+            filters.insert("\(group) from \(source)")
+        }
+        return filters
+    }
+
+    /// 32 hex digits (network order) as RFC 5952 text.
+    static func ipv6(hex: Substring) -> String? {
+        guard hex.utf8.count == 32, let high = UInt64(hex.prefix(16), radix: 16), let low = UInt64(hex.suffix(16), radix: 16) else {
+            return nil
+        }
+        return IPv6Address(high: high, low: low).description
     }
 }

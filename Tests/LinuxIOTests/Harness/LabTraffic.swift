@@ -20,8 +20,12 @@ extension Lab {
     /// Sends `count` datagrams per stream from the sender namespace; returns mcsend's JSON.
     @discardableResult
     func send(streams: [String], count: Int, rate: Int, size: Int, startSeq: Int = 0) throws -> [String: Any] {
-        var arguments = ["ip", "netns", "exec", sender, "python3", E2E.scripts + "/mcsend.py",
-                         "--source", Self.senderAddress, "--count", "\(count)", "--rate", "\(rate)", "--size", "\(size)",
+        // IPv6 streams ("[GROUP]:PORT[:ID]") go from snd0's IPv6 address (labs made with ipv6: true).
+        var sources = ["--source", Self.senderAddress]
+        if streams.contains(where: { $0.hasPrefix("[") }) {
+            sources = (streams.allSatisfy { $0.hasPrefix("[") } ? [] : sources) + ["--source", Self.senderAddress6]
+        }
+        var arguments = ["ip", "netns", "exec", sender, "python3", E2E.scripts + "/mcsend.py"] + sources + ["--count", "\(count)", "--rate", "\(rate)", "--size", "\(size)",
                          "--start-seq", "\(startSeq)"]
         for stream in streams { arguments += ["--stream", stream] }
         let output = try RunningProcess(arguments, outputDirectory: directory).finish(timeout: 60)

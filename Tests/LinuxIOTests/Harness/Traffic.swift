@@ -37,12 +37,20 @@ final class Receiver {
     let process: ChildProcess
     let streams: [Stream]
 
-    /// `namespace`: where it listens (default: the lab's receiver namespace).
-    init(_ lab: Lab, namespace: String? = nil, address: String = Lab.receiverAddress0, streams: [Stream], expect: Int, size: Int,
+    /// `namespace`: where it listens (default: the lab's receiver namespace). `address6`: the
+    /// IPv6 address of the interface to join IPv6 streams (`[GROUP]:PORT` outputs) on, beside or
+    /// instead of `address` (nil: IPv4 only; `address` is then the only one passed when `ipv6Only`
+    /// is false). `sourceFilter`: source-specific joins (MCAST_JOIN_SOURCE_GROUP for IPv6).
+    init(_ lab: Lab, namespace: String? = nil, address: String = Lab.receiverAddress0, address6: String? = nil,
+         sourceFilter: String? = nil, streams: [Stream], expect: Int, size: Int,
          startSeq: Int = 0, duration: Double = 20, idle: Double = 3, name: String = "recv") throws {
         self.streams = streams
+        var addresses: [String] = []
+        if address6 == nil || streams.contains(where: { !$0.output.hasPrefix("[") }) { addresses += ["--iface-addr", address] }
+        if let address6 { addresses += ["--iface-addr", address6] }
+        if let sourceFilter { addresses += ["--source-filter", sourceFilter] }
         process = try McrecvProcess.start(lab, namespace: namespace ?? lab.receiver, name: name, arguments:
-            ["--iface-addr", address, "--expect", String(expect), "--size", String(size), "--start-seq", String(startSeq),
+            addresses + ["--expect", String(expect), "--size", String(size), "--start-seq", String(startSeq),
              "--duration", String(duration), "--idle", String(idle)] + streams.flatMap { ["--stream", "\($0.output):\($0.id)"] })
     }
 
@@ -84,10 +92,15 @@ enum McrecvProcess {
 }
 
 /// Runs mcsend.py in the sender namespace to completion; any send error fails the test.
-@discardableResult
 /// `sourcePort`: fixed, so two runs are the same flows (PACKET_FANOUT hashes the ports too).
-func send(_ lab: Lab, streams: [Stream], count: Int, rate: Double, size: Int, startSeq: Int = 0, sourcePort: Int = 0) throws -> SendSummary {
-    var arguments = ["python3", E2E.scripts + "/mcsend.py", "--source", Lab.senderAddress, "--count", String(count),
+/// IPv6 streams (`[GROUP]:PORT` inputs) are sent from `source6` (default snd0's IPv6 address).
+@discardableResult
+func send(_ lab: Lab, streams: [Stream], count: Int, rate: Double, size: Int, startSeq: Int = 0, sourcePort: Int = 0,
+          source6: String = Lab.senderAddress6) throws -> SendSummary {
+    var sources: [String] = []
+    if streams.contains(where: { !$0.input.hasPrefix("[") }) { sources += ["--source", Lab.senderAddress] }
+    if streams.contains(where: { $0.input.hasPrefix("[") }) { sources += ["--source", source6] }
+    var arguments = ["python3", E2E.scripts + "/mcsend.py"] + sources + ["--count", String(count),
                      "--rate", String(rate), "--size", String(size), "--start-seq", String(startSeq), "--ttl", "4",
                      "--source-port", String(sourcePort)]
     for stream in streams { arguments += ["--stream", "\(stream.input):\(stream.id)"] }
