@@ -90,7 +90,7 @@ demo: deps build
 BENCH_RESULTS := bench/results
 # Every relay row (mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
 # emulating a NIC without USO, see bench/README.md) and a profile of each.
-BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic --perf
+BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic --family ipv4,ipv6 --perf
 bench: deps
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
@@ -102,7 +102,7 @@ bench: deps
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
 bench-smoke: deps build
-	scripts/bench-e2e.sh --smoke --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
+	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null
 

@@ -86,17 +86,23 @@ def sim_rows(path: Path) -> list[list[str]]:
 
 
 def e2e_rows(path: Path) -> list[list[str]]:
+    """Per configuration, the IPv4 rows and then the IPv6 rows (when the run had --family ipv4,ipv6),
+    each family with its own mcrelay / socat and mcrelay / kernel ratios."""
     if not path.exists():
         return [["end to end", "scripts/bench-e2e.sh", "not run", "", ""]]
     e2e = json.loads(path.read_text())
-    by = {(r["relay"], r["streams"], r["payload"]): r for r in e2e["rows"]}
-    configs = sorted({(r["streams"], r["payload"]) for r in e2e["rows"]})
+    family = lambda r: r.get("family", "ipv4")  # rows from before --family are IPv4
+    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in e2e["rows"]}
+    configs = sorted({(r["streams"], r["payload"], family(r)) for r in e2e["rows"]})
+    both = len({family(r) for r in e2e["rows"]}) > 1
     relays = sorted({r["relay"] for r in e2e["rows"]}, key=lambda name: (not name.startswith("mcrelay"), name))
     rows = []
-    for streams, payload in configs:
+    for streams, payload, fam in configs:
         where = f"{streams} stream{'s' if streams > 1 else ''} × {payload} B"
+        if both or fam != "ipv4":
+            where = f"{'IPv6' if fam == 'ipv6' else 'IPv4'} {where}"
         for relay in relays:
-            r = by.get((relay, streams, payload))
+            r = by.get((relay, fam, streams, payload))
             if r is None or r.get("status") != "measured":
                 continue
             cpu = r.get("relay_cpu_us")
@@ -104,10 +110,12 @@ def e2e_rows(path: Path) -> list[list[str]]:
                 + f"{r['relay_softirq_us']:.2f} µs softirq per packet"
             rate = f"{r['zero_loss_pps']:,.0f}" + (" (generator's ceiling)" if r["generator_limited"] else "")
             rows.append(["end to end", f"{where}: {relay} zero-loss pps", f"{rate}; {cost}", "", ""])
-        mcrelay = by.get(("mcrelay", streams, payload))
+        mcrelay = by.get(("mcrelay", fam, streams, payload))
         for other, target in (("socat", 20.0), ("kernel", 1.0)):
-            o = by.get((other, streams, payload))
+            o = by.get((other, fam, streams, payload))
             if not mcrelay or not o or mcrelay.get("status") != "measured" or o.get("status") != "measured":
+                continue
+            if not o["zero_loss_pps"]:
                 continue
             value = mcrelay["zero_loss_pps"] / o["zero_loss_pps"]
             lower_bound = mcrelay["generator_limited"] and not o["generator_limited"]

@@ -8,6 +8,9 @@
 #                                   bench/results/e2e-latest.json and BENCHMARKS.md's generated block
 #   scripts/bench-e2e.sh --smoke    ~20 s: one low-rate trial per relay; exits non-zero when
 #                                   the harness is broken (3) or a relay carried nothing (1); never judges speed
+#   scripts/bench-e2e.sh --family ipv4,ipv6
+#                                   every case over IPv4, then over IPv6 (each in its own lab;
+#                                   `make bench` does this, bench/README.md "IPv6")
 #   scripts/bench-e2e.sh --help     every knob
 #
 # Needs root, socat, smcroute, a C compiler (trafgen only with --generator trafgen); mcrelay rows need

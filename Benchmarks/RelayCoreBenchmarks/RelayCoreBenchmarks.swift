@@ -2,7 +2,8 @@ import Benchmark
 import RelayCore
 
 /// Core micro-benchmarks: forwarding decisions with 1, 100 and 10,000 rules, fan-out 1 to 8,
-/// and membership recomputation with 10,000 groups. Run with `make bench` (release).
+/// IPv6 and mixed-family decisions beside the IPv4 ones, and membership recomputation with
+/// 10,000 groups. Run with `make bench` (release).
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.throughput, .wallClock, .mallocCountTotal, .instructions],
@@ -22,6 +23,27 @@ let benchmarks: @Sendable () -> Void = {
             var forwarder = setup.forwarder
             // The first mutation copies the shared setup's buffers (copy-on-write): do it before
             // measuring, so the malloc count is the decisions' own (zero), not the harness's.
+            var sink = setup.forwardOne(&forwarder, frame: 0)
+            benchmark.startMeasurement()
+            for iteration in benchmark.scaledIterations {
+                sink &+= setup.forwardOne(&forwarder, frame: iteration)
+            }
+            blackHole(sink)
+        }
+    }
+
+    // IPv6 beside IPv4 (issue 12: "as fast for IPv4 as today"): 100 IPv6 rules and an IPv6
+    // frame, then 100 IPv4 + 100 IPv6 rules on one interface with a frame of each family. The
+    // IPv4 row to read them against is "decide rules=100 fanout=1" above, from the same run.
+    let mixedCases: [(name: String, rules4: Int, rules6: Int, frames: AddressFamily)] = [
+        ("decide rules=100 fanout=1 ipv6", 0, 100, .ipv6),
+        ("decide rules=100+100 fanout=1 mixed, ipv4 frame", 100, 100, .ipv4),
+        ("decide rules=100+100 fanout=1 mixed, ipv6 frame", 100, 100, .ipv6),
+    ]
+    for (name, rules4, rules6, family) in mixedCases {
+        let setup = ForwardingSetup(rules4: rules4, rules6: rules6, fanout: 1, frames: family)
+        Benchmark(name, configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var forwarder = setup.forwarder
             var sink = setup.forwardOne(&forwarder, frame: 0)
             benchmark.startMeasurement()
             for iteration in benchmark.scaledIterations {
@@ -124,9 +146,16 @@ struct ForwardingSetup: @unchecked Sendable {
     let frames: [[UInt8]]
 
     init(rules: Int, fanout: Int) {
+        self.init(rules4: rules, rules6: 0, fanout: fanout, frames: .ipv4)
+    }
+
+    /// `rules4` IPv4 rules (239.1.H.L:5000 -> 239.2.H.L:6000) and `rules6` IPv6 rules
+    /// ([ff3e::8000:N]:5000 -> [ff3e::10:N]:6000) on one interface; the 64 frames are of `frames`'s
+    /// family and match rules of that family.
+    init(rules4: Int, rules6: Int, fanout: Int, frames family: AddressFamily) {
         var book = RuleBook()
         let input = InterfaceName("in0")!
-        for index in 0..<rules {
+        for index in 0..<rules4 {
             let group = IPv4Address(239, 1, UInt8(index / 256), UInt8(index % 256))
             let outputs = (0..<fanout).map { out in
                 OutputSpec(interface: InterfaceName("out\(out)")!, destination: IPv4Address(239, 2, UInt8(index / 256), UInt8(index % 256)),
@@ -134,13 +163,28 @@ struct ForwardingSetup: @unchecked Sendable {
             }
             try! book.add(RuleSpec(input: InputSpec(interface: input, group: group, port: 5000), outputs: outputs))
         }
+        for index in 0..<rules6 {
+            let outputs = (0..<fanout).map { out in
+                OutputSpec(interface: InterfaceName("out\(out)")!, destination: .v6(Self.group6(0x10, index)), port: 6000, ttl: 16)
+            }
+            try! book.add(RuleSpec(input: InputSpec(interface: input, group: .v6(Self.group6(0x8000, index)), port: 5000), outputs: outputs))
+        }
         forwarder = Forwarder(plan: WorkerPlan(worker: WorkerID(0), version: 1,
                                                ingress: [IngressAssignment(interface: input, fanoutGroup: nil)],
                                                rules: Array(book.rules.values)))
+        let rules = family == .ipv4 ? rules4 : rules6
         frames = (0..<64).map { index in
             let ruleIndex = index * max(1, rules / 64) % rules
+            if family == .ipv6 {
+                return Self.frame6(to: Self.group6(0x8000, ruleIndex), port: 5000, payload: 1316)
+            }
             return Self.frame(to: IPv4Address(239, 1, UInt8(ruleIndex / 256), UInt8(ruleIndex % 256)), port: 5000, payload: 1316)
         }
+    }
+
+    /// ff3e::PREFIX:(index + 1)
+    static func group6(_ prefix: UInt16, _ index: Int) -> IPv6Address {
+        IPv6Address(0xFF3E, 0, 0, 0, 0, 0, prefix, UInt16(index + 1))
     }
 
     @inline(__always)
@@ -151,6 +195,15 @@ struct ForwardingSetup: @unchecked Sendable {
             for transmit in forwarder.transmits(for: forwarding) { total &+= transmit.payload.count &+ Int(transmit.ttl) }
             return total
         }
+    }
+
+    /// An IPv6/UDP packet (as an AF_PACKET SOCK_DGRAM socket delivers it: no Ethernet header)
+    /// from 2001:db8:1::1, hop limit 64, with its mandatory UDP checksum (EgressFrame builds it).
+    static func frame6(to group: IPv6Address, port: UInt16, payload: Int) -> [UInt8] {
+        let whole = EgressFrame.bytes(.init(sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), source: .v6(IPv6Address("2001:db8:1::1")!),
+                                            destination: .v6(group), sourcePort: 40000, destinationPort: port, ttl: 64),
+                                      payload: [UInt8](repeating: 0x47, count: payload))
+        return Array(whole.dropFirst(EgressFrame.ethernetHeaderBytes))
     }
 
     /// An IPv4/UDP packet (as an AF_PACKET SOCK_DGRAM socket delivers it) with a valid checksum.

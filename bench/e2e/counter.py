@@ -31,6 +31,7 @@ class Snapshot:
     ring_drops: int
     udp: int
     other: int
+    icmp6: int                                # of `other`: ICMPv6 (a host's own IPv6 control traffic)
     table_full: int
     groups: dict[tuple[str, int], int]        # frames (a GSO super-frame counts once)
     frame_len: dict[tuple[str, int], int]     # last frame length seen
@@ -58,7 +59,8 @@ class Counter:
         groups = {(g, port): n for g, port, n, _, _ in d["groups"]}
         lens = {(g, port): length for g, port, _, length, _ in d["groups"]}
         payload = {(g, port): b for g, port, _, _, b in d["groups"]}
-        return Snapshot(d["ring_packets"], d["ring_drops"], d["udp"], d["other"], d["table_full"], groups, lens, payload)
+        return Snapshot(d["ring_packets"], d["ring_drops"], d["udp"], d["other"], d["icmp6"], d["table_full"], groups, lens,
+                        payload)
 
     def pid(self) -> int:
         return self.proc.pid

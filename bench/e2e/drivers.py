@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from .errors import HarnessError
-from .lab import ROUT_ADDR, SND_ADDR, Lab, stop_process
-from .streams import Stream
+from .lab import ROUT_ADDR, SND6_ADDR, SND_ADDR, Lab, stop_process
+from .streams import Stream, endpoint
 from .system import ns_pids, run, wait_until
 
 
@@ -91,8 +91,9 @@ class RelayDriver:
 
 
 def joined_groups(ns: str, dev: str) -> set[str]:
+    """IPv4 and IPv6 groups joined on the device (`ip maddr` prints both canonically)."""
     out = run(["ip", "-n", ns, "maddr", "show", "dev", dev]).stdout
-    return {line.split()[1] for line in out.splitlines() if line.strip().startswith("inet ")}
+    return {line.split()[1] for line in out.splitlines() if line.strip().startswith(("inet ", "inet6 "))}
 
 
 class SocatDriver(RelayDriver):
@@ -102,10 +103,20 @@ class SocatDriver(RelayDriver):
     def start(self, streams: list[Stream]) -> None:
         self.logs = []
         for s in streams:
-            # bind to the group (not INADDR_ANY) so a socket only gets its own group's frames
-            src = f"UDP4-RECV:{s.in_port},bind={s.in_group},ip-add-membership={s.in_group}:rin0,reuseaddr"
-            dst = (f"UDP4-SENDTO:{s.out_group}:{s.out_port},ip-multicast-if={ROUT_ADDR},"
-                   "ip-multicast-ttl=16,ip-multicast-loop=0")
+            if s.family == "ipv6":
+                # socat 1.7.4 has ipv6-join-group but no IPV6_MULTICAST_IF/HOPS/LOOP options (its
+                # ip-multicast-* set the IPv4 options, which an IPv6 send ignores): the output
+                # interface comes from SO_BINDTODEVICE (`so-bindtodevice`), the hop limit stays the
+                # socket default for multicast, 1 (the receiver is on the link), and loopback does
+                # not matter (nothing in the relay namespace listens on the output groups)
+                src = (f"UDP6-RECV:{s.in_port},bind=[{s.in_group}],ipv6-join-group=[{s.in_group}]:rin0,"
+                       "reuseaddr")
+                dst = f"UDP6-SENDTO:{endpoint(s.out_group, s.out_port)},so-bindtodevice=rout0"
+            else:
+                # bind to the group (not INADDR_ANY) so a socket only gets its own group's frames
+                src = f"UDP4-RECV:{s.in_port},bind={s.in_group},ip-add-membership={s.in_group}:rin0,reuseaddr"
+                dst = (f"UDP4-SENDTO:{s.out_group}:{s.out_port},ip-multicast-if={ROUT_ADDR},"
+                       "ip-multicast-ttl=16,ip-multicast-loop=0")
             # keep the first three logs, not one per stream
             self._spawn(["socat", "-u", src, dst], f"socat-{s.index}.log" if s.index < 3 else None)
         want = {s.in_group for s in streams}
@@ -121,6 +132,7 @@ class KernelDriver(RelayDriver):
     name = "kernel"
     title = "Linux multicast forwarding (smcroute static (S,G) routes)"
     cpu_kind = "softirq"
+    family = "ipv4"
 
     def out_key(self, s: Stream) -> tuple[str, int]:
         return (s.in_group, s.in_port)  # the kernel forwards unchanged
@@ -130,7 +142,13 @@ class KernelDriver(RelayDriver):
         conf = self.workdir / "smcroute.conf"
         # (S,G) routes are installed at start; (*,G) ones only on the first packet's upcall,
         # which would lose the first frames of every trial's first burst
-        conf.write_text("".join(f"mroute from rin0 source {SND_ADDR} group {s.in_group} to rout0\n" for s in streams))
+        # IPv6: the same line with IPv6 addresses (smcroute.conf(5)); smcrouted then opens the
+        # kernel's IPv6 multicast routing (MRT6_INIT, one MIF per interface), which is what turns
+        # net.ipv6.conf.{all,rin0,rout0}.mc_forwarding on (read-only sysctls the kernel sets itself;
+        # start() records them). net.ipv6.conf.*.forwarding stays 0: multicast forwarding does not need it.
+        self.family = streams[0].family if streams else "ipv4"
+        source = SND6_ADDR if self.family == "ipv6" else SND_ADDR
+        conf.write_text("".join(f"mroute from rin0 source {source} group {s.in_group} to rout0\n" for s in streams))
         self._spawn(["smcrouted", "-n", "-f", str(conf), "-u", str(self.workdir / "smcroute.sock"),
                      "-P", str(self.workdir / "smcroute.pid"), "-l", "notice"], "smcroute.log")
 
@@ -139,14 +157,31 @@ class KernelDriver(RelayDriver):
                 raise HarnessError("smcrouted exited at start:\n" + self.log_tail())
             return self.mfc_entries() >= len(streams)
         wait_until(ready, 15, f"smcrouted to install {len(streams)} kernel multicast routes")
+        self.sysctls = self.forwarding_sysctls()
+        if self.family == "ipv6" and self.sysctls.get("net.ipv6.conf.all.mc_forwarding") != "1":
+            raise HarnessError(f"smcrouted runs but IPv6 mc_forwarding is not on: {self.sysctls}")
+
+    def _proc(self, name: str) -> str:
+        # IPv4: /proc/net/ip_mr_cache, ip_mr_vif; IPv6: ip6_mr_cache, ip6_mr_vif
+        return f"/proc/net/{'ip6' if self.family == 'ipv6' else 'ip'}_mr_{name}"
 
     def mfc_entries(self) -> int:
-        out = run(["ip", "netns", "exec", self.lab.rly, "cat", "/proc/net/ip_mr_cache"]).stdout
+        out = run(["ip", "netns", "exec", self.lab.rly, "cat", self._proc("cache")]).stdout
         return max(0, len(out.strip().splitlines()) - 1)
 
+    def forwarding_sysctls(self) -> dict:
+        """The forwarding switches as the kernel shows them while smcrouted runs (none set by the harness)."""
+        if self.family == "ipv6":
+            names = [f"net.ipv6.conf.{d}.{k}" for d in ("all", "rin0", "rout0") for k in ("mc_forwarding", "forwarding")]
+        else:
+            names = ["net.ipv4.conf.all.mc_forwarding", "net.ipv4.conf.rin0.mc_forwarding",
+                     "net.ipv4.conf.rout0.mc_forwarding", "net.ipv4.ip_forward"]
+        done = run(["ip", "netns", "exec", self.lab.rly, "sysctl", *names], check=False).stdout
+        return dict(line.split(" = ", 1) for line in done.strip().splitlines() if " = " in line)
+
     def extra_stats(self) -> dict:
-        vif = run(["ip", "netns", "exec", self.lab.rly, "cat", "/proc/net/ip_mr_vif"], check=False).stdout
-        return {"ip_mr_vif": vif.strip().splitlines()}
+        vif = run(["ip", "netns", "exec", self.lab.rly, "cat", self._proc("vif")], check=False).stdout
+        return {self._proc("vif").rsplit("/", 1)[1]: vif.strip().splitlines(), "sysctls": getattr(self, "sysctls", {})}
 
 
 class McrelayDriver(RelayDriver):
@@ -198,8 +233,9 @@ class McrelayDriver(RelayDriver):
     def start(self, streams: list[Stream]) -> None:
         self.logs = []
         config = self.workdir / "mcrelay.json"
-        rules = [{"name": f"s{s.index}", "in": f"rin0:{s.in_group}:{s.in_port}",
-                  "out": [f"rout0:{s.out_group}:{s.out_port}:16"]} for s in streams]
+        # IPv6 endpoints bracketed: rin0:[ff3e::8000:1]:5001 -> rout0:[ff3e::10:1]:6001:16
+        rules = [{"name": f"s{s.index}", "in": f"rin0:{endpoint(s.in_group, s.in_port)}",
+                  "out": [f"rout0:{endpoint(s.out_group, s.out_port)}:16"]} for s in streams]
         config.write_text(json.dumps({"rules": rules}, indent=1, sort_keys=True) + "\n")
         if self.control.exists():
             self.control.unlink()

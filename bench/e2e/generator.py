@@ -10,9 +10,14 @@ trafgen cycles through the packets of its config in order, so with K streams and
 that is a multiple of K every stream gets exactly count/K frames (round robin). Frames are
 Ethernet/IPv4/UDP to each group's multicast MAC, TTL 64, IPv4 header checksum by `csumip`, UDP
 checksum 0 (allowed for IPv4); mcgen does the same with the frames file built by frames().
+
+IPv6 (mcgen only): Ethernet/IPv6/UDP to the group's 33:33 MAC, hop limit 64, no extension
+headers, from 2001:db8:1::1, with the UDP checksum IPv6 requires (RFC 8200 section 8.1) over the
+pseudo-header. `--generator trafgen` stays IPv4 only.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import struct
 import subprocess
@@ -66,15 +71,40 @@ def frame(dst_group: str, dst_port: int, payload: int, src_mac: str, src_ip: str
     return eth + bytes(ip) + udp + b"\x5a" * payload
 
 
+def udp6_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
+    """RFC 8200 8.1: over the pseudo-header (addresses, upper-layer length, next header 17) and
+    the UDP header and data; 0 is sent as 0xffff."""
+    data = src + dst + struct.pack("!IxxxB", len(udp), 17) + udp
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return (~total & 0xFFFF) or 0xFFFF
+
+
+def frame6(dst_group: str, dst_port: int, payload: int, src_mac: str, src_ip: str) -> bytes:
+    """Ethernet / IPv6 (hop limit 64, no extension headers) / UDP (checksum computed)."""
+    eth = bytes(multicast_mac(dst_group)) + bytes.fromhex(src_mac.replace(":", "")) + b"\x86\xdd"
+    src, dst = ipaddress.IPv6Address(src_ip).packed, ipaddress.IPv6Address(dst_group).packed
+    data = b"\x5a" * payload
+    udp = bytearray(struct.pack("!HHHH", SOURCE_PORT, dst_port, 8 + payload, 0) + data)
+    struct.pack_into("!H", udp, 6, udp6_checksum(src, dst, bytes(udp)))
+    ip = struct.pack("!IHBB16s16s", 0x6000_0000, 8 + payload, 17, 64, src, dst)
+    return eth + ip + bytes(udp)
+
+
 def frames_file(streams: list[Stream], payload: int, src_mac: str, src_ip: str = SND_ADDR,
                 use_out: bool = False) -> bytes:
     """mcgen's input: per frame a little-endian u16 length and the bytes, one frame per stream."""
-    if not 18 <= payload <= 1472:
-        raise HarnessError(f"payload must be 18...1472 bytes (one frame, no fragments), got {payload}")
+    v6 = bool(streams) and streams[0].family == "ipv6"
+    limit = 1452 if v6 else 1472
+    if not 18 <= payload <= limit:
+        raise HarnessError(f"payload must be 18...{limit} bytes (one frame, no fragments), got {payload}")
     out = bytearray()
     for s in streams:
         group, port = (s.out_group, s.out_port) if use_out else (s.in_group, s.in_port)
-        f = frame(group, port, payload, src_mac, src_ip)
+        f = (frame6 if v6 else frame)(group, port, payload, src_mac, src_ip)
         out += struct.pack("<H", len(f)) + f
     return bytes(out)
 
@@ -113,6 +143,8 @@ class Generator:
             path = self.workdir / f"{name}.frames"
             path.write_bytes(frames_file(streams, payload, src_mac, src_ip, use_out))
         else:
+            if streams and streams[0].family != "ipv4":
+                raise HarnessError("--generator trafgen builds IPv4 frames only (use mcgen for IPv6)")
             path = self.workdir / f"{name}.cfg"
             path.write_text(trafgen_config(streams, payload, src_mac, src_ip, use_out))
         return path

@@ -21,10 +21,11 @@ from .counter import Counter, build_tool, delta
 from .drivers import KernelDriver, McrelayDriver, NoRelay, RelayDriver, SocatDriver
 from .errors import HarnessError
 from .generator import Generator
-from .lab import ROUT_ADDR, Lab
+from .lab import Lab, addresses
 from .report import markdown_block, print_report, update_markdown
 from .profile import profile_trial
 from .search import zero_loss_search
+from .streams import FAMILIES
 from .streams import streams as make_streams
 from .system import run
 from .trial import TrialRunner
@@ -47,6 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "with rout0 emulating a NIC without USO)")
     p.add_argument("--streams", default=None, help="comma list of stream counts (default 1,100; smoke: 3)")
     p.add_argument("--payloads", default="64,1316", help="comma list of UDP payload sizes (bytes)")
+    p.add_argument("--family", default="ipv4",
+                   help="comma list of address families, ipv4 and/or ipv6 (default ipv4): every relay × streams × "
+                        "payload runs once per family, each family in its own lab (bench/README.md)")
     p.add_argument("--trial-seconds", type=float, default=2.0, help="length of one trial (default 2)")
     p.add_argument("--settle", type=float, default=0.4, help="wait after a burst before counting (s)")
     p.add_argument("--min-rate", type=float, default=2000, help="search floor, pps (default 2000)")
@@ -85,6 +89,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for r in a.relay_list:
         if r not in ("socat", "kernel", "mcrelay", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic"):
             p.error(f"--relays: unknown relay {r!r} (socat, kernel, mcrelay, mcrelay-udp, mcrelay-udp-on, mcrelay-udp-nic)")
+    a.family_list = [f for f in a.family.split(",") if f]
+    for f in a.family_list:
+        if f not in FAMILIES:
+            p.error(f"--family: unknown family {f!r} (ipv4, ipv6)")
+    if not a.family_list or len(set(a.family_list)) != len(a.family_list):
+        p.error("--family: one or both of ipv4, ipv6, each once")
+    if a.generator == "trafgen" and "ipv6" in a.family_list:
+        p.error("--generator trafgen builds IPv4 frames only; IPv6 needs mcgen")
     try:
         a.stream_list = [int(x) for x in (a.streams or ("3" if a.smoke else "1,100")).split(",") if x]
         a.payload_list = [int(x) for x in a.payloads.split(",") if x]
@@ -118,22 +130,33 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="mcbench."))
         self.lab = Lab(args.prefix)
         self.lab.nice = args.nice
+        self.family = "ipv4"
         self.counter: Counter | None = None
         self.rows: list[dict] = []
         self.trials: list[dict] = []
 
-    def close(self) -> None:
+    def close_lab(self) -> None:
         if self.counter:
             self.counter.close()
+            self.counter = None
         self.lab.down()
+
+    def close(self) -> None:
+        self.close_lab()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- setup -----------------------------------------------------------------------------
-    def setup(self) -> None:
+    def setup(self, family: str) -> None:
+        """A fresh lab for one address family (the previous family's is removed first)."""
         for tool in ("ip", "taskset", "cc", *(["trafgen"] if self.args.generator == "trafgen" else [])):
             if not shutil.which(tool):
                 raise HarnessError(f"{tool} not found (make deps installs netsniff-ng, socat, smcroute)")
-        log(f"lab {self.lab.prefix}-{{snd,rly,rcv}}, work folder {self.workdir}")
+        self.close_lab()
+        self.family = family
+        self.addr = addresses(family)
+        self.lab = Lab(self.args.prefix, family)
+        self.lab.nice = self.args.nice
+        log(f"{family} lab {self.lab.prefix}-{{snd,rly,rcv}}, work folder {self.workdir}")
         self.lab.up()
         a = self.args
         self.gen_cpu = None if a.gen_cpu < 0 else a.gen_cpu
@@ -142,8 +165,15 @@ class Bench:
             self.lab.steer_receive(self.lab.rly, "rin0", self.relay_cpu)
         if a.steer_receiver and self.gen_cpu is not None:
             self.lab.steer_receive(self.lab.rcv, "rcv0", self.gen_cpu)
-        self.counter = Counter(self.lab, build_tool(self.workdir, "mccount"), cpu=self.gen_cpu)
-        mcgen = build_tool(self.workdir, "mcgen") if self.args.generator == "mcgen" else None
+        mccount = self.workdir / "mccount"
+        if not mccount.exists():
+            build_tool(self.workdir, "mccount")
+        self.counter = Counter(self.lab, mccount, cpu=self.gen_cpu)
+        mcgen = None
+        if self.args.generator == "mcgen":
+            mcgen = self.workdir / "mcgen"
+            if not mcgen.exists():
+                build_tool(self.workdir, "mcgen")
         self.gen = Generator(self.lab, self.workdir, self.gen_cpu, self.args.generator, mcgen, self.args.burst)
         self.runner = TrialRunner(self.lab, self.gen, self.counter, self.args.settle, self.relay_cpu)
         self.snd_mac = self.lab.mac(self.lab.snd, "snd0")
@@ -152,13 +182,13 @@ class Bench:
     def counter_self_test(self) -> None:
         """Known frames straight onto rout0 -> rcv0 must be counted exactly, per group."""
         k = max(self.args.stream_list)
-        ss = make_streams(k)
+        ss = make_streams(k, self.family)
         rout_mac = self.lab.mac(self.lab.rly, "rout0")
         cases = [(10_000, 64, 0.3)]
         if not self.args.smoke:
             cases += [(300_000, 64, 1.0), (300_000, 1316, 1.0)]
         for rate, payload, seconds in cases:
-            cfg = self.gen.load("selftest", ss, payload, rout_mac, ROUT_ADDR, use_out=True)
+            cfg = self.gen.load("selftest", ss, payload, rout_mac, self.addr["rout"], use_out=True)
             per = max(1, round(rate * seconds / k))
             links0, snap0 = self.runner.links(), self.counter.snap()
             burst = self.gen.send(cfg, per * k, rate, ns=self.lab.rly, dev="rout0")
@@ -166,25 +196,34 @@ class Bench:
             snap1, links1 = self.counter.snap(), self.runner.links()
             got = delta(snap0, snap1)
             want = {(s.out_group, s.out_port): per for s in ss}
-            rx = links1["rcv0"]["rx_packets"] - links0["rcv0"]["rx_packets"]
+            # ICMPv6 the relay namespace's own stack sent meanwhile (IPv6 lab only) is not the test's
+            icmp6 = snap1.icmp6 - snap0.icmp6
+            rx = links1["rcv0"]["rx_packets"] - links0["rcv0"]["rx_packets"] - icmp6
             drops = snap1.ring_drops - snap0.ring_drops
             if burst.sent != per * k or got != want or rx != per * k or drops:
                 wrong = {key: (got.get(key, 0), n) for key, n in want.items() if got.get(key, 0) != n}
                 raise HarnessError(
-                    f"counter self-test at {rate} pps, {payload} B: generator sent {burst.sent}/{per * k}, "
-                    f"rcv0 rx {rx}, ring drops {drops}, wrong groups (got, want): {dict(list(wrong.items())[:5])}"
+                    f"counter self-test ({self.family}) at {rate} pps, {payload} B: generator sent {burst.sent}/{per * k}, "
+                    f"rcv0 rx {rx} (+{icmp6} ICMPv6), ring drops {drops}, wrong groups (got, want): {dict(list(wrong.items())[:5])}"
                     f", unexpected: {[key for key in got if key not in want][:5]}")
-            log(f"counter self-test: {per * k} frames at {burst.rate:,.0f} pps, {payload} B, "
+            log(f"counter self-test ({self.family}): {per * k} frames at {burst.rate:,.0f} pps, {payload} B, "
                 f"{k} groups: counted exactly")
 
     def null_check(self, after: str) -> None:
-        """With no relay running nothing may reach the receiver (catches leftover forwarding state)."""
-        ss = make_streams(max(self.args.stream_list))
-        cfg = self.gen.load("null", ss, 64, self.snd_mac)
+        """With no relay running nothing may reach the receiver (catches leftover forwarding state).
+        The one exception is ICMPv6 in the IPv6 lab: the relay namespace's own IPv6 stack sends
+        router/neighbour solicitations and MLD reports out of rout0 on its own schedule; the
+        counter tells them apart (next header 58), and they are never UDP."""
+        ss = make_streams(max(self.args.stream_list), self.family)
+        cfg = self.gen.load("null", ss, 64, self.snd_mac, self.addr["snd"])
         t = self.runner.run(NoRelay(self.lab, self.workdir), ss, cfg, 10_000, 0.2, 64)
-        arrived = t.links.get("rcv0", {}).get("rx_packets", 0)
-        if arrived:
-            raise HarnessError(f"{arrived} frames reached the receiver with no relay running ({after})")
+        arrived = t.links.get("rcv0", {}).get("rx_packets", 0) - t.receiver_icmp6
+        if arrived or t.receiver_udp:
+            raise HarnessError(f"{arrived} frames ({t.receiver_udp} UDP) reached the receiver with no relay running "
+                               f"({self.family}, {after})")
+        if t.receiver_icmp6:
+            log(f"  null check ({self.family}, {after}): {t.receiver_icmp6} ICMPv6 frame(s) of the relay namespace's "
+                "own stack, no UDP")
 
     # -- measuring -------------------------------------------------------------------------
     def driver(self, name: str) -> RelayDriver:
@@ -201,21 +240,22 @@ class Bench:
     def measure(self) -> int:
         a = self.args
         failures = 0
+        family = self.family
         self.null_check("before any relay")
         for name in a.relay_list:
             d = self.driver(name)
             ok, why = d.available()
             for streams in a.stream_list:
                 for payload in a.payload_list:
-                    row = {"relay": name, "streams": streams, "payload": payload, "cpu_kind": d.cpu_kind,
-                           "min_rate": a.min_rate}
+                    row = {"relay": name, "family": family, "streams": streams, "payload": payload,
+                           "cpu_kind": d.cpu_kind, "min_rate": a.min_rate}
                     self.rows.append(row)
                     if not ok:
                         row["status"] = f"not measured: {why}"
                         continue
-                    log(f"{d.describe()}: {streams} stream(s), {payload}-byte payloads")
-                    ss = make_streams(streams)
-                    cfg = self.gen.load("load", ss, payload, self.snd_mac)
+                    log(f"{d.describe()}: {family}, {streams} stream(s), {payload}-byte payloads")
+                    ss = make_streams(streams, family)
+                    cfg = self.gen.load("load", ss, payload, self.snd_mac, self.addr["snd"])
                     try:
                         d.start(ss)
                     except HarnessError as e:
@@ -238,7 +278,7 @@ class Bench:
     def smoke_trial(self, d: RelayDriver, ss, cfg, payload: int, row: dict) -> int:
         """One low-rate trial: every stream must arrive at all; how fast is not judged."""
         t = self.runner.run(d, ss, cfg, 2000, 0.5, payload)
-        self.trials.append({"relay": d.name, "streams": len(ss), "payload": payload, **t.to_dict()})
+        self.trials.append({"relay": d.name, "family": self.family, "streams": len(ss), "payload": payload, **t.to_dict()})
         starved = [i for i, n in enumerate(t.stream_received) if n == 0]
         log(f"  smoke: sent {t.sent}, received {t.received}, lost {t.lost}, dup {t.duplicates}, "
             f"stray {t.stray}, streams with nothing: {starved[:10]}")
@@ -256,7 +296,8 @@ class Bench:
             # an unpaced generator (trafgen) offers its ceiling whatever is asked: one trial says it all
             t = self.runner.run(d, ss, cfg, rate if paced else None, a.trial_seconds, payload,
                                 expected_rate=a.max_rate)
-            self.trials.append({"relay": d.name, "streams": len(ss), "payload": payload, **t.to_dict()})
+            self.trials.append({"relay": d.name, "family": self.family, "streams": len(ss), "payload": payload,
+                                **t.to_dict()})
             return t
         r = zero_loss_search(run_at, a.min_rate, a.max_rate, a.precision, a.max_trials if paced else 1, a.budget, log)
         best = r.best
@@ -270,7 +311,9 @@ class Bench:
         if a.perf and best and self.relay_cpu is not None:
             out = REPO / "bench/results"
             out.mkdir(parents=True, exist_ok=True)
-            report = profile_trial(self.relay_cpu, out, f"perf-{d.name}-{len(ss)}x{payload}",
+            # IPv4 keeps its file names (perf-RELAY-STREAMSxPAYLOAD); IPv6 adds -ipv6
+            suffix = "" if self.family == "ipv4" else f"-{self.family}"
+            report = profile_trial(self.relay_cpu, out, f"perf-{d.name}-{len(ss)}x{payload}{suffix}",
                                    lambda: run_at(best.requested_rate or a.max_rate), log,
                                    relay_pids=d.pids(), keep=os.environ.get("BENCH_KEEP_PERF"))
             if report:
@@ -311,7 +354,9 @@ def main(argv: list[str]) -> int:
                       f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, generator {args.generator} + counter on CPU {args.gen_cpu}, relay processes + "
                       f"rin0 softirq (RPS) on CPU {args.relay_cpu}, rcv0 softirq "
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
-                      "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs)")}
+                      "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs)"
+                      + (", families " + " then ".join(args.family_list) + " (IPv6: nodad global addresses, "
+                         "sender namespace without IPv6)" if args.family_list != ["ipv4"] else ""))}
     prioritise(args.nice)
     bench = Bench(args)
 
@@ -320,8 +365,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:
-        bench.setup()
-        failures = bench.measure()
+        failures = 0
+        for family in args.family_list:
+            bench.setup(family)
+            failures += bench.measure()
     except HarnessError as e:
         log(f"bench-e2e: HARNESS FAILURE: {e}")
         return 3

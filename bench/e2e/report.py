@@ -24,12 +24,27 @@ def fmt_num(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def family(row: dict) -> str:
+    """Rows written before the harness had --family are IPv4."""
+    return row.get("family", "ipv4")
+
+
+def families(rows: list[dict]) -> list[str]:
+    return [f for f in ("ipv4", "ipv6") if any(family(r) == f for r in rows)]
+
+
+def beside(rows: list[dict]) -> list[dict]:
+    """Each relay's rows in measured order of relays, IPv6 right after the same IPv4 configuration."""
+    relays = list(dict.fromkeys(r["relay"] for r in rows))
+    return sorted(rows, key=lambda r: (relays.index(r["relay"]), r["streams"], r["payload"], family(r)))
+
+
 def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
-    for r in rows:
+    for r in beside(rows):
         measured = r.get("status") == "measured"
         out.append([
-            r["relay"], str(r["streams"]), str(r["payload"]), fmt_rate(r),
+            r["relay"], family(r), str(r["streams"]), str(r["payload"]), fmt_rate(r),
             fmt_num(r.get("mbit_s"), 1) if measured else "",
             (fmt_num(r.get("relay_cpu_us")) if r["cpu_kind"] == "process" else "n/a (no process)") if measured else "",
             fmt_num(r.get("relay_softirq_us")) if measured else "",
@@ -39,26 +54,40 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     return out
 
 
-HEADERS = ["relay", "streams", "payload B", "zero-loss pps", "Mbit/s (payload)", "relay process CPU µs/pkt",
+HEADERS = ["relay", "family", "streams", "payload B", "zero-loss pps", "Mbit/s (payload)", "relay process CPU µs/pkt",
            "relay-core softirq µs/pkt", "softirq µs/pkt (all CPUs)", "trials"]
 
 
 def ratio_rows(rows: list[dict]) -> list[list[str]]:
-    by = {(r["relay"], r["streams"], r["payload"]): r for r in rows}
+    """One line per (streams, payload, family): the ratios within that family (IPv6 beside IPv4)."""
+    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+    configs = sorted({(r["streams"], r["payload"], family(r)) for r in rows})
+    out = []
+    for streams, payload, fam in configs:
+        m = by.get(("mcrelay", fam, streams, payload))
+        cells = [str(streams), str(payload), fam]
+        for other in ("socat", "kernel"):
+            o = by.get((other, fam, streams, payload))
+            cells.append(ratio(m, o))
+        if has_udp_row(rows):
+            cells.append(ratio(by.get(("mcrelay-udp", fam, streams, payload)), by.get(("kernel", fam, streams, payload))))
+        for variant, _ in GSO_COLUMNS:
+            if any(r["relay"] == variant for r in rows):
+                cells.append(ratio(by.get((variant, fam, streams, payload)), by.get(("mcrelay-udp", fam, streams, payload))))
+        out.append(cells)
+    return out
+
+
+def family_rows(rows: list[dict]) -> list[list[str]]:
+    """IPv6 against IPv4, per relay and configuration (only when both families ran)."""
+    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+    relays = list(dict.fromkeys(r["relay"] for r in rows))
     configs = sorted({(r["streams"], r["payload"]) for r in rows})
     out = []
     for streams, payload in configs:
-        m = by.get(("mcrelay", streams, payload))
-        cells = [str(streams), str(payload)]
-        for other in ("socat", "kernel"):
-            o = by.get((other, streams, payload))
-            cells.append(ratio(m, o))
-        if has_udp_row(rows):
-            cells.append(ratio(by.get(("mcrelay-udp", streams, payload)), by.get(("kernel", streams, payload))))
-        for variant, _ in GSO_COLUMNS:
-            if any(r["relay"] == variant for r in rows):
-                cells.append(ratio(by.get((variant, streams, payload)), by.get(("mcrelay-udp", streams, payload))))
-        out.append(cells)
+        out.append([str(streams), str(payload)] +
+                   [ratio(by.get((relay, "ipv6", streams, payload)), by.get((relay, "ipv4", streams, payload)),
+                          subject=relay) for relay in relays])
     return out
 
 
@@ -78,11 +107,11 @@ def ratio_headers(rows: list[dict]) -> list[str]:
         [title for variant, title in GSO_COLUMNS if any(r["relay"] == variant for r in rows)]
 
 
-def ratio(m: dict | None, o: dict | None) -> str:
+def ratio(m: dict | None, o: dict | None, subject: str = "mcrelay") -> str:
     if m and m.get("smoke"):
         return "n/a (smoke)"
     if not m or m.get("status") != "measured":
-        return "not measured (mcrelay)"
+        return f"not measured ({subject})"
     if not o or o.get("status") != "measured":
         return "not measured"
     if o["below_floor"] or not o["zero_loss_pps"]:
@@ -107,16 +136,28 @@ def md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-RATIO_HEADERS = ["streams", "payload B", "mcrelay / socat", "mcrelay / kernel"]
+RATIO_HEADERS = ["streams", "payload B", "family", "mcrelay / socat", "mcrelay / kernel"]
+
+
+def family_headers(rows: list[dict]) -> list[str]:
+    return ["streams", "payload B"] + [f"{relay} ipv6 / ipv4" for relay in dict.fromkeys(r["relay"] for r in rows)]
+
+
+def both_families(rows: list[dict]) -> bool:
+    return len(families(rows)) == 2
 
 
 def print_report(rows: list[dict]) -> str:
-    return (text_table(HEADERS, table_rows(rows)) + "\n\nzero-loss rate ratios\n"
+    text = (text_table(HEADERS, table_rows(rows)) + "\n\nzero-loss rate ratios (within each family)\n"
             + text_table(ratio_headers(rows), ratio_rows(rows)))
+    if both_families(rows):
+        text += "\n\nIPv6 / IPv4 zero-loss rate, per relay\n" + text_table(family_headers(rows), family_rows(rows))
+    return text
 
 
 def markdown_block(rows: list[dict], meta: dict) -> str:
-    notes = [f"- {r['relay']} {r['streams']}×{r['payload']} B: {r['status']}" for r in rows if r.get("status") != "measured"]
+    notes = [f"- {r['relay']} {family(r)} {r['streams']}×{r['payload']} B: {r['status']}" for r in rows
+             if r.get("status") != "measured"]
     return "\n".join([
         BEGIN,
         f"Latest end-to-end run: **{meta['date']}** on `{meta['cpu']}`, {meta['nproc']} CPUs, kernel "
@@ -135,6 +176,8 @@ def markdown_block(rows: list[dict], meta: dict) -> str:
         "≈: both reached it):",
         "",
         md_table(ratio_headers(rows), ratio_rows(rows)),
+        *(["", "IPv6 against IPv4, zero-loss rates per relay (each family in its own lab, same run):", "",
+           md_table(family_headers(rows), family_rows(rows))] if both_families(rows) else []),
         *([""] + notes if notes else []),
         END,
     ])

@@ -43,6 +43,8 @@ class Trial:
     relay_softirq_s: float       # the relay's CPU only (== softirq_s when the relay is not pinned)
     busy_s: float
     links: dict = field(default_factory=dict)
+    receiver_udp: int = 0        # UDP frames of any group the counter saw
+    receiver_icmp6: int = 0      # ICMPv6 frames the counter saw (a host's own IPv6 control traffic)
     stream_received: list = field(default_factory=list)  # frames per stream, in stream order
 
     @property
@@ -146,4 +148,5 @@ class TrialRunner:
                      relay_cpu_s=cpu_seconds_between(cpu0, cpu1), softirq_s=softirq_seconds_between(stat0, stat1),
                      relay_softirq_s=softirq_seconds_between(stat0, stat1, self.relay_cpu),
                      busy_s=busy_seconds_between(stat0, stat1), links=links,
+                     receiver_udp=snap1.udp - snap0.udp, receiver_icmp6=snap1.icmp6 - snap0.icmp6,
                      stream_received=per_stream_got)
