@@ -1,7 +1,8 @@
 # mcrelay developer entry points. `make test` is what CI runs (.ci/run).
 #
 #   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
-#   make build     debug build
+#   make bpf       the XDP program bpf/mcrelay_xdp.c -> $(BUILD)/bpf/mcrelay_xdp.o (clang -target bpf)
+#   make build     debug build (and make bpf)
 #   make release   release build
 #   make test      deps, build with tests, then the pure suites (parallel) and the live suites (serial),
 #                  then test-deb
