@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <linux/bpf.h>
+#include <linux/if_link.h>
 
 struct cxdp_object { struct bpf_object *object; };
 
@@ -62,18 +63,18 @@ int cxdp_map_delete(int map, const void *key)
     return bpf_map_delete_elem(map, key);
 }
 
-int cxdp_devmap_add(int map, uint32_t ifindex, int program, const char *netns_path)
+// Runs `body(argument)` with this thread in the namespace at `path` (NULL: where it is).
+static int in_namespace(const char *path, int (*body)(void *), void *argument)
 {
-    struct bpf_devmap_val value = { .ifindex = ifindex, .bpf_prog.fd = program };
-    if (!netns_path)
-        return bpf_map_update_elem(map, &ifindex, &value, BPF_ANY);
+    if (!path)
+        return body(argument);
     int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    int target = open(netns_path, O_RDONLY | O_CLOEXEC);
+    int target = open(path, O_RDONLY | O_CLOEXEC);
     int err = 0;
     if (home < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0) {
         err = -errno;
     } else {
-        err = bpf_map_update_elem(map, &ifindex, &value, BPF_ANY);
+        err = body(argument);
         if (setns(home, CLONE_NEWNET) != 0)
             abort();  // this thread would stay in the wrong namespace: nothing sane to continue with
     }
@@ -82,6 +83,35 @@ int cxdp_devmap_add(int map, uint32_t ifindex, int program, const char *netns_pa
     if (target >= 0)
         close(target);
     return err;
+}
+
+struct devmap_update { int map; uint32_t ifindex; int program; };
+
+static int devmap_update(void *argument)
+{
+    struct devmap_update *u = argument;
+    struct bpf_devmap_val value = { .ifindex = u->ifindex, .bpf_prog.fd = u->program };
+    return bpf_map_update_elem(u->map, &u->ifindex, &value, BPF_ANY);
+}
+
+int cxdp_devmap_add(int map, uint32_t ifindex, int program, const char *netns_path)
+{
+    struct devmap_update u = { map, ifindex, program };
+    return in_namespace(netns_path, devmap_update, &u);
+}
+
+struct attach { uint32_t ifindex; int program; };
+
+static int attach(void *argument)
+{
+    struct attach *a = argument;
+    return bpf_xdp_attach((int)a->ifindex, a->program, XDP_FLAGS_DRV_MODE, NULL);
+}
+
+int cxdp_attach(uint32_t ifindex, int program, const char *netns_path)
+{
+    struct attach a = { ifindex, program };
+    return in_namespace(netns_path, attach, &a);
 }
 
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,

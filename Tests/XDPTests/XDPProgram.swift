@@ -107,3 +107,9 @@ final class XDPProgram {
         return try run(rewrite, frame: frame, ingressIfindex: ingressIfindex)
     }
 }
+
+/// Attaches (`program` -1: detaches) an XDP program natively to device `ifindex` of network
+/// namespace `namespace`: 0 or a negative errno.
+func cxdpAttach(_ ifindex: Int32, _ program: Int32, _ namespace: String) -> Int32 {
+    cxdp_attach(UInt32(bitPattern: ifindex), program, "/run/netns/" + namespace)
+}

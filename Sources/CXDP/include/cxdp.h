@@ -22,6 +22,9 @@ int cxdp_map_delete(int map, const void *key);
 // the caller's) into devmap `map`, with devmap egress program `program` (-1: none). The kernel
 // resolves the index in the calling thread's namespace, so this thread enters it for the update.
 int cxdp_devmap_add(int map, uint32_t ifindex, int program, const char *netns_path);
+// Attaches XDP program `program` to device `ifindex` of the namespace at `netns_path` in
+// native (driver) mode; `program` -1 detaches. 0, or a negative errno.
+int cxdp_attach(uint32_t ifindex, int program, const char *netns_path);
 // Runs program `fd` once on `frame` as received on device `ingress_ifindex`; on success (0)
 // `*action` is the XDP action and `*out_length` the frame's length after it, in `out`.
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,

@@ -1,0 +1,150 @@
+import Foundation
+import FuzzChecks
+import Glibc
+import RelayCore
+import Testing
+
+/// The XDP program forwarding real traffic on veth, with no relay process at all: the lab of
+/// scripts/netns-lab.sh (snd0 -> rin0 [relay] rout0/rout1 -> rcv0/rcv1), the ingress program
+/// attached natively to rin0, the devmap holding rout0/rout1 with the egress program, maps from
+/// `XDPTables`. mcrecv.py on the receivers checks every datagram (count, payload, size; the
+/// receivers' kernels check the IP and UDP checksums the program wrote).
+///
+/// Test-host setting, not the relay's: GRO on rcv0/rcv1, because a veth drops frames
+/// redirected into it unless its peer has NAPI (an XDP program or GRO) (docs/xdp-facts.md).
+/// A live suite (LIVE_SUITES): runs alone, after the pure pass. Root; skipped with the reason otherwise.
+@Suite struct XDPVethTests {
+    static let scripts = XDPDifferentialTests.root + "/scripts"
+
+    @discardableResult
+    static func sh(_ arguments: [String], timeout: Double = 60) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        let text = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = errors.fileHandleForReading.readDataToEndOfFile()
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { process.terminate(); throw XDPProgram.Failure.failed("\(arguments) timed out") }
+        guard process.terminationStatus == 0 else {
+            throw XDPProgram.Failure.failed("\(arguments.joined(separator: " ")) exited \(process.terminationStatus): "
+                + String(decoding: text + errorText, as: UTF8.self))
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// An interface's facts from `ip -j addr` in a namespace.
+    static func facts(_ namespace: String, _ name: String) throws -> InterfaceFacts {
+        let json = try sh(["ip", "-n", namespace, "-j", "addr", "show", "dev", name])
+        guard let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]], let link = list.first,
+              let index = link["ifindex"] as? Int, let mac = (link["address"] as? String).flatMap(MACAddress.init),
+              let mtu = link["mtu"] as? Int else { throw XDPProgram.Failure.failed("ip -j addr of \(name): \(json)") }
+        let inet = (link["addr_info"] as? [[String: Any]] ?? []).first { $0["family"] as? String == "inet" }
+        let address = (inet?["local"] as? String).flatMap(IPv4Address.init)
+        return InterfaceFacts(name: InterfaceName(name)!, index: Int32(index), mac: mac, ipv4: address, mtu: mtu, driver: "veth")
+    }
+
+    @Test func fanOutAndSingleOutputRulesForwardWithoutARelayProcess() throws {
+        guard geteuid() == 0 else {
+            print("XDPVethTests skipped: not running as root (namespaces and XDP need it)")
+            return
+        }
+        let prefix = "mxdpv\(getpid() % 10000)"
+        let relay = prefix + "-rly", receiver = prefix + "-rcv", sender = prefix + "-snd"
+        try Self.sh(["bash", Self.scripts + "/netns-lab.sh", "up", prefix])
+        defer { _ = try? Self.sh(["bash", Self.scripts + "/netns-lab.sh", "down", prefix]) }
+        for device in ["rcv0", "rcv1"] { try Self.sh(["ip", "netns", "exec", receiver, "ethtool", "-K", device, "gro", "on"]) }
+
+        let program = try XDPProgram(path: XDPProgram.objectPath(repositoryRoot: XDPDifferentialTests.root))
+        var facts: [InterfaceName: InterfaceFacts] = [:]
+        for name in ["rin0", "rout0", "rout1"] { facts[InterfaceName(name)!] = try Self.facts(relay, name) }
+        var book = RuleBook()
+        let rin0 = InterfaceName("rin0")!
+        try book.add(RuleSpec(input: InputSpec(interface: rin0, group: .v4(IPv4Address(239, 1, 2, 3)), port: 5000), outputs: [
+            OutputSpec(interface: InterfaceName("rout0")!, destination: .v4(IPv4Address(239, 20, 0, 1)), port: 6000, ttl: 8),
+            OutputSpec(interface: InterfaceName("rout1")!, destination: .v4(IPv4Address(239, 21, 0, 1)), port: 6001, ttl: 9),
+        ]))
+        try book.add(RuleSpec(input: InputSpec(interface: rin0, group: .v4(IPv4Address(239, 1, 2, 4)), port: 5000), outputs: [
+            OutputSpec(interface: InterfaceName("rout0")!, destination: .v4(IPv4Address(239, 22, 0, 1)), port: 6002, ttl: 7),
+        ]))
+        let plan = WorkerPlan(worker: WorkerID(0), version: 1, ingress: [IngressAssignment(interface: rin0, fanoutGroup: nil)],
+                              rules: Array(book.rules.values))
+        let tables = XDPTables(plan: plan, facts: facts)
+        try #require(tables.fallbacks.isEmpty, "both rules carried: \(tables.fallbacks)")
+        try program.install(tables, namespacePath: "/run/netns/" + relay)
+        let attached = cxdpAttach(facts[rin0]!.index, program.ingress, relay)
+        try #require(attached == 0, "native XDP on rin0: \(String(cString: strerror(-attached)))")
+        defer { _ = cxdpAttach(facts[rin0]!.index, -1, relay) }
+        #expect(try Self.sh(["ip", "-n", relay, "link", "show", "rin0"]).contains("xdp"))
+
+        let count = 2000, size = 200
+        let outputs = [("198.18.2.2", "239.20.0.1:6000:1"), ("198.18.3.2", "239.21.0.1:6001:1"), ("198.18.2.2", "239.22.0.1:6002:2")]
+        func send(_ count: Int) throws {
+            let sent = try Self.sh(["ip", "netns", "exec", sender, "python3", Self.scripts + "/mcsend.py", "--source", "198.18.1.1",
+                                    "--count", "\(count)", "--rate", "2000", "--size", "\(size)", "--ttl", "4", "--source-port", "41000",
+                                    "--stream", "239.1.2.3:5000:1", "--stream", "239.1.2.4:5000:2"], timeout: 60)
+            try #require(sent.contains("\"errors\": 0"), "sender: \(sent)")
+        }
+        var receivers = try outputs.map { try Receiver(receiver, address: $0.0, stream: $0.1, expect: count, size: size, prefix: prefix) }
+        try send(count)
+        for receiver in receivers {
+            let (got, corrupt, duplicates) = try receiver.finish()
+            print("XDPVethTests: \(receiver.stream): \(got) of \(count) received, corrupt \(corrupt), duplicates \(duplicates)")
+            #expect(got == count && corrupt == 0 && duplicates == 0, "\(receiver.stream)")
+        }
+
+        // The control: without the program nothing forwards (no relay runs, the kernel does not
+        // route multicast here), so what arrived above was the program's doing.
+        try #require(cxdpAttach(facts[rin0]!.index, -1, relay) == 0)
+        receivers = try outputs.prefix(1).map { try Receiver(receiver, address: $0.0, stream: $0.1, expect: 200, size: size, prefix: prefix, duration: 4) }
+        try send(200)
+        let (got, _, _) = try receivers[0].finish()
+        print("XDPVethTests: control without the program: \(got) of 200 received")
+        #expect(got == 0)
+    }
+
+    /// mcrecv.py on one stream, joined before `init` returns.
+    struct Receiver {
+        let process: Process
+        let output: Pipe
+        let stream: String
+
+        init(_ namespace: String, address: String, stream: String, expect: Int, size: Int, prefix: String, duration: Int = 30) throws {
+            let ready = NSTemporaryDirectory() + "/\(prefix)-\(stream).ready"
+            unlink(ready)
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            process.arguments = ["netns", "exec", namespace, "python3", XDPVethTests.scripts + "/mcrecv.py", "--iface-addr", address,
+                                 "--stream", stream, "--expect", "\(expect)", "--size", "\(size)", "--duration", "\(duration)",
+                                 "--idle", "2", "--ready-file", ready]
+            output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var waited = 0
+            while access(ready, F_OK) != 0 && process.isRunning && waited < 1500 { usleep(10_000); waited += 1 }
+            guard access(ready, F_OK) == 0 else {
+                process.terminate()
+                throw XDPProgram.Failure.failed("receiver for \(stream) did not get ready")
+            }
+            unlink(ready)
+            self.stream = String(stream.split(separator: ":").prefix(2).joined(separator: ":"))
+        }
+
+        /// received, corrupt, duplicates; a receiver that failed to run (exit not 0 or 1) throws.
+        func finish() throws -> (Int, Int, Int) {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus <= 1,
+                  let summary = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let received = (summary["received"] as? [String: [String: Any]])?[stream] else {
+                throw XDPProgram.Failure.failed("receiver for \(stream) failed (\(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
+            }
+            return (received["received"] as? Int ?? -1, received["corrupt"] as? Int ?? -1, received["duplicates"] as? Int ?? -1)
+        }
+    }
+}
