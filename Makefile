@@ -51,6 +51,7 @@ export MCRELAY_XDP_OBJECT := $(abspath $(BPF_OBJECT))
 bpf: $(BPF_OBJECT)
 
 $(BPF_OBJECT): bpf/mcrelay_xdp.c
+	@test -f /usr/include/bpf/bpf_helpers.h || { echo "make bpf: /usr/include/bpf/bpf_helpers.h missing: install libbpf-dev (make deps)" >&2; exit 1; }
 	@mkdir -p $(dir $@)
 	$(BPF_CLANG) -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu -c $< -o $@
 

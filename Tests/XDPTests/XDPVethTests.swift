@@ -53,6 +53,17 @@ import Testing
             print("XDPVethTests skipped: not running as root (namespaces and XDP need it)")
             return
         }
+        // The live tests' cross-process lock (LinuxIOTests' LiveLease): never beside another live test.
+        _ = mkdir("/run/lock", 0o755)
+        let lock = open("/run/lock/mcrelay-live-tests.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
+        try #require(lock >= 0, "live test lock: \(String(cString: strerror(errno)))")
+        defer { close(lock) }
+        var waited = 0
+        while flock(lock, LOCK_EX | LOCK_NB) != 0 {
+            try #require(waited < 3000, "live test lock held for 5 minutes")
+            usleep(100_000)  // flock has no timed wait
+            waited += 1
+        }
         let prefix = "mxdpv\(getpid() % 10000)"
         let relay = prefix + "-rly", receiver = prefix + "-rcv", sender = prefix + "-snd"
         try Self.sh(["bash", Self.scripts + "/netns-lab.sh", "up", prefix])
