@@ -43,12 +43,46 @@ import Testing
         guard let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]], let link = list.first,
               let index = link["ifindex"] as? Int, let mac = (link["address"] as? String).flatMap(MACAddress.init),
               let mtu = link["mtu"] as? Int else { throw XDPProgram.Failure.failed("ip -j addr of \(name): \(json)") }
-        let inet = (link["addr_info"] as? [[String: Any]] ?? []).first { $0["family"] as? String == "inet" }
-        let address = (inet?["local"] as? String).flatMap(IPv4Address.init)
-        return InterfaceFacts(name: InterfaceName(name)!, index: Int32(index), mac: mac, ipv4: address, mtu: mtu, driver: "veth")
+        let addresses = link["addr_info"] as? [[String: Any]] ?? []
+        func address(_ family: String, _ scope: String) -> String? {
+            addresses.first { $0["family"] as? String == family && $0["scope"] as? String == scope }?["local"] as? String
+        }
+        return InterfaceFacts(name: InterfaceName(name)!, index: Int32(index), mac: mac,
+                              ipv4: address("inet", "global").flatMap(IPv4Address.init),
+                              ipv6: address("inet6", "global").flatMap(IPv6Address.init),
+                              ipv6LinkLocal: address("inet6", "link").flatMap(IPv6Address.init), mtu: mtu, driver: "veth")
+    }
+
+    /// One rule set and its streams: (input endpoint, outputs); receivers by (address, stream).
+    struct Case {
+        var rules: [(group: IPAddress, outputs: [OutputSpec])]
+        var streams: [String]        // mcsend --stream
+        var receivers: [(String, String)]  // mcrecv --iface-addr, --stream
+    }
+
+    static func output(_ interface: String, _ destination: String, _ port: UInt16, _ ttl: UInt8) -> OutputSpec {
+        OutputSpec(interface: InterfaceName(interface)!, destination: IPAddress(destination)!, port: port, ttl: ttl)
     }
 
     @Test func fanOutAndSingleOutputRulesForwardWithoutARelayProcess() throws {
+        try Self.run(ipv6: false, Case(
+            rules: [(IPAddress("239.1.2.3")!, [Self.output("rout0", "239.20.0.1", 6000, 8), Self.output("rout1", "239.21.0.1", 6001, 9)]),
+                    (IPAddress("239.1.2.4")!, [Self.output("rout0", "239.22.0.1", 6002, 7)])],
+            streams: ["239.1.2.3:5000:1", "239.1.2.4:5000:2"],
+            receivers: [("198.18.2.2", "239.20.0.1:6000:1"), ("198.18.3.2", "239.21.0.1:6001:1"), ("198.18.2.2", "239.22.0.1:6002:2")]))
+    }
+
+    /// IPv6 fan-out, and an IPv4 stream carried into IPv6 (the header grows by 20 bytes in place).
+    @Test func ipv6AndAnIPv4StreamRemappedToIPv6() throws {
+        try Self.run(ipv6: true, Case(
+            rules: [(IPAddress("ff3e::8000:1")!, [Self.output("rout0", "ff3e::10:1", 6000, 8), Self.output("rout1", "ff3e::11:1", 6001, 9)]),
+                    (IPAddress("239.1.2.4")!, [Self.output("rout0", "ff3e::12:1", 6002, 7)])],
+            streams: ["[ff3e::8000:1]:5000:1", "239.1.2.4:5000:2"],
+            receivers: [("2001:db8:2::2", "[ff3e::10:1]:6000:1"), ("2001:db8:3::2", "[ff3e::11:1]:6001:1"),
+                        ("2001:db8:2::2", "[ff3e::12:1]:6002:2")]))
+    }
+
+    static func run(ipv6: Bool, _ scenario: Case) throws {
         guard geteuid() == 0 else {
             print("XDPVethTests skipped: not running as root (namespaces and XDP need it)")
             return
@@ -66,7 +100,7 @@ import Testing
         }
         let prefix = "mxdpv\(getpid() % 10000)"
         let relay = prefix + "-rly", receiver = prefix + "-rcv", sender = prefix + "-snd"
-        try Self.sh(["bash", Self.scripts + "/netns-lab.sh", "up", prefix])
+        try Self.sh(["bash", Self.scripts + "/netns-lab.sh", "up", prefix] + (ipv6 ? ["--ipv6"] : []))
         defer { _ = try? Self.sh(["bash", Self.scripts + "/netns-lab.sh", "down", prefix]) }
         for device in ["rcv0", "rcv1"] { try Self.sh(["ip", "netns", "exec", receiver, "ethtool", "-K", device, "gro", "on"]) }
 
@@ -75,13 +109,9 @@ import Testing
         for name in ["rin0", "rout0", "rout1"] { facts[InterfaceName(name)!] = try Self.facts(relay, name) }
         var book = RuleBook()
         let rin0 = InterfaceName("rin0")!
-        try book.add(RuleSpec(input: InputSpec(interface: rin0, group: .v4(IPv4Address(239, 1, 2, 3)), port: 5000), outputs: [
-            OutputSpec(interface: InterfaceName("rout0")!, destination: .v4(IPv4Address(239, 20, 0, 1)), port: 6000, ttl: 8),
-            OutputSpec(interface: InterfaceName("rout1")!, destination: .v4(IPv4Address(239, 21, 0, 1)), port: 6001, ttl: 9),
-        ]))
-        try book.add(RuleSpec(input: InputSpec(interface: rin0, group: .v4(IPv4Address(239, 1, 2, 4)), port: 5000), outputs: [
-            OutputSpec(interface: InterfaceName("rout0")!, destination: .v4(IPv4Address(239, 22, 0, 1)), port: 6002, ttl: 7),
-        ]))
+        for rule in scenario.rules {
+            try book.add(RuleSpec(input: InputSpec(interface: rin0, group: rule.group, port: 5000), outputs: rule.outputs))
+        }
         let plan = WorkerPlan(worker: WorkerID(0), version: 1, ingress: [IngressAssignment(interface: rin0, fanoutGroup: nil)],
                               rules: Array(book.rules.values))
         let tables = XDPTables(plan: plan, facts: facts)
@@ -93,11 +123,12 @@ import Testing
         #expect(try Self.sh(["ip", "-n", relay, "link", "show", "rin0"]).contains("xdp"))
 
         let count = 2000, size = 200
-        let outputs = [("198.18.2.2", "239.20.0.1:6000:1"), ("198.18.3.2", "239.21.0.1:6001:1"), ("198.18.2.2", "239.22.0.1:6002:2")]
+        let outputs = scenario.receivers
         func send(_ count: Int) throws {
-            let sent = try Self.sh(["ip", "netns", "exec", sender, "python3", Self.scripts + "/mcsend.py", "--source", "198.18.1.1",
-                                    "--count", "\(count)", "--rate", "2000", "--size", "\(size)", "--ttl", "4", "--source-port", "41000",
-                                    "--stream", "239.1.2.3:5000:1", "--stream", "239.1.2.4:5000:2"], timeout: 60)
+            let sources = ["--source", "198.18.1.1"] + (ipv6 ? ["--source", "2001:db8:1::1"] : [])
+            let sent = try Self.sh(["ip", "netns", "exec", sender, "python3", Self.scripts + "/mcsend.py"] + sources
+                                   + ["--count", "\(count)", "--rate", "2000", "--size", "\(size)", "--ttl", "4", "--source-port", "41000"]
+                                   + scenario.streams.flatMap { ["--stream", $0] }, timeout: 60)
             try #require(sent.contains("\"errors\": 0"), "sender: \(sent)")
         }
         var receivers = try outputs.map { try Receiver(receiver, address: $0.0, stream: $0.1, expect: count, size: size, prefix: prefix) }
@@ -143,7 +174,7 @@ import Testing
                 throw XDPProgram.Failure.failed("receiver for \(stream) did not get ready")
             }
             unlink(ready)
-            self.stream = String(stream.split(separator: ":").prefix(2).joined(separator: ":"))
+            self.stream = String(stream[..<stream.lastIndex(of: ":")!])  // GROUP:PORT, as mcrecv reports it
         }
 
         /// received, corrupt, duplicates; a receiver that failed to run (exit not 0 or 1) throws.
