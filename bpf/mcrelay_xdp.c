@@ -73,6 +73,27 @@ struct {
     __type(value, struct bpf_devmap_val);
 } egress SEC(".maps");
 
+// Forwarder's counters (TrafficCounter, OutputCounter): packets and payload bytes per rule
+// accepted (indexed by the rule's index in the plan) and per output sent (by output_key).
+struct traffic {
+    __u64 packets;
+    __u64 bytes;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, struct traffic);
+} rule_counters SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct output_key);
+    __type(value, struct traffic);
+} output_counters SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
@@ -181,6 +202,12 @@ int mcrelay_xdp_ingress(struct xdp_md *ctx)
     struct rule_value *rule = find_rule(&d, ctx->ingress_ifindex);
     if (!rule || d.payload_length > rule->max_payload)
         return XDP_PASS;
+    __u32 index = rule->rule;
+    struct traffic *accepted = bpf_map_lookup_elem(&rule_counters, &index);
+    if (accepted) {  // per CPU: no atomics needed
+        accepted->packets++;
+        accepted->bytes += d.payload_length;
+    }
     if (rule->single_egress)
         return bpf_redirect_map(&egress, rule->single_egress, XDP_PASS);
     // Every device of the map gets a copy; each device's egress program drops the copies of
@@ -261,6 +288,11 @@ static __always_inline int rewrite(struct xdp_md *ctx, __u32 ingress, __u32 egre
         *(__u16 *)(data + 40) = check;
     else if ((void *)(data + 62) <= end)  // always true here; the verifier wants it again
         *(__u16 *)(data + 60) = check;
+    struct traffic *sent = bpf_map_lookup_elem(&output_counters, &okey);
+    if (sent) {
+        sent->packets++;
+        sent->bytes += payload;
+    }
     return XDP_PASS;  // for a devmap program: transmit this copy
 }
 

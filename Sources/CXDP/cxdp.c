@@ -63,6 +63,39 @@ int cxdp_map_delete(int map, const void *key)
     return bpf_map_delete_elem(map, key);
 }
 
+struct traffic { uint64_t packets, bytes; };
+
+int cxdp_traffic_zero(int map, const void *key)
+{
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus < 0)
+        return cpus;
+    struct traffic *values = calloc((size_t)cpus, sizeof(*values));
+    if (!values)
+        return -ENOMEM;
+    int err = bpf_map_update_elem(map, key, values, BPF_ANY);
+    free(values);
+    return err;
+}
+
+int cxdp_traffic_sum(int map, const void *key, uint64_t *packets, uint64_t *bytes)
+{
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus < 0)
+        return cpus;
+    struct traffic *values = calloc((size_t)cpus, sizeof(*values));
+    if (!values)
+        return -ENOMEM;
+    int err = bpf_map_lookup_elem(map, key, values);
+    *packets = *bytes = 0;
+    for (int cpu = 0; !err && cpu < cpus; cpu++) {
+        *packets += values[cpu].packets;
+        *bytes += values[cpu].bytes;
+    }
+    free(values);
+    return err;
+}
+
 // Runs `body(argument)` with this thread in the namespace at `path` (NULL: where it is).
 static int in_namespace(const char *path, int (*body)(void *), void *argument)
 {

@@ -11,6 +11,7 @@ import Testing
 /// must produce exactly the Forwarder's transmits (device, bytes); a frame it passes to the
 /// kernel must be one the packet path is left (another shape, a refused rule, a drop). A
 /// common-shape frame of a rule it carries must be redirected, so passing everything fails.
+/// The program's per-rule and per-output counters must equal the Forwarder's.
 ///
 /// Needs root (BPF); skipped with the reason otherwise. The object comes from `make bpf`.
 @Suite struct XDPDifferentialTests {
@@ -158,6 +159,23 @@ import Testing
                 case XDPProgram.drop: break
                 default: Issue.record("\(name): rewrite for device \(device) returned action \(rewriteAction)")
                 }
+            }
+            // The program's counters against the Forwarder's, for every carried rule and output
+            // (the decisions above ran once on this frame in each).
+            let statistics = forwarder.statistics()
+            for entry in tables.rules {
+                let index = Int(entry.value[0]) | Int(entry.value[1]) << 8
+                let (packets, bytes) = try program.accepted(entry)
+                let want = statistics.rules[index].accepted
+                #expect(packets == want.packets && bytes == want.bytes, "\(name): rule \(index) counted \(packets)/\(bytes)")
+            }
+            for entry in tables.outputs {
+                let index = Int(entry.key[0]) | Int(entry.key[1]) << 8
+                let device = entry.key[4..<8].withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
+                let position = plan.rules[index].outputs.firstIndex { facts[$0.interface]?.index == device }!
+                let want = statistics.rules[index].outputs[position]
+                let (packets, bytes) = try program.sent(entry)
+                #expect(packets == want.packets && bytes == want.bytes, "\(name): output \(index)/\(device) counted \(packets)/\(bytes)")
             }
             let sortedExpected = expected.sorted { $0.0 < $1.0 }, sortedActual = actual.sorted { $0.0 < $1.0 }
             #expect(sortedActual.map(\.0) == sortedExpected.map(\.0), "\(name): transmit devices")

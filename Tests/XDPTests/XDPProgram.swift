@@ -27,6 +27,8 @@ final class XDPProgram {
     private let rulesMap: Int32
     private let outputsMap: Int32
     private let testEgressMap: Int32
+    private let ruleCounters: Int32
+    private let outputCounters: Int32
     private var installed: [(map: Int32, key: [UInt8])] = []
 
     /// MCRELAY_XDP_OBJECT (the Makefile exports it), else .build/bpf/mcrelay_xdp.o in the checkout.
@@ -58,6 +60,8 @@ final class XDPProgram {
         rulesMap = try map("rules")
         outputsMap = try map("outputs")
         testEgressMap = try map("test_egress")
+        ruleCounters = try map("rule_counters")
+        outputCounters = try map("output_counters")
     }
 
     deinit { cxdp_close(object) }
@@ -69,6 +73,9 @@ final class XDPProgram {
         installed = []
         for entry in tables.rules { try update(rulesMap, entry.key, entry.value) }
         for entry in tables.outputs { try update(outputsMap, entry.key, entry.value) }
+        // Counters start at zero with the plan (the daemon will carry them over as Forwarder does).
+        for entry in tables.rules { try zero(ruleCounters, Array(entry.value[0..<4]), remember: false) }
+        for entry in tables.outputs { try zero(outputCounters, entry.key, remember: true) }
         for device in tables.devices {
             let result = cxdp_devmap_add(devmap, UInt32(bitPattern: device), egress, namespacePath)
             guard result == 0 else {
@@ -76,6 +83,29 @@ final class XDPProgram {
             }
             withUnsafeBytes(of: UInt32(bitPattern: device)) { installed.append((devmap, Array($0))) }
         }
+    }
+
+    private func zero(_ map: Int32, _ key: [UInt8], remember: Bool) throws {
+        let result = key.withUnsafeBytes { cxdp_traffic_zero(map, $0.baseAddress) }
+        guard result == 0 else { throw Failure.failed("counter reset: \(String(cString: strerror(-result)))") }
+        if remember { installed.append((map, key)) }
+    }
+
+    /// (packets, payload bytes) the program counted for a rule of `tables` (its `rules` entry).
+    func accepted(_ rule: XDPTables.Entry) throws -> (UInt64, UInt64) {
+        try sum(ruleCounters, Array(rule.value[0..<4]))
+    }
+
+    /// (packets, payload bytes) the program sent on an output of `tables` (its `outputs` entry).
+    func sent(_ output: XDPTables.Entry) throws -> (UInt64, UInt64) {
+        try sum(outputCounters, output.key)
+    }
+
+    private func sum(_ map: Int32, _ key: [UInt8]) throws -> (UInt64, UInt64) {
+        var packets: UInt64 = 0, bytes: UInt64 = 0
+        let result = key.withUnsafeBytes { cxdp_traffic_sum(map, $0.baseAddress, &packets, &bytes) }
+        guard result == 0 else { throw Failure.failed("counter read: \(String(cString: strerror(-result)))") }
+        return (packets, bytes)
     }
 
     private func update(_ map: Int32, _ key: [UInt8], _ value: [UInt8]) throws {

@@ -139,6 +139,17 @@ import Testing
             #expect(got == count && corrupt == 0 && duplicates == 0, "\(receiver.stream)")
         }
 
+        // Forwarder's counters, kept by the program: every datagram counted once per rule and output.
+        for rule in tables.rules {
+            let (packets, bytes) = try program.accepted(rule)
+            #expect(packets == UInt64(count) && bytes == UInt64(count * size), "rule counter \(packets) packets, \(bytes) bytes")
+        }
+        for output in tables.outputs {
+            let (packets, bytes) = try program.sent(output)
+            #expect(packets == UInt64(count) && bytes == UInt64(count * size), "output counter \(packets) packets, \(bytes) bytes")
+        }
+        print("XDPVethTests: counters: \(tables.rules.count) rules and \(tables.outputs.count) outputs at \(count) datagrams each")
+
         // The control: without the program nothing forwards (no relay runs, the kernel does not
         // route multicast here), so what arrived above was the program's doing.
         try #require(cxdpAttach(facts[rin0]!.index, -1, relay) == 0)

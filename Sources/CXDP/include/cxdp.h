@@ -22,6 +22,10 @@ int cxdp_map_delete(int map, const void *key);
 // the caller's) into devmap `map`, with devmap egress program `program` (-1: none). The kernel
 // resolves the index in the calling thread's namespace, so this thread enters it for the update.
 int cxdp_devmap_add(int map, uint32_t ifindex, int program, const char *netns_path);
+// Per-CPU maps of struct traffic { u64 packets, bytes } (the program's counters): sets the
+// entry at `key` to zero on every CPU, or sums it over the CPUs. 0, or a negative errno.
+int cxdp_traffic_zero(int map, const void *key);
+int cxdp_traffic_sum(int map, const void *key, uint64_t *packets, uint64_t *bytes);
 // Attaches XDP program `program` to device `ifindex` of the namespace at `netns_path` in
 // native (driver) mode; `program` -1 detaches. 0, or a negative errno.
 int cxdp_attach(uint32_t ifindex, int program, const char *netns_path);
