@@ -28,11 +28,19 @@ public struct XDPTables: Sendable, Equatable {
 
     /// The longest payload the program sums for a UDP checksum (`MAX_PAYLOAD` in the C source).
     public static let maximumPayload = 2048
+    /// The maps' sizes in the C source: rules (and rule counters, by plan index) and outputs.
+    public static let ruleCapacity = 4096
+    public static let outputCapacity = 16384
 
     public init(plan: WorkerPlan, facts: [InterfaceName: InterfaceFacts]) {
         let read = Set(plan.ingress.map(\.interface))
-        var reasons: [String?] = plan.rules.map { rule in
-            Self.refusal(rule, read: read, facts: facts)
+        var outputsSoFar = 0
+        var reasons: [String?] = plan.rules.enumerated().map { index, rule in
+            outputsSoFar += rule.outputs.count
+            guard index < Self.ruleCapacity, outputsSoFar <= Self.outputCapacity else {
+                return "beyond the XDP maps' \(Self.ruleCapacity) rules or \(Self.outputCapacity) outputs"
+            }
+            return Self.refusal(rule, read: read, facts: facts)
         }
         // One refused rule of an input takes the others of that input with it (see above).
         struct InputKey: Hashable { var interface: InterfaceName; var group: IPAddress; var port: UInt16 }
