@@ -47,7 +47,7 @@ import Testing
         #expect(config.rules.count == 1 && config.rules[0].name == "cam1")
         #expect(try load(#"{"comment": {"any": ["json", 1]}, "rules": []}"#).get().rules.isEmpty)
         // Misspelt keys are still refused, and the error lists only the keys that configure something.
-        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules, queriers)"#)
+        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules, queriers, proxies)"#)
     }
 
     /// The Debian package's /etc/mcrelay/config.json: a commented file with no rules, whose

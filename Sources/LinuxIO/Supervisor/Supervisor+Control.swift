@@ -134,9 +134,14 @@ extension Supervisor {
             recordRules("config_reload", config.rules, now: now)
             let diff = try core.replaceRules(config.rules, now: now)
             apply(now: now)
-            if config.queriers != querierSettings {
-                querierSettings = config.queriers
+            if config.effectiveQueriers != querierSettings {
+                querierSettings = config.effectiveQueriers
                 configureListeners(now: now)
+            }
+            if config.proxies != proxySettings {
+                try core.replaceProxies(config.proxies, now: now)
+                proxySettings = config.proxies
+                apply(now: now)
             }
             return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))
         } catch let error as ConfigError {
