@@ -128,6 +128,13 @@ import Testing
             seed("cut-short", rules: [any], SeedFrame(cut: 3))
             seed("link-header-only", rules: [any], SeedFrame(cut: 40))
             seed("one-output", rules: [FrameFuzzInput.RuleSeed(interface: 2, group: group, port: 5001)], ingress: 2, SeedFrame())
+            // Range inputs: /8 any port (code 4), /16 port 5001 (code 12), the exact group any port.
+            let wide = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(239, 0, 0, 0), port: 0, rangeCode: 4)
+            let narrow = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(239, 1, 0, 0), port: 5001, outputs: 2, rangeCode: 12)
+            let anyPort = FrameFuzzInput.RuleSeed(interface: 0, group: group, port: 0, outputs: 3)
+            seed("range-longest-prefix", rules: [wide, narrow], SeedFrame())
+            seed("range-any-port-exact", rules: [wide, narrow, anyPort], SeedFrame())
+            seed("range-exact-wins", rules: [wide, narrow, anyPort, specific], SeedFrame())
             seed("three-outputs", rules: [FrameFuzzInput.RuleSeed(interface: 1, group: group, port: 5001, source: source, outputs: 3)], ingress: 1, SeedFrame())
         }
         seeds.append(("ethernet-vlan", FrameFuzzInput.encode(link: .ethernet, ingress: 0, rules: [any], frame: SeedFrame(vlanTags: [0x8100]).build())))
