@@ -92,6 +92,13 @@ import Testing
         let maddr = try lab.must(lab.relay, ["ip", "maddr", "show", "dev", "rin0"]).stdout
         #expect(joined, "239.7.7.7 not joined on rin0 after the downstream join: \(maddr)")
         print("proxy test: upstream join \(ContinuousClock.now - joinedAt) after the downstream join")
+        let shown = try daemon.cli(["igmp", "proxy", "--json"])
+        let joins = try JSONDecoder().decode([ListenersView.ProxyJoin].self, from: Data(shown.stdout.utf8))
+        #expect(joins.map { [$0.upstream, $0.group, $0.excludeOn.joined()] } == [["rin0", "239.7.7.7", "rout0"]],
+                "mcrelay igmp proxy: \(shown)")
+        #expect(joins.first?.sources == [] && joins.first?.joined == true)
+        let text = try daemon.cli(["igmp", "proxy"])
+        #expect(text.stdout == "rin0 239.7.7.7 any source, joined; EXCLUDE listeners on rout0\n")
         let reported = waitUntil(timeout: .seconds(5)) {
             let line = counter.stdout.split(separator: "\n").last.map(String.init) ?? ""
             return line.contains("4=") || line.contains("2=")  // CHANGE_TO_EXCLUDE or MODE_IS_EXCLUDE
@@ -109,6 +116,7 @@ import Testing
             (counter.stdout.split(separator: "\n").last.map(String.init) ?? "").contains("3=")  // CHANGE_TO_INCLUDE {}
         }
         #expect(leaveReported, "no leave (TO_IN {}) for 239.7.7.7 reached snd0: \(counter.stdout.suffix(300))")
+        #expect(try daemon.cli(["igmp", "proxy"]).stdout == "nothing joined upstream (config \"proxies\")\n")
         print("proxy test: upstream leave \(elapsed) after the downstream leave; reports on snd0: \(counter.stdout.split(separator: "\n").last ?? "")")
     }
 }
