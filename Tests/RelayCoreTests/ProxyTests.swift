@@ -185,4 +185,24 @@ private struct ProxyLab {
                                                              groups: [try GroupPrefix(parsing: "238.0.0.0/8")])], now: lab.now)
         }
     }
+
+    @Test func aReloadChecksNewRulesAgainstNewProxiesAndKeepsJoinsThatStay() throws {
+        var lab = try ProxyLab()
+        lab.report([GroupRecord(.changeToExclude, group: Self.group)], on: ProxyLab.down1, from: Self.host1)
+        #expect(lab.held == [Self.anySource()])
+        let proxy = ProxyConfiguration(upstream: ProxyLab.up, downstream: [ProxyLab.down1, ProxyLab.down2],
+                                       groups: [try GroupPrefix(parsing: "239.1.0.0/16")])
+        // Into 239.9.9.9 on up0: a loop with the current proxy (239.0.0.0/8), fine with the new one.
+        let rule = spec("eth5:239.1.1.1:5000", ["up0:239.9.9.9:5000"])
+        #expect(throws: RuleError.self) { try lab.plane.replaceRules([rule], now: lab.now) }
+        try lab.plane.replaceRules([rule], proxies: [proxy], now: lab.now)
+        lab.drain()
+        #expect(lab.plane.rules.count == 1 && lab.plane.proxies.configurations == [proxy])
+        #expect(lab.held == [Self.anySource()] && lab.leaves.isEmpty, "239.1.1.1 is still proxied: its join stays")
+        // All or nothing: a bad pair changes neither.
+        #expect(throws: ControlPlane.ConfigurationError.self) {
+            try lab.plane.replaceRules([spec("eth5:239.1.1.1:5000", ["up0:239.1.2.3:5000"])], proxies: [proxy], now: lab.now)
+        }
+        #expect(lab.plane.rules.rules.values.first?.outputs.first?.destination == .v4(IPv4Address(239, 9, 9, 9)))
+    }
 }

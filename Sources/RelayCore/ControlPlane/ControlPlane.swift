@@ -85,6 +85,44 @@ public struct ControlPlane: Sendable {
         return diff
     }
 
+    /// A config reload that changes rules and proxies together: the new rules are checked
+    /// against the new proxies (not the old ones, which a valid new file may contradict), and
+    /// nothing changes unless both are accepted. Proxy joins that stay are not touched.
+    @discardableResult
+    public mutating func replaceRules(_ specs: [RuleSpec], proxies configurations: [ProxyConfiguration],
+                                      now: Instant) throws(ConfigurationError) -> RuleBook.Diff {
+        var book = RuleBook()
+        do {
+            for spec in specs { try book.add(spec) }
+        } catch { throw .rule(error) }
+        do {
+            try ProxyConfiguration.validate(configurations)
+            try ProxyConfiguration.check(configurations, against: book.rules.values)
+        } catch { throw .proxy(error) }
+        var next = proxies
+        do { _ = try next.replace(configurations, listeners: listeners) } catch { throw .proxy(error) }
+        let diff: RuleBook.Diff
+        do { diff = try rules.replaceAll(with: specs) } catch { throw .rule(error) }
+        proxies = next
+        // Rules first (their memberships become the base), then the proxies' change on top.
+        ruleMemberships = Self.neededMemberships(for: rules.rules.values)
+        membership.setNeeded(ruleMemberships.union(proxies.needed), now: now, actions: &actions)
+        updateDispatch(now: now)
+        armTimer()
+        return diff
+    }
+
+    public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+        case rule(RuleError)
+        case proxy(ProxyError)
+        public var description: String {
+            switch self {
+            case let .rule(error): error.description
+            case let .proxy(error): error.description
+            }
+        }
+    }
+
     // MARK: - Proxies
 
     /// Sets the IGMP/MLD proxies (config load or reload): all or nothing. Their upstream joins
