@@ -205,4 +205,15 @@ private struct ProxyLab {
         }
         #expect(lab.plane.rules.rules.values.first?.outputs.first?.destination == .v4(IPv4Address(239, 9, 9, 9)))
     }
+
+    @Test func listenerTrackingStoppingOnADownstreamEndsItsJoins() throws {
+        var lab = try ProxyLab()
+        lab.report([GroupRecord(.changeToExclude, group: Self.group)], on: ProxyLab.down1, from: Self.host1)
+        lab.report([GroupRecord(.allowNewSources, group: Self.group, sources: [Self.s1])], on: ProxyLab.down2, from: Self.host2)
+        #expect(lab.held == [Self.anySource()])
+        lab.handle(.listener(.stop(ProxyLab.down1, .ipv4)))
+        #expect(lab.held == [Self.from(Self.s1)], "down2's INCLUDE {s1} is what is left")
+        lab.handle(.listener(.stop(ProxyLab.down2, .ipv4)))
+        #expect(lab.held.isEmpty)
+    }
 }
