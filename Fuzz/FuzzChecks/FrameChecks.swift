@@ -12,7 +12,10 @@ import RelayCore
 ///                  flags bits 0-1 input interface in0..in3 (in3 is not read by this worker),
 ///                        bits 2-3 number of outputs - 1, bit 4 source-specific,
 ///                        bit 5 IPv6 (group ff3e::GROUP, source 2001:db8::SOURCE from the same
-///                        32 bits), bit 6 IPv6 outputs
+///                        32 bits), bit 6 IPv6 outputs, bit 7 a range input: the group's
+///                        prefix of length 4 + (SOURCE & 31) (IPv4, at most 31) or
+///                        96 + (SOURCE & 31) (IPv6), its host bits cleared; no source then
+///                  port 0 is any port (`*`)
 ///     the rest     the frame
 ///
 /// Rules the RuleBook refuses (not multicast, port 0, duplicate input, ...) are left out,
@@ -31,9 +34,12 @@ public enum FrameFuzzInput {
         /// The group and source are ff3e::GROUP and 2001:db8::SOURCE (their 32 bits).
         public var ipv6 = false
         public var ipv6Outputs = false
+        /// A range input: the prefix length code (0-31, see the layout); `source` is then unused.
+        public var rangeCode: UInt8?
 
         public init(interface: Int, group: IPv4Address, port: UInt16, source: IPv4Address? = nil, outputs: Int = 1,
-                    ipv6: Bool = false, ipv6Outputs: Bool = false) {
+                    ipv6: Bool = false, ipv6Outputs: Bool = false, rangeCode: UInt8? = nil) {
+            self.rangeCode = rangeCode
             self.interface = interface
             self.group = group
             self.port = port
@@ -54,10 +60,10 @@ public enum FrameFuzzInput {
         var bytes: [UInt8] = [control, UInt8(rules.count)]
         for rule in rules {
             let flags = UInt8(rule.interface & 3) | UInt8((rule.outputs - 1) & 3) << 2 | (rule.source == nil ? 0 : 0x10)
-                | (rule.ipv6 ? 0x20 : 0) | (rule.ipv6Outputs ? 0x40 : 0)
+                | (rule.ipv6 ? 0x20 : 0) | (rule.ipv6Outputs ? 0x40 : 0) | (rule.rangeCode == nil ? 0 : 0x80)
             bytes.append(flags)
             bytes += be32(rule.group.value) + [UInt8(rule.port >> 8), UInt8(rule.port & 0xFF)]
-            bytes += be32(rule.source?.value ?? 0)
+            bytes += be32(rule.rangeCode.map(UInt32.init) ?? rule.source?.value ?? 0)
         }
         return bytes + frame
     }
@@ -111,9 +117,14 @@ public struct FrameFuzzCase {
             let ipv6 = flags & 0x20 != 0
             let group: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Group(groupBits)) : .v4(IPv4Address(groupBits))
             let source: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Source(sourceBits)) : .v4(IPv4Address(sourceBits))
-            let input = InputSpec(
+            var input = InputSpec(
                 interface: FrameFuzzInput.allInputInterfaces[Int(flags & 3)], group: group, port: port,
                 source: flags & 0x10 != 0 ? source : nil)
+            if flags & 0x80 != 0 {
+                let length = UInt8(ipv6 ? 96 + (sourceBits & 31) : min(4 + (sourceBits & 31), 31))
+                input = InputSpec(interface: input.interface, group: GroupRange.truncated(group, to: length), port: port,
+                                  prefixLength: length)
+            }
             let outputs = FrameFuzzInput.outputs(position: position, count: Int(flags >> 2 & 3) + 1, ipv6: flags & 0x40 != 0)
             _ = try? book.add(RuleSpec(input: input, outputs: outputs))
         }

@@ -165,12 +165,35 @@ enum ReferenceModel {
 
     /// The rule that must receive a datagram arriving on `interface`: among rules listening
     /// there for its group and port, the one for its source if any, else the any-source one.
+    /// Every rule that takes the datagram, then the most specific one: the longest prefix
+    /// (an exact group is the full length), then a port over any port, then a source over any
+    /// source. Ties cannot happen in a valid book (equal inputs are one rule).
     static func rule(for datagram: Datagram, on interface: InterfaceName, in rules: [Rule]) -> Rule? {
-        let candidates = rules.filter {
-            $0.input.interface == interface && $0.input.group == datagram.destination
-                && $0.input.port == datagram.destinationPort
+        let candidates = rules.filter { rule in
+            let input = rule.input
+            let full = datagram.destination.family == .ipv4 ? 32 : 128
+            let length = input.prefixLength.map(Int.init) ?? full
+            return input.interface == interface && input.group.family == datagram.destination.family
+                && leadingBitsEqual(input.group, datagram.destination, length)
+                && (input.port == 0 || input.port == datagram.destinationPort)
+                && (input.source == nil || input.source == datagram.source)
         }
-        return candidates.first { $0.input.source == datagram.source }
-            ?? candidates.first { $0.input.source == nil }
+        func rank(_ rule: Rule) -> (Int, Int, Int) {
+            (Int(rule.input.prefixLength ?? 255), rule.input.port == 0 ? 0 : 1, rule.input.source == nil ? 0 : 1)
+        }
+        return candidates.max { rank($0) < rank($1) }
+    }
+
+    /// Bit by bit, over the address bytes: deliberately not the core's mask arithmetic.
+    static func leadingBitsEqual(_ a: IPAddress, _ b: IPAddress, _ bits: Int) -> Bool {
+        func bytes(_ address: IPAddress) -> [UInt8] {
+            switch address {
+            case let .v4(v4): (0..<4).map { UInt8(truncatingIfNeeded: v4.value >> (24 - 8 * $0)) }
+            case let .v6(v6): v6.bytes
+            }
+        }
+        let (x, y) = (bytes(a), bytes(b))
+        for bit in 0..<bits where (x[bit / 8] >> (7 - bit % 8)) & 1 != (y[bit / 8] >> (7 - bit % 8)) & 1 { return false }
+        return true
     }
 }

@@ -13,10 +13,35 @@ public struct ConfigFile: Sendable, Equatable {
     public var rules: [RuleSpec]
     /// Interfaces where the relay is an IGMP/MLD router (querier and listener tracking).
     public var queriers: [QuerierSetting]
+    /// IGMP/MLD proxies (RFC 4605): `{"upstream": "eth0", "downstream": ["eth1"], "groups": ["239.0.0.0/8"]}`.
+    public var proxies: [ProxyConfiguration]
 
-    public init(rules: [RuleSpec], queriers: [QuerierSetting] = []) {
+    public init(rules: [RuleSpec], queriers: [QuerierSetting] = [], proxies: [ProxyConfiguration] = []) {
         self.rules = rules
         self.queriers = queriers
+        self.proxies = proxies
+    }
+
+    /// The listener tracking the relay runs: the `queriers` as written, plus one entry with the
+    /// RFC defaults for each proxy downstream that has none (a proxy cannot know what its
+    /// downstream wants without it), for the families of the proxy's groups.
+    public var effectiveQueriers: [QuerierSetting] {
+        var settings = queriers
+        for proxy in proxies {
+            let families = AddressFamily.allCases.filter { family in proxy.groups.contains { $0.family == family } }
+            for interface in proxy.downstream {
+                if let index = settings.firstIndex(where: { $0.interface == interface }) {
+                    if index >= queriers.count {
+                        settings[index].families = AddressFamily.allCases.filter {
+                            settings[index].families.contains($0) || families.contains($0)
+                        }
+                    }
+                } else {
+                    settings.append(QuerierSetting(interface: interface, families: families))
+                }
+            }
+        }
+        return settings
     }
 
     public static func load(path: String) throws(ConfigError) -> ConfigFile {
@@ -78,7 +103,28 @@ public struct ConfigFile: Sendable, Equatable {
                                   message: error.description)
             }
         }
-        return ConfigFile(rules: specs, queriers: queriers)
+        var proxies: [ProxyConfiguration] = []
+        for (index, raw) in (raw.proxies ?? []).enumerated() {
+            let location = "\(origin): proxies[\(index)]"
+            let proxy: ProxyConfiguration
+            do { proxy = try raw.configuration() } catch { throw ConfigError(location: location, message: error.message) }
+            // A downstream listed in `queriers` must track the families the proxy's groups need.
+            for interface in proxy.downstream {
+                guard let setting = queriers.first(where: { $0.interface == interface }) else { continue }
+                for group in proxy.groups where !setting.families.contains(group.family) {
+                    throw ConfigError(location: location, message: "downstream \(interface) has a queriers entry without "
+                        + "\(group.family), which group \(group) needs (add it to that entry's families)")
+                }
+            }
+            proxies.append(proxy)
+        }
+        do {
+            try ProxyConfiguration.validate(proxies)
+            try ProxyConfiguration.check(proxies, against: book.rules.values)
+        } catch {
+            throw ConfigError(location: "\(origin): proxies", message: error.description)
+        }
+        return ConfigFile(rules: specs, queriers: queriers, proxies: proxies)
     }
 
     /// Canonical JSON (sorted keys, outputs with explicit TTL) that parses back to an equal file.
@@ -90,6 +136,7 @@ public struct ConfigFile: Sendable, Equatable {
                     out: spec.outputs.map(\.description))
         })
         raw.queriers = queriers.isEmpty ? nil : queriers.map(RawQuerier.init)
+        raw.proxies = proxies.isEmpty ? nil : proxies.map(RawProxy.init)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(raw)) ?? Data("{\"rules\":[]}".utf8)
@@ -98,14 +145,16 @@ public struct ConfigFile: Sendable, Equatable {
     struct RawFile: Codable {
         var rules: [RawRule]
         var queriers: [RawQuerier]?
+        var proxies: [RawProxy]?
 
         init(rules: [RawRule]) { self.rules = rules }
 
         init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(in: decoder, allowed: ["rules", "queriers"], ignored: ["comment"])
+            try rejectUnknownKeys(in: decoder, allowed: ["rules", "queriers", "proxies"], ignored: ["comment"])
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            rules = try container.decode([RawRule].self, forKey: .rules)
+            rules = try container.decodeIfPresent([RawRule].self, forKey: .rules) ?? []
             queriers = try container.decodeIfPresent([RawQuerier].self, forKey: .queriers)
+            proxies = try container.decodeIfPresent([RawProxy].self, forKey: .proxies)
         }
     }
 
@@ -274,4 +323,52 @@ struct RawQuerier: Codable {
 
 extension RawQuerier.CodingKeys: CaseIterable {
     static var allNames: [String] { allCases.map(\.stringValue) }
+}
+
+/// One proxy as the config writes it:
+///
+///     {"upstream": "eth0", "downstream": ["eth1", "eth2"], "groups": ["239.0.0.0/8", "ff3e::/16"]}
+struct RawProxy: Codable {
+    var upstream: String
+    var downstream: [String]
+    var groups: [String]
+
+    init(_ proxy: ProxyConfiguration) {
+        upstream = proxy.upstream.rawValue
+        downstream = proxy.downstream.map(\.rawValue)
+        groups = proxy.groups.map(\.description)
+    }
+
+    init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(in: decoder, allowed: ["upstream", "downstream", "groups"], ignored: ["comment"])
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        upstream = try container.decode(String.self, forKey: .upstream)
+        downstream = try container.decode([String].self, forKey: .downstream)
+        groups = try container.decode([String].self, forKey: .groups)
+    }
+
+    func configuration() throws(QuerierSettingError) -> ProxyConfiguration {
+        guard let up = InterfaceName(upstream) else {
+            throw QuerierSettingError(message: "upstream: \"\(upstream)\" is not a valid interface name")
+        }
+        var down: [InterfaceName] = []
+        for text in downstream {
+            guard let name = InterfaceName(text) else {
+                throw QuerierSettingError(message: "downstream: \"\(text)\" is not a valid interface name")
+            }
+            down.append(name)
+        }
+        var prefixes: [GroupPrefix] = []
+        for text in groups {
+            do { prefixes.append(try GroupPrefix(parsing: text)) } catch {
+                throw QuerierSettingError(message: "groups: \(error.description)")
+            }
+        }
+        let proxy = ProxyConfiguration(upstream: up, downstream: down, groups: prefixes)
+        do { try ProxyConfiguration.validate([proxy]) } catch {
+            // The index is the caller's: say the field alone.
+            throw QuerierSettingError(message: error.description.replacingOccurrences(of: "proxies[0]: ", with: ""))
+        }
+        return proxy
+    }
 }

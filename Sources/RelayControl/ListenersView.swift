@@ -94,12 +94,54 @@ public struct ListenersView: Codable, Equatable, Sendable {
         }
     }
 
+    /// One group a proxy joins upstream, and why (`mcrelay igmp proxy`).
+    public struct ProxyJoin: Codable, Equatable, Sendable {
+        public var upstream: String
+        public var group: String
+        /// Empty: any source (some downstream listener is EXCLUDE).
+        public var sources: [String]
+        public var excludeOn: [String]
+        public var includeOn: [String]
+        /// Every membership of this join is held on a helper socket now.
+        public var joined: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case upstream, group, sources, joined
+            case excludeOn = "exclude_on", includeOn = "include_on"
+        }
+
+        public init(_ key: Proxies.Key, _ join: Proxies.Join, held: Set<MembershipKey>) {
+            upstream = key.upstream.rawValue
+            group = key.group.description
+            sources = (join.sources ?? []).sorted().map(\.description)
+            excludeOn = join.excludeOn.map(\.rawValue)
+            includeOn = join.includeOn.map(\.rawValue)
+            joined = join.memberships(key).isSubset(of: held)
+        }
+    }
+
     public var interfaces: [Interface]
     public var groups: [Group]
+    /// nil from a daemon without proxies support.
+    public var proxy: [ProxyJoin]?
 
-    public init(interfaces: [Interface], groups: [Group]) {
+    public init(interfaces: [Interface], groups: [Group], proxy: [ProxyJoin]? = nil) {
         self.interfaces = interfaces
         self.groups = groups
+        self.proxy = proxy
+    }
+
+    /// `mcrelay igmp proxy`: one line per upstream and group.
+    public var proxyText: String {
+        guard let proxy, !proxy.isEmpty else { return "nothing joined upstream (config \"proxies\")" }
+        return proxy.map { entry in
+            var line = "\(entry.upstream) \(entry.group) "
+            line += entry.sources.isEmpty ? "any source" : "sources " + entry.sources.joined(separator: ",")
+            line += entry.joined ? ", joined" : ", joining"
+            if !entry.excludeOn.isEmpty { line += "; EXCLUDE listeners on " + entry.excludeOn.joined(separator: ",") }
+            if !entry.includeOn.isEmpty { line += "; INCLUDE listeners on " + entry.includeOn.joined(separator: ",") }
+            return line
+        }.joined(separator: "\n")
     }
 
     static func seconds(_ later: Instant, _ earlier: Instant) -> Double { seconds(later.duration(since: earlier)) }

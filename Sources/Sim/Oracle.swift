@@ -43,12 +43,34 @@ struct Oracle {
         var rules: [Int]  // registry indices, in operator order
         var anySource: [EpochKey: Int32] = [:]
         var specific: [EpochKey: [(source: IPAddress, rule: Int32)]] = [:]
+        /// Prefix inputs (`239.0.0.0/8:*`), tried after the exact group.
+        var ranges: [(interface: Int, input: InputSpec, rule: Int32)] = []
 
-        /// The rule a correct relay applies to a datagram: a source-specific rule for its
-        /// source wins over an any-source rule on the same group and port.
+        /// The rule a correct relay applies to a datagram: the most specific input that takes
+        /// it — the exact group before any prefix, a longer prefix before a shorter one, a port
+        /// before any port (port 0), a source before any source.
         @inline(__always)
         func match(interface: Int, group: IPAddress, port: UInt16, source: IPAddress) -> Int32 {
-            let key = EpochKey(interface: interface, group: group, port: port)
+            let exact = exactMatch(EpochKey(interface: interface, group: group, port: port), source: source)
+            if exact >= 0 { return exact }
+            if port != 0 {
+                let anyPort = exactMatch(EpochKey(interface: interface, group: group, port: 0), source: source)
+                if anyPort >= 0 { return anyPort }
+            }
+            if ranges.isEmpty { return -1 }
+            var best: (rank: (Int, Int, Int), rule: Int32)?
+            for entry in ranges where entry.interface == interface {
+                let input = entry.input
+                guard let length = input.prefixLength, GroupRange.truncated(group, to: length) == input.group,
+                      input.port == 0 || input.port == port, input.source == nil || input.source == source else { continue }
+                let rank = (Int(length), input.port == 0 ? 0 : 1, input.source == nil ? 0 : 1)
+                if best.map({ $0.rank < rank }) ?? true { best = (rank, entry.rule) }
+            }
+            return best?.rule ?? -1
+        }
+
+        @inline(__always)
+        private func exactMatch(_ key: EpochKey, source: IPAddress) -> Int32 {
             if let list = specific[key] {
                 for entry in list where entry.source == source { return entry.rule }
             }
@@ -64,6 +86,7 @@ struct Oracle {
             var epoch = Epoch(rules: rules.map { Int(map[$0]) })
             for (key, rule) in anySource { epoch.anySource[key] = map[Int(rule)] }
             for (key, list) in specific { epoch.specific[key] = list.map { ($0.source, map[Int($0.rule)]) } }
+            epoch.ranges = ranges.map { ($0.interface, $0.input, map[Int($0.rule)]) }
             return epoch
         }
     }
@@ -90,6 +113,10 @@ struct Oracle {
             let ref = intern(spec)
             epoch.rules.append(ref)
             guard let interface = interfaces.index(of: spec.input.interface) else { continue }
+            if spec.input.prefixLength != nil {
+                epoch.ranges.append((interface, spec.input, Int32(ref)))
+                continue
+            }
             let key = EpochKey(interface: interface, group: spec.input.group, port: spec.input.port)
             if let source = spec.input.source {
                 epoch.specific[key, default: []].append((source, Int32(ref)))
@@ -124,6 +151,8 @@ struct Oracle {
     /// with an any-source rule is joined from any source; a group with only source-specific
     /// rules is joined once per source. Written from the rules, not taken from the core.
     static func neededMemberships(_ specs: [RuleSpec], isUp: (InterfaceName) -> Bool) -> Set<MembershipKey> {
+        // A prefix has no group to join (a proxy joins what listeners want in it).
+        let specs = specs.filter { $0.input.prefixLength == nil }
         var anySource = Set<MembershipKey>()
         for spec in specs where spec.input.source == nil && isUp(spec.input.interface) {
             anySource.insert(MembershipKey(interface: spec.input.interface, group: spec.input.group))

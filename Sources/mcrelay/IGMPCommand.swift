@@ -1,12 +1,14 @@
 import ArgumentParser
 import RelayControl
 
-/// `mcrelay igmp interfaces|groups`: the IGMP/MLD router's state (config `queriers`). Both
-/// families show here: an IPv6 line is MLD.
+/// `mcrelay igmp interfaces|groups|proxy`: the IGMP/MLD router's state (config `queriers`)
+/// and what the proxies (config `proxies`) join upstream. Both families show here: an IPv6
+/// line is MLD.
 struct IGMPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "igmp", abstract: "Show the IGMP/MLD router: querier interfaces and the listeners it tracks.",
-        subcommands: [Interfaces.self, Groups.self])
+        commandName: "igmp",
+        abstract: "Show the IGMP/MLD router: querier interfaces, the listeners it tracks, what proxies join upstream.",
+        subcommands: [Interfaces.self, Groups.self, Proxy.self])
 
     static func fetch(_ control: String) throws -> ListenersView {
         let reply = try controlRequest(ControlRequest(op: .listeners), control: control)
@@ -42,6 +44,22 @@ struct IGMPCommand: ParsableCommand {
                 print(String(decoding: ControlProtocol.encodeLine(view.groups), as: UTF8.self), terminator: "")
             } else {
                 print(view.groupsText)
+            }
+        }
+    }
+
+    struct Proxy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per upstream and group: what the proxies join (any source or which sources) and which downstream listeners ask for it.")
+        @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
+        @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
+
+        func run() throws {
+            let view = try IGMPCommand.fetch(control)
+            if json {
+                print(String(decoding: ControlProtocol.encodeLine(view.proxy ?? []), as: UTF8.self), terminator: "")
+            } else {
+                print(view.proxyText)
             }
         }
     }

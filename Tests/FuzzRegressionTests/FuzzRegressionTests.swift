@@ -102,6 +102,10 @@ func replay(target: String, path: String) {
         // The specific-source rule wins over the any-source one (4 outputs vs 2).
         let specific = try read(.frame, "ethernet-specific-wins").withUnsafeBytes { checkFrame($0) }
         #expect(specific == .forwarded(outputs: 4))
+        // Range inputs: the longest prefix, then the exact group with any port, then the exact route.
+        #expect(try read(.frame, "ethernet-range-longest-prefix").withUnsafeBytes { checkFrame($0) } == .forwarded(outputs: 2))
+        #expect(try read(.frame, "ethernet-range-any-port-exact").withUnsafeBytes { checkFrame($0) } == .forwarded(outputs: 3))
+        #expect(try read(.frame, "ethernet-range-exact-wins").withUnsafeBytes { checkFrame($0) } == .forwarded(outputs: 4))
     }
 
     @Test func pcapSeedsReadTheRealCaptures() throws {

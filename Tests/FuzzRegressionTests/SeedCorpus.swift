@@ -128,6 +128,13 @@ import Testing
             seed("cut-short", rules: [any], SeedFrame(cut: 3))
             seed("link-header-only", rules: [any], SeedFrame(cut: 40))
             seed("one-output", rules: [FrameFuzzInput.RuleSeed(interface: 2, group: group, port: 5001)], ingress: 2, SeedFrame())
+            // Range inputs: /8 any port (code 4), /16 port 5001 (code 12), the exact group any port.
+            let wide = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(239, 0, 0, 0), port: 0, rangeCode: 4)
+            let narrow = FrameFuzzInput.RuleSeed(interface: 0, group: IPv4Address(239, 1, 0, 0), port: 5001, outputs: 2, rangeCode: 12)
+            let anyPort = FrameFuzzInput.RuleSeed(interface: 0, group: group, port: 0, outputs: 3)
+            seed("range-longest-prefix", rules: [wide, narrow], SeedFrame())
+            seed("range-any-port-exact", rules: [wide, narrow, anyPort], SeedFrame())
+            seed("range-exact-wins", rules: [wide, narrow, anyPort, specific], SeedFrame())
             seed("three-outputs", rules: [FrameFuzzInput.RuleSeed(interface: 1, group: group, port: 5001, source: source, outputs: 3)], ingress: 1, SeedFrame())
         }
         seeds.append(("ethernet-vlan", FrameFuzzInput.encode(link: .ethernet, ingress: 0, rules: [any], frame: SeedFrame(vlanTags: [0x8100]).build())))
@@ -343,6 +350,12 @@ import Testing
             ("missing-in", #"{"rules": [{"out": ["eth1:239.10.1.1:6001"]}]}"#),
             ("wrong-type", #"{"rules": [{"in": 5, "out": ["eth1:239.10.1.1:6001"]}]}"#),
             ("null-name", #"{"rules": [{"name": null, "in": "eth0:239.1.1.1:5001", "out": ["eth1:239.10.1.1:6001"]}]}"#),
+            ("range-inputs", #"{"rules": [{"in": "eth0:239.0.0.0/8:*", "out": ["eth1:239.10.1.1:6001"]}, {"in": "eth0:[ff3e::]/16:5000", "out": ["eth1:[ff3e::10:1]:6001"]}, {"in": "eth0:239.1.1.1:*", "out": ["eth2:239.10.1.2:6001"]}]}"#),
+            ("range-host-bits", #"{"rules": [{"in": "eth0:239.1.0.0/8:*", "out": ["eth1:239.10.1.1:6001"]}]}"#),
+            ("range-loop", #"{"rules": [{"in": "eth0:239.0.0.0/8:*", "out": ["eth0:239.10.1.1:6001"]}]}"#),
+            ("proxy", #"{"proxies": [{"upstream": "eth0", "downstream": ["eth1", "eth2"], "groups": ["239.0.0.0/8", "ff3e::/16"]}], "queriers": [{"interface": "eth2", "families": ["ipv4", "ipv6"]}]}"#),
+            ("proxy-loop", #"{"proxies": [{"upstream": "eth0", "downstream": ["eth1"], "groups": ["239.0.0.0/8"]}, {"upstream": "eth1", "downstream": ["eth0"], "groups": ["239.1.0.0/16"]}]}"#),
+            ("proxy-rule-loop", #"{"rules": [{"in": "eth5:239.1.1.1:5001", "out": ["eth0:239.2.2.2:6001"]}], "proxies": [{"upstream": "eth0", "downstream": ["eth1"], "groups": ["239.0.0.0/8"]}]}"#),
             ("not-json", "rules: [in: eth0]"),
             ("truncated-json", #"{"rules": [{"in": "eth0:239.1.1.1:5001", "out": ["#),
             ("top-level-array", "[]"),

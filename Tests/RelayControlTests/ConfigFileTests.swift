@@ -31,7 +31,7 @@ import Testing
                 == #"test.json: rules[0]: unknown key "ouput" (expected name, in, source, out)"#)
         #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:5001"}]}"#) == #"test.json: rules[0]: missing "out""#)
         #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1","out":["eth1:239.2.2.2:1"]}]}"#)
-                == #"test.json: rules[0]: "eth0:239.1.1.1": expected IFACE:GROUP:PORT"#)
+                == #"test.json: rules[0]: "eth0:239.1.1.1": expected IFACE:GROUP[/PREFIX]:PORT|*"#)
         #expect(message(#"{"rules":[{"name":"x","in":"eth0:239.1.1.1:1","out":["eth1:239.2.2.2:1:300"]}]}"#)
                 == #"test.json: rules[0] (x): "eth1:239.2.2.2:1:300": TTL "300" must be 1-255"#)
         #expect(message(#"{"rules":[{"in":"eth0:239.1.1.1:1","out":["eth0:239.1.1.1:1"]}]}"#)?.contains("forwarding loop") == true)
@@ -47,7 +47,7 @@ import Testing
         #expect(config.rules.count == 1 && config.rules[0].name == "cam1")
         #expect(try load(#"{"comment": {"any": ["json", 1]}, "rules": []}"#).get().rules.isEmpty)
         // Misspelt keys are still refused, and the error lists only the keys that configure something.
-        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules, queriers)"#)
+        #expect(message(#"{"coment": "x", "rules": []}"#) == #"test.json: unknown key "coment" (expected rules, queriers, proxies)"#)
     }
 
     /// The Debian package's /etc/mcrelay/config.json: a commented file with no rules, whose

@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func endpointSyntaxErrorsNameTheField() throws {
-        #expect(throws: EndpointSyntaxError.wrongFieldCount("eth0:239.1.1.1", expected: "IFACE:GROUP:PORT")) {
+        #expect(throws: EndpointSyntaxError.wrongFieldCount("eth0:239.1.1.1", expected: "IFACE:GROUP[/PREFIX]:PORT|*")) {
             try EndpointSyntax.parseInput("eth0:239.1.1.1")
         }
         #expect(throws: EndpointSyntaxError.badPort("eth0:239.1.1.1:99999", "99999")) {

@@ -140,11 +140,19 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         // IPv6 rules beside them: their frames take the IPv6 table and the IPv6 header template.
         for index in 1...20 { rules.append(spec("eth0:[ff3e::8000:\(index)]:5001", ["eth1:[ff3e::10:\(index)]:6001:9"])) }
         rules.append(spec("eth0:[ff3e::8000:1]:5001", ["eth1:[ff05::1]:6001:3"], source: "2001:db8:1::99"))
+        // Range inputs (rules 121-123): reached only after the exact tables miss.
+        rules.append(spec("eth0:239.2.0.0/16:*", ["eth1:239.12.0.1:6001"]))
+        rules.append(spec("eth0:239.1.3.3:*", ["eth1:239.12.0.2:6001"]))
+        rules.append(spec("eth0:[ff3e::9000:0]/112:*", ["eth1:[ff3e::12:1]:6001"]))
         var forwarder = Forwarder(plan: plan(rules))
         let frames = [FrameBuilder().build(), FrameBuilder(destination: ip("239.1.2.50")).build(),
                       FrameBuilder(destinationPort: 1).build(), FrameBuilder(protocolNumber: 6).build(),
                       FrameBuilder6().build(), FrameBuilder6(extensions: [.init(type: 0)]).build(),
                       FrameBuilder6(source: IPv6Address("2001:db8:1::99")!).build(), FrameBuilder6(upperProtocol: 58).build()]
+        let rangeFrames = [FrameBuilder(destination: ip("239.2.7.7"), destinationPort: 1234).build(),
+                           FrameBuilder(destination: ip("239.1.3.3"), destinationPort: 999).build(),
+                           FrameBuilder6(destination: IPv6Address("ff3e::9000:42")!).build(),
+                           FrameBuilder(destination: ip("239.3.0.1")).build()]
         var checksum = 0
         // The egress header of every transmit too, as the worker writes it (template per output).
         let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
@@ -167,6 +175,11 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
                     }
                 }
             }
+            rangeFrames[round % rangeFrames.count].withUnsafeBytes { bytes in
+                if case let .forward(forwarding) = forwarder.decide(bytes, link: .ethernet, ingress: 0) {
+                    for transmit in forwarder.transmits(for: forwarding) { checksum &+= transmit.payload.count }
+                }
+            }
         }
         MallocInterposerSwift.unhook()
         let during = MallocInterposerSwift.getStatistics().mallocCount - probeCount
@@ -175,5 +188,6 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         #expect(forwarder.statistics().rules[0].accepted.packets == 1250)
         #expect(forwarder.statistics().rules[100].accepted.packets == 2500, "ff3e::8000:1 any-source, plain and with hop-by-hop")
         #expect(forwarder.statistics().rules[120].accepted.packets == 1250, "ff3e::8000:1 from its source")
+        #expect(forwarder.statistics().rules[121...123].map(\.accepted.packets) == [2500, 2500, 2500], "range routes")
     }
 }

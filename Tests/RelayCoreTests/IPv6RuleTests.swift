@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func endpointErrorsNameTheField() {
-        #expect(throws: EndpointSyntaxError.wrongFieldCount("eth0:ff3e::1:5000", expected: "IFACE:GROUP:PORT")) {
+        #expect(throws: EndpointSyntaxError.wrongFieldCount("eth0:ff3e::1:5000", expected: "IFACE:GROUP[/PREFIX]:PORT|*")) {
             try EndpointSyntax.parseInput("eth0:ff3e::1:5000")
         }
         #expect(throws: EndpointSyntaxError.badBrackets("eth0:[ff3e::1:5000")) { try EndpointSyntax.parseInput("eth0:[ff3e::1:5000") }

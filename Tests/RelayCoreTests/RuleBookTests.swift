@@ -18,7 +18,6 @@ import Testing
         }
         #expect(refused(spec("eth0:198.18.1.1:5001", ["eth1:239.1.1.1:1"])) == .inputNotMulticast(.v4(ip("198.18.1.1"))))
         #expect(refused(spec("eth0:224.0.0.5:5001", ["eth1:239.1.1.1:1"])) == .inputLocalNetworkControl(.v4(ip("224.0.0.5"))))
-        #expect(refused(spec("eth0:239.1.1.1:0", ["eth1:239.1.1.1:1"])) == .inputPortZero)
         #expect(refused(spec("eth0:239.1.1.1:1", [])) == .noOutputs)
         #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:239.1.1.1:0"]))?.description.contains("port must be 1-65535") == true)
         #expect(refused(spec("eth0:239.1.1.1:1", ["eth1:255.255.255.255:9"]))?.description.contains("destination") == true)

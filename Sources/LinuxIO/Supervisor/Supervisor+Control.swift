@@ -132,10 +132,11 @@ extension Supervisor {
         do {
             let config = try ConfigFile.load(path: path)
             recordRules("config_reload", config.rules, now: now)
-            let diff = try core.replaceRules(config.rules, now: now)
+            let diff = try core.replaceRules(config.rules, proxies: config.proxies, now: now)
+            proxySettings = config.proxies
             apply(now: now)
-            if config.queriers != querierSettings {
-                querierSettings = config.queriers
+            if config.effectiveQueriers != querierSettings {
+                querierSettings = config.effectiveQueriers
                 configureListeners(now: now)
             }
             return .success(ReloadView(added: diff.added.count, removed: diff.removed.count, unchanged: diff.unchanged.count))

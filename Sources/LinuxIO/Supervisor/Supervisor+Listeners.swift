@@ -46,7 +46,9 @@ extension Supervisor {
     }
 
     func listenersView(now: Instant) -> ListenersView {
-        ListenersView(interfaces: core.listeners.interfaceStatus.map { ListenersView.Interface($0, now: now) },
-                      groups: core.listeners.groupStatus.map { ListenersView.Group($0, now: now) })
+        let held = Set(core.membership.joined)
+        return ListenersView(interfaces: core.listeners.interfaceStatus.map { ListenersView.Interface($0, now: now) },
+                             groups: core.listeners.groupStatus.map { ListenersView.Group($0, now: now) },
+                             proxy: core.proxies.joins.keys.sorted().map { ListenersView.ProxyJoin($0, core.proxies.joins[$0]!, held: held) })
     }
 }

@@ -38,6 +38,8 @@ public final class Supervisor {
     let listenerDriver = ListenerDriver()
     /// The config's `queriers` (applied at start and on reload).
     var querierSettings: [QuerierSetting] = []
+    /// The config's `proxies` (applied at start and on reload).
+    var proxySettings: [ProxyConfiguration] = []
 
     static let maximumClients = 128
 
@@ -51,7 +53,8 @@ public final class Supervisor {
             do {
                 let config = try ConfigFile.load(path: path)
                 specs = config.rules
-                querierSettings = config.queriers
+                querierSettings = config.effectiveQueriers
+                proxySettings = config.proxies
             } catch {
                 throw SupervisorStartError(error.description)
             }
@@ -62,6 +65,7 @@ public final class Supervisor {
                                                  dispatchMode: options.dispatchMode))
         do {
             try core.replaceRules(specs, now: MonotonicClock.now())
+            try core.replaceProxies(proxySettings, now: MonotonicClock.now())
         } catch {
             throw SupervisorStartError("\(options.configPath ?? "config"): \(error)")
         }

@@ -36,6 +36,10 @@ public struct ControlPlane: Sendable {
     public private(set) var membership: Membership
     public private(set) var dispatcher: Dispatcher
     public private(set) var listeners = Listeners()
+    /// IGMP/MLD proxies: upstream joins derived from downstream listeners.
+    public private(set) var proxies = Proxies()
+    /// What the rules alone need joined; the proxies' joins come on top.
+    private var ruleMemberships: Set<MembershipKey> = []
     private var actions: Deque<ControlAction> = []
     private var armedTimer: Instant?
 
@@ -59,6 +63,7 @@ public struct ControlPlane: Sendable {
 
     @discardableResult
     public mutating func addRule(_ spec: RuleSpec, now: Instant) throws(RuleError) -> RuleBook.AddOutcome {
+        try checkAgainstProxies(RuleBook.validated(spec))
         let outcome = try rules.add(spec)
         if case .added = outcome { rulesChanged(now: now) }
         return outcome
@@ -74,9 +79,78 @@ public struct ControlPlane: Sendable {
     /// A config reload: all or nothing, touching only rules that changed.
     @discardableResult
     public mutating func replaceRules(_ specs: [RuleSpec], now: Instant) throws(RuleError) -> RuleBook.Diff {
+        for spec in specs { try checkAgainstProxies(RuleBook.validated(spec)) }
         let diff = try rules.replaceAll(with: specs)
         if !diff.isEmpty { rulesChanged(now: now) }
         return diff
+    }
+
+    /// A config reload that changes rules and proxies together: the new rules are checked
+    /// against the new proxies (not the old ones, which a valid new file may contradict), and
+    /// nothing changes unless both are accepted. Proxy joins that stay are not touched.
+    @discardableResult
+    public mutating func replaceRules(_ specs: [RuleSpec], proxies configurations: [ProxyConfiguration],
+                                      now: Instant) throws(ConfigurationError) -> RuleBook.Diff {
+        var book = RuleBook()
+        do {
+            for spec in specs { try book.add(spec) }
+        } catch { throw .rule(error) }
+        do {
+            try ProxyConfiguration.validate(configurations)
+            try ProxyConfiguration.check(configurations, against: book.rules.values)
+        } catch { throw .proxy(error) }
+        var next = proxies
+        do { _ = try next.replace(configurations, listeners: listeners) } catch { throw .proxy(error) }
+        let diff: RuleBook.Diff
+        do { diff = try rules.replaceAll(with: specs) } catch { throw .rule(error) }
+        proxies = next
+        // Rules first (their memberships become the base), then the proxies' change on top.
+        ruleMemberships = Self.neededMemberships(for: rules.rules.values)
+        membership.setNeeded(ruleMemberships.union(proxies.needed), now: now, actions: &actions)
+        updateDispatch(now: now)
+        armTimer()
+        return diff
+    }
+
+    public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+        case rule(RuleError)
+        case proxy(ProxyError)
+        public var description: String {
+            switch self {
+            case let .rule(error): error.description
+            case let .proxy(error): error.description
+            }
+        }
+    }
+
+    // MARK: - Proxies
+
+    /// Sets the IGMP/MLD proxies (config load or reload): all or nothing. Their upstream joins
+    /// follow from what the downstream listeners want now and change with every
+    /// `.listenersChanged` after.
+    public mutating func replaceProxies(_ configurations: [ProxyConfiguration], now: Instant) throws(ProxyError) {
+        try ProxyConfiguration.check(configurations, against: rules.rules.values)
+        var next = proxies
+        let delta = try next.replace(configurations, listeners: listeners)
+        proxies = next
+        apply(delta, now: now)
+        armTimer()
+    }
+
+    private func checkAgainstProxies(_ rule: Rule) throws(RuleError) {
+        do {
+            try ProxyConfiguration.check(proxies.configurations, against: [rule])
+        } catch {
+            if case let .ruleFeedsUpstream(index, _, output) = error {
+                throw .outputFeedsProxy(output, proxy: index, upstream: proxies.configurations[index].upstream)
+            }
+        }
+    }
+
+    private mutating func apply(_ delta: Proxies.Delta, now: Instant) {
+        guard !delta.isEmpty else { return }
+        membership.changeNeeded(adding: delta.added, removing: delta.removed.subtracting(ruleMemberships),
+                                now: now, actions: &actions)
     }
 
     // MARK: - Events
@@ -116,7 +190,12 @@ public struct ControlPlane: Sendable {
 
     private mutating func handleListeners(_ event: ListenerEvent, now: Instant) {
         listeners.handle(event, now: now)
-        while let action = listeners.poll() { actions.append(.listener(action)) }
+        while let action = listeners.poll() {
+            actions.append(.listener(action))
+            if case let .listenersChanged(interface, group) = action, !proxies.configurations.isEmpty {
+                apply(proxies.listenersChanged(interface: interface, group: group, listeners: listeners), now: now)
+            }
+        }
     }
 
     // MARK: - Derivations
@@ -127,7 +206,8 @@ public struct ControlPlane: Sendable {
     public static func neededMemberships(for rules: some Sequence<Rule>) -> Set<MembershipKey> {
         var anySource = Set<MembershipKey>()
         var specific = Set<MembershipKey>()
-        for rule in rules {
+        // A prefix is no group to join: a proxy joins what its downstream listeners want in it.
+        for rule in rules where rule.input.prefixLength == nil {
             let key = MembershipKey(interface: rule.input.interface, group: rule.input.group, source: rule.input.source)
             if key.source == nil { anySource.insert(key) } else { specific.insert(key) }
         }
@@ -142,7 +222,8 @@ public struct ControlPlane: Sendable {
     }
 
     private mutating func rulesChanged(now: Instant) {
-        membership.setNeeded(Self.neededMemberships(for: rules.rules.values), now: now, actions: &actions)
+        ruleMemberships = Self.neededMemberships(for: rules.rules.values)
+        membership.setNeeded(ruleMemberships.union(proxies.needed), now: now, actions: &actions)
         updateDispatch(now: now)
         armTimer()
     }

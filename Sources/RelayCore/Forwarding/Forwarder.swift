@@ -75,6 +75,8 @@ public struct Forwarder: Sendable {
     public private(set) var egress: [InterfaceName] = []
     private var table4 = RouteTable<RouteKey4, UInt32>(routes: [])
     private var table6 = RouteTable<RouteKey6, IPv6Address>(routes: [])
+    /// Range inputs, consulted only when the exact tables miss (see `RangeRoutes`).
+    private var ranges = RangeRoutes()
     private var routes: ContiguousArray<Route> = []
     private var bindings: ContiguousArray<EgressBinding> = []
     private var accepted: ContiguousArray<TrafficCounter> = []
@@ -111,16 +113,23 @@ public struct Forwarder: Sendable {
         var bindings: ContiguousArray<EgressBinding> = []
         var accepted: ContiguousArray<TrafficCounter> = []
         var outputCounters: ContiguousArray<OutputCounter> = []
+        var ranges = RangeRoutes()
         for rule in plan.rules {
             // A rule for an interface this worker does not read can never match; give it an
             // impossible ingress slot rather than dropping it, so route indices match rules.
             let slot = ingressSlots[rule.input.interface] ?? 0xFFFF
             let route = Int32(routes.count)
+            if rule.input.prefixLength != nil {
+                ranges.append(rule.input, ingress: slot, route: route)
+            } else {
+            // An exact group with any port sits in the exact table under port 0.
+            if rule.input.port == 0 { ranges.noteAnyPort(rule.input.family) }
             switch rule.input.group {
             case let .v4(group):
                 keyed4.append((RouteKey4(ingress: slot, group: group, port: rule.input.port), rule.input.source?.v4?.value, route))
             case let .v6(group):
                 keyed6.append((RouteKey6(ingress: slot, group: group, port: rule.input.port), rule.input.source?.v6, route))
+            }
             }
             routes.append(Route(outputStart: Int32(bindings.count), outputCount: Int32(rule.outputs.count)))
             for output in rule.outputs {
@@ -137,6 +146,8 @@ public struct Forwarder: Sendable {
         self.egress = egress
         self.table4 = RouteTable(routes: keyed4)
         self.table6 = RouteTable(routes: keyed6)
+        ranges.seal()
+        self.ranges = ranges
         self.routes = routes
         self.bindings = bindings
         self.accepted = accepted
@@ -156,14 +167,27 @@ public struct Forwarder: Sendable {
             drops.record(reason)
             return .drop(reason)
         case let .datagram(datagram):
-            let route: Int32
+            var route: Int32
             switch (datagram.destination, datagram.source) {
             case let (.v4(group), .v4(source)):
                 route = table4.route(for: RouteKey4(ingress: ingress, group: group, port: datagram.destinationPort),
                                      source: source.value)
+                // Exact (group, port) first; only a miss pays for any-port and prefix routes.
+                if route < 0, ranges.hasAnyPort4 {
+                    route = table4.route(for: RouteKey4(ingress: ingress, group: group, port: 0), source: source.value)
+                }
+                if route < 0, !ranges.isEmpty4 {
+                    route = ranges.route(ingress: ingress, group: group, port: datagram.destinationPort, source: source)
+                }
             case let (.v6(group), .v6(source)):
                 route = table6.route(for: RouteKey6(ingress: ingress, group: group, port: datagram.destinationPort),
                                      source: source)
+                if route < 0, ranges.hasAnyPort6 {
+                    route = table6.route(for: RouteKey6(ingress: ingress, group: group, port: 0), source: source)
+                }
+                if route < 0, !ranges.isEmpty6 {
+                    route = ranges.route(ingress: ingress, group: group, port: datagram.destinationPort, source: source)
+                }
             default:
                 route = -1  // the parser never mixes families
             }

@@ -93,6 +93,11 @@ public struct XDPTables: Sendable, Equatable {
     /// Why the XDP path cannot carry a rule on its own, or nil.
     static func refusal(_ rule: Rule, read: Set<InterfaceName>, facts: [InterfaceName: InterfaceFacts]) -> String? {
         guard read.contains(rule.input.interface) else { return "input \(rule.input.interface) is not read by this worker" }
+        // The program looks up exact (group, port) keys; a miss passes the frame to the kernel,
+        // where the packet path's fallback to any-port and range routes sees it.
+        guard rule.input.prefixLength == nil, rule.input.port != 0 else {
+            return "a range or any-port input (the XDP program matches one group and port)"
+        }
         guard let input = facts[rule.input.interface], input.hardwareType == InterfaceFacts.ethernet, input.index > 0 else {
             return "input \(rule.input.interface) is not a known Ethernet interface"
         }

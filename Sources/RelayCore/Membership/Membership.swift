@@ -94,6 +94,16 @@ public struct Membership: Sendable {
         reconcile(changed, now: now, actions: &actions)
     }
 
+    /// A change to part of the needed set (a proxy's joins for one group) without handing
+    /// over the whole set: the cost is the change's, not the set's.
+    public mutating func changeNeeded(adding: Set<MembershipKey>, removing: Set<MembershipKey>, now: Instant,
+                                      actions: inout Deque<ControlAction>) {
+        var changed = Set<MembershipKey>()
+        for key in removing where !adding.contains(key) && needed.remove(key) != nil { changed.insert(key) }
+        for key in adding where needed.insert(key).inserted { changed.insert(key) }
+        reconcile(changed, now: now, actions: &actions)
+    }
+
     public mutating func interfaceUp(_ interface: InterfaceName, now: Instant, actions: inout Deque<ControlAction>) {
         guard interfacesUp.insert(interface).inserted else { return }
         reconcile(keys(on: interface), now: now, actions: &actions)

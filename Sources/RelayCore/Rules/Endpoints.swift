@@ -1,16 +1,39 @@
 /// What a rule listens for: UDP to `group:port` arriving on `interface`, optionally only
 /// from `source` (source-specific multicast).
+///
+/// A range input names a group prefix (`eth0:239.0.0.0/8:5000`) and/or any port
+/// (`eth0:239.1.1.1:*`, `eth0:[ff3e::]/16:*`). Port 0 is "any port" (no UDP datagram is
+/// addressed to port 0 in practice, and `*` is how it is written); `prefixLength` nil is one
+/// group, so exact inputs keep their text and therefore their rule ids.
 public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var interface: InterfaceName
+    /// The group, or the base of the prefix when `prefixLength` is set.
     public var group: IPAddress
+    /// 0: any port.
     public var port: UInt16
     public var source: IPAddress?
+    /// nil: exactly `group`; otherwise `group/prefixLength` (shorter than the full length).
+    public var prefixLength: UInt8?
 
-    public init(interface: InterfaceName, group: IPAddress, port: UInt16, source: IPAddress? = nil) {
+    public init(interface: InterfaceName, group: IPAddress, port: UInt16, source: IPAddress? = nil,
+                prefixLength: UInt8? = nil) {
         self.interface = interface
         self.group = group
         self.port = port
         self.source = source
+        // A full-length prefix is the group itself: one spelling, one id.
+        self.prefixLength = prefixLength == GroupRange.fullLength(group.family) ? nil : prefixLength
+    }
+
+    public var isAnyPort: Bool { port == 0 }
+    /// A group prefix or any port: matched only when no exact route takes the datagram.
+    public var isRange: Bool { prefixLength != nil || port == 0 }
+    /// The prefix length, full for one group.
+    public var effectivePrefixLength: UInt8 { prefixLength ?? GroupRange.fullLength(group.family) }
+
+    /// Does this input take a datagram to `group:port` (ignoring the source filter)?
+    public func covers(group other: IPAddress, port otherPort: UInt16) -> Bool {
+        (port == 0 || port == otherPort) && GroupRange.contains(base: group, length: effectivePrefixLength, other)
     }
 
     /// `IFACE:GROUP:PORT`, with ` from SOURCE` when source-specific; an IPv6 group in brackets
@@ -23,13 +46,16 @@ public struct InputSpec: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { endpoint + (source.map { " from \($0)" } ?? "") }
 
     /// `IFACE:GROUP:PORT` alone, as `--in` and the config's "in" take it.
-    public var endpoint: String { "\(interface):\(group.endpointText):\(port)" }
+    public var endpoint: String {
+        "\(interface):\(group.endpointText)\(prefixLength.map { "/\($0)" } ?? ""):\(port == 0 ? "*" : String(port))"
+    }
 
     public var family: AddressFamily { group.family }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
         if lhs.interface != rhs.interface { return lhs.interface < rhs.interface }
         if lhs.group != rhs.group { return lhs.group < rhs.group }
+        if lhs.prefixLength != rhs.prefixLength { return (lhs.prefixLength ?? 255) > (rhs.prefixLength ?? 255) }
         if lhs.port != rhs.port { return lhs.port < rhs.port }
         return IPAddress.precedes(lhs.source, rhs.source)
     }
@@ -71,12 +97,32 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
 public enum EndpointSyntax {
     public static func parseInput(_ text: String, source: IPAddress? = nil) throws(EndpointSyntaxError) -> InputSpec {
         let fields = try split(text)
-        guard fields.count == 3 else { throw .wrongFieldCount(text, expected: "IFACE:GROUP:PORT") }
-        return InputSpec(
-            interface: try interface(fields[0], in: text),
-            group: try address(fields[1], in: text),
-            port: try port(fields[2], in: text),
-            source: source)
+        guard fields.count == 3 else { throw .wrongFieldCount(text, expected: "IFACE:GROUP[/PREFIX]:PORT|*") }
+        var groupField = fields[1]
+        var prefixLength: UInt8?
+        if let slash = groupField.lastIndex(of: "/") {
+            let lengthText = groupField[groupField.index(after: slash)...]
+            groupField = groupField[..<slash]
+            guard let length = UInt8(lengthText) else { throw .badPrefix(text, String(fields[1])) }
+            prefixLength = length
+        }
+        let group = try address(groupField, in: text)
+        if let length = prefixLength {
+            guard length <= GroupRange.fullLength(group.family) else { throw .badPrefix(text, String(fields[1])) }
+            guard GroupRange.truncated(group, to: length) == group else {
+                throw .prefixHostBits(text, String(fields[1]), base: GroupRange.truncated(group, to: length))
+            }
+        }
+        let portField = fields[2]
+        let inputPort: UInt16
+        if portField == "*" {
+            inputPort = 0
+        } else {
+            inputPort = try port(portField, in: text)
+            guard inputPort != 0 else { throw .inputPortZero(text) }
+        }
+        return InputSpec(interface: try interface(fields[0], in: text), group: group, port: inputPort,
+                         source: source, prefixLength: prefixLength)
     }
 
     public static func parseOutput(_ text: String) throws(EndpointSyntaxError) -> OutputSpec {
@@ -117,7 +163,8 @@ public enum EndpointSyntax {
                 guard inBrackets else { throw .badBrackets(text) }
                 inBrackets = false
                 let next = text.index(after: index)
-                guard next == text.endIndex || text[next] == ":" else { throw .badBrackets(text) }
+                // "/" only for a prefix length after an IPv6 group ("[ff3e::]/16").
+                guard next == text.endIndex || text[next] == ":" || text[next] == "/" else { throw .badBrackets(text) }
             } else if character == ":", !inBrackets {
                 fields.append(text[start..<index])
                 start = text.index(after: index)
@@ -157,6 +204,9 @@ public enum EndpointSyntaxError: Error, Equatable, Sendable, CustomStringConvert
     case badPort(String, String)
     case badTTL(String, String)
     case badBrackets(String)
+    case badPrefix(String, String)
+    case prefixHostBits(String, String, base: IPAddress)
+    case inputPortZero(String)
 
     public var description: String {
         switch self {
@@ -166,6 +216,9 @@ public enum EndpointSyntaxError: Error, Equatable, Sendable, CustomStringConvert
         case let .badPort(text, field): "\"\(text)\": \"\(field)\" is not a port number (0-65535)"
         case let .badTTL(text, field): "\"\(text)\": TTL \"\(field)\" must be 1-255"
         case let .badBrackets(text): "\"\(text)\": brackets must enclose a whole address field, as in eth0:[ff3e::1]:5000"
+        case let .badPrefix(text, field): "\"\(text)\": \"\(field)\" has no valid prefix length (0-32 for IPv4, 0-128 for IPv6)"
+        case let .prefixHostBits(text, field, base): "\"\(text)\": \"\(field)\" has bits set past its prefix length; the prefix starts at \(base.endpointText)"
+        case let .inputPortZero(text): "\"\(text)\": port 0 is not a port a datagram is sent to; write * for any port"
         }
     }
 }

@@ -64,7 +64,9 @@ public struct Rule: Hashable, Sendable, CustomStringConvertible, Codable {
 public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
     case inputNotMulticast(IPAddress)
     case inputLocalNetworkControl(IPAddress)
-    case inputPortZero
+    case inputRangeNotMulticast(InputSpec)
+    case inputRangeLinkScoped(InputSpec)
+    case inputRangeHostBits(InputSpec)
     case sourceNotUnicast(IPAddress)
     case sourceFamilyMismatch(IPAddress, group: IPAddress)
     case noOutputs
@@ -80,6 +82,7 @@ public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
     case badName(String)
     case idCollision(RuleID, existing: InputSpec)
     case noSuchRule(String)
+    case outputFeedsProxy(OutputSpec, proxy: Int, upstream: InterfaceName)
 
     public var description: String {
         switch self {
@@ -89,8 +92,12 @@ public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
             group.family == .ipv4
                 ? "input group \(group) is in 224.0.0.0/24 (link-local control traffic such as IGMP and OSPF); it cannot be relayed"
                 : "input group \(group) has interface- or link-local scope (ff01::/16, ff02::/16); it must not leave its link"
-        case .inputPortZero:
-            "input port must be 1-65535"
+        case let .inputRangeNotMulticast(input):
+            "input \(input): the range must lie within multicast (224.0.0.0/4, at least /4; ff00::/8, at least /8)"
+        case let .inputRangeLinkScoped(input):
+            "input \(input): the range includes link-scoped groups (224.0.0.0/24; IPv6 scopes 0-2, so at least /16 and outside ff00::/16, ff01::/16, ff02::/16), which are never relayed"
+        case let .inputRangeHostBits(input):
+            "input \(input): bits are set past the prefix length"
         case let .sourceNotUnicast(source):
             "source \(source) is not a unicast address"
         case let .sourceFamilyMismatch(source, group):
@@ -119,6 +126,8 @@ public enum RuleError: Error, Equatable, Sendable, CustomStringConvertible {
             "name \"\(name)\" must be 1-64 characters of letters, digits, '-', '_' or '.', and not look like a rule id"
         case let .idCollision(id, existing):
             "rule id \(id) is already taken by input \(existing)"
+        case let .outputFeedsProxy(output, proxy, upstream):
+            "output \(output) sends into the groups proxies[\(proxy)] takes on its upstream \(upstream) (a forwarding loop)"
         case let .noSuchRule(selector):
             "no rule with id or name \"\(selector)\""
         }

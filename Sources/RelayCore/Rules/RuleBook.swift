@@ -16,6 +16,8 @@ public struct RuleBook: Sendable {
     /// over every rule (which made loading 10,000 rules quadratic).
     private var inputs: [Endpoint: Set<RuleID>] = [:]
     private var outputs: [Endpoint: Set<RuleID>] = [:]
+    /// Rules whose input is a prefix or any port.
+    private var rangeRules: Set<RuleID> = []
 
     /// An (interface, address, port) triple, ignoring source and TTL: what "feeds" compares.
     struct Endpoint: Hashable, Sendable {
@@ -94,9 +96,16 @@ public struct RuleBook: Sendable {
 
     public static func validated(_ spec: RuleSpec) throws(RuleError) -> Rule {
         let input = spec.input
-        guard input.group.isMulticast else { throw .inputNotMulticast(input.group) }
-        guard !input.group.isLinkScopedGroup else { throw .inputLocalNetworkControl(input.group) }
-        guard input.port != 0 else { throw .inputPortZero }
+        if let length = input.prefixLength {
+            guard GroupRange.isMulticast(base: input.group, length: length) else { throw .inputRangeNotMulticast(input) }
+            guard !GroupRange.includesLinkScoped(base: input.group, length: length) else {
+                throw .inputRangeLinkScoped(input)
+            }
+            guard GroupRange.truncated(input.group, to: length) == input.group else { throw .inputRangeHostBits(input) }
+        } else {
+            guard input.group.isMulticast else { throw .inputNotMulticast(input.group) }
+            guard !input.group.isLinkScopedGroup else { throw .inputLocalNetworkControl(input.group) }
+        }
         if let source = input.source {
             guard source.family == input.group.family else { throw .sourceFamilyMismatch(source, group: input.group) }
             // A link-local source is a host on the input's link; it is as specific as any.
@@ -127,7 +136,7 @@ public struct RuleBook: Sendable {
     /// source-specific filter is ignored: the relay's own address is not known here, so
     /// the check errs on the side of refusing a loop.
     static func feeds(_ output: OutputSpec, _ input: InputSpec) -> Bool {
-        output.interface == input.interface && output.destination == input.group && output.port == input.port
+        output.interface == input.interface && input.covers(group: output.destination, port: output.port)
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -150,12 +159,37 @@ public struct RuleBook: Sendable {
         if let feeder = outputs[Endpoint(rule.input)]?.subtracting(ignoring).min() {
             throw .inputFedByOutput(rule.input, feeder)
         }
+        try checkRanges(rule, ignoring: ignoring)
+    }
+
+    /// Range inputs are few, so loops through them are found by a scan: a new rule's outputs
+    /// against every range input, a new range input against every output on its interface.
+    ///
+    /// Overlapping inputs need no check: matching is by specificity, compared field by field
+    /// — a longer prefix (an exact group is the longest) beats a shorter one whatever the
+    /// ports, then a port beats any port, then a source beats any source — so two distinct
+    /// inputs that overlap always have a winner, and inputs equal in all three are one input
+    /// (one rule id: `conflictingInput`).
+    private func checkRanges(_ rule: Rule, ignoring: Set<RuleID>) throws(RuleError) {
+        for output in rule.outputs {
+            for id in rangeRules.sorted() where !ignoring.contains(id) {
+                if let other = rules[id], Self.feeds(output, other.input) { throw .outputFeedsInput(output, id) }
+            }
+        }
+        guard rule.input.isRange else { return }
+        var feeders: Set<RuleID> = []
+        for (endpoint, ids) in outputs where endpoint.interface == rule.input.interface
+            && rule.input.covers(group: endpoint.address, port: endpoint.port) {
+            feeders.formUnion(ids.subtracting(ignoring))
+        }
+        if let feeder = feeders.min() { throw .inputFedByOutput(rule.input, feeder) }
     }
 
     private mutating func insert(_ rule: Rule) {
         rules[rule.id] = rule
         if let name = rule.name { idsByName[name] = rule.id }
         inputs[Endpoint(rule.input), default: []].insert(rule.id)
+        if rule.input.isRange { rangeRules.insert(rule.id) }
         for output in rule.outputs { outputs[Endpoint(output), default: []].insert(rule.id) }
     }
 
@@ -163,6 +197,7 @@ public struct RuleBook: Sendable {
         guard let rule = rules.removeValue(forKey: id) else { return }
         if let name = rule.name { idsByName[name] = nil }
         Self.remove(id, at: Endpoint(rule.input), from: &inputs)
+        rangeRules.remove(id)
         for output in rule.outputs { Self.remove(id, at: Endpoint(output), from: &outputs) }
     }
 
