@@ -157,6 +157,12 @@ public final class EgressSocketPool {
 
     /// Matches the sockets to a new plan: sockets still needed stay open (no churn for
     /// streams the plan did not change), the rest are closed. Returns problems to report.
+    /// The source address an output's frames carry, from the interface facts last read (what
+    /// a follow output's gate is decided against); nil while the interface is unknown.
+    public func frameSource(_ output: OutputSpec) -> IPAddress? {
+        links[output.interface]?.facts?.source(for: output.destination)
+    }
+
     public func install(_ plan: WorkerPlan, now: Int64) -> [String] {
         var keys: [Key] = []
         var outputs: [PlannedOutput] = []
