@@ -55,6 +55,17 @@ public struct WorkerPlan: Hashable, Sendable, Codable {
         gates = try container.decodeIfPresent([GateEntry].self, forKey: .gates) ?? []
     }
 
+    // Without follow outputs a plan encodes exactly as before gates existed.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(worker, forKey: .worker)
+        try container.encode(version, forKey: .version)
+        try container.encode(ingress, forKey: .ingress)
+        try container.encode(rules, forKey: .rules)
+        if gateVersion != 0 { try container.encode(gateVersion, forKey: .gateVersion) }
+        if !gates.isEmpty { try container.encode(gates, forKey: .gates) }
+    }
+
     public static func idle(_ worker: WorkerID) -> WorkerPlan {
         WorkerPlan(worker: worker, version: 0, ingress: [], rules: [])
     }
