@@ -188,8 +188,7 @@ public struct Forwarder: Sendable {
         guard delta.version > gateVersion else { return .current(version: gateVersion) }
         for entry in delta.entries { gateFilters[entry.key] = entry.filter.isClosed ? nil : entry.filter }
         gateVersion = delta.version
-        refreshFrameSources(source)
-        reevaluateGates()
+        refreshFrameSources(source)  // re-evaluates every gate
         return .current(version: gateVersion)
     }
 
