@@ -1,7 +1,8 @@
 # mcrelay developer entry points. `make test` is what CI runs (.ci/run).
 #
 #   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
-#   make build     debug build
+#   make bpf       the XDP program bpf/mcrelay_xdp.c -> $(BUILD)/bpf/mcrelay_xdp.o (clang -target bpf)
+#   make build     debug build (and make bpf)
 #   make release   release build
 #   make test      deps, build with tests, then the pure suites (parallel) and the live suites (serial),
 #                  then test-deb
@@ -32,14 +33,29 @@ FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
 BUILD := $(or $(SCRATCH),.build)
 
-.PHONY: all deps build release test test-repeat test-deb deb demo bench bench-smoke soak-live fuzz clean
+.PHONY: all deps bpf build release test test-repeat test-deb deb demo bench bench-smoke soak-live fuzz clean
 
 all: build
 
 deps:
 	bash scripts/install-deps.sh
 
-build:
+# The XDP program (bpf/mcrelay_xdp.c, docs/xdp-facts.md): SwiftPM's C targets cannot compile for
+# the BPF target, so make writes the object to $(BPF_OBJECT), where the XDP differential test
+# (and later the daemon's --data-path xdp) loads it from (MCRELAY_XDP_OBJECT). The Swift
+# toolchain's clang has the BPF backend; headers come from libbpf-dev and linux-libc-dev.
+BPF_CLANG ?= $(firstword $(wildcard /opt/swift/usr/bin/clang) clang)
+BPF_OBJECT := $(BUILD)/bpf/mcrelay_xdp.o
+export MCRELAY_XDP_OBJECT := $(abspath $(BPF_OBJECT))
+
+bpf: $(BPF_OBJECT)
+
+$(BPF_OBJECT): bpf/mcrelay_xdp.c
+	@test -f /usr/include/bpf/bpf_helpers.h || { echo "make bpf: /usr/include/bpf/bpf_helpers.h missing: install libbpf-dev (make deps)" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu -c $< -o $@
+
+build: bpf
 	$(SWIFT) build $(SCRATCH_FLAGS)
 
 release:
@@ -49,13 +65,13 @@ release:
 # LinuxIOTests). scripts/run-tests.sh runs every other suite first, in parallel, then these with
 # --no-parallel, so no two live tests ever overlap and nothing else runs beside them (README,
 # "Tests"). A live test whose suite is missing here fails in the pure pass (Harness/LiveLease.swift).
-export LIVE_SUITES := RelayEndToEndTests|EndToEndIPv6Tests|EndToEndQuerierTests|EndToEndFollowTests|ListenerTapTests|EndToEndLinkRecoveryTests|MetricsEndToEndTests|MetricsIPv6Tests|DoctorTests|OperatorTests/EndToEnd|DataPlane(Forwarding|WorkerSet|Ingress|PacketEgress|Egress)Tests
+export LIVE_SUITES := RelayEndToEndTests|EndToEndIPv6Tests|EndToEndQuerierTests|EndToEndFollowTests|ListenerTapTests|EndToEndLinkRecoveryTests|MetricsEndToEndTests|MetricsIPv6Tests|DoctorTests|OperatorTests/EndToEnd|DataPlane(Forwarding|WorkerSet|Ingress|PacketEgress|Egress)Tests|XDPVethTests
 RUN_TESTS := bash scripts/run-tests.sh --swift $(SWIFT) $(if $(SCRATCH),--scratch $(SCRATCH))
 
 # Pure pass (parallel), live pass (serial), release pass (the heap-allocation test, optimized, from
 # Tests/ReleaseChecks), a table of suite durations, then swift test's summary line of each pass.
 # Fails if any pass failed.
-test: deps
+test: deps bpf
 	$(SWIFT) build --build-tests $(SCRATCH_FLAGS)
 	$(RUN_TESTS) $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 	@# Last: the Debian package, built, installed, checked and purged (not with TEST_FILTER).

@@ -32,6 +32,9 @@ let package = Package(
         .systemLibrary(name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
                        providers: [.apt(["libpcap-dev"])]),
         .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
+        // libbpf (Debian: libbpf-dev) behind a plain-typed header, for the XDP path (bpf/,
+        // docs/xdp-facts.md); only the XDP tests link it so far.
+        .target(name: "CXDP", path: "Sources/CXDP", linkerSettings: [.linkedLibrary("bpf")]),
 
         .target(
             name: "RelayCore",
@@ -97,6 +100,8 @@ let package = Package(
         // Fuzz/Targets (built only by scripts/fuzz.sh, never by `swift build`) and by the test
         // that replays Fuzz/corpus and Fuzz/regressions.
         .target(name: "FuzzChecks", dependencies: ["RelayCore", "RelayControl", "PcapFile", "Sim"], path: "Fuzz/FuzzChecks"),
+        // The XDP program against Forwarder + EgressFrame through BPF_PROG_TEST_RUN (root).
+        .testTarget(name: "XDPTests", dependencies: ["RelayCore", "FuzzChecks", "CXDP"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks", "RelayCore", "PcapFile"]),
 
     ]

@@ -9,7 +9,9 @@
 #   INSTALL_OPTIONAL=0 scripts/...     skip optional packages (python3-scapy)
 set -euo pipefail
 
-REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute python3 jq)
+# libbpf-dev: headers for bpf/mcrelay_xdp.c (compiled with the Swift toolchain's clang, which has
+# the BPF target, so Debian's clang is not needed) and libbpf for the XDP differential test.
+REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute python3 jq libbpf-dev)
 OPTIONAL=(python3-scapy)
 # make deb: debhelper (pulls dpkg-dev), lintian, binutils (readelf), man-db (the deb test reads
 # the installed pages), python3 (scripts/gen-manpages.py).

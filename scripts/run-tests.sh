@@ -49,7 +49,7 @@ rm -rf "$logs"
 mkdir -p "$logs"
 
 # Swift Testing matches --filter/--skip against test ids (Target.Type/test()).
-live="LinuxIOTests\\.($LIVE_SUITES)\\b"
+live="(LinuxIOTests|XDPTests)\\.($LIVE_SUITES)\\b"
 not_live="^(?!$live)"
 
 # pass NAME LOG ARGS...: one swift test run of the root package, its output shown and kept in LOG.

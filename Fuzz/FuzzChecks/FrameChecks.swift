@@ -88,33 +88,55 @@ public enum FrameVerdict: Hashable, Sendable {
     case dropped(DropReason)
 }
 
+/// A `frame` input decoded: what `checkFrame` runs, and what the XDP differential test
+/// (Tests/XDPTests) runs through the BPF program.
+public struct FrameFuzzCase {
+    public var link: LinkType
+    public var ingress: Int
+    public var rules: [Rule]
+    public var frame: [UInt8]
+
+    public init(_ input: UnsafeRawBufferPointer) {
+        var reader = ByteReader(input)
+        let control = reader.u8()
+        link = FrameFuzzInput.links[Int(control & 3)]
+        ingress = Int(control >> 2) % FrameFuzzInput.ingressInterfaces.count
+        let ruleCount = Int(reader.u8() & 7)
+        var book = RuleBook()
+        for position in 0..<ruleCount {
+            let flags = reader.u8()
+            let groupBits = reader.u32()
+            let port = reader.u16()
+            let sourceBits = reader.u32()
+            let ipv6 = flags & 0x20 != 0
+            let group: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Group(groupBits)) : .v4(IPv4Address(groupBits))
+            let source: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Source(sourceBits)) : .v4(IPv4Address(sourceBits))
+            let input = InputSpec(
+                interface: FrameFuzzInput.allInputInterfaces[Int(flags & 3)], group: group, port: port,
+                source: flags & 0x10 != 0 ? source : nil)
+            let outputs = FrameFuzzInput.outputs(position: position, count: Int(flags >> 2 & 3) + 1, ipv6: flags & 0x40 != 0)
+            _ = try? book.add(RuleSpec(input: input, outputs: outputs))
+        }
+        rules = Array(book.rules.values)
+        frame = Array(reader.rest)
+    }
+
+    /// The plan `checkFrame` gives its Forwarder: every ingress interface read, these rules.
+    public var plan: WorkerPlan {
+        let ingressAssignments = FrameFuzzInput.ingressInterfaces.map { IngressAssignment(interface: $0, fanoutGroup: nil) }
+        return WorkerPlan(worker: WorkerID(0), version: 1, ingress: ingressAssignments, rules: rules)
+    }
+}
+
 /// Checks one `frame` fuzz input. Traps on a violated property.
 @discardableResult
 public func checkFrame(_ input: UnsafeRawBufferPointer) -> FrameVerdict {
-    var reader = ByteReader(input)
-    let control = reader.u8()
-    let link = FrameFuzzInput.links[Int(control & 3)]
-    let ingress = Int(control >> 2) % FrameFuzzInput.ingressInterfaces.count
-    let ruleCount = Int(reader.u8() & 7)
-    var book = RuleBook()
-    for position in 0..<ruleCount {
-        let flags = reader.u8()
-        let groupBits = reader.u32()
-        let port = reader.u16()
-        let sourceBits = reader.u32()
-        let ipv6 = flags & 0x20 != 0
-        let group: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Group(groupBits)) : .v4(IPv4Address(groupBits))
-        let source: IPAddress = ipv6 ? .v6(FrameFuzzInput.RuleSeed.ipv6Source(sourceBits)) : .v4(IPv4Address(sourceBits))
-        let input = InputSpec(
-            interface: FrameFuzzInput.allInputInterfaces[Int(flags & 3)], group: group, port: port,
-            source: flags & 0x10 != 0 ? source : nil)
-        let outputs = FrameFuzzInput.outputs(position: position, count: Int(flags >> 2 & 3) + 1, ipv6: flags & 0x40 != 0)
-        _ = try? book.add(RuleSpec(input: input, outputs: outputs))
-    }
-    let rules = Array(book.rules.values)
-    return withExactCopy(of: reader.rest) { frame in
-        checkParse(frame, link: link)
-        return checkDecision(frame, link: link, ingress: ingress, rules: rules)
+    let decoded = FrameFuzzCase(input)
+    return decoded.frame.withUnsafeBytes { frame in
+        withExactCopy(of: frame) { frame in
+            checkParse(frame, link: decoded.link)
+            return checkDecision(frame, link: decoded.link, ingress: decoded.ingress, rules: decoded.rules)
+        }
     }
 }
 

@@ -1,0 +1,36 @@
+// A narrow face of libbpf (Debian: libbpf-dev) for loading bpf/mcrelay_xdp.o and running its
+// programs with BPF_PROG_TEST_RUN. Plain types only: libbpf's headers pull in <linux/bpf.h>,
+// whose struct bpf_insn clashes with libpcap's in any Swift module that sees both.
+#ifndef CXDP_H
+#define CXDP_H
+#include <stdint.h>
+#include <stddef.h>
+
+typedef struct cxdp_object cxdp_object;
+
+// NULL with errno set when the file cannot be opened or the kernel refuses a program
+// (libbpf prints the verifier's log on stderr).
+cxdp_object *cxdp_open(const char *path);
+void cxdp_close(cxdp_object *object);
+// File descriptors, or -1 when the object has no such program or map.
+int cxdp_program_fd(cxdp_object *object, const char *name);
+int cxdp_map_fd(cxdp_object *object, const char *name);
+// 0, or a negative errno.
+int cxdp_map_update(int map, const void *key, const void *value);
+int cxdp_map_delete(int map, const void *key);
+// Puts device `ifindex` of the network namespace at `netns_path` (e.g. /run/netns/NAME; NULL:
+// the caller's) into devmap `map`, with devmap egress program `program` (-1: none). The kernel
+// resolves the index in the calling thread's namespace, so this thread enters it for the update.
+int cxdp_devmap_add(int map, uint32_t ifindex, int program, const char *netns_path);
+// Per-CPU maps of struct traffic { u64 packets, bytes } (the program's counters): sets the
+// entry at `key` to zero on every CPU, or sums it over the CPUs. 0, or a negative errno.
+int cxdp_traffic_zero(int map, const void *key);
+int cxdp_traffic_sum(int map, const void *key, uint64_t *packets, uint64_t *bytes);
+// Attaches XDP program `program` to device `ifindex` of the namespace at `netns_path` in
+// native (driver) mode; `program` -1 detaches. 0, or a negative errno.
+int cxdp_attach(uint32_t ifindex, int program, const char *netns_path);
+// Runs program `fd` once on `frame` as received on device `ingress_ifindex`; on success (0)
+// `*action` is the XDP action and `*out_length` the frame's length after it, in `out`.
+int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,
+                  void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *action);
+#endif

@@ -1,0 +1,145 @@
+import CXDP
+import Glibc
+import RelayCore
+
+/// bpf/mcrelay_xdp.o loaded into the kernel through libbpf, its maps filled from `XDPTables`,
+/// its programs run on frames with BPF_PROG_TEST_RUN. Test support only: the daemon does not
+/// load it yet (docs/xdp-facts.md).
+final class XDPProgram {
+    enum Failure: Error, CustomStringConvertible {
+        case unavailable(String)
+        case failed(String)
+        var description: String {
+            switch self {
+            case let .unavailable(text), let .failed(text): text
+            }
+        }
+    }
+
+    /// XDP actions (enum xdp_action).
+    static let aborted: UInt32 = 0, drop: UInt32 = 1, pass: UInt32 = 2, transmit: UInt32 = 3, redirect: UInt32 = 4
+
+    private let object: OpaquePointer
+    let ingress: Int32
+    let rewrite: Int32
+    let egress: Int32
+    private let devmap: Int32
+    private let rulesMap: Int32
+    private let outputsMap: Int32
+    private let testEgressMap: Int32
+    private let ruleCounters: Int32
+    private let outputCounters: Int32
+    private var installed: [(map: Int32, key: [UInt8])] = []
+
+    /// MCRELAY_XDP_OBJECT (the Makefile exports it), else .build/bpf/mcrelay_xdp.o in the checkout.
+    static func objectPath(repositoryRoot: String) -> String {
+        if let path = getenv("MCRELAY_XDP_OBJECT").map({ String(cString: $0) }), !path.isEmpty { return path }
+        return repositoryRoot + "/.build/bpf/mcrelay_xdp.o"
+    }
+
+    init(path: String) throws {
+        guard access(path, R_OK) == 0 else { throw Failure.unavailable("no BPF object at \(path) (make bpf builds it)") }
+        guard let object = cxdp_open(path) else {
+            throw Failure.failed("cannot load \(path): \(String(cString: strerror(errno))) (libbpf's log above)")
+        }
+        self.object = object
+        func program(_ name: String) throws -> Int32 {
+            let fd = cxdp_program_fd(object, name)
+            guard fd >= 0 else { throw Failure.failed("no program \(name) in \(path)") }
+            return fd
+        }
+        func map(_ name: String) throws -> Int32 {
+            let fd = cxdp_map_fd(object, name)
+            guard fd >= 0 else { throw Failure.failed("no map \(name) in \(path)") }
+            return fd
+        }
+        ingress = try program("mcrelay_xdp_ingress")
+        rewrite = try program("mcrelay_xdp_rewrite")
+        egress = try program("mcrelay_xdp_egress")
+        devmap = try map("egress")
+        rulesMap = try map("rules")
+        outputsMap = try map("outputs")
+        testEgressMap = try map("test_egress")
+        ruleCounters = try map("rule_counters")
+        outputCounters = try map("output_counters")
+    }
+
+    deinit { cxdp_close(object) }
+
+    /// Empties the maps, then fills them with `tables`; the devmap's devices are those of the
+    /// network namespace at `namespacePath`, each with the egress program.
+    func install(_ tables: XDPTables, namespacePath: String) throws {
+        for (map, key) in installed { _ = key.withUnsafeBytes { cxdp_map_delete(map, $0.baseAddress) } }
+        installed = []
+        for entry in tables.rules { try update(rulesMap, entry.key, entry.value) }
+        for entry in tables.outputs { try update(outputsMap, entry.key, entry.value) }
+        // Counters start at zero with the plan (the daemon will carry them over as Forwarder does).
+        for entry in tables.rules { try zero(ruleCounters, Array(entry.value[0..<4]), remember: false) }
+        for entry in tables.outputs { try zero(outputCounters, entry.key, remember: true) }
+        for device in tables.devices {
+            let result = cxdp_devmap_add(devmap, UInt32(bitPattern: device), egress, namespacePath)
+            guard result == 0 else {
+                throw Failure.failed("devmap entry for device \(device) in \(namespacePath): \(String(cString: strerror(-result)))")
+            }
+            withUnsafeBytes(of: UInt32(bitPattern: device)) { installed.append((devmap, Array($0))) }
+        }
+    }
+
+    private func zero(_ map: Int32, _ key: [UInt8], remember: Bool) throws {
+        let result = key.withUnsafeBytes { cxdp_traffic_zero(map, $0.baseAddress) }
+        guard result == 0 else { throw Failure.failed("counter reset: \(String(cString: strerror(-result)))") }
+        if remember { installed.append((map, key)) }
+    }
+
+    /// (packets, payload bytes) the program counted for a rule of `tables` (its `rules` entry).
+    func accepted(_ rule: XDPTables.Entry) throws -> (UInt64, UInt64) {
+        try sum(ruleCounters, Array(rule.value[0..<4]))
+    }
+
+    /// (packets, payload bytes) the program sent on an output of `tables` (its `outputs` entry).
+    func sent(_ output: XDPTables.Entry) throws -> (UInt64, UInt64) {
+        try sum(outputCounters, output.key)
+    }
+
+    private func sum(_ map: Int32, _ key: [UInt8]) throws -> (UInt64, UInt64) {
+        var packets: UInt64 = 0, bytes: UInt64 = 0
+        let result = key.withUnsafeBytes { cxdp_traffic_sum(map, $0.baseAddress, &packets, &bytes) }
+        guard result == 0 else { throw Failure.failed("counter read: \(String(cString: strerror(-result)))") }
+        return (packets, bytes)
+    }
+
+    private func update(_ map: Int32, _ key: [UInt8], _ value: [UInt8]) throws {
+        let result = key.withUnsafeBytes { key in value.withUnsafeBytes { cxdp_map_update(map, key.baseAddress, $0.baseAddress) } }
+        guard result == 0 else { throw Failure.failed("map update: \(String(cString: strerror(-result)))") }
+        installed.append((map, key))
+    }
+
+    /// Runs `program` once on `frame` as received on device `ifindex`: the action and the frame after.
+    func run(_ program: Int32, frame: [UInt8], ingressIfindex: UInt32) throws -> (action: UInt32, frame: [UInt8]) {
+        var output = [UInt8](repeating: 0, count: frame.count + 512)
+        var length: UInt32 = 0, action: UInt32 = 0
+        let result = frame.withUnsafeBytes { input in
+            output.withUnsafeMutableBytes { out in
+                cxdp_test_run(program, input.baseAddress, UInt32(input.count), ingressIfindex,
+                              out.baseAddress, UInt32(out.count), &length, &action)
+            }
+        }
+        guard result == 0 else { throw Failure.failed("BPF_PROG_TEST_RUN: \(String(cString: strerror(-result)))") }
+        return (action, Array(output[0..<Int(length)]))
+    }
+
+    /// The rewrite of one output device, as its devmap egress program makes it.
+    func runRewrite(frame: [UInt8], ingressIfindex: UInt32, egressIfindex: Int32) throws -> (action: UInt32, frame: [UInt8]) {
+        var zero: UInt32 = 0
+        var device = UInt32(bitPattern: egressIfindex)
+        let result = cxdp_map_update(testEgressMap, &zero, &device)
+        guard result == 0 else { throw Failure.failed("test_egress update: \(String(cString: strerror(-result)))") }
+        return try run(rewrite, frame: frame, ingressIfindex: ingressIfindex)
+    }
+}
+
+/// Attaches (`program` -1: detaches) an XDP program natively to device `ifindex` of network
+/// namespace `namespace`: 0 or a negative errno.
+func cxdpAttach(_ ifindex: Int32, _ program: Int32, _ namespace: String) -> Int32 {
+    cxdp_attach(UInt32(bitPattern: ifindex), program, "/run/netns/" + namespace)
+}
