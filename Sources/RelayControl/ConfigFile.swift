@@ -96,6 +96,12 @@ public struct ConfigFile: Sendable, Equatable {
             }
             queriers.append(setting)
         }
+        for (index, spec) in specs.enumerated() {
+            if let problem = QuerierSetting.followProblem(spec, queriers: queriers) {
+                throw ConfigError(location: "\(origin): rules[\(index)]" + (spec.name.map { " (\($0))" } ?? ""),
+                                  message: problem)
+            }
+        }
         var book = RuleBook()
         for (index, spec) in specs.enumerated() {
             do { try book.add(spec) } catch {
@@ -229,6 +235,24 @@ public struct QuerierSetting: Sendable, Hashable {
         self.interface = interface
         self.families = families
         self.configuration = configuration
+    }
+}
+
+extension QuerierSetting {
+    /// Why a rule's follow outputs could never open with these queriers, or nil: listener
+    /// state exists only on interfaces (and families) listed under "queriers" (also with
+    /// `"querier": false`, where another router queries and mcrelay only listens).
+    public static func followProblem(_ spec: RuleSpec, queriers: [QuerierSetting]) -> String? {
+        for output in spec.outputs where output.followsListeners {
+            let tracked = queriers.contains { $0.interface == output.interface && $0.families.contains(output.family) }
+            if !tracked {
+                let protocolName = output.family == .ipv4 ? "IGMP" : "MLD"
+                return "output \(output) follows listeners, but \(output.interface) has no \(protocolName) listener tracking "
+                    + "(add {\"interface\": \"\(output.interface)\", \"families\": [\"\(output.family)\"]} to \"queriers\"; "
+                    + "\"querier\": false tracks listeners without querying), so it would never send"
+            }
+        }
+        return nil
     }
 }
 

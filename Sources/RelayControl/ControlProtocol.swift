@@ -162,8 +162,14 @@ public struct OutputStatsView: Codable, Equatable, Sendable {
     /// How its datagrams leave: "packet" (frames the relay builds), "udp" or "udp+gso" (the
     /// kernel's UDP path, with GSO where the interface allows it); nil before a worker said.
     public var path: String?
+    /// Present for a follow output only: whether a worker's gate lets it send now, and the
+    /// datagrams its closed gate held back ("suppressed: no listener").
+    public var open: Bool?
+    public var suppressed: UInt64?
 
-    enum CodingKeys: String, CodingKey { case out, packets, bytes, path, sendErrors = "send_errors" }
+    enum CodingKeys: String, CodingKey {
+        case out, packets, bytes, path, open, sendErrors = "send_errors", suppressed = "suppressed_no_listener"
+    }
 
     public init(out: String, packets: UInt64, bytes: UInt64, sendErrors: UInt64) {
         self.out = out
@@ -191,9 +197,16 @@ public struct RuleStatsView: Codable, Equatable, Sendable {
         source = text.source
         packets = stats.accepted.packets
         bytes = stats.accepted.bytes
-        outputs = zip(stats.rule.outputs, stats.outputs).map { spec, counter in
-            OutputStatsView(out: spec.description, packets: counter.packets, bytes: counter.bytes,
-                            sendErrors: counter.sendErrors)
+        outputs = stats.rule.outputs.indices.map { index in
+            let spec = stats.rule.outputs[index]
+            let counter = stats.outputs[index]
+            var view = OutputStatsView(out: spec.description, packets: counter.packets, bytes: counter.bytes,
+                                       sendErrors: counter.sendErrors)
+            if spec.followsListeners {
+                view.open = stats.open?[index] ?? false
+                view.suppressed = counter.suppressed
+            }
+            return view
         }
     }
 }
@@ -208,7 +221,14 @@ extension RuleStatsView {
         source = text.source
         packets = 0
         bytes = 0
-        outputs = rule.outputs.map { OutputStatsView(out: $0.description, packets: 0, bytes: 0, sendErrors: 0) }
+        outputs = rule.outputs.map { output in
+            var view = OutputStatsView(out: output.description, packets: 0, bytes: 0, sendErrors: 0)
+            if output.followsListeners {
+                view.open = false
+                view.suppressed = 0
+            }
+            return view
+        }
     }
 }
 
@@ -387,7 +407,9 @@ extension StatsView {
             lines.append("rule \(rule.id)\(rule.name.map { " (\($0))" } ?? "") \(rule.in)\(rule.source.map { " from \($0)" } ?? ""): \(rule.packets) packets, \(rule.bytes) bytes")
             for output in rule.outputs {
                 lines.append("  -> \(output.out): \(output.packets) packets, \(output.bytes) bytes, \(output.sendErrors) send errors"
-                             + (output.path.map { ", \($0)" } ?? ""))
+                             + (output.path.map { ", \($0)" } ?? "")
+                             + (output.open.map { ", follows listeners: \($0 ? "open" : "closed")" } ?? "")
+                             + (output.suppressed.map { ", \($0) suppressed: no listener" } ?? ""))
             }
         }
         if rules.isEmpty { lines.append("no rules") }

@@ -5,6 +5,9 @@ import RelayCore
 public enum SupervisorMessage: Codable, Equatable, Sendable {
     /// Run this plan (replacing the current one); answer `.installed(version)`.
     case install(WorkerPlan)
+    /// Apply this listener gate change; answer `.gates(version)` (or `.gatesBehind(version)`
+    /// when the worker holds less than the delta's base).
+    case gates(GateDelta)
     /// Answer `.statistics(requestID, ...)` with the worker's counters.
     case statisticsRequest(requestID: UInt64)
     /// Close sockets and exit 0.
@@ -26,6 +29,10 @@ public enum WorkerMessage: Codable, Equatable, Sendable {
     case ready(WorkerID, pid: Int32)
     /// The plan with this version is installed and its sockets are open.
     case installed(version: UInt64)
+    /// The worker holds listener gates up to this version.
+    case gates(version: UInt64)
+    /// The worker refused a gate delta: it holds gates only up to this version.
+    case gatesBehind(version: UInt64)
     case statistics(requestID: UInt64, ForwardingStatistics)
     /// A problem the operator should see (an interface that cannot be opened, ...).
     case problem(String)

@@ -41,6 +41,7 @@ public struct Recording: Sendable {
         do { config = try ConfigFile.load(path: directory + "/" + RecordingFormat.configFile) } catch {
             throw SimError.input(error.description)
         }
+        try SimError.refuseFollowOutputs(config.rules, in: directory + "/" + RecordingFormat.configFile)
         let eventsPath = directory + "/" + RecordingFormat.eventsFile
         guard FileManager.default.fileExists(atPath: eventsPath) else {
             throw SimError.input("--recording \(directory): no \(RecordingFormat.eventsFile) (the recording is incomplete)")

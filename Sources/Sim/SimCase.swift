@@ -84,6 +84,7 @@ public struct SimCase: Sendable {
         }
         let config: ConfigFile
         do { config = try ConfigFile.load(path: directory + "/config.json") } catch { throw SimError.input(error.description) }
+        try SimError.refuseFollowOutputs(config.rules, in: directory + "/config.json")
         let eventsPath = directory + "/events.jsonl"
         let events = FileManager.default.fileExists(atPath: eventsPath) ? try EventScript.load(path: eventsPath) : []
         var summary = TraceLoader.LoadSummary()

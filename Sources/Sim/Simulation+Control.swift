@@ -140,6 +140,8 @@ extension Simulation {
                 }
                 latestPlanVersion = max(latestPlanVersion, plan.version)
                 sendPlan(plan)
+            case let .sendGates(delta):
+                sendGates(delta)
             case let .setTimer(at):
                 timerGeneration += 1
                 if let at { queue.push(.timer(timerGeneration), at: max(at.nanoseconds, now)) }
@@ -194,5 +196,17 @@ extension Simulation {
         nextMessage += 1
         pendingPlans[nextMessage] = (worker, workers[worker].incarnation, plan)
         queue.push(.planDelivered(nextMessage), at: at)
+    }
+
+    /// Gate deltas share the plans' channel (and its order, loss and delay).
+    func sendGates(_ delta: GateDelta) {
+        let worker = delta.worker.rawValue
+        guard worker < workers.count, workers[worker].alive else { return }
+        guard let extra = channelFate() else { return }
+        let at = max(now + Self.channelLatency + extra, workers[worker].channelFree)
+        workers[worker].channelFree = at
+        nextMessage += 1
+        pendingGates[nextMessage] = (worker, workers[worker].incarnation, delta)
+        queue.push(.gatesDelivered(nextMessage), at: at)
     }
 }

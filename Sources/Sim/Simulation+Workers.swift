@@ -11,7 +11,7 @@ extension Simulation {
         var worker = workers[index]
         let previous = worker.core.ingress
         let change: WorkerCore.PlanChange
-        switch worker.core.apply(plan) {
+        switch worker.core.apply(plan, source: frameSource) {
         case let .failure(refusal):
             // The process reports it and keeps its plan; the supervisor never sends such a plan.
             violate(InvariantName.kernelCallsValid, "worker \(index): \(refusal)")
@@ -55,6 +55,20 @@ extension Simulation {
         let at = max(now + Self.channelLatency + extra, workers[index].ackChannelFree)
         workers[index].ackChannelFree = at
         queue.push(.ackDelivered(worker: index, incarnation: worker.incarnation, version: plan.version), at: at)
+    }
+
+    /// The source address the model's frames for an output carry (`EgressRecorder`'s facts).
+    func frameSource(_ output: OutputSpec) -> IPAddress? {
+        guard let interface = interfaces.index(of: output.interface) else { return nil }
+        return egress.ports[interface].facts.source(for: output.destination)
+    }
+
+    func applyGates(_ delta: GateDelta, on index: Int) {
+        let outcome = workers[index].core.applyGates(delta, source: frameSource)
+        guard let extra = channelFate() else { return }
+        let at = max(now + Self.channelLatency + extra, workers[index].ackChannelFree)
+        workers[index].ackChannelFree = at
+        queue.push(.gateAckDelivered(worker: index, incarnation: workers[index].incarnation, outcome: outcome), at: at)
     }
 
     func crash(_ index: Int, fault: Bool) {

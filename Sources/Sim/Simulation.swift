@@ -32,6 +32,8 @@ public final class Simulation {
         case joinDone(JoinTicket, JoinOutcome)
         case planDelivered(Int)
         case ackDelivered(worker: Int, incarnation: Int, version: UInt64)
+        case gatesDelivered(Int)
+        case gateAckDelivered(worker: Int, incarnation: Int, outcome: Forwarder.GateOutcome)
         case workerCrash(Int, fault: Bool)
         case workerExitNoticed(Int)
         case workerRestart(Int)
@@ -125,6 +127,7 @@ public final class Simulation {
 
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
     @exclusivity(unchecked) var pendingPlans: [Int: (worker: Int, incarnation: Int, plan: WorkerPlan)] = [:]
+    @exclusivity(unchecked) var pendingGates: [Int: (worker: Int, incarnation: Int, delta: GateDelta)] = [:]
     @exclusivity(unchecked) var nextMessage = 0
     /// The rule set each plan version was made from, while a plan of that version can still be
     /// installed: the latest version (the core may send it again) and versions in flight.
@@ -360,6 +363,19 @@ public final class Simulation {
             step("ack", worker)
             guard workers[worker].alive, workers[worker].incarnation == incarnation else { return }
             control.handle(.workerAcknowledged(WorkerID(worker), version: version), now: instant)
+            executeActions()
+        case let .gatesDelivered(message):
+            step("gates", message)
+            guard let delivery = pendingGates.removeValue(forKey: message) else { return }
+            guard workers[delivery.worker].alive, workers[delivery.worker].incarnation == delivery.incarnation else { return }
+            applyGates(delivery.delta, on: delivery.worker)
+        case let .gateAckDelivered(worker, incarnation, outcome):
+            step("gate_ack", worker)
+            guard workers[worker].alive, workers[worker].incarnation == incarnation else { return }
+            switch outcome {
+            case let .current(version): control.handle(.workerGatesAcknowledged(WorkerID(worker), version: version), now: instant)
+            case let .behind(version): control.handle(.workerGatesBehind(WorkerID(worker), version: version), now: instant)
+            }
             executeActions()
         case let .workerCrash(worker, fault):
             if fault && !injector.enabled { return }

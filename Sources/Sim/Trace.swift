@@ -126,6 +126,18 @@ public enum SimError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+extension SimError {
+    /// The simulator has no LAN segments with IGMP/MLD hosts yet, so its oracle cannot say when
+    /// a follow output may send; judging one as a static output would report false losses.
+    static func refuseFollowOutputs(_ rules: [RuleSpec], in location: String) throws(SimError) {
+        for rule in rules {
+            if let output = rule.outputs.first(where: \.followsListeners) {
+                throw .input("\(location): output \(output) follows listeners; the simulator does not model IGMP/MLD listeners yet")
+            }
+        }
+    }
+}
+
 public enum TraceLoader {
     /// Parses `--iface-map INDEX=NAME` entries.
     public static func parseInterfaceMap(_ entries: [String]) throws(SimError) -> [Int: InterfaceName] {

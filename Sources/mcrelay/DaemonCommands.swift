@@ -147,7 +147,7 @@ struct RuleCommand: ParsableCommand {
 
         // Optional here and checked in run(), so a missing one is one line on stderr like every other error.
         @Option(name: .customLong("in"), help: "IFACE:GROUP:PORT to listen for (required); a prefix and/or any port: eth0:239.0.0.0/8:*.") var input: String?
-        @Option(name: .customLong("out"), help: "IFACE:ADDRESS:PORT[:TTL] to send to (repeatable).") var outputs: [String] = []
+        @Option(name: .customLong("out"), help: "IFACE:ADDRESS:PORT[:TTL][:listeners] to send to (repeatable); :listeners sends only while an IGMP/MLD listener there wants the group.") var outputs: [String] = []
         @Option(name: .long, help: "Only accept datagrams from this source (source-specific join).") var source: String?
         @Option(name: .long, help: "A name to refer to the rule by.") var name: String?
         @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath

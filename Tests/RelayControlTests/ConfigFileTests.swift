@@ -169,4 +169,17 @@ import Testing
         #expect(refusal(#"{"rules": [], "queriers": [{"interface": "rout0", "quey_interval": 5}]}"#)?.contains("unknown key \"quey_interval\"") == true)
         #expect(refusal(#"{"rules": [], "queriers": [{"interface": "a/b"}]}"#)?.contains("not a valid interface name") == true)
     }
+
+    @Test func followOutputsNeedListenerTrackingOnTheirInterfaceAndFamily() throws {
+        let rule = #"{"name": "cam", "in": "in0:239.1.1.1:5000", "out": ["rout0:239.9.1.1:5000:listeners", "rout1:239.8.1.1:5000"]}"#
+        let tracked = try load(#"{"rules": [\#(rule)], "queriers": [{"interface": "rout0", "families": ["ipv4"], "querier": false}]}"#)
+        #expect(tracked.rules[0].outputs[0].followsListeners)
+        #expect(try ConfigFile.parse(tracked.serialized()) == tracked, "the :listeners field round-trips")
+        let untracked = refusal(#"{"rules": [\#(rule)]}"#)
+        #expect(untracked?.contains("q.json: rules[0] (cam): output rout0:239.9.1.1:5000:64:listeners follows listeners, but rout0 has no IGMP listener tracking") == true, "\(untracked ?? "accepted")")
+        let otherFamily = refusal(#"{"rules": [\#(rule)], "queriers": [{"interface": "rout0", "families": ["ipv6"]}]}"#)
+        #expect(otherFamily?.contains("no IGMP listener tracking") == true)
+        let unicast = refusal(#"{"rules": [{"in": "in0:239.1.1.1:5000", "out": ["rout0:198.18.0.9:5000:listeners"]}]}"#)
+        #expect(unicast?.contains("only a multicast output can follow listeners") == true)
+    }
 }

@@ -135,7 +135,9 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         try #require(probeCount >= 1, "the allocation counter is not active (interposer not loaded), so this test would prove nothing")
         #expect(probe.count >= 100)
 
-        var rules = [spec("eth0:239.1.1.1:5001", (1...8).map { "eth1:239.10.1.\($0):6001:\($0)" })]
+        // Fan-out 8 plus two follow outputs, one open and one closed: the gate is a bit per output.
+        var rules = [spec("eth0:239.1.1.1:5001", (1...8).map { "eth1:239.10.1.\($0):6001:\($0)" }
+                          + ["eth1:239.30.1.1:6001:listeners", "eth1:239.30.1.2:6001:listeners"])]
         for index in 2...100 { rules.append(spec("eth0:239.1.2.\(index):5001", ["eth1:239.11.1.\(index):6001"])) }
         // IPv6 rules beside them: their frames take the IPv6 table and the IPv6 header template.
         for index in 1...20 { rules.append(spec("eth0:[ff3e::8000:\(index)]:5001", ["eth1:[ff3e::10:\(index)]:6001:9"])) }
@@ -145,6 +147,8 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         rules.append(spec("eth0:239.1.3.3:*", ["eth1:239.12.0.2:6001"]))
         rules.append(spec("eth0:[ff3e::9000:0]/112:*", ["eth1:[ff3e::12:1]:6001"]))
         var forwarder = Forwarder(plan: plan(rules))
+        _ = forwarder.applyGates(GateDelta(worker: WorkerID(0), base: 0, version: 1, entries: [
+            GateEntry(key: GateKey(interface: iface("eth1"), group: .v4(ip("239.30.1.1"))), filter: .anySource)]))
         let frames = [FrameBuilder().build(), FrameBuilder(destination: ip("239.1.2.50")).build(),
                       FrameBuilder(destinationPort: 1).build(), FrameBuilder(protocolNumber: 6).build(),
                       FrameBuilder6().build(), FrameBuilder6(extensions: [.init(type: 0)]).build(),
@@ -186,6 +190,8 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         #expect(during == 0, "\(during) heap allocations in 10,000 forwarding decisions (IPv4 and IPv6) and their egress headers")
         #expect(checksum > 0)
         #expect(forwarder.statistics().rules[0].accepted.packets == 1250)
+        #expect(forwarder.statistics().rules[0].outputs[8].packets == 1250, "the open follow output sends")
+        #expect(forwarder.statistics().rules[0].outputs[9] == OutputCounter(suppressed: 1250), "the closed one does not")
         #expect(forwarder.statistics().rules[100].accepted.packets == 2500, "ff3e::8000:1 any-source, plain and with hop-by-hop")
         #expect(forwarder.statistics().rules[120].accepted.packets == 1250, "ff3e::8000:1 from its source")
         #expect(forwarder.statistics().rules[121...123].map(\.accepted.packets) == [2500, 2500, 2500], "range routes")

@@ -36,7 +36,7 @@ struct KernelJoinModel {
             return .joinCompleted(request.ticket, .joined)
         case let .leave(request):
             precondition(sockets[request.socket]?.remove(request.membership) != nil, "leave of \(request.membership) not held")
-        case .sendPlan, .setTimer, .report:
+        case .sendPlan, .sendGates, .setTimer, .report:
             break
         }
         return nil

@@ -62,6 +62,14 @@ import Testing
         #expect(tables.fallbacks.contains { $0.reason.hasPrefix("shares its input with") })
     }
 
+    @Test func aRuleWithAFollowOutputIsLeftToThePacketPathWhichHasTheGates() {
+        let facts = Self.facts(["eth0", "eth1", "eth2"])
+        let tables = XDPTables(plan: plan([spec("eth0:239.1.1.1:5001", ["eth1:239.10.1.1:6001:listeners", "eth2:239.10.1.2:6001"])]),
+                               facts: facts)
+        #expect(tables.rules.isEmpty)
+        #expect(tables.fallbacks.map(\.reason) == ["output eth1:239.10.1.1:6001:64:listeners follows listeners (the XDP path has no gates)"])
+    }
+
     @Test func aMissingInterfaceIsARefusalNotACrash() {
         let tables = XDPTables(plan: plan([spec("eth0:239.1.1.1:5001", ["eth9:239.10.1.1:6001"])]),
                                facts: Self.facts(["eth0"]))

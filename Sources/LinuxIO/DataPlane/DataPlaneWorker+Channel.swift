@@ -16,6 +16,12 @@ extension DataPlaneWorker {
                 switch message {
                 case let .install(plan):
                     install(plan)
+                case let .gates(delta):
+                    let reply: WorkerMessage = switch core.applyGates(delta, source: pool.frameSource) {
+                    case let .current(version): .gates(version: version)
+                    case let .behind(version): .gatesBehind(version: version)
+                    }
+                    guard channel.send(reply) else { return .channelClosed }
                 case let .statisticsRequest(requestID):
                     collectKernelDrops()
                     var statistics = forwarder.statistics()
@@ -46,7 +52,7 @@ extension DataPlaneWorker {
     func install(_ plan: WorkerPlan) {
         flush()
         let change: WorkerCore.PlanChange
-        switch core.apply(plan) {
+        switch core.apply(plan, source: pool.frameSource) {
         case let .failure(refusal):
             report(refusal.description)
             return
@@ -62,6 +68,8 @@ extension DataPlaneWorker {
         pollDirty = true
         let now = DataPlaneClock.milliseconds()
         for problem in pool.install(plan, now: now) { report(problem) }
+        // The pool has just read the facts of new output interfaces.
+        core.forwarder.refreshFrameSources(pool.frameSource)
         retryInputs(now: now)
         if needsSubmit, let uring {
             _ = uring.submit()

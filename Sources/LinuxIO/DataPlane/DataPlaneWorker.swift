@@ -62,6 +62,8 @@ public final class DataPlaneWorker {
         _modify { yield &core.forwarder }
     }
     let pool: EgressSocketPool
+    /// `pool.factsChanges` when the follow outputs' frame sources were last read.
+    var seenFactsChanges = 0
     let queue: TransmitQueue
     var inputs: [Input] = []
     let recvmmsg: RecvmmsgReceiver?
@@ -204,6 +206,10 @@ public final class DataPlaneWorker {
         let now = DataPlaneClock.milliseconds()
         retryInputs(now: now)
         for problem in pool.retryMissing(now: now) { report(problem) }
+        if pool.factsChanges != seenFactsChanges {
+            seenFactsChanges = pool.factsChanges
+            core.forwarder.refreshFrameSources(pool.frameSource)
+        }
         if now >= nextDropCheck { checkKernelDrops(now: now) }
         if recorder != nil { recordingTick() }
     }

@@ -157,6 +157,16 @@ public final class EgressSocketPool {
 
     /// Matches the sockets to a new plan: sockets still needed stay open (no churn for
     /// streams the plan did not change), the rest are closed. Returns problems to report.
+    /// The source address an output's frames carry, from the interface facts last read (what
+    /// a follow output's gate is decided against); nil while the interface is unknown.
+    /// Bumped when a refresh finds an interface's facts changed (an address may have changed,
+    /// and with it what a follow output's gate is judged against).
+    public private(set) var factsChanges = 0
+
+    public func frameSource(_ output: OutputSpec) -> IPAddress? {
+        links[output.interface]?.facts?.source(for: output.destination)
+    }
+
     public func install(_ plan: WorkerPlan, now: Int64) -> [String] {
         var keys: [Key] = []
         var outputs: [PlannedOutput] = []
@@ -338,6 +348,7 @@ public final class EgressSocketPool {
                 let before = links[interface]?.facts
                 let beforeEgress = links[interface]?.egress
                 problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface))
+                if links[interface]?.facts != before { factsChanges &+= 1 }
                 if links[interface]?.facts != before || links[interface]?.egress != beforeEgress { changed = true }
             }
             for index in sockets.indices where sockets[index].key.kind == .packet {

@@ -81,6 +81,11 @@ public struct MetricsSnapshot: Equatable, Sendable {
                 counters.append(MetricSample("mcrelay_output_sent_packets_total", labels, output.packets))
                 counters.append(MetricSample("mcrelay_output_sent_bytes_total", labels, output.bytes))
                 counters.append(MetricSample("mcrelay_output_send_errors_total", labels, output.sendErrors))
+                // Follow outputs only: a static output has no gate to report.
+                if let suppressed = output.suppressed {
+                    counters.append(MetricSample("mcrelay_output_suppressed_packets_total", labels, suppressed))
+                }
+                if let open = output.open { gauges.append(MetricSample("mcrelay_output_open", labels, open ? 1 : 0)) }
             }
         }
         for reason in DropReason.allCases {
@@ -123,6 +128,8 @@ public struct MetricsSnapshot: Equatable, Sendable {
         "mcrelay_output_sent_packets_total": "Datagrams handed to the kernel for an output of a rule.",
         "mcrelay_output_sent_bytes_total": "UDP payload bytes handed to the kernel for an output of a rule.",
         "mcrelay_output_send_errors_total": "Sends to an output of a rule that the kernel refused.",
+        "mcrelay_output_suppressed_packets_total": "Datagrams a follow output did not send because no listener wanted them.",
+        "mcrelay_output_open": "A follow output whose listeners want its group now (1) or not (0).",
         "mcrelay_dropped_packets_total": "Frames the relay saw and did not forward, by reason.",
         "mcrelay_ingress_queue_drops_total": "Frames the kernel dropped because a worker did not read them fast enough (all input interfaces).",
         "mcrelay_rules": "Rules configured.",

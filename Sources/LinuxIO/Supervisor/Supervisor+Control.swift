@@ -67,6 +67,9 @@ extension Supervisor {
             guard let text = request.rule else { return client.send(.failure("add needs \"rule\": {\"in\": ..., \"out\": [...]}")) }
             do {
                 let spec = try text.spec()
+                if let problem = QuerierSetting.followProblem(spec, queriers: querierSettings) {
+                    return client.send(.failure(problem))
+                }
                 recordRules("rule_add", [spec], now: now)
                 let outcome = try core.addRule(spec, now: now)
                 apply(now: now)

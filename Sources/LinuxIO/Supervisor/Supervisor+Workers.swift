@@ -29,6 +29,15 @@ extension Supervisor {
         }
     }
 
+    func sendGates(_ delta: GateDelta) {
+        guard delta.worker.rawValue < workers.count else { return }
+        let worker = workers[delta.worker.rawValue]
+        guard worker.ready else { return }
+        do { try worker.send(.gates(delta)) } catch {
+            logger.error("cannot encode \(delta): \(error)")
+        }
+    }
+
     func workerReady(_ worker: WorkerHandle, revents: Int16, now: Instant) {
         if revents & Int16(POLLOUT) != 0, !worker.flush() {
             channelBroken(worker, "writing to \(worker.id) failed: \(SystemError.message(for: errno))")
@@ -58,6 +67,12 @@ extension Supervisor {
         case let .installed(version):
             worker.acknowledgedVersion = max(worker.acknowledgedVersion ?? 0, version)
             core.handle(.workerAcknowledged(worker.id, version: version), now: now)
+            apply(now: now)
+        case let .gates(version):
+            core.handle(.workerGatesAcknowledged(worker.id, version: version), now: now)
+            apply(now: now)
+        case let .gatesBehind(version):
+            core.handle(.workerGatesBehind(worker.id, version: version), now: now)
             apply(now: now)
         case let .statistics(requestID, statistics):
             deliverStatistics(requestID, from: worker.id, statistics, now: now)

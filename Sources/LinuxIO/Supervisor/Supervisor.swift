@@ -311,6 +311,8 @@ public final class Supervisor {
                 helpers.leave(request)
             case let .sendPlan(plan):
                 sendPlan(plan)
+            case let .sendGates(delta):
+                sendGates(delta)
             case let .setTimer(instant):
                 coreTimer = instant
             case let .report(report):

@@ -24,6 +24,9 @@ public enum ControlAction: Hashable, Sendable, CustomStringConvertible {
     case leave(LeaveRequest)
     /// Deliver this plan to its worker; the worker answers with `.workerAcknowledged`.
     case sendPlan(WorkerPlan)
+    /// Deliver this gate change to its worker; it answers `.workerGatesAcknowledged` (or
+    /// `.workerGatesBehind` when it holds less than the delta's base).
+    case sendGates(GateDelta)
     /// Call back with `.timerFired` at this instant (replacing any earlier timer); nil cancels.
     case setTimer(Instant?)
     /// Something an operator should know.
@@ -38,6 +41,7 @@ public enum ControlAction: Hashable, Sendable, CustomStringConvertible {
         case let .join(request): "join \(request)"
         case let .leave(request): request.description
         case let .sendPlan(plan): "send plan v\(plan.version) to \(plan.worker) (\(plan.ingress.count) inputs, \(plan.rules.count) rules)"
+        case let .sendGates(delta): "send \(delta)"
         case let .setTimer(instant): instant.map { "set timer \($0)" } ?? "cancel timer"
         case let .report(report): "report: \(report)"
         case let .listener(action): "listener: \(action)"
@@ -78,6 +82,10 @@ public enum ControlEvent: Hashable, Sendable {
     case workerStarted(WorkerID)
     case workerExited(WorkerID)
     case workerAcknowledged(WorkerID, version: UInt64)
+    /// The worker applied gate deltas up to `version`.
+    case workerGatesAcknowledged(WorkerID, version: UInt64)
+    /// The worker refused a gate delta: it holds gates only up to `version`.
+    case workerGatesBehind(WorkerID, version: UInt64)
     /// For the IGMP/MLD router (`Listeners`): interfaces starting and stopping, frames, addresses.
     case listener(ListenerEvent)
 }

@@ -179,6 +179,10 @@ public struct ControlPlane: Sendable {
             dispatcher.workerExited(worker, now: now, actions: &actions)
         case let .workerAcknowledged(worker, version):
             dispatcher.acknowledged(worker, version: version, now: now, actions: &actions)
+        case let .workerGatesAcknowledged(worker, version):
+            dispatcher.gatesAcknowledged(worker, version: version)
+        case let .workerGatesBehind(worker, version):
+            dispatcher.gatesBehind(worker, version: version, now: now, actions: &actions)
         }
         armTimer()
     }
@@ -190,12 +194,39 @@ public struct ControlPlane: Sendable {
 
     private mutating func handleListeners(_ event: ListenerEvent, now: Instant) {
         listeners.handle(event, now: now)
+        var changed: [GateEntry] = []
         while let action = listeners.poll() {
             actions.append(.listener(action))
-            if case let .listenersChanged(interface, group) = action, !proxies.configurations.isEmpty {
+            guard case let .listenersChanged(interface, group) = action else { continue }
+            if !proxies.configurations.isEmpty {
                 apply(proxies.listenersChanged(interface: interface, group: group, listeners: listeners), now: now)
             }
+            // A join opens at once and a leave closes when the listener state drops the group
+            // (after the last member queries), a silent listener at the group membership
+            // interval: the gate follows exactly what `Listeners` says, when it says it.
+            let key = GateKey(interface: interface, group: group)
+            if followedGates.contains(key) { changed.append(GateEntry(key: key, filter: listeners.gateFilter(for: key))) }
         }
+        if !changed.isEmpty { dispatcher.setGates(changed, now: now, actions: &actions) }
+    }
+
+    /// (Output interface, group) of every output that follows listeners.
+    public private(set) var followedGates: Set<GateKey> = []
+
+    private mutating func updateGates(now: Instant) {
+        var followed = Set<GateKey>()
+        for rule in rules.rules.values {
+            for output in rule.outputs where output.followsListeners {
+                followed.insert(GateKey(interface: output.interface, group: output.destination))
+            }
+        }
+        followedGates = followed
+        var wanted: [GateKey: GateFilter] = [:]
+        for key in followed {
+            let filter = listeners.gateFilter(for: key)
+            if !filter.isClosed { wanted[key] = filter }
+        }
+        dispatcher.replaceGates(wanted, now: now, actions: &actions)
     }
 
     // MARK: - Derivations
@@ -224,6 +255,8 @@ public struct ControlPlane: Sendable {
     private mutating func rulesChanged(now: Instant) {
         ruleMemberships = Self.neededMemberships(for: rules.rules.values)
         membership.setNeeded(ruleMemberships.union(proxies.needed), now: now, actions: &actions)
+        // Gates before the plan, so the plan carries the gates its follow outputs need.
+        updateGates(now: now)
         updateDispatch(now: now)
         armTimer()
     }

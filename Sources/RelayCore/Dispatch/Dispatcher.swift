@@ -34,6 +34,9 @@ public struct Dispatcher: Sendable {
     /// owner is dead, because handing it over from a live worker would let both read it
     /// (and forward its frames twice) until the old owner acknowledged the change.
     private var owners: [InterfaceName: WorkerID] = [:]
+    /// The listener gates of follow outputs, delivered as deltas beside the plans and carried
+    /// whole by every plan.
+    public private(set) var gates: ListenerGates
 
     public init(workerCount: Int, mode: DispatchMode = .fanout, fanoutBase: UInt16 = 0x4D43,
                 resendInterval: Duration = .milliseconds(250)) {
@@ -42,6 +45,7 @@ public struct Dispatcher: Sendable {
         self.mode = mode
         self.fanoutBase = fanoutBase
         self.resendInterval = resendInterval
+        gates = ListenerGates(resendInterval: resendInterval)
     }
 
     public var workers: [WorkerID] { (0..<workerCount).map(WorkerID.init) }
@@ -51,6 +55,10 @@ public struct Dispatcher: Sendable {
     public var currentWorkers: [WorkerID] { alive.filter { acknowledged[$0] == version }.sorted() }
 
     public var nextDeadline: Instant? {
+        [planDeadline, gates.nextDeadline].compactMap { $0 }.min()
+    }
+
+    private var planDeadline: Instant? {
         alive.compactMap { worker -> Instant? in
             guard acknowledged[worker] != version, let sent = lastSent[worker] else { return nil }
             return sent + resendInterval
@@ -66,7 +74,8 @@ public struct Dispatcher: Sendable {
         case .partition:
             assigned = ingress.filter { owners[$0] == worker }.map { IngressAssignment(interface: $0, fanoutGroup: nil) }
         }
-        return WorkerPlan(worker: worker, version: version, ingress: assigned, rules: rules)
+        return WorkerPlan(worker: worker, version: version, ingress: assigned, rules: rules,
+                          gateVersion: gates.version, gates: gates.entries)
     }
 
     public func fanoutGroup(for interface: InterfaceName) -> UInt16? {
@@ -94,12 +103,33 @@ public struct Dispatcher: Sendable {
         } else {
             send(to: worker, now: now, actions: &actions)
         }
+        // After the plan, which already carries the table: the delta makes sure of it.
+        gates.workerStarted(worker, now: now, actions: &actions)
+    }
+
+    /// New filters for some gates (listener changes): deltas, not plans.
+    public mutating func setGates(_ changes: some Sequence<GateEntry>, now: Instant, actions: inout Deque<ControlAction>) {
+        gates.set(changes, now: now, actions: &actions)
+    }
+
+    /// The whole gate table (after a rule change: the followed keys may differ).
+    public mutating func replaceGates(_ wanted: [GateKey: GateFilter], now: Instant, actions: inout Deque<ControlAction>) {
+        gates.replace(with: wanted, now: now, actions: &actions)
+    }
+
+    public mutating func gatesAcknowledged(_ worker: WorkerID, version: UInt64) {
+        gates.acknowledged(worker, version: version)
+    }
+
+    public mutating func gatesBehind(_ worker: WorkerID, version: UInt64, now: Instant, actions: inout Deque<ControlAction>) {
+        gates.behind(worker, version: version, now: now, actions: &actions)
     }
 
     public mutating func workerExited(_ worker: WorkerID, now: Instant, actions: inout Deque<ControlAction>) {
         guard alive.remove(worker) != nil else { return }
         acknowledged[worker] = nil
         lastSent[worker] = nil
+        gates.workerExited(worker)
         actions.append(.report(.workerLost(worker)))
         if mode == .partition, assignOrphans() { publish(now: now, actions: &actions) }
     }
@@ -118,6 +148,7 @@ public struct Dispatcher: Sendable {
             if let sent = lastSent[worker], sent + resendInterval > now { continue }
             send(to: worker, now: now, actions: &actions)
         }
+        gates.timerFired(now: now, actions: &actions)
     }
 
     /// Gives interfaces without a live owner to the live worker with the fewest; returns

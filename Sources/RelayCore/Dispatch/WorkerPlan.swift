@@ -26,12 +26,44 @@ public struct WorkerPlan: Hashable, Sendable, Codable {
     public var ingress: [IngressAssignment]
     /// The active rules whose input interface is in `ingress`, in rule-book order.
     public var rules: [Rule]
+    /// The listener gate table as of `gateVersion` (open gates, in key order), so a worker
+    /// that installs a plan never opens a follow output that should be closed. Gate changes
+    /// between plans arrive as `GateDelta`s.
+    public var gateVersion: UInt64
+    public var gates: [GateEntry]
 
-    public init(worker: WorkerID, version: UInt64, ingress: [IngressAssignment], rules: [Rule]) {
+    public init(worker: WorkerID, version: UInt64, ingress: [IngressAssignment], rules: [Rule],
+                gateVersion: UInt64 = 0, gates: [GateEntry] = []) {
         self.worker = worker
         self.version = version
         self.ingress = ingress
         self.rules = rules
+        self.gateVersion = gateVersion
+        self.gates = gates
+    }
+
+    private enum CodingKeys: String, CodingKey { case worker, version, ingress, rules, gateVersion, gates }
+
+    // Older recordings have no gates.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        worker = try container.decode(WorkerID.self, forKey: .worker)
+        version = try container.decode(UInt64.self, forKey: .version)
+        ingress = try container.decode([IngressAssignment].self, forKey: .ingress)
+        rules = try container.decode([Rule].self, forKey: .rules)
+        gateVersion = try container.decodeIfPresent(UInt64.self, forKey: .gateVersion) ?? 0
+        gates = try container.decodeIfPresent([GateEntry].self, forKey: .gates) ?? []
+    }
+
+    // Without follow outputs a plan encodes exactly as before gates existed.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(worker, forKey: .worker)
+        try container.encode(version, forKey: .version)
+        try container.encode(ingress, forKey: .ingress)
+        try container.encode(rules, forKey: .rules)
+        if gateVersion != 0 { try container.encode(gateVersion, forKey: .gateVersion) }
+        if !gates.isEmpty { try container.encode(gates, forKey: .gates) }
     }
 
     public static func idle(_ worker: WorkerID) -> WorkerPlan {

@@ -8,15 +8,29 @@ public struct TrafficCounter: Sendable, Equatable, Codable {
     }
 }
 
-/// Per output: what was handed to the driver to send, and how many of those sends failed.
+/// Per output: what was handed to the driver to send, how many of those sends failed, and
+/// (a follow output) how many datagrams it did not send because no listener wanted them.
 public struct OutputCounter: Sendable, Equatable, Codable {
     public var packets: UInt64 = 0
     public var bytes: UInt64 = 0
     public var sendErrors: UInt64 = 0
-    public init(packets: UInt64 = 0, bytes: UInt64 = 0, sendErrors: UInt64 = 0) {
+    /// "suppressed: no listener": datagrams of the rule this output's closed gate held back.
+    public var suppressed: UInt64 = 0
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0, sendErrors: UInt64 = 0, suppressed: UInt64 = 0) {
         self.packets = packets
         self.bytes = bytes
         self.sendErrors = sendErrors
+        self.suppressed = suppressed
+    }
+
+    private enum CodingKeys: String, CodingKey { case packets, bytes, sendErrors, suppressed }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        packets = try container.decode(UInt64.self, forKey: .packets)
+        bytes = try container.decode(UInt64.self, forKey: .bytes)
+        sendErrors = try container.decode(UInt64.self, forKey: .sendErrors)
+        suppressed = try container.decodeIfPresent(UInt64.self, forKey: .suppressed) ?? 0
     }
 }
 
@@ -56,6 +70,16 @@ public struct RuleStatistics: Sendable, Equatable, Codable {
     public var rule: Rule
     public var accepted: TrafficCounter
     public var outputs: [OutputCounter]
+    /// Per output: may it send now (false: a follow output whose gate is closed). nil from
+    /// a worker that predates gates.
+    public var open: [Bool]?
+
+    public init(rule: Rule, accepted: TrafficCounter, outputs: [OutputCounter], open: [Bool]? = nil) {
+        self.rule = rule
+        self.accepted = accepted
+        self.outputs = outputs
+        self.open = open
+    }
 }
 
 public struct ForwardingStatistics: Sendable, Equatable, Codable {
@@ -97,6 +121,11 @@ public struct ForwardingStatistics: Sendable, Equatable, Codable {
                     existing.outputs[index].packets &+= stats.outputs[index].packets
                     existing.outputs[index].bytes &+= stats.outputs[index].bytes
                     existing.outputs[index].sendErrors &+= stats.outputs[index].sendErrors
+                    existing.outputs[index].suppressed &+= stats.outputs[index].suppressed
+                }
+                // Workers hold the same gates; one that opened first (its delta arrived) shows it open.
+                if let open = stats.open {
+                    existing.open = existing.open.map { zip($0, open).map { $0 || $1 } } ?? open
                 }
                 byID[stats.rule.id] = existing
             }

@@ -69,6 +69,11 @@ public struct Forwarder: Sendable {
     struct Route: Sendable {
         var outputStart: Int32
         var outputCount: Int32
+        /// Outputs whose gate is open (or that follow nothing): the first `openCount` entries
+        /// of `openOutputs[outputStart...]`.
+        var openCount: Int32
+        /// Some output follows listeners: decide counts per output against `open`.
+        var gated: Bool
     }
 
     public private(set) var plan: WorkerPlan
@@ -81,6 +86,17 @@ public struct Forwarder: Sendable {
     private var bindings: ContiguousArray<EgressBinding> = []
     private var accepted: ContiguousArray<TrafficCounter> = []
     private var outputCounters: ContiguousArray<OutputCounter> = []
+    /// Per binding: its gate (nil: a static output), whether it may send now, and per route
+    /// the open bindings' indices, so `decide` and `transmits` read a bit and a list that
+    /// only `install` and `applyGates` write.
+    private var gateKeys: ContiguousArray<GateKey?> = []
+    private var open: ContiguousArray<Bool> = []
+    private var openOutputs: ContiguousArray<Int32> = []
+    public private(set) var gateFilters: [GateKey: GateFilter] = [:]
+    public private(set) var gateVersion: UInt64 = 0
+    /// The source address a follow output's frames carry, per binding, as the driver said
+    /// at the last `applyGates`.
+    private var frameSources: ContiguousArray<IPAddress?> = []
     public private(set) var drops = DropCounters()
 
     public init(plan: WorkerPlan) {
@@ -131,7 +147,8 @@ public struct Forwarder: Sendable {
                 keyed6.append((RouteKey6(ingress: slot, group: group, port: rule.input.port), rule.input.source?.v6, route))
             }
             }
-            routes.append(Route(outputStart: Int32(bindings.count), outputCount: Int32(rule.outputs.count)))
+            routes.append(Route(outputStart: Int32(bindings.count), outputCount: Int32(rule.outputs.count),
+                                openCount: Int32(rule.outputs.count), gated: rule.outputs.contains { $0.followsListeners }))
             for output in rule.outputs {
                 bindings.append(EgressBinding(
                     egress: UInt16(egressSlots[output.interface]!), destination: output.destination,
@@ -152,6 +169,70 @@ public struct Forwarder: Sendable {
         self.bindings = bindings
         self.accepted = accepted
         self.outputCounters = outputCounters
+        gateKeys = ContiguousArray(plan.rules.flatMap { rule in
+            rule.outputs.map { $0.followsListeners ? GateKey(interface: $0.interface, group: $0.destination) : nil }
+        })
+        open = ContiguousArray(repeating: true, count: bindings.count)
+        openOutputs = ContiguousArray(0..<Int32(bindings.count))
+        frameSources = ContiguousArray(repeating: nil, count: bindings.count)
+        // A plan's gates are at least as new as the worker's only when its version says so:
+        // a plan resent from before the last delta must not reopen what the delta closed.
+        if plan.gateVersion >= gateVersion {
+            gateFilters = Dictionary(uniqueKeysWithValues: plan.gates.map { ($0.key, $0.filter) })
+            gateVersion = plan.gateVersion
+        }
+        reevaluateGates()
+    }
+
+    /// What the worker does with a gate delta.
+    public enum GateOutcome: Equatable, Sendable {
+        /// Applied (or already had): the worker holds gates up to `version`.
+        case current(version: UInt64)
+        /// The delta starts after what the worker holds: it needs the changes since `version`.
+        case behind(version: UInt64)
+    }
+
+    /// Applies a listener gate delta. `source` tells the address the frames of an output
+    /// will carry (nil: not known yet); follow outputs open where their gate admits it.
+    public mutating func applyGates(_ delta: GateDelta, source: (OutputSpec) -> IPAddress? = { _ in nil }) -> GateOutcome {
+        guard delta.base <= gateVersion else { return .behind(version: gateVersion) }
+        guard delta.version > gateVersion else { return .current(version: gateVersion) }
+        for entry in delta.entries { gateFilters[entry.key] = entry.filter.isClosed ? nil : entry.filter }
+        gateVersion = delta.version
+        refreshFrameSources(source)  // re-evaluates every gate
+        return .current(version: gateVersion)
+    }
+
+    /// Re-reads the frames' source addresses (after the driver learned interface addresses).
+    public mutating func refreshFrameSources(_ source: (OutputSpec) -> IPAddress?) {
+        for (index, rule) in plan.rules.enumerated() {
+            let start = Int(routes[index].outputStart)
+            for (position, output) in rule.outputs.enumerated() where output.followsListeners {
+                frameSources[start + position] = source(output)
+            }
+        }
+        reevaluateGates()
+    }
+
+    private mutating func reevaluateGates() {
+        for index in routes.indices where routes[index].gated {
+            let start = Int(routes[index].outputStart)
+            var count: Int32 = 0
+            for binding in start..<start + Int(routes[index].outputCount) {
+                let isOpen = gateKeys[binding].map { (gateFilters[$0] ?? .closed).admits(frameSources[binding]) } ?? true
+                open[binding] = isOpen
+                if isOpen {
+                    openOutputs[start + Int(count)] = Int32(binding)
+                    count += 1
+                }
+            }
+            routes[index].openCount = count
+        }
+    }
+
+    /// Whether the output at `position` of the rule at `route` may send now.
+    public func isOpen(route: Int, output position: Int) -> Bool {
+        open[Int(routes[route].outputStart) + position]
     }
 
     /// Index of an input interface in the plan (what `decide` takes as `ingress`).
@@ -200,11 +281,26 @@ public struct Forwarder: Sendable {
             accepted[index].packets &+= 1
             accepted[index].bytes &+= length
             let routeInfo = routes[index]
-            // One uniqueness and bounds check for the rule's outputs, not one per output.
-            outputCounters.withUnsafeMutableBufferPointer { counters in
-                for output in Int(routeInfo.outputStart)..<Int(routeInfo.outputStart + routeInfo.outputCount) {
-                    counters[output].packets &+= 1
-                    counters[output].bytes &+= length
+            let range = Int(routeInfo.outputStart)..<Int(routeInfo.outputStart + routeInfo.outputCount)
+            if routeInfo.gated {
+                let open = self.open
+                outputCounters.withUnsafeMutableBufferPointer { counters in
+                    for output in range {
+                        if open[output] {
+                            counters[output].packets &+= 1
+                            counters[output].bytes &+= length
+                        } else {
+                            counters[output].suppressed &+= 1
+                        }
+                    }
+                }
+            } else {
+                // One uniqueness and bounds check for the rule's outputs, not one per output.
+                outputCounters.withUnsafeMutableBufferPointer { counters in
+                    for output in range {
+                        counters[output].packets &+= 1
+                        counters[output].bytes &+= length
+                    }
                 }
             }
             let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<datagram.payloadOffset + datagram.payloadLength])
@@ -212,12 +308,12 @@ public struct Forwarder: Sendable {
         }
     }
 
-    /// The copies to send for an accepted datagram, one per output of its rule.
+    /// The copies to send for an accepted datagram, one per open output of its rule.
     @inline(__always)
     public func transmits(for forwarding: Forwarding) -> TransmitBatch {
         let route = routes[Int(forwarding.route.index)]
         return TransmitBatch(
-            bindings: bindings, start: Int(route.outputStart), count: Int(route.outputCount),
+            bindings: bindings, order: openOutputs, start: Int(route.outputStart), count: Int(route.openCount),
             sourcePort: forwarding.datagram.sourcePort, payload: forwarding.payload)
     }
 
@@ -241,7 +337,9 @@ public struct Forwarder: Sendable {
         for (index, rule) in plan.rules.enumerated() {
             let route = routes[index]
             let range = Int(route.outputStart)..<Int(route.outputStart + route.outputCount)
-            rules.append(RuleStatistics(rule: rule, accepted: accepted[index], outputs: Array(outputCounters[range])))
+            var statistics = RuleStatistics(rule: rule, accepted: accepted[index], outputs: Array(outputCounters[range]))
+            statistics.open = Array(open[range])
+            rules.append(statistics)
         }
         return ForwardingStatistics(rules: rules, drops: drops)
     }
@@ -254,6 +352,8 @@ public struct Forwarder: Sendable {
 /// than a call per transmit: with fan-out 8 that call was a tenth of the decision's cost.
 public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     @usableFromInline let bindings: ContiguousArray<Forwarder.EgressBinding>
+    /// Binding indices of the route's open outputs, from `start`.
+    @usableFromInline let order: ContiguousArray<Int32>
     @usableFromInline let start: Int
     public let count: Int
     @usableFromInline let sourcePort: UInt16
@@ -265,9 +365,10 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     @inlinable
     public subscript(position: Int) -> Transmit {
         precondition(position >= 0 && position < count, "transmit index out of range")
-        let binding = bindings[start + position]
+        let index = Int(order[start + position])
+        let binding = bindings[index]
         return Transmit(
-            output: OutputHandle(index: Int32(start + position)), egress: Int(binding.egress),
+            output: OutputHandle(index: Int32(index)), egress: Int(binding.egress),
             destination: binding.destination, port: binding.port, ttl: binding.ttl, sourcePort: sourcePort, payload: payload)
     }
 }

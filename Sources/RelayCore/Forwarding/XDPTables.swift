@@ -104,6 +104,8 @@ public struct XDPTables: Sendable, Equatable {
         var seen = Set<InterfaceName>()
         for output in rule.outputs {
             guard output.destination.isMulticast else { return "output \(output.destination) is not a multicast group" }
+            // The program has no listener gates: it would send while nobody listens.
+            guard !output.followsListeners else { return "output \(output) follows listeners (the XDP path has no gates)" }
             guard output.interface != rule.input.interface else {
                 return "output on its input interface \(output.interface) (the broadcast excludes the input)"
             }

@@ -84,6 +84,14 @@ public struct Listeners: Sendable {
         interfaces[Key(interface, group.family)]?.wantsAnySource(group: group) ?? false
     }
 
+    /// The filter the listeners of a group on an interface ask for (closed: none listen, or
+    /// no listener state is kept there).
+    public func gateFilter(for key: GateKey) -> GateFilter {
+        guard let record = interfaces[Key(key.interface, key.group.family)]?.groups[key.group] else { return .closed }
+        let forwarding = record.forwarding
+        return GateFilter(mode: forwarding.mode, sources: forwarding.sources)
+    }
+
     public var interfaceStatus: [ListenerInterfaceStatus] {
         interfaces.keys.sorted().map { ListenerInterfaceStatus(interfaces[$0]!) }
     }

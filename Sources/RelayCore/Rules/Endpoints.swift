@@ -73,22 +73,53 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
     public var port: UInt16
     /// The IPv4 TTL or the IPv6 hop limit of what the relay sends.
     public var ttl: UInt8
+    /// Carry traffic only while a listener on `interface` wants `destination` (IGMP/MLD
+    /// listener state, see `ListenerGates`); the text form's trailing `:listeners` field.
+    public var followsListeners: Bool
 
-    public init(interface: InterfaceName, destination: IPAddress, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL) {
+    public init(interface: InterfaceName, destination: IPAddress, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL,
+                followsListeners: Bool = false) {
         self.interface = interface
         self.destination = destination
         self.port = port
         self.ttl = ttl
+        self.followsListeners = followsListeners
     }
 
-    public init(interface: InterfaceName, destination: IPv4Address, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL) {
-        self.init(interface: interface, destination: .v4(destination), port: port, ttl: ttl)
+    public init(interface: InterfaceName, destination: IPv4Address, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL,
+                followsListeners: Bool = false) {
+        self.init(interface: interface, destination: .v4(destination), port: port, ttl: ttl,
+                  followsListeners: followsListeners)
     }
 
     public var family: AddressFamily { destination.family }
 
-    /// `IFACE:ADDRESS:PORT:TTL`, the same syntax the CLI and config file accept (IPv6 in brackets).
-    public var description: String { "\(interface):\(destination.endpointText):\(port):\(ttl)" }
+    /// `IFACE:ADDRESS:PORT:TTL[:listeners]`, the same syntax the CLI and config file accept
+    /// (IPv6 in brackets).
+    public var description: String {
+        "\(interface):\(destination.endpointText):\(port):\(ttl)" + (followsListeners ? ":\(EndpointSyntax.listenersField)" : "")
+    }
+
+    private enum CodingKeys: String, CodingKey { case interface, destination, port, ttl, followsListeners }
+
+    // The flag is absent from what older versions wrote (saved state, recordings): absent is false.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        interface = try container.decode(InterfaceName.self, forKey: .interface)
+        destination = try container.decode(IPAddress.self, forKey: .destination)
+        port = try container.decode(UInt16.self, forKey: .port)
+        ttl = try container.decode(UInt8.self, forKey: .ttl)
+        followsListeners = try container.decodeIfPresent(Bool.self, forKey: .followsListeners) ?? false
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(interface, forKey: .interface)
+        try container.encode(destination, forKey: .destination)
+        try container.encode(port, forKey: .port)
+        try container.encode(ttl, forKey: .ttl)
+        if followsListeners { try container.encode(true, forKey: .followsListeners) }
+    }
 }
 
 /// Parsing of the `IFACE:ADDRESS:PORT[:TTL]` endpoint syntax shared by the CLI and the config
@@ -125,21 +156,30 @@ public enum EndpointSyntax {
                          source: source, prefixLength: prefixLength)
     }
 
+    /// The trailing output field that makes an output follow listeners.
+    public static let listenersField = "listeners"
+
     public static func parseOutput(_ text: String) throws(EndpointSyntaxError) -> OutputSpec {
-        let fields = try split(text)
+        var fields = try split(text)
+        let follows = fields.count > 3 && fields.last == Substring(listenersField)
+        if follows { fields.removeLast() }
         guard fields.count == 3 || fields.count == 4 else {
-            throw .wrongFieldCount(text, expected: "IFACE:ADDRESS:PORT[:TTL]")
+            throw .wrongFieldCount(text, expected: "IFACE:ADDRESS:PORT[:TTL][:listeners]")
         }
         var ttl = OutputSpec.defaultTTL
         if fields.count == 4 {
             guard let value = UInt8(fields[3]), value > 0 else { throw .badTTL(text, String(fields[3])) }
             ttl = value
         }
+        let destination = try address(fields[1], in: text)
+        // Listener state exists only for groups: a unicast output would never open.
+        if follows, !destination.isMulticast { throw .followsUnicast(text) }
         return OutputSpec(
             interface: try interface(fields[0], in: text),
-            destination: try address(fields[1], in: text),
+            destination: destination,
             port: try port(fields[2], in: text),
-            ttl: ttl)
+            ttl: ttl,
+            followsListeners: follows)
     }
 
     /// A lone address (`--source`, config `source`): bare or, for IPv6, bracketed.
@@ -207,6 +247,7 @@ public enum EndpointSyntaxError: Error, Equatable, Sendable, CustomStringConvert
     case badPrefix(String, String)
     case prefixHostBits(String, String, base: IPAddress)
     case inputPortZero(String)
+    case followsUnicast(String)
 
     public var description: String {
         switch self {
@@ -219,6 +260,8 @@ public enum EndpointSyntaxError: Error, Equatable, Sendable, CustomStringConvert
         case let .badPrefix(text, field): "\"\(text)\": \"\(field)\" has no valid prefix length (0-32 for IPv4, 0-128 for IPv6)"
         case let .prefixHostBits(text, field, base): "\"\(text)\": \"\(field)\" has bits set past its prefix length; the prefix starts at \(base.endpointText)"
         case let .inputPortZero(text): "\"\(text)\": port 0 is not a port a datagram is sent to; write * for any port"
+        case let .followsUnicast(text):
+            "\"\(text)\": only a multicast output can follow listeners (listeners report groups, not hosts)"
         }
     }
 }

@@ -48,7 +48,14 @@ public struct WorkerCore: Sendable {
         }
     }
 
-    public mutating func apply(_ plan: WorkerPlan) -> Result<PlanChange, Refusal> {
+    /// Applies a listener gate delta (see `Forwarder.applyGates`); the driver answers the
+    /// supervisor with what it returns. A delta for another worker changes nothing.
+    public mutating func applyGates(_ delta: GateDelta, source: (OutputSpec) -> IPAddress? = { _ in nil }) -> Forwarder.GateOutcome {
+        guard delta.worker == worker else { return .current(version: forwarder.gateVersion) }
+        return forwarder.applyGates(delta, source: source)
+    }
+
+    public mutating func apply(_ plan: WorkerPlan, source: (OutputSpec) -> IPAddress? = { _ in nil }) -> Result<PlanChange, Refusal> {
         guard plan.worker == worker else {
             refusals += 1
             return .failure(.otherWorker(plan: plan.worker, this: worker))
@@ -67,6 +74,7 @@ public struct WorkerCore: Sendable {
         }
         let closed = ingress.indices.filter { !kept.contains($0) }
         forwarder.install(plan)
+        forwarder.refreshFrameSources(source)
         ingress = plan.ingress
         version = plan.version
         installs += 1
