@@ -19,6 +19,7 @@ import Testing
 /// 500 (5 s instead of 260 s) so that "a joined host keeps receiving past the membership
 /// interval" fits in a short test: it holds only because the host answers the relay's queries
 /// (query interval 2 s, response 1 s). rcv0 loses its address (it is a bridge port now).
+/// The daemon also serves `--metrics`: the router's series are scraped at the end.
 @Suite("Linux bridge snooping with mcrelay as querier", .serialized,
        .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
 struct BridgeSnoopingTests {
@@ -116,7 +117,7 @@ struct BridgeSnoopingTests {
         let querying = lab.directory + "/querier.json"
         try #"{\#(rule), "queriers": [{"interface": "rout0", "families": ["ipv4"], "query_interval": 2, "query_response_interval": 1, "last_member_query_interval": 0.5}]}"#
             .write(toFile: querying, atomically: true, encoding: .utf8)
-        daemon = try RelayDaemon(lab, config: querying)
+        daemon = try RelayDaemon(lab, config: querying, extraArguments: ["--metrics", MetricsEndToEndTests.address])
         defer { _ = try? daemon.stop() }
         let queriedAt = ContinuousClock.now
         var mdb = ""
@@ -179,6 +180,28 @@ struct BridgeSnoopingTests {
         print("bridge: relay queries seen at h2 during the stream: \(relayQueries.filter(\.isGeneral).count) general, group-specific at \(offsets(relayQueries.filter { !$0.isGeneral }.map(\.at))) s from the leave; h3's datagrams after the leave at \(offsets(h3After).prefix(3))...\(offsets(h3After).suffix(8)); h3's reports at \(offsets(readers[2].reports.filter { $0.source == hosts[2].address }.map(\.at)))")
         print("bridge: mdb at the end:\n" + ((try? lab.must(switchNS, ["bridge", "mdb", "show", "dev", "br0"]).stdout) ?? "?"))
         #expect(relayQueries.contains { $0.group == Self.group }, "no group-specific query for \(Self.group) after h3's leave reached the segment")
+
+        // The router's metrics, scraped: they agree with `mcrelay igmp interfaces` read before
+        // and after the scrape (the endpoint refreshes once a second, queries go on meanwhile).
+        let before = try QuerierElectionTests.relayInterface(daemon)
+        let series = { (name: String, extra: String) in "mcrelay_listener_\(name){interface=\"rout0\",family=\"ipv4\"\(extra)}" }
+        let general = series("queries_sent_total", ",kind=\"general\"")
+        let metrics = try MetricsEndToEndTests.scrape(lab) { ($0[general] ?? 0) >= Double(before.generalQueriesSent) }
+        let after = try QuerierElectionTests.relayInterface(daemon)
+        let listenerMetrics = metrics.filter { $0.key.hasPrefix("mcrelay_listener_") && $0.value != 0 }.sorted { $0.key < $1.key }
+        print("bridge: router metrics (non-zero): \(listenerMetrics.map { "\($0.key) \(Int($0.value))" })")
+        func within(_ name: String, _ extra: String = "", _ value: (ListenersView.Interface) -> UInt64) -> Bool {
+            guard let scraped = metrics[series(name, extra)] else { return false }
+            return Double(value(before)) <= scraped && scraped <= Double(value(after))
+        }
+        #expect(within("queries_sent_total", ",kind=\"general\"") { $0.generalQueriesSent }, "\(before) \(after)")
+        #expect(within("queries_sent_total", ",kind=\"specific\"") { $0.specificQueriesSent })
+        #expect(within("reports_received_total", ",version=\"IGMPv3\"") { $0.reportsReceived["IGMPv3"] ?? 0 })
+        #expect(within("querier_changes_total") { $0.querierChanges })
+        #expect(metrics[series("is_querier", "")] == 1)
+        #expect(metrics[series("groups", "")] == Double(after.groups))
+        #expect(metrics["mcrelay_listener_refusals_total{reason=\"badChecksum\"}"] == 0)
+        #expect(after.specificQueriesSent >= 2, "the leave must have caused group-specific queries: \(after)")
     }
 
     private func sent(_ summary: [String: Any]) throws -> Int {
