@@ -6,13 +6,18 @@
 #   scripts/install-deps.sh deb        the same plus the Debian packaging tools (make deb, make test-deb)
 #   scripts/install-deps.sh promtool   only Prometheus's promtool (package prometheus, ~100 MB; the
 #                                      deb test asks for it to check the alerting rules)
-#   INSTALL_OPTIONAL=0 scripts/...     skip optional packages (python3-scapy)
+#   INSTALL_OPTIONAL=0 scripts/...     skip optional packages (python3-scapy, frr)
+#
+# frr (FRRouting 8.4.4, a peer for the querier-election live tests) is installed without being
+# started or enabled: the tests start zebra and pimd themselves inside a namespace, and a frr
+# service in the root namespace would be a router on the CI machine's own network. Without frr
+# those tests skip and say why.
 set -euo pipefail
 
 # libbpf-dev: headers for bpf/mcrelay_xdp.c (compiled with the Swift toolchain's clang, which has
 # the BPF target, so Debian's clang is not needed) and libbpf for the XDP differential test.
 REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute python3 jq libbpf-dev)
-OPTIONAL=(python3-scapy)
+OPTIONAL=(python3-scapy frr)
 # make deb: debhelper (pulls dpkg-dev), lintian, binutils (readelf), man-db (the deb test reads
 # the installed pages), python3 (scripts/gen-manpages.py).
 DEB_TOOLS=(debhelper dpkg-dev lintian binutils man-db)
@@ -70,7 +75,23 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ ${#missing_opt[@]} -gt 0 ]; then
     echo "install-deps: installing optional ${missing_opt[*]}"
+    # No service may start while installing (frr's postinst would start it): a policy-rc.d that
+    # refuses, unless the machine already has one (containers do).
+    temporary_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        temporary_policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\n# install-deps.sh: no service starts while it installs packages\nexit 101\n' > "$temporary_policy"
+        chmod 755 "$temporary_policy"
+    fi
     apt_install "${missing_opt[@]}" || echo "install-deps: optional packages not installed (continuing)"
+    [ -n "$temporary_policy" ] && rm -f "$temporary_policy"
+fi
+# The package enables frr.service; the tests never use it, so it stays off, also after a reboot.
+if is_installed frr && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    if systemctl is-enabled --quiet frr.service 2>/dev/null || systemctl is-active --quiet frr.service 2>/dev/null; then
+        echo "install-deps: disabling and stopping frr.service (the tests run FRRouting in namespaces only)"
+        systemctl disable --now frr.service || true
+    fi
 fi
 
 for p in "${REQUIRED[@]}"; do

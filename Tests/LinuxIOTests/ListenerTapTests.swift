@@ -18,7 +18,12 @@ import Testing
 /// this suite (after "unrelated traffic", during the IGMPv2 query test), which two local runs of
 /// the suite did not reproduce (6/6 passed, 45 s). Until that is found, run it by hand with
 /// `MCRELAY_LISTENER_TAP_TESTS=1 swift test --no-parallel --filter ListenerTapTests`. The daemon's
-/// use of the tap is covered by EndToEndQuerierTests.
+/// use of the tap is covered by EndToEndQuerierTests, QuerierElectionTests and BridgeSnoopingTests.
+/// Ruled out so far (2026-12-02): 6 of 6 suite runs passed with two CPU hogs running; the suite
+/// passed under AddressSanitizer and ThreadSanitizer (no report); reading ListenerTap,
+/// MessageSlots, listener_tap.c, NamespaceThread and the suite found no use after close or free
+/// (NamespaceThread retains itself and what its body captures). Not tested: the crash needing
+/// the other live suites in the same process before this one (make test's live pass).
 @Suite("ListenerTap (IGMP and MLD on a real veth)", .serialized,
        .enabled(if: E2E.available, "needs root, `ip netns` and python3"),
        .enabled(if: ProcessInfo.processInfo.environment["MCRELAY_LISTENER_TAP_TESTS"] == "1",

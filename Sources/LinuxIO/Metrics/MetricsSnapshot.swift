@@ -55,15 +55,21 @@ public struct MetricsSnapshot: Equatable, Sendable {
         public var helperSockets: [HelperSocketID]
         public var joinFailures: UInt64
         public var version: String
+        /// The IGMP/MLD router's interfaces (config `queriers`) and what it refused.
+        public var listeners: [ListenerInterfaceStatus]
+        public var listenerRefusals: ListenerRefusalCounts
 
         public init(ruleInputs: [InterfaceName], joined: [MembershipKey], outstanding: [MembershipKey],
-                    helperSockets: [HelperSocketID], joinFailures: UInt64, version: String) {
+                    helperSockets: [HelperSocketID], joinFailures: UInt64, version: String,
+                    listeners: [ListenerInterfaceStatus] = [], listenerRefusals: ListenerRefusalCounts = ListenerRefusalCounts()) {
             self.ruleInputs = ruleInputs
             self.joined = joined
             self.outstanding = outstanding
             self.helperSockets = helperSockets
             self.joinFailures = joinFailures
             self.version = version
+            self.listeners = listeners
+            self.listenerRefusals = listenerRefusals
         }
     }
 
@@ -114,9 +120,37 @@ public struct MetricsSnapshot: Equatable, Sendable {
             gauges.append(MetricSample("mcrelay_interface_up", label, up.contains(interface.description) ? 1 : 0))
         }
         counters.append(MetricSample("mcrelay_join_failures_total", [], control.joinFailures))
+        appendListeners(control)
         gauges.append(MetricSample("mcrelay_build_info", [L("version", control.version)], 1))
         for (status, count) in httpResponses.sorted(by: { $0.key < $1.key }) {
             counters.append(MetricSample("mcrelay_metrics_http_responses_total", [L("code", String(status))], count))
+        }
+    }
+
+    /// The IGMP/MLD router, per querier interface and family (`mcrelay igmp interfaces`), and its
+    /// refusals by reason (every reason always present, so a rate of 0 is visible too).
+    private mutating func appendListeners(_ control: ControlState) {
+        typealias L = MetricSample.Label
+        for status in control.listeners {
+            let labels = [L("interface", status.interface.description), L("family", status.family.rawValue)]
+            let counts = status.counters
+            counters.append(MetricSample("mcrelay_listener_queries_sent_total", labels + [L("kind", "general")], counts.generalQueriesSent))
+            counters.append(MetricSample("mcrelay_listener_queries_sent_total", labels + [L("kind", "specific")], counts.specificQueriesSent))
+            counters.append(MetricSample("mcrelay_listener_queries_received_total", labels, counts.queriesReceived))
+            for version in ListenerVersion.allCases {
+                counters.append(MetricSample("mcrelay_listener_reports_received_total", labels + [L("version", version.name(for: status.family))],
+                                             counts.reportsReceived[version, default: 0]))
+            }
+            counters.append(MetricSample("mcrelay_listener_leaves_received_total", labels, counts.leavesReceived))
+            counters.append(MetricSample("mcrelay_listener_querier_changes_total", labels, counts.querierChanges))
+            counters.append(MetricSample("mcrelay_listener_messages_ignored_total", labels + [L("reason", "compatibility")], counts.ignoredByCompatibility))
+            counters.append(MetricSample("mcrelay_listener_messages_ignored_total", labels + [L("reason", "limits")], counts.ignoredByLimits))
+            gauges.append(MetricSample("mcrelay_listener_groups", labels, UInt64(status.groups)))
+            gauges.append(MetricSample("mcrelay_listener_is_querier", labels, status.isQuerier ? 1 : 0))
+        }
+        guard !control.listeners.isEmpty else { return }
+        for reason in ListenerRefusal.allCases {
+            counters.append(MetricSample("mcrelay_listener_refusals_total", [L("reason", reason.rawValue)], control.listenerRefusals[reason]))
         }
     }
 
@@ -144,5 +178,14 @@ public struct MetricsSnapshot: Equatable, Sendable {
         "mcrelay_join_failures_total": "Group joins the kernel refused (each is retried with backoff).",
         "mcrelay_build_info": "The running build (always 1).",
         "mcrelay_metrics_http_responses_total": "Responses of the metrics endpoint itself, by HTTP status.",
+        "mcrelay_listener_queries_sent_total": "IGMP/MLD queries the router sent on a querier interface: general, or group(-and-source)-specific.",
+        "mcrelay_listener_queries_received_total": "IGMP/MLD queries received from other routers on a querier interface.",
+        "mcrelay_listener_reports_received_total": "IGMP/MLD membership reports received on a querier interface, by protocol version.",
+        "mcrelay_listener_leaves_received_total": "IGMPv2 leaves and MLDv1 dones received on a querier interface.",
+        "mcrelay_listener_querier_changes_total": "Times the elected querier of an interface changed.",
+        "mcrelay_listener_messages_ignored_total": "Reports and leaves ignored: in a compatibility mode, or past the group/source limits.",
+        "mcrelay_listener_groups": "Groups with listeners on a querier interface.",
+        "mcrelay_listener_is_querier": "Whether the relay is the elected querier of the interface (1) or another router is (0).",
+        "mcrelay_listener_refusals_total": "IGMP/MLD frames refused as malformed or not acceptable, by reason (all querier interfaces).",
     ]
 }

@@ -75,7 +75,8 @@ extension Supervisor {
         let control = MetricsSnapshot.ControlState(
             ruleInputs: rules.map(\.input.interface), joined: core.membership.joined, outstanding: core.membership.outstanding,
             helperSockets: core.membership.socketUsage.map(\.socket), joinFailures: metrics.joinFailures,
-            version: MetricsEndpoint.version)
+            version: MetricsEndpoint.version,
+            listeners: core.listeners.interfaceStatus, listenerRefusals: core.listeners.refusals)
         metrics.metrics.update(MetricsSnapshot(stats: view, control: control, httpResponses: metrics.server.responses))
     }
 
