@@ -187,26 +187,28 @@ extension Simulation {
     }
 
     func sendPlan(_ plan: WorkerPlan) {
-        let worker = plan.worker.rawValue
-        guard worker < workers.count, workers[worker].alive else { return }
-        guard let extra = channelFate() else { return }
-        // A stream socket keeps order: a delayed message holds back the ones behind it.
-        let at = max(now + Self.channelLatency + extra, workers[worker].channelFree)
-        workers[worker].channelFree = at
-        nextMessage += 1
-        pendingPlans[nextMessage] = (worker, workers[worker].incarnation, plan)
-        queue.push(.planDelivered(nextMessage), at: at)
+        guard let (worker, message, at) = scheduleChannelMessage(to: plan.worker) else { return }
+        pendingPlans[message] = (worker, workers[worker].incarnation, plan)
+        queue.push(.planDelivered(message), at: at)
     }
 
     /// Gate deltas share the plans' channel (and its order, loss and delay).
     func sendGates(_ delta: GateDelta) {
-        let worker = delta.worker.rawValue
-        guard worker < workers.count, workers[worker].alive else { return }
-        guard let extra = channelFate() else { return }
+        guard let (worker, message, at) = scheduleChannelMessage(to: delta.worker) else { return }
+        pendingGates[message] = (worker, workers[worker].incarnation, delta)
+        queue.push(.gatesDelivered(message), at: at)
+    }
+
+    /// When a message on the supervisor-to-worker channel arrives, and its number; nil when the
+    /// worker is dead or the channel loses the message.
+    private func scheduleChannelMessage(to id: WorkerID) -> (worker: Int, message: Int, at: UInt64)? {
+        let worker = id.rawValue
+        guard worker < workers.count, workers[worker].alive else { return nil }
+        guard let extra = channelFate() else { return nil }
+        // A stream socket keeps order: a delayed message holds back the ones behind it.
         let at = max(now + Self.channelLatency + extra, workers[worker].channelFree)
         workers[worker].channelFree = at
         nextMessage += 1
-        pendingGates[nextMessage] = (worker, workers[worker].incarnation, delta)
-        queue.push(.gatesDelivered(nextMessage), at: at)
+        return (worker, nextMessage, at)
     }
 }

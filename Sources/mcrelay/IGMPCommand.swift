@@ -16,51 +16,40 @@ struct IGMPCommand: ParsableCommand {
         return view
     }
 
-    struct Interfaces: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Per interface and family: querier or not, who the querier is, timers, counters.")
+    /// What every subcommand takes, and the one way they print: the daemon's JSON for their
+    /// part of the reply, or its text.
+    struct ViewOptions: ParsableArguments {
         @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
         @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
 
-        func run() throws {
+        func show(_ part: (ListenersView) -> some Encodable, text: (ListenersView) -> String) throws {
             let view = try IGMPCommand.fetch(control)
             if json {
-                print(String(decoding: ControlProtocol.encodeLine(view.interfaces), as: UTF8.self), terminator: "")
+                print(String(decoding: ControlProtocol.encodeLine(part(view)), as: UTF8.self), terminator: "")
             } else {
-                print(view.interfacesText)
+                print(text(view))
             }
         }
+    }
+
+    struct Interfaces: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per interface and family: querier or not, who the querier is, timers, counters.")
+        @OptionGroup var options: ViewOptions
+        func run() throws { try options.show({ $0.interfaces }, text: { $0.interfacesText }) }
     }
 
     struct Groups: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Per interface and group: filter mode, sources, expiry, last reporter.")
-        @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
-        @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
-
-        func run() throws {
-            let view = try IGMPCommand.fetch(control)
-            if json {
-                print(String(decoding: ControlProtocol.encodeLine(view.groups), as: UTF8.self), terminator: "")
-            } else {
-                print(view.groupsText)
-            }
-        }
+        @OptionGroup var options: ViewOptions
+        func run() throws { try options.show({ $0.groups }, text: { $0.groupsText }) }
     }
 
     struct Proxy: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Per upstream and group: what the proxies join (any source or which sources) and which downstream listeners ask for it.")
-        @Flag(name: .long, help: "Print the daemon's JSON reply.") var json = false
-        @Option(name: .long, help: "Control socket path.") var control: String = ControlProtocol.defaultSocketPath
-
-        func run() throws {
-            let view = try IGMPCommand.fetch(control)
-            if json {
-                print(String(decoding: ControlProtocol.encodeLine(view.proxy ?? []), as: UTF8.self), terminator: "")
-            } else {
-                print(view.proxyText)
-            }
-        }
+        @OptionGroup var options: ViewOptions
+        func run() throws { try options.show({ $0.proxy ?? [] }, text: { $0.proxyText }) }
     }
 }
