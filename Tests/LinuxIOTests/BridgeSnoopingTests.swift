@@ -184,6 +184,9 @@ struct BridgeSnoopingTests {
         // The router's metrics, scraped: they agree with `mcrelay igmp interfaces` read before
         // and after the scrape (the endpoint refreshes once a second, queries go on meanwhile).
         let before = try QuerierElectionTests.relayInterface(daemon)
+        // The endpoint serves a snapshot refreshed once a second: scrape only once a snapshot
+        // taken after `before` must be served (found in CI: a scrape 36 reports, `before` 37).
+        Thread.sleep(forTimeInterval: 2.1)  // two refreshes: the timer can run late under load
         let series = { (name: String, extra: String) in "mcrelay_listener_\(name){interface=\"rout0\",family=\"ipv4\"\(extra)}" }
         let general = series("queries_sent_total", ",kind=\"general\"")
         let metrics = try MetricsEndToEndTests.scrape(lab) { ($0[general] ?? 0) >= Double(before.generalQueriesSent) }
