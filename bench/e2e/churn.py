@@ -250,7 +250,9 @@ def run_bench(a, lab: ChurnLab, workdir: Path) -> dict:
                     "listener_changes": changes,
                     "plan_version_before": (before or {}).get("plan_version"),
                     "plan_version_after": (after or {}).get("plan_version"),
-                    "suppressed_no_listener": suppressed},
+                    "suppressed_no_listener": suppressed,
+                    "igmp_reports_received": sum(n for i in (igmp or []) for n in i.get("reports_received", {}).values()),
+                    "specific_queries_sent": sum(i.get("specific_queries_sent", 0) for i in (igmp or []))},
         "igmp_interfaces": igmp,
     }
 
@@ -267,7 +269,8 @@ def summary(r: dict) -> str:
         f"join -> first datagram (ms, packet interval {c['packet_interval_ms']}): all n={j['n']} p50={j['p50']} p90={j['p90']} "
         f"p99={j['p99']} max={j['max']}; cold n={cj['n']} p50={cj['p50']} p90={cj['p90']} p99={cj['p99']} max={cj['max']}",
         f"control plane: {ctl['listener_changes']} listener changes -> {ctl['gate_deltas_sent']} gate deltas "
-        f"({ctl['gate_entries_sent']} entries) and {ctl['plans_sent']} plans sent; plan version "
+        f"({ctl['gate_entries_sent']} entries) and {ctl['plans_sent']} plans sent; {ctl['igmp_reports_received']} IGMP reports in, "
+        f"{ctl['specific_queries_sent']} group-specific queries out; plan version "
         f"{ctl['plan_version_before']} -> {ctl['plan_version_after']}; {ctl['suppressed_no_listener']} datagrams suppressed (no listener)",
     ])
 
@@ -295,6 +298,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     started = time.monotonic()
+    with open("/proc/loadavg") as f:
+        load_start = f.read().split()[:3]
     try:
         result = run_bench(a, lab, workdir)
     except HarnessError as e:
@@ -307,8 +312,9 @@ def main(argv: list[str]) -> int:
         lab.down()
         shutil.rmtree(workdir, ignore_errors=True)
     with open("/proc/loadavg") as f:
-        result["meta"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loadavg_end": f.read().split()[:3],
-                          "wall_s": round(time.monotonic() - started, 1), "smoke": a.smoke}
+        result["meta"] = {"loadavg_start": load_start, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loadavg_end": f.read().split()[:3],
+                          "wall_s": round(time.monotonic() - started, 1), "smoke": a.smoke,
+                          "build": "debug" if "/debug/" in a.mcrelay else "release" if "/release/" in a.mcrelay else a.mcrelay}
     print(summary(result))
     if not a.smoke or a.json:
         path = Path(a.json or REPO / "bench/results/churn-latest.json")
