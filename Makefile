@@ -14,6 +14,7 @@
 #   make demo      deps, build, then scripts/demo.sh (three-namespace demo)
 #   make bench     core micro-benchmarks, simulator throughput, end to end vs socat and the kernel
 #   make bench-smoke  checks the end-to-end benchmark harness itself (CI)
+#   make bench-churn  listener churn on 16 links while static streams forward (root; CHURN_FLAGS=--smoke)
 #   make soak-live live soak of the release daemon in namespaces, MINUTES (default 10) (root; not in `make test`)
 #   make fuzz      fuzz every target FUZZ_SECONDS (default 60) each (scripts/fuzz.sh; --smoke for CI)
 #   make clean     remove build products
@@ -33,7 +34,7 @@ FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
 BUILD := $(or $(SCRATCH),.build)
 
-.PHONY: all deps bpf build release test test-repeat test-deb deb demo bench bench-smoke soak-live fuzz clean
+.PHONY: all deps bpf build release test test-repeat test-deb deb demo bench bench-smoke bench-churn soak-live fuzz clean
 
 all: build
 
@@ -121,6 +122,11 @@ bench-smoke: deps build
 	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null
+
+# Listener churn (issue #13): hosts on many links join and leave follow-output groups while
+# static streams forward; fails on any static loss (bench/README.md "Listener churn").
+bench-churn: deps release
+	scripts/bench-churn.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay $(CHURN_FLAGS)
 
 # The release daemon (2 workers) under steady traffic, rule churn, SIGHUP reloads, flaps and worker
 # kills for MINUTES; samples RSS, fds, memberships and stats every ~10 s and judges them

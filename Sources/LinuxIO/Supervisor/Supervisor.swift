@@ -310,8 +310,11 @@ public final class Supervisor {
             case let .leave(request):
                 helpers.leave(request)
             case let .sendPlan(plan):
+                // debug lines the listener-churn benchmark counts (plans vs gate deltas sent)
+                logger.debug("\(action)")
                 sendPlan(plan)
             case let .sendGates(delta):
+                logger.debug("\(action)")
                 sendGates(delta)
             case let .setTimer(instant):
                 coreTimer = instant
