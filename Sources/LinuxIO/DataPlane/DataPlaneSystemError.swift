@@ -38,6 +38,21 @@ enum DataPlaneSocketOption {
         guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else { throw .last("fcntl(O_NONBLOCK)", target) }
     }
 
+    /// Binds an AF_PACKET socket to every protocol on one interface (ingress sockets and the
+    /// listener tap: what they keep is left to their BPF filters).
+    static func bindPacketSocket(_ fd: Int32, ifindex: Int32, _ target: String) throws(DataPlaneSystemError) {
+        var address = sockaddr_ll()
+        address.sll_family = UInt16(AF_PACKET)
+        address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_ALL))
+        address.sll_ifindex = ifindex
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+            }
+        }
+        guard bound == 0 else { throw .last("bind(AF_PACKET)", target) }
+    }
+
     /// A large buffer: the *FORCE variant (root, ignores rmem_max/wmem_max, which cannot be
     /// raised inside a namespace) first, the plain one (capped by the sysctl) otherwise.
     static func setBuffer(_ fd: Int32, receive: Bool, bytes: Int32) {

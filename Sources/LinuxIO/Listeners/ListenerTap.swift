@@ -108,16 +108,7 @@ public final class ListenerTap {
             DataPlaneSocketOption.setBuffer(fd, receive: true, bytes: receiveBufferBytes)
             try DataPlaneSocketOption.setNonBlocking(fd, target)
 
-            var address = sockaddr_ll()
-            address.sll_family = UInt16(AF_PACKET)
-            address.sll_protocol = cln_htons(UInt16(CLN_ETH_P_ALL))
-            address.sll_ifindex = index
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
-                }
-            }
-            guard bound == 0 else { throw .last("bind(AF_PACKET)", target) }
+            try DataPlaneSocketOption.bindPacketSocket(fd, ifindex: index, target)
             let joined = cln_packet_allmulti(fd, index, 1)
             guard joined == 0 else { throw DataPlaneSystemError("setsockopt(PACKET_ADD_MEMBERSHIP, PACKET_MR_ALLMULTI)", target, code: -joined) }
         } catch {
