@@ -101,7 +101,7 @@ let package = Package(
         // that replays Fuzz/corpus and Fuzz/regressions.
         .target(name: "FuzzChecks", dependencies: ["RelayCore", "RelayControl", "PcapFile", "Sim"], path: "Fuzz/FuzzChecks"),
         // The XDP program against Forwarder + EgressFrame through BPF_PROG_TEST_RUN (root).
-        .testTarget(name: "XDPTests", dependencies: ["RelayCore", "FuzzChecks", "CXDP"]),
+        .testTarget(name: "XDPTests", dependencies: ["RelayCore", "FuzzChecks", "Sim", "CXDP"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks", "RelayCore", "PcapFile"]),
 
     ]

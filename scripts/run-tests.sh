@@ -3,7 +3,8 @@
 #
 #   pure pass  every suite that is not live, in parallel (Swift Testing's default)
 #   live pass  the live suites (network namespaces, daemons, real traffic), one test at a time
-#              (`swift test --no-parallel`), after the pure pass: nothing else runs beside them
+#              (`swift test --no-parallel`, a process per suite), after the pure pass: nothing
+#              else runs beside them
 #
 # then prints a table of suite durations and, last, swift test's own summary line of each pass.
 # Exits non-zero if either pass failed (both always run).
@@ -57,7 +58,11 @@ pass() {
     local name=$1 log=$2
     shift 2
     echo "run-tests: $name pass: $swift test $*"
-    "$swift" test "${scratch_flags[@]}" "$@" 2>&1 | tee "$log"
+    # A crash of the test process prints its backtrace (every thread) into the log, which the
+    # report shows with the tests that were running; the daemons the tests start keep theirs off
+    # (Harness/Processes.swift).
+    SWIFT_BACKTRACE=enable=yes,interactive=no,color=no,threads=all \
+        "$swift" test "${scratch_flags[@]}" "$@" 2>&1 | tee "$log"
     local status=${PIPESTATUS[0]}
     echo "$status" > "$log.status"
     return "$status"
@@ -86,11 +91,53 @@ if [ "$live_only" = 0 ]; then
     [ -n "$filter" ] && args+=(--filter "$filter")
     MCRELAY_TEST_PASS=pure pass pure "$logs/pure.log" --skip-build "${args[@]}" || failed=1
 fi
+# The live suites, each in a test process of its own (in the order `swift test list` gives): a
+# suite starts with no state left by another one in the process (threads, descriptors, heap), and
+# a crash ends only the suite it happened in, which the report names (with the tests that were
+# running and the backtrace). The suite filters are the parts of the test ids that $live matches.
+live_groups() {
+    "$swift" test "${scratch_flags[@]}" list --skip-build 2>/dev/null | LIVE_REGEX="$live" python3 -c '
+import os, re, sys
+live, seen = re.compile(os.environ["LIVE_REGEX"]), []
+for line in sys.stdin:
+    m = live.match(line.strip())
+    if m and m.group(0) not in seen:
+        seen.append(m.group(0))
+print("\n".join(re.escape(g) + r"\b" for g in seen))'
+}
+
+# live_pass NAME LOG: every live suite in its own `swift test --no-parallel`, all into LOG; LOG.status
+# is the first non-zero status (0 if none), LOG.suites the number of suite processes started.
+live_pass() {
+    local name=$1 log=$2 status=0 groups=() index=0
+    mapfile -t groups < <(live_groups)
+    : > "$log"
+    if [ "${#groups[@]}" = 0 ]; then
+        echo "run-tests: $name pass: no live suite found (swift test list failed or matched nothing in $live)" | tee -a "$log"
+        echo 1 > "$log.status"; echo 0 > "$log.suites"; return 1
+    fi
+    echo "${#groups[@]}" > "$log.suites"
+    for group in "${groups[@]}"; do
+        index=$((index + 1))
+        echo "run-tests: live suite $index/${#groups[@]}: $group" | tee -a "$log"
+        SWIFT_BACKTRACE=enable=yes,interactive=no,color=no,threads=all MCRELAY_TEST_PASS=live \
+            "$swift" test "${scratch_flags[@]}" --skip-build --no-parallel --filter "$group" 2>&1 | tee -a "$log"
+        local one=${PIPESTATUS[0]}
+        [ "$one" != 0 ] && [ "$status" = 0 ] && status=$one
+    done
+    echo "$status" > "$log.status"
+    return "$status"
+}
+
 for run in $(seq 1 "$repeat"); do
-    if [ -n "$filter" ]; then args=(--filter "$filter" --skip "$not_live"); else args=(--filter "$live"); fi
     name=live log="$logs/live.log"
     [ "$repeat" -gt 1 ] && name="live $run/$repeat" log="$logs/live-$run.log"
-    MCRELAY_TEST_PASS=live pass "$name" "$log" --skip-build --no-parallel "${args[@]}" || failed=1
+    if [ -n "$filter" ]; then
+        MCRELAY_TEST_PASS=live pass "$name" "$log" --skip-build --no-parallel --filter "$filter" --skip "$not_live" || failed=1
+    else
+        echo "run-tests: $name pass: each live suite in its own swift test --no-parallel"
+        live_pass "$name" "$log" || failed=1
+    fi
 done
 if [ "$release" = 1 ] && [ -z "$filter" ] && [ "$live_only" = 0 ]; then
     MCRELAY_TEST_PASS=pure release_pass || failed=1

@@ -18,6 +18,9 @@ SUITE = re.compile(r'^\S+ Suite (?P<name>".*?"|\S+) (?P<result>passed|failed)(?:
 SUITE_SKIPPED = re.compile(r'^\S+ Suite (?P<name>".*?"|\S+) skipped')
 TEST_FAILED = re.compile(r'^\S+ Test (?P<name>".*?"|\S+) (?:with \d+ test cases? )?failed after')
 RUN = re.compile(r'^\S+ Test run with \d+ tests?')
+# "◇ Test foo() started." / "✔ Test foo() passed after ..." / "✘ Test ... failed" / "➜ Test ... skipped"
+TEST_STARTED = re.compile(r'^\S+ Test (?P<name>".*?"|\S+) started\.')
+TEST_ENDED = re.compile(r'^\S+ Test (?P<name>".*?"|\S+) (?:with \d+ test cases? )?(?:passed|failed|skipped)')
 
 
 def pass_name(path):
@@ -25,11 +28,23 @@ def pass_name(path):
     return name[:-4] if name.endswith(".log") else name
 
 
+RUN_COUNTS = re.compile(r'^(?P<mark>\S+) Test run with (?P<tests>\d+) tests? in (?P<suites>\d+) suites? (?P<result>passed|failed)(?: after (?P<seconds>[\d.]+) seconds)?')
+GROUP = re.compile(r'^run-tests: live suite (?P<index>\d+)/(?P<count>\d+): (?P<group>.*)$')
+
+
 def read(path):
-    suites, skipped, failed, summary = [], [], [], None
+    suites, skipped, failed, runs = [], [], [], []
+    groups = []  # live pass with a process per suite: [group, its summary line or None]
     with open(path, encoding="utf-8", errors="replace") as log:
         for line in log:
             line = line.rstrip("\n")
+            if m := GROUP.match(line):
+                groups.append([m["group"], None])
+                continue
+            if m := TEST_STARTED.match(line):
+                OPEN.setdefault(path, {})[m["name"]] = groups[-1][0] if groups else None
+            elif m := TEST_ENDED.match(line):
+                OPEN.setdefault(path, {}).pop(m["name"], None)
             if m := SUITE.match(line):
                 suites.append((m["name"].strip('"'), m["result"], float(m["seconds"] or 0)))
             elif m := SUITE_SKIPPED.match(line):
@@ -37,14 +52,84 @@ def read(path):
             elif m := TEST_FAILED.match(line):
                 failed.append(m["name"].strip('"'))
             elif RUN.match(line):
-                summary = line
+                runs.append(line)
+                if groups:
+                    groups[-1][1] = line
     status = None
     try:
         with open(path + ".status") as f:
             status = int(f.read().strip())
     except (OSError, ValueError):
         pass
-    return suites, skipped, failed, summary, status
+    GROUPS[path] = groups
+    return suites, skipped, failed, combined_summary(runs, groups), status
+
+
+def combined_summary(runs, groups):
+    """swift test's summary line; for a pass of one process per suite, one line adding theirs up,
+    or None when any suite process ended without its summary (it crashed)."""
+    if not groups:
+        return runs[-1] if runs else None
+    if any(summary is None for _, summary in groups):
+        return None
+    tests = suites = 0
+    seconds = 0.0
+    ok = True
+    for _, summary in groups:
+        m = RUN_COUNTS.match(summary)
+        if not m:
+            return None
+        tests += int(m["tests"])
+        suites += int(m["suites"])
+        seconds += float(m["seconds"] or 0)
+        ok = ok and m["result"] == "passed"
+    mark = "\u2714" if ok else "\u2718"
+    return (f"{mark} Test run with {tests} tests in {suites} suites {'passed' if ok else 'failed'} after "
+            f"{seconds:.3f} seconds ({len(groups)} processes, one per live suite).")
+
+
+# Per log: the live groups and the summary line each printed.
+GROUPS = {}
+
+# Per log: tests that started and never ended (the ones running when a pass crashed).
+OPEN = {}
+
+
+def crash_report(path, name, status):
+    """What a CI reader needs when a test process died without its summary line: the suite it ran,
+    the tests that were running, and the end of its output (the crash backtrace, when
+    SWIFT_BACKTRACE allowed one)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            lines = log.readlines()
+    except OSError:
+        return
+    groups = GROUPS.get(path) or []
+    crashed = [group for group, summary in groups if summary is None]
+    print()
+    if groups:
+        print(f"{name} pass: {len(crashed)} of {len(groups)} suite processes ended without a summary (exit status {status}): "
+              + ", ".join(crashed))
+    else:
+        print(f"{name} pass ended without a summary (exit status {status})")
+    running = [f"{test} [{group}]" if group else test for test, group in OPEN.get(path, {}).items()]
+    print("tests started and never ended: " + (", ".join(running) if running else "none"))
+    # The end of each crashed suite's output (or of the log).
+    spans = []
+    if crashed:
+        starts = [i for i, line in enumerate(lines) if GROUP.match(line.rstrip("\n"))]
+        for position, start in enumerate(starts):
+            m = GROUP.match(lines[start].rstrip("\n"))
+            if m and m["group"] in crashed:
+                end = starts[position + 1] if position + 1 < len(starts) else len(lines)
+                spans.append((m["group"], lines[start:end]))
+    else:
+        spans.append((path, lines))
+    for label, span in spans:
+        tail = span[-80:]
+        print(f"last {len(tail)} lines of {label}:")
+        for line in tail:
+            print("  | " + line.rstrip("\n")[:400])
 
 
 def main(paths):
@@ -79,6 +164,10 @@ def main(paths):
             print("Failed tests:")
             for name, test in failures:
                 print(f"  [{name}] {test}")
+
+    for path, (name, _, _, _, summary, status) in zip(paths, runs):
+        if summary is None:
+            crash_report(path, name, status)
 
     # Last: swift test's own summary line of each pass (CI reads these).
     print()

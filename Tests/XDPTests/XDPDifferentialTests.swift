@@ -2,6 +2,7 @@ import Foundation
 import FuzzChecks
 import Glibc
 import RelayCore
+import Sim
 import Testing
 
 /// The XDP program (bpf/mcrelay_xdp.c) against RelayCore (issue #14's key proof): every frame
@@ -107,13 +108,12 @@ import Testing
 
     /// One case through both; records an issue per disagreement.
     static func check(_ program: XDPProgram, devices: DeviceNamespace, plan: WorkerPlan, facts: [InterfaceName: InterfaceFacts],
-                      ingress: Int, frame: [UInt8], name: String, tally: inout Tally) throws {
+                      ingress ingressName: InterfaceName, frame: [UInt8], name: String, tally: inout Tally) throws {
         let tables = XDPTables(plan: plan, facts: facts)
         try program.install(tables, namespacePath: devices.path)
         tally.frames += 1
         tally.refusedRules += tables.fallbacks.count
         var forwarder = Forwarder(plan: plan)
-        let ingressName = FrameFuzzInput.ingressInterfaces[ingress]
         let slot = forwarder.ingressSlot(of: ingressName)!
         let expected: [(InterfaceName, [UInt8])]? = frame.withUnsafeBytes { bytes in
             guard case let .forward(forwarding) = forwarder.decide(bytes, link: .ethernet, ingress: slot) else { return nil }
@@ -204,7 +204,8 @@ import Testing
             let decoded = input.withUnsafeBytes { FrameFuzzCase($0) }
             guard decoded.link == .ethernet else { continue }  // XDP sees Ethernet frames only
             ethernet += 1
-            try Self.check(program, devices: devices, plan: decoded.plan, facts: Self.facts(ingress: decoded.ingress), ingress: decoded.ingress,
+            try Self.check(program, devices: devices, plan: decoded.plan, facts: Self.facts(ingress: decoded.ingress),
+                           ingress: FrameFuzzInput.ingressInterfaces[decoded.ingress],
                            frame: decoded.frame, name: name, tally: &tally)
         }
         print("XDPDifferentialTests fuzz seeds: \(ethernet) Ethernet seeds of \(names.count); \(tally)")
@@ -246,15 +247,15 @@ import Testing
                                                     sourcePort: UInt16(40000 + length), destinationPort: 5000, ttl: 3)
                     var frame = EgressFrame.bytes(fields, payload: payload)
                     let name = "v\(v6 ? 6 : 4) outputs \(outputCount) specific \(specific) remap \(remapFamily) payload \(length)"
-                    try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: 0, frame: frame, name: name, tally: &tally)
+                    try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame, name: name, tally: &tally)
                     if frame.count < 60 {  // as Ethernet pads it
                         frame += [UInt8](repeating: 0, count: 60 - frame.count)
-                        try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: 0, frame: frame,
+                        try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame,
                                        name: name + " padded", tally: &tally)
                     }
                     // A wrong UDP checksum: the relay sends its own over the payload as it is.
                     frame[v6 ? 60 : 40] ^= 0x5A
-                    try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: 0, frame: frame,
+                    try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame,
                                    name: name + " bad udp checksum", tally: &tally)
                 }
             }
@@ -262,5 +263,47 @@ import Testing
         print("XDPDifferentialTests built frames: \(tally)")
         #expect(tally.redirected + tally.oversize == tally.frames, "every built frame is of the common shape and carried")
         #expect(tally.oversize < tally.frames / 10)
+    }
+
+    /// The simulator's checked-in cases (`traces/`, TraceCases): their rules and every Ethernet
+    /// frame they feed the relay, valid or malformed, through both. Inputs on eth0 arrive on `lo`;
+    /// the outputs eth1 and eth2 are the namespace's devices 1001 and 1002.
+    @Test func simulatorCaseFramesMatchTheForwarder() throws {
+        guard let program = Self.program() else { return }
+        let devices = try DeviceNamespace("mcxdpsim")
+        let loopback = Int32(if_nametoindex("lo"))
+        var facts: [InterfaceName: InterfaceFacts] = [:]
+        for (position, name) in ["eth0", "eth1", "eth2"].enumerated() {
+            let interface = InterfaceName(name)!
+            var entry = InterfaceFacts.simulated(interface, position: position)
+            entry.index = position == 0 ? loopback : Int32(1000 + position)
+            facts[interface] = entry
+        }
+        var tally = Tally()
+        var cases: [String] = []
+        var shorterThanEthernet = 0
+        for trace in TraceCases.all {
+            var book = RuleBook()
+            for spec in trace.simCase.input.rules { try book.add(spec) }
+            let ingress = Set(trace.simCase.input.store.frames.map(\.interface))
+            guard ingress == [InterfaceName("eth0")!],
+                  book.rules.values.allSatisfy({ $0.outputs.allSatisfy { facts[$0.interface] != nil && $0.interface.rawValue != "eth0" } })
+            else { continue }  // a case with other interfaces would need other devices
+            let plan = WorkerPlan(worker: WorkerID(0), version: 1, ingress: [IngressAssignment(interface: InterfaceName("eth0")!, fanoutGroup: nil)],
+                                  rules: Array(book.rules.values))
+            let store = trace.simCase.input.store
+            var checked = 0
+            for index in store.frames.indices where store.frames[index].link == .ethernet {
+                // A device hands XDP whole Ethernet headers (BPF_PROG_TEST_RUN refuses less).
+                guard store.frames[index].length >= 14 else { shorterThanEthernet += 1; continue }
+                try Self.check(program, devices: devices, plan: plan, facts: facts, ingress: InterfaceName("eth0")!,
+                               frame: store.bytes(index), name: "\(trace.name) frame \(index)", tally: &tally)
+                checked += 1
+            }
+            cases.append("\(trace.name) (\(checked) frames)")
+        }
+        print("XDPDifferentialTests simulator cases \(cases): \(tally); \(shorterThanEthernet) frames shorter than an Ethernet header not run")
+        #expect(cases.count >= 3, "simulator cases checked: \(cases)")
+        #expect(tally.redirected >= 100 && tally.transmitsCompared >= 100)
     }
 }
