@@ -241,7 +241,8 @@ lab_up=1
 labvars=$(timeout 60 "$here/netns-lab.sh" up "$prefix") || tooling "netns-lab.sh up $prefix failed"
 eval "$labvars"
 cat > "$tmp/config.json" <<'EOF'
-{"rules": [{"name": "cam1", "in": "rin0:239.1.1.1:5001", "out": ["rout0:239.10.1.1:6001", "rout1:239.10.2.1:6001:8"]}]}
+{"rules": [{"name": "cam1", "in": "rin0:239.1.1.1:5001", "out": ["rout0:239.10.1.1:6001", "rout1:239.10.2.1:6001:8:listeners"]}],
+ "queriers": [{"interface": "rout1", "families": ["ipv4"]}]}
 EOF
 ip netns exec "$LAB_RLY" /usr/bin/mcrelay daemon --config "$tmp/config.json" --control "$tmp/control.sock" \
     --workers 1 --metrics "127.0.0.1:$port" > "$tmp/daemon.out" 2> "$tmp/daemon.log" &
