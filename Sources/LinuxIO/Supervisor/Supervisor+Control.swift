@@ -135,6 +135,7 @@ extension Supervisor {
         do {
             let config = try ConfigFile.load(path: path)
             recordRules("config_reload", config.rules, now: now)
+            if let problem = Self.proxyEgressProblem(config.proxies) { return .failure(ControlProtocolError(problem)) }
             let diff = try core.replaceRules(config.rules, proxies: config.proxies, now: now)
             proxySettings = config.proxies
             apply(now: now)
