@@ -106,7 +106,8 @@ final class EgressRecorder {
         let header = EgressFrame.routedHeaderLength(headers: headers)
         let count = min(payload.count, buffer.count - header)
         let length = buffer.withUnsafeMutableBytes { out in
-            EgressFrame.writeRoutedHeader(out.baseAddress!, template: UnsafeRawPointer(template), headers: headers)
+            EgressFrame.writeRoutedHeader(out.baseAddress!, template: UnsafeRawPointer(template), headers: headers,
+                                          payload: UnsafeRawBufferPointer(rebasing: payload[0..<count]))
             if let body = payload.baseAddress, count > 0 { (out.baseAddress! + header).copyMemory(from: body, byteCount: count) }
             return header + count
         }

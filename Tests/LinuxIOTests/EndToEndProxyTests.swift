@@ -7,8 +7,8 @@ import Testing
 /// Linux host joins 239.7.7.7 on rcv0 with an ordinary socket and leaves again; the relay must
 /// hold the group on rin0 (its helper-socket membership, which the kernel reports upstream) only
 /// in between. What is checked is the kernel's own membership list (`ip maddr`) in the relay's
-/// namespace and the IGMPv3 reports that reach the sender's namespace on snd0. Forwarding of the
-/// proxied traffic is not part of this (not built yet), so no datagrams are counted here.
+/// namespace and the IGMPv3 reports that reach the sender's namespace on snd0.
+/// `forwardsToEachDownstreamOnlyWhatItsHostsJoined` counts the proxied datagrams themselves.
 @Suite(.serialized) struct EndToEndProxyTests {
     static let hostScript = """
         import socket, sys, time, os
@@ -118,5 +118,122 @@ import Testing
         #expect(leaveReported, "no leave (TO_IN {}) for 239.7.7.7 reached snd0: \(counter.stdout.suffix(300))")
         #expect(try daemon.cli(["igmp", "proxy"]).stdout == "nothing joined upstream (config \"proxies\")\n")
         print("proxy test: upstream leave \(elapsed) after the downstream leave; reports on snd0: \(counter.stdout.split(separator: "\n").last ?? "")")
+    }
+
+    /// The datagrams of one group to one port that arrived on a frame reader's interface, each
+    /// checked as the proxy must forward it: the sender's address, TTL `ttl`, one datagram per
+    /// frame (the frame ends where the IP datagram does), `size` bytes of payload. Returns
+    /// (count, the frames that were not so).
+    static func routed(_ reader: WireReader, group: String, port: UInt16, ttl: UInt8, size: Int) -> (count: Int, bad: [String]) {
+        var count = 0
+        var bad: [String] = []
+        for frame in reader.frames where !frame.outgoing {
+            let b = frame.bytes
+            guard b.count >= 42, b[12] == 0x08, b[13] == 0x00, b[23] == 17, ListenerFrames.ipv4Text(b[30..<34]) == group else { continue }
+            let udp = 14 + Int(b[14] & 0x0f) * 4
+            guard b.count >= udp + 8, UInt16(b[udp + 2]) << 8 | UInt16(b[udp + 3]) == port else { continue }
+            count += 1
+            let total = Int(b[16]) << 8 | Int(b[17])
+            let source = ListenerFrames.ipv4Text(b[26..<30])
+            let udpLength = Int(b[udp + 4]) << 8 | Int(b[udp + 5])
+            let macOK = b[0] == 0x01 && b[1] == 0x00 && b[2] == 0x5E
+            if source != Lab.senderAddress || b[22] != ttl || b.count != 14 + total || udpLength != 8 + size || !macOK {
+                bad.append("source \(source) ttl \(b[22]) frame \(b.count) bytes, IP total \(total), UDP length \(udpLength), MAC \(b[0..<3].map { String($0, radix: 16) })")
+            }
+        }
+        return (count, bad)
+    }
+
+    /// The proxy forwards: rin0 -> rout0, rout1 for 239.0.0.0/8. The sender sends 200 datagrams
+    /// (TTL 4, 200-byte payload) to each of 239.7.1.1:5001 and 239.7.1.2:5002. Host receivers in
+    /// the receiver namespace: on rcv0 an IGMPv3 SSM join (239.7.1.1 from the sender,
+    /// IP_ADD_SOURCE_MEMBERSHIP), on rcv1 an any-source join of 239.7.1.2. Counted per host and
+    /// group, on the wire (frame readers on rcv0 and rcv1) and by the receivers' sockets:
+    /// 0 of 200 before any join, 200 of 200 after on the joining side and 0 of 200 on the other,
+    /// and 0 of 200 after the hosts left and the relay's last member queries ran out.
+    @Test(.timeLimit(.minutes(3)))
+    func forwardsToEachDownstreamOnlyWhatItsHostsJoined() throws {
+        let lab = try Lab("prf")
+        defer { lab.down() }
+        let config = lab.directory + "/proxy.json"
+        try #"{"proxies": [{"upstream": "rin0", "downstream": ["rout0", "rout1"], "groups": ["239.0.0.0/8"]}]}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try RelayDaemon(lab, config: config)
+        defer { _ = try? daemon.stop() }
+        let rcv0 = try WireReader(namespace: lab.receiver, interface: "rcv0")
+        let rcv1 = try WireReader(namespace: lab.receiver, interface: "rcv1")
+        let size = 200, count = 200
+        let ssm = Stream(input: "239.7.1.1:5001", output: "239.7.1.1:5001", id: 1)
+        let asm = Stream(input: "239.7.1.2:5002", output: "239.7.1.2:5002", id: 2)
+        func counts() -> [Int] {
+            rcv0.drain()
+            rcv1.drain()
+            let all = [Self.routed(rcv0, group: "239.7.1.1", port: 5001, ttl: 3, size: size),
+                       Self.routed(rcv0, group: "239.7.1.2", port: 5002, ttl: 3, size: size),
+                       Self.routed(rcv1, group: "239.7.1.1", port: 5001, ttl: 3, size: size),
+                       Self.routed(rcv1, group: "239.7.1.2", port: 5002, ttl: 3, size: size)]
+            for (index, result) in all.enumerated() where !result.bad.isEmpty {
+                Issue.record("phase frames \(index) not forwarded as a router would: \(result.bad.prefix(3))")
+            }
+            #expect(rcv0.kernelDrops == 0 && rcv1.kernelDrops == 0, "the frame readers lost frames")
+            return all.map(\.count)
+        }
+
+        // Before any join: the relay reads the upstream but sends nothing downstream.
+        Thread.sleep(forTimeInterval: 1)
+        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, sourcePort: 40001)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(counts() == [0, 0, 0, 0], "rcv0 239.7.1.1, rcv0 239.7.1.2, rcv1 239.7.1.1, rcv1 239.7.1.2 before any join")
+        let before = try daemon.stats().rules.first { $0.name == "proxy" }
+        #expect(before?.in == "rin0:239.0.0.0/8:*")
+        #expect(before?.outputs.map(\.out) == ["rout0:routed", "rout1:routed"])
+        #expect(before?.packets == UInt64(2 * count), "the proxy route took the 400 datagrams: \(String(describing: before))")
+        #expect(before?.outputs.map(\.suppressed) == [UInt64(2 * count), UInt64(2 * count)])
+        #expect(before?.outputs.map(\.packets) == [0, 0])
+
+        // The hosts join: rcv0 (239.7.1.1 from the sender), rcv1 (239.7.1.2 from anyone).
+        let ssmHost = try Receiver(lab, address: Lab.receiverAddress0, sourceFilter: Lab.senderAddress, streams: [ssm],
+                                   expect: count, size: size, duration: 30, idle: 0, name: "ssm")
+        let asmHost = try Receiver(lab, address: Lab.receiverAddress1, streams: [asm], expect: count, size: size,
+                                   duration: 30, idle: 0, name: "asm")
+        let upstream = try waitUntil(timeout: .seconds(10)) {
+            let text = try lab.must(lab.relay, ["ip", "maddr", "show", "dev", "rin0"]).stdout
+            return text.contains("239.7.1.1") && text.contains("239.7.1.2")
+        }
+        #expect(upstream, "both groups joined upstream on rin0")
+        let shown = try daemon.cli(["igmp", "proxy"]).stdout
+        print("proxy forwarding test: mcrelay igmp proxy:\n\(shown)")
+        // The gates travel to the worker beside the joins (a delta, acknowledged within ms).
+        Thread.sleep(forTimeInterval: 0.3)
+        rcv0.forget()
+        rcv1.forget()
+        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, startSeq: 0, sourcePort: 40001)
+        let ssmGot = try ssmHost.finish()
+        let asmGot = try asmHost.finish()
+        expectDelivered(ssmGot, [ssm], count: count, ttl: 3)
+        expectDelivered(asmGot, [asm], count: count, ttl: 3)
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(counts() == [count, 0, 0, count], "rcv0 239.7.1.1, rcv0 239.7.1.2, rcv1 239.7.1.1, rcv1 239.7.1.2 after the joins")
+        let after = try daemon.stats().rules.first { $0.name == "proxy" }
+        #expect(after?.outputs.map(\.packets) == [UInt64(count), UInt64(count)], "forwarded per downstream: \(String(describing: after))")
+        // Each downstream held back the other group's 200 (and nothing of its own).
+        #expect(zip(after?.outputs ?? [], before?.outputs ?? []).map { $0.suppressed! - $1.suppressed! } == [UInt64(count), UInt64(count)])
+        #expect(after?.outputs.map(\.sendErrors) == [0, 0])
+        let text = try daemon.cli(["stats"]).stdout
+        #expect(text.contains("rout0:routed") && text.contains("suppressed: no listener"), "mcrelay stats: \(text.suffix(800))")
+
+        // The hosts' sockets are closed (the receivers finished): their kernels leave; after the
+        // last member query time (2 x 1 s) the gates close and the relay leaves upstream.
+        let left = try waitUntil(timeout: .seconds(10)) {
+            let text = try lab.must(lab.relay, ["ip", "maddr", "show", "dev", "rin0"]).stdout
+            return !text.contains("239.7.1.1") && !text.contains("239.7.1.2")
+        }
+        #expect(left, "the groups are still joined on rin0 after the hosts left")
+        rcv0.forget()
+        rcv1.forget()
+        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, sourcePort: 40001)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(counts() == [0, 0, 0, 0], "after the leaves")
+        print("proxy forwarding test: \(String(describing: try daemon.stats().rules.first { $0.name == "proxy" }))")
     }
 }

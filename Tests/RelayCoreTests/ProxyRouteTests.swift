@@ -150,6 +150,41 @@ import Testing
         }
     }
 
+    @Test func aChecksumLeftToOffloadIsCompletedAndACorruptedOneIsLeftCorrupted() throws {
+        let mac = MACAddress(2, 0, 0, 0, 0, 3)
+        let input = FrameBuilder(source: Self.sender, destination: ip("239.1.1.1"), ttl: 4, payload: Array(0..<201))
+        let valid = Self.settingUDPChecksum(input.build())
+        func routed(_ bytes: [UInt8]) -> [UInt8] {
+            guard case let .datagram(datagram) = parse(bytes) else { return [] }
+            return EgressFrame.routedBytes(sourceMAC: mac, headers: Array(bytes[datagram.ipOffset..<datagram.payloadOffset]),
+                                           payload: Array(bytes[datagram.payloadOffset..<datagram.payloadOffset + datagram.payloadLength]))
+        }
+        // CHECKSUM_PARTIAL, as a local sender's kernel leaves it: the pseudo header's sum alone.
+        var partial = valid
+        let udp = 14 + 20
+        var pseudo: UInt32 = 0
+        let words = Array(valid[26..<34]) + [0, 17] + Array(valid[udp + 4..<udp + 6])
+        for index in stride(from: 0, to: words.count, by: 2) { pseudo += UInt32(words[index]) << 8 | UInt32(words[index + 1]) }
+        while pseudo > 0xFFFF { pseudo = (pseudo & 0xFFFF) + (pseudo >> 16) }
+        partial[udp + 6] = UInt8(pseudo >> 8)
+        partial[udp + 7] = UInt8(pseudo & 0xFF)
+        #expect(!Self.udpChecksumVerifies(partial))
+        #expect(Array(routed(partial)[(udp + 6)...].prefix(2)) == Array(valid[(udp + 6)...].prefix(2)), "completed: the sender's full checksum")
+        #expect(Self.udpChecksumVerifies(routed(partial)))
+        #expect(Array(routed(valid)[14...]).enumerated().filter { $0.element != valid[$0.offset + 14] }.map(\.offset).sorted() == [8, 10, 11]
+                    || Array(routed(valid)[14...]).enumerated().filter { $0.element != valid[$0.offset + 14] }.map(\.offset).sorted() == [8, 10]
+                    || Array(routed(valid)[14...]).enumerated().filter { $0.element != valid[$0.offset + 14] }.map(\.offset).sorted() == [8, 11],
+                "a valid datagram changes only in its TTL and IP header checksum")
+        var corrupted = valid
+        corrupted[udp + 8 + 100] ^= 0x40
+        let out = routed(corrupted)
+        #expect(!Self.udpChecksumVerifies(out), "corruption before the relay stays detectable")
+        #expect(Array(out[(udp + 6)...].prefix(2)) == Array(valid[(udp + 6)...].prefix(2)))
+        var none = input.build()  // IPv4 without a UDP checksum
+        #expect(Array(routed(none)[(udp + 6)...].prefix(2)) == [0, 0], "no checksum stays no checksum")
+        none[0] = none[0]
+    }
+
     /// The UDP checksum of an untagged Ethernet frame, over its pseudo header (RFC 768, RFC 8200 8.1).
     static func udpChecksumVerifies(_ frame: [UInt8]) -> Bool { udpSum(frame) == 0xFFFF }
 

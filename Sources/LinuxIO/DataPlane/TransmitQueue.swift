@@ -255,7 +255,8 @@ public final class TransmitQueue {
         let template = UnsafeRawPointer(pool.outputTemplate + output * EgressFrame.templateBytes)
         let headerLength = entry.headers != nil
             ? EgressFrame.writeRoutedHeader(header, template: template,
-                                            headers: UnsafeRawBufferPointer(start: entry.headers, count: entry.headersLength))
+                                            headers: UnsafeRawBufferPointer(start: entry.headers, count: entry.headersLength),
+                                            payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length))
             : EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
                                       payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length),
                                       udpChecksum: Self.packetUDPChecksum)

@@ -253,13 +253,51 @@ public enum EgressFrame {
     /// the template), then the received IP header and UDP header copied, with the TTL / hop
     /// limit one less and, for IPv4, the header checksum computed again (RFC 1812 5.3.1).
     /// Addresses, ports and the UDP checksum stay as the sender wrote them (the UDP pseudo
-    /// header does not cover the TTL). `headers` is what the `FrameParser` accepted (IPv4 or
-    /// IPv6 from its first byte, TTL > 1: the Forwarder drops the rest) and the payload is
-    /// not touched: it follows as is. `out` holds `routedHeaderLength(headers:)` bytes
-    /// (at most `maximumRoutedHeaderBytes`). Returns that length.
+    /// header does not cover the TTL), with one exception, `completeUDPChecksum`.
+    /// `headers` is what the `FrameParser` accepted (IPv4 or IPv6 from its first byte, TTL > 1:
+    /// the Forwarder drops the rest) and the payload is read (for the checksum), never written:
+    /// it follows as is. `out` holds `routedHeaderLength(headers:)` bytes (at most
+    /// `maximumRoutedHeaderBytes`). Returns that length.
     @inlinable @inline(__always) @discardableResult
     public static func writeRoutedHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer,
-                                         headers: UnsafeRawBufferPointer) -> Int {
+                                         headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Int {
+        let length = writeRoutedIPHeader(out, template: template, headers: headers)
+        completeUDPChecksum(out + ethernetHeaderBytes, headers: headers.count, payload: payload)
+        return length
+    }
+
+    /// A sender on this host or a VM next to it hands its datagrams over with the UDP checksum
+    /// left to the NIC (CHECKSUM_PARTIAL: the field holds only the pseudo header's sum), and a
+    /// packet socket reads them so; the kernel would complete it on the way out, frames the
+    /// relay writes are not completed by anyone. So: a checksum that verifies stays; one that
+    /// does not and holds exactly that partial sum is completed; anything else (corrupted on
+    /// the way) stays as it came, for the receiver to discard as it would have. IPv4 without a
+    /// checksum (0) stays without. Costs one pass over the payload, as re-originated frames do.
+    @inlinable @inline(__always)
+    static func completeUDPChecksum(_ ip: UnsafeMutableRawPointer, headers: Int, payload: UnsafeRawBufferPointer) {
+        let udp = ip + headers - 8
+        let field = udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
+        let udpLength = UInt64(udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        let pseudo: UInt64
+        if ip.load(as: UInt8.self) >> 4 == 6 {
+            pseudo = sum(UnsafeRawPointer(ip + 8), 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ udpLength
+        } else {
+            guard field != 0 else { return }
+            pseudo = sum(UnsafeRawPointer(ip + 12), 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ udpLength
+        }
+        // The UDP header without its checksum field, then the payload.
+        var total = sum(UnsafeRawPointer(udp), 6, pseudo)
+        if let base = payload.baseAddress { total = sum(base, payload.count, total) }
+        guard fold(total &+ UInt64(field)) != 0xFFFF, field == fold(pseudo) else { return }
+        var check = ~fold(total)
+        if check == 0 { check = 0xFFFF }
+        udp.storeBytes(of: check, toByteOffset: 6, as: UInt16.self)
+    }
+
+    /// `writeRoutedHeader` without the UDP checksum's completion.
+    @inlinable @inline(__always)
+    static func writeRoutedIPHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer,
+                                    headers: UnsafeRawBufferPointer) -> Int {
         let ip = out + ethernetHeaderBytes
         if let base = headers.baseAddress, headers.count > 0 { ip.copyMemory(from: base, byteCount: headers.count) }
         out.copyMemory(from: template, byteCount: 12)
@@ -295,7 +333,11 @@ public enum EgressFrame {
         template.withUnsafeMutableBytes { template in
             writeRoutedTemplate(template.baseAddress!, sourceMAC: sourceMAC)
             frame.withUnsafeMutableBytes { out in
-                headers.withUnsafeBytes { _ = writeRoutedHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!), headers: $0) }
+                headers.withUnsafeBytes { headers in
+                    payload.withUnsafeBytes {
+                        _ = writeRoutedHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!), headers: headers, payload: $0)
+                    }
+                }
             }
         }
         return frame + payload
