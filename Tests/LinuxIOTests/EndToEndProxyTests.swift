@@ -145,12 +145,14 @@ import Testing
     }
 
     /// The proxy forwards: rin0 -> rout0, rout1 for 239.0.0.0/8. The sender sends 200 datagrams
-    /// (TTL 4, 200-byte payload) to each of 239.7.1.1:5001 and 239.7.1.2:5002. Host receivers in
-    /// the receiver namespace: on rcv0 an IGMPv3 SSM join (239.7.1.1 from the sender,
-    /// IP_ADD_SOURCE_MEMBERSHIP), on rcv1 an any-source join of 239.7.1.2. Counted per host and
-    /// group, on the wire (frame readers on rcv0 and rcv1) and by the receivers' sockets:
-    /// 0 of 200 before any join, 200 of 200 after on the joining side and 0 of 200 on the other,
-    /// and 0 of 200 after the hosts left and the relay's last member queries ran out.
+    /// (TTL 4, 200-byte payload) to each of 239.7.1.1:5001, 239.7.1.2:5002 and 239.7.1.3:5003.
+    /// Host receivers (ordinary sockets) in the receiver namespace: on rcv0 an IGMPv3 SSM join
+    /// (239.7.1.1 from the sender, IP_ADD_SOURCE_MEMBERSHIP) and an IGMPv3 any-source join of
+    /// 239.7.1.3; on rcv1 an IGMPv2 host (`force_igmp_version=2` on the host's own rcv1, the one
+    /// setting changed, as a v2 host is) joining 239.7.1.2. Counted per interface and group, on the
+    /// wire (frame readers on rcv0 and rcv1) and by the receivers' sockets: 0 of 200 before any
+    /// join, 200 of 200 after on the joining side and 0 of 200 on the other, and 0 of 200 after the
+    /// hosts left and the relay's last member queries ran out.
     @Test(.timeLimit(.minutes(3)))
     func forwardsToEachDownstreamOnlyWhatItsHostsJoined() throws {
         let lab = try Lab("prf")
@@ -160,18 +162,21 @@ import Testing
             .write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RelayDaemon(lab, config: config)
         defer { _ = try? daemon.stop() }
+        try lab.must(lab.receiver, ["sysctl", "-qw", "net.ipv4.conf.rcv1.force_igmp_version=2"])
         let rcv0 = try WireReader(namespace: lab.receiver, interface: "rcv0")
         let rcv1 = try WireReader(namespace: lab.receiver, interface: "rcv1")
         let size = 200, count = 200
         let ssm = Stream(input: "239.7.1.1:5001", output: "239.7.1.1:5001", id: 1)
-        let asm = Stream(input: "239.7.1.2:5002", output: "239.7.1.2:5002", id: 2)
+        let v2 = Stream(input: "239.7.1.2:5002", output: "239.7.1.2:5002", id: 2)
+        let asm = Stream(input: "239.7.1.3:5003", output: "239.7.1.3:5003", id: 3)
+        let streams = [ssm, v2, asm]
+        /// Datagrams on the wire: rcv0 239.7.1.1, .2, .3, then rcv1 239.7.1.1, .2, .3.
         func counts() -> [Int] {
             rcv0.drain()
             rcv1.drain()
-            let all = [Self.routed(rcv0, group: "239.7.1.1", port: 5001, ttl: 3, size: size),
-                       Self.routed(rcv0, group: "239.7.1.2", port: 5002, ttl: 3, size: size),
-                       Self.routed(rcv1, group: "239.7.1.1", port: 5001, ttl: 3, size: size),
-                       Self.routed(rcv1, group: "239.7.1.2", port: 5002, ttl: 3, size: size)]
+            let all = [rcv0, rcv1].flatMap { reader in
+                streams.map { Self.routed(reader, group: String($0.output.prefix(9)), port: UInt16($0.output.suffix(4))!, ttl: 3, size: size) }
+            }
             for (index, result) in all.enumerated() where !result.bad.isEmpty {
                 Issue.record("phase frames \(index) not forwarded as a router would: \(result.bad.prefix(3))")
             }
@@ -181,43 +186,52 @@ import Testing
 
         // Before any join: the relay reads the upstream but sends nothing downstream.
         Thread.sleep(forTimeInterval: 1)
-        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, sourcePort: 40001)
+        try send(lab, streams: streams, count: count, rate: 400, size: size, sourcePort: 40001)
         Thread.sleep(forTimeInterval: 0.5)
-        #expect(counts() == [0, 0, 0, 0], "rcv0 239.7.1.1, rcv0 239.7.1.2, rcv1 239.7.1.1, rcv1 239.7.1.2 before any join")
+        let none = [0, 0, 0, 0, 0, 0]
+        #expect(counts() == none, "rcv0 239.7.1.1, .2, .3, rcv1 239.7.1.1, .2, .3 before any join")
         let before = try daemon.stats().rules.first { $0.name == "proxy" }
         #expect(before?.in == "rin0:239.0.0.0/8:*")
         #expect(before?.outputs.map(\.out) == ["rout0:routed", "rout1:routed"])
-        #expect(before?.packets == UInt64(2 * count), "the proxy route took the 400 datagrams: \(String(describing: before))")
-        #expect(before?.outputs.map(\.suppressed) == [UInt64(2 * count), UInt64(2 * count)])
+        #expect(before?.packets == UInt64(3 * count), "the proxy route took the 600 datagrams: \(String(describing: before))")
+        #expect(before?.outputs.map(\.suppressed) == [UInt64(3 * count), UInt64(3 * count)])
         #expect(before?.outputs.map(\.packets) == [0, 0])
 
-        // The hosts join: rcv0 (239.7.1.1 from the sender), rcv1 (239.7.1.2 from anyone).
+        // The hosts join: on rcv0 239.7.1.1 from the sender and 239.7.1.3 from anyone (IGMPv3),
+        // on rcv1 239.7.1.2 (IGMPv2).
         let ssmHost = try Receiver(lab, address: Lab.receiverAddress0, sourceFilter: Lab.senderAddress, streams: [ssm],
                                    expect: count, size: size, duration: 30, idle: 0, name: "ssm")
-        let asmHost = try Receiver(lab, address: Lab.receiverAddress1, streams: [asm], expect: count, size: size,
+        let asmHost = try Receiver(lab, address: Lab.receiverAddress0, streams: [asm], expect: count, size: size,
                                    duration: 30, idle: 0, name: "asm")
+        let v2Host = try Receiver(lab, address: Lab.receiverAddress1, streams: [v2], expect: count, size: size,
+                                  duration: 30, idle: 0, name: "v2")
         let upstream = try waitUntil(timeout: .seconds(10)) {
             let text = try lab.must(lab.relay, ["ip", "maddr", "show", "dev", "rin0"]).stdout
-            return text.contains("239.7.1.1") && text.contains("239.7.1.2")
+            return text.contains("239.7.1.1") && text.contains("239.7.1.2") && text.contains("239.7.1.3")
         }
         #expect(upstream, "both groups joined upstream on rin0")
         let shown = try daemon.cli(["igmp", "proxy"]).stdout
         print("proxy forwarding test: mcrelay igmp proxy:\n\(shown)")
+        // The rcv1 host is an IGMPv2 host as the relay sees it (its group in v2 compatibility).
+        let groups = try daemon.cli(["igmp", "groups"]).stdout
+        #expect(groups.split(separator: "\n").contains { $0.hasPrefix("rout1 239.7.1.2 ") && $0.contains("IGMPv2") },
+                "mcrelay igmp groups: \(groups)")
         // The gates travel to the worker beside the joins (a delta, acknowledged within ms).
         Thread.sleep(forTimeInterval: 0.3)
         rcv0.forget()
         rcv1.forget()
-        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, startSeq: 0, sourcePort: 40001)
-        let ssmGot = try ssmHost.finish()
-        let asmGot = try asmHost.finish()
-        expectDelivered(ssmGot, [ssm], count: count, ttl: 3)
-        expectDelivered(asmGot, [asm], count: count, ttl: 3)
+        try send(lab, streams: streams, count: count, rate: 400, size: size, startSeq: 0, sourcePort: 40001)
+        expectDelivered(try ssmHost.finish(), [ssm], count: count, ttl: 3)
+        expectDelivered(try asmHost.finish(), [asm], count: count, ttl: 3)
+        expectDelivered(try v2Host.finish(), [v2], count: count, ttl: 3)
         Thread.sleep(forTimeInterval: 0.3)
-        #expect(counts() == [count, 0, 0, count], "rcv0 239.7.1.1, rcv0 239.7.1.2, rcv1 239.7.1.1, rcv1 239.7.1.2 after the joins")
+        let joined = counts()
+        print("proxy forwarding test: datagrams on the wire after the joins (rcv0 .1 .2 .3, rcv1 .1 .2 .3): \(joined)")
+        #expect(joined == [count, 0, count, 0, count, 0], "rcv0 239.7.1.1, .2, .3, rcv1 239.7.1.1, .2, .3 after the joins")
         let after = try daemon.stats().rules.first { $0.name == "proxy" }
-        #expect(after?.outputs.map(\.packets) == [UInt64(count), UInt64(count)], "forwarded per downstream: \(String(describing: after))")
-        // Each downstream held back the other group's 200 (and nothing of its own).
-        #expect(zip(after?.outputs ?? [], before?.outputs ?? []).map { $0.suppressed! - $1.suppressed! } == [UInt64(count), UInt64(count)])
+        #expect(after?.outputs.map(\.packets) == [UInt64(2 * count), UInt64(count)], "forwarded per downstream: \(String(describing: after))")
+        // rout0 held back 239.7.1.2's 200, rout1 those of 239.7.1.1 and 239.7.1.3.
+        #expect(zip(after?.outputs ?? [], before?.outputs ?? []).map { $0.suppressed! - $1.suppressed! } == [UInt64(count), UInt64(2 * count)])
         #expect(after?.outputs.map(\.sendErrors) == [0, 0])
         let text = try daemon.cli(["stats"]).stdout
         #expect(text.contains("rout0:routed") && text.contains("suppressed: no listener"), "mcrelay stats: \(text.suffix(800))")
@@ -226,14 +240,14 @@ import Testing
         // last member query time (2 x 1 s) the gates close and the relay leaves upstream.
         let left = try waitUntil(timeout: .seconds(10)) {
             let text = try lab.must(lab.relay, ["ip", "maddr", "show", "dev", "rin0"]).stdout
-            return !text.contains("239.7.1.1") && !text.contains("239.7.1.2")
+            return !text.contains("239.7.1.1") && !text.contains("239.7.1.2") && !text.contains("239.7.1.3")
         }
         #expect(left, "the groups are still joined on rin0 after the hosts left")
         rcv0.forget()
         rcv1.forget()
-        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, sourcePort: 40001)
+        try send(lab, streams: streams, count: count, rate: 400, size: size, sourcePort: 40001)
         Thread.sleep(forTimeInterval: 0.5)
-        #expect(counts() == [0, 0, 0, 0], "after the leaves")
+        #expect(counts() == none, "after the leaves")
         print("proxy forwarding test: \(String(describing: try daemon.stats().rules.first { $0.name == "proxy" }))")
     }
 }
