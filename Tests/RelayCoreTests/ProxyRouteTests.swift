@@ -1,3 +1,4 @@
+import PropertyBased
 import Testing
 @testable import RelayCore
 
@@ -116,6 +117,49 @@ import Testing
         #expect(Self.send(&forwarder, frame) == .success([]), "EXCLUDE {sender}")
         _ = forwarder.applyGates(GateDelta(worker: WorkerID(0), base: 2, version: 3, entries: [Self.gate(Self.down2, "239.5.5.5", .closed)]))
         #expect(Self.send(&forwarder, frame) == .success([]))
+    }
+
+    /// For random gate tables over 3 downstreams x 3 groups x 2 sources and random datagrams, the
+    /// downstreams a datagram goes out on are exactly those whose gate for its group admits its
+    /// source, each frame is the datagram with TTL - 1 and a valid IP header checksum, and every
+    /// datagram is either forwarded or dropped as ttl_exceeded.
+    @Test func routedDeliveryMatchesTheGateTable() async {
+        let downstream = [Self.down1, Self.down2, iface("eth3")]
+        let sources = [Self.sender, Self.other]
+        let filters: [GateFilter] = [.closed, .anySource, GateFilter(mode: .include, sources: [.v4(Self.sender)]),
+                                     GateFilter(mode: .exclude, sources: [.v4(Self.sender)]),
+                                     GateFilter(mode: .include, sources: sources.map(IPAddress.v4))]
+        await propertyCheck(
+            count: 300,
+            input: Gen.int(in: 0..<filters.count).array(of: 9...9), Gen.int(in: 1...3), Gen.int(in: 0...1), Gen.int(in: 0...4)
+        ) { table, groupLow, sourceIndex, ttl in
+            var gates: [GateEntry] = []
+            for (index, choice) in table.enumerated() where !filters[choice].isClosed {
+                gates.append(GateEntry(key: GateKey(interface: downstream[index / 3], group: .v4(IPv4Address(239, 3, 3, UInt8(index % 3 + 1)))),
+                                       filter: filters[choice]))
+            }
+            var forwarder = Forwarder(plan: Self.routedPlan([Self.proxy(downstream: downstream)], gates: gates))
+            let source = sources[sourceIndex]
+            let frame = FrameBuilder(source: source, destination: IPv4Address(239, 3, 3, UInt8(groupLow)), ttl: UInt8(ttl)).build()
+            let want = downstream.indices.filter { filters[table[$0 * 3 + groupLow - 1]].admits(.v4(source)) }.map { downstream[$0].description }
+            frame.withUnsafeBytes { bytes in
+                switch forwarder.decide(bytes, link: .ethernet, ingress: 0) {
+                case let .forward(forwarding):
+                    #expect(ttl > 1)
+                    let transmits = Array(forwarder.transmits(for: forwarding))
+                    #expect(transmits.map { forwarder.egress[$0.egress].description } == want)
+                    for transmit in transmits {
+                        let out = EgressFrame.routedBytes(sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), headers: Array(transmit.headers),
+                                                          payload: Array(transmit.payload))
+                        #expect(out[22] == UInt8(ttl - 1) && transmit.ttl == UInt8(ttl - 1))
+                        #expect(out.withUnsafeBytes { EgressFrame.checksum(UnsafeRawBufferPointer(rebasing: $0[14..<34])) } == 0)
+                        #expect(Array(out[26..<30]) == be32(source.value))
+                    }
+                case let .drop(reason):
+                    #expect(ttl <= 1 && reason == .ttlExceeded)
+                }
+            }
+        }
     }
 
     // MARK: - Routed frames
