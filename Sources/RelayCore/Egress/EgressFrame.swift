@@ -287,7 +287,9 @@ public enum EgressFrame {
         }
         // The UDP header without its checksum field, then the payload.
         var total = sum(UnsafeRawPointer(udp), 6, pseudo)
-        if let base = payload.baseAddress { total = sum(base, payload.count, total) }
+        // The UDP length's bytes only (the IP datagram may carry more after them).
+        let covered = min(payload.count, Int(UInt16(bigEndian: UInt16(truncatingIfNeeded: udpLength))) - 8)
+        if let base = payload.baseAddress, covered > 0 { total = sum(base, covered, total) }
         guard fold(total &+ UInt64(field)) != 0xFFFF, field == fold(pseudo) else { return }
         var check = ~fold(total)
         if check == 0 { check = 0xFFFF }

@@ -27,7 +27,8 @@ public struct Transmit: @unchecked Sendable {
     /// then the datagram's group, port and TTL less one.
     public let routed: Bool
     /// Routed only: the received IP header (with options or extension headers) and UDP header,
-    /// a view into the received frame like the payload (empty otherwise).
+    /// a view into the received frame like the payload (empty otherwise). The payload of a
+    /// routed transmit runs to the end of the IP datagram (normally the UDP payload exactly).
     public let headers: UnsafeRawBufferPointer
 
     @usableFromInline
@@ -383,8 +384,14 @@ public struct Forwarder: Sendable {
                 }
             }
         }
-        let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<datagram.payloadOffset + datagram.payloadLength])
-        let headers = UnsafeRawBufferPointer(rebasing: frame[datagram.ipOffset..<datagram.payloadOffset])
+        // Routed, the whole IP datagram goes on: up to its IP length, which may hold bytes past
+        // the UDP length (the parser allows that; a router forwards them).
+        let ip = datagram.ipOffset
+        let ipEnd = frame[ip] >> 4 == 6 ? ip + 40 + (Int(frame[ip + 4]) << 8 | Int(frame[ip + 5]))
+            : ip + (Int(frame[ip + 2]) << 8 | Int(frame[ip + 3]))
+        let end = max(datagram.payloadOffset + datagram.payloadLength, min(ipEnd, frame.count))
+        let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<end])
+        let headers = UnsafeRawBufferPointer(rebasing: frame[ip..<datagram.payloadOffset])
         return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload,
                                    routedMask: mask, headers: headers))
     }
