@@ -272,7 +272,8 @@ public enum EgressFrame {
     /// relay writes are not completed by anyone. So: a checksum that verifies stays; one that
     /// does not and holds exactly that partial sum is completed; anything else (corrupted on
     /// the way) stays as it came, for the receiver to discard as it would have. IPv4 without a
-    /// checksum (0) stays without. Costs one pass over the payload, as re-originated frames do.
+    /// checksum (0) stays without. Only a field equal to that partial sum costs a pass over the
+    /// payload (to tell a partial checksum from a valid one that happens to equal it).
     @inlinable @inline(__always)
     static func completeUDPChecksum(_ ip: UnsafeMutableRawPointer, headers: Int, payload: UnsafeRawBufferPointer) {
         let udp = ip + headers - 8
@@ -285,12 +286,15 @@ public enum EgressFrame {
             guard field != 0 else { return }
             pseudo = sum(UnsafeRawPointer(ip + 12), 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ udpLength
         }
+        // Only a field that holds the pseudo header's sum can be a partial checksum: every other
+        // datagram goes on without a pass over its payload.
+        guard field == fold(pseudo) else { return }
         // The UDP header without its checksum field, then the payload.
         var total = sum(UnsafeRawPointer(udp), 6, pseudo)
         // The UDP length's bytes only (the IP datagram may carry more after them).
         let covered = min(payload.count, Int(UInt16(bigEndian: UInt16(truncatingIfNeeded: udpLength))) - 8)
         if let base = payload.baseAddress, covered > 0 { total = sum(base, covered, total) }
-        guard fold(total &+ UInt64(field)) != 0xFFFF, field == fold(pseudo) else { return }
+        guard fold(total &+ UInt64(field)) != 0xFFFF else { return }  // valid after all: kept
         var check = ~fold(total)
         if check == 0 { check = 0xFFFF }
         udp.storeBytes(of: check, toByteOffset: 6, as: UInt16.self)
