@@ -250,4 +250,44 @@ import Testing
         #expect(counts() == none, "after the leaves")
         print("proxy forwarding test: \(String(describing: try daemon.stats().rules.first { $0.name == "proxy" }))")
     }
+
+    /// The MLD proxy's forwarding: rin0 -> rout0, rout1 for ff3e::/16 (MLDv2 queriers on the
+    /// downstreams by default). A host on rcv0 joins (S, ff3e::7:1) with MCAST_JOIN_SOURCE_GROUP
+    /// (S the sender's 2001:db8:1::1), a host on rcv1 joins ff3e::7:2 from any source; 200
+    /// datagrams (hop limit 4) to each group. Each host gets its group's 200 with hop limit 3, and
+    /// each downstream holds back the other group's 200.
+    @Test(.timeLimit(.minutes(2)))
+    func routesIPv6ToTheDownstreamsWhoseListenersJoined() throws {
+        let lab = try Lab("prf6", ipv6: true)
+        defer { lab.down() }
+        let config = lab.directory + "/proxy.json"
+        try #"{"proxies": [{"upstream": "rin0", "downstream": ["rout0", "rout1"], "groups": ["ff3e::/16"]}]}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try RelayDaemon(lab, config: config)
+        defer { _ = try? daemon.stop() }
+        let count = 200, size = 200
+        let ssm = Stream(input: "[ff3e::7:1]:5001", output: "[ff3e::7:1]:5001", id: 1)
+        let asm = Stream(input: "[ff3e::7:2]:5002", output: "[ff3e::7:2]:5002", id: 2)
+        Thread.sleep(forTimeInterval: 1)
+        let ssmHost = try Receiver(lab, address6: Lab.receiverAddress6, sourceFilter: Lab.senderAddress6, streams: [ssm],
+                                   expect: count, size: size, duration: 30, idle: 0, name: "ssm6")
+        let asmHost = try Receiver(lab, address6: Lab.receiver1Address6, streams: [asm], expect: count, size: size,
+                                   duration: 30, idle: 0, name: "asm6")
+        let joined = try waitUntil(timeout: .seconds(10)) {
+            let groups = try lab.memberships6(lab.relay, interface: "rin0")
+            return groups.contains("ff3e::7:1") && groups.contains("ff3e::7:2")
+        }
+        let upstream = try lab.memberships6(lab.relay, interface: "rin0")
+        #expect(joined, "both groups joined upstream on rin0: \(upstream)")
+        Thread.sleep(forTimeInterval: 0.3)
+        try send(lab, streams: [ssm, asm], count: count, rate: 400, size: size, sourcePort: 40002)
+        expectDelivered(try ssmHost.finish(), [ssm], count: count, ttl: 3)
+        expectDelivered(try asmHost.finish(), [asm], count: count, ttl: 3)
+        let stats = try daemon.stats().rules.first { $0.name == "proxy" }
+        print("proxy IPv6 test: \(String(describing: stats))")
+        #expect(stats?.in == "rin0:[ff3e::]/16:*")
+        #expect(stats?.outputs.map(\.packets) == [UInt64(count), UInt64(count)], "forwarded per downstream")
+        #expect(stats?.outputs.map(\.suppressed) == [UInt64(count), UInt64(count)], "each held back the other group")
+        #expect(stats?.outputs.map(\.sendErrors) == [0, 0])
+    }
 }
