@@ -204,7 +204,8 @@ public final class EgressSocketPool {
         let interfaces = Set(keys.map(\.interface))
         links = links.filter { interfaces.contains($0.key) }
         for interface in interfaces.sorted() where links[interface] == nil {
-            problems += readLink(interface, families: Self.multicastFamilies(outputs, on: interface))
+            problems += readLink(interface, families: Self.multicastFamilies(outputs, on: interface),
+                                 routed: outputs.contains { $0.routed && $0.key.interface == interface })
         }
         var kept: [Socket] = []
         for socket in sockets {
@@ -381,7 +382,8 @@ public final class EgressSocketPool {
             for interface in links.keys.sorted() {
                 let before = links[interface]?.facts
                 let beforeEgress = links[interface]?.egress
-                problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface))
+                problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface),
+                                     routed: planned.contains { $0.routed && $0.key.interface == interface })
                 if links[interface]?.facts != before { factsChanges &+= 1 }
                 if links[interface]?.facts != before || links[interface]?.egress != beforeEgress { changed = true }
             }
@@ -483,7 +485,8 @@ public final class EgressSocketPool {
         }
     }
 
-    private func readLink(_ interface: InterfaceName, families: [AddressFamily]) -> [String] {
+    /// `routed`: a proxy's downstream is planned there, whose datagrams only the packet path carries.
+    private func readLink(_ interface: InterfaceName, families: [AddressFamily], routed: Bool = false) -> [String] {
         if probe < 0 { probe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var facts: InterfaceFacts?
         var missing = false
@@ -505,7 +508,8 @@ public final class EgressSocketPool {
             let outputs = family == .ipv4 ? "multicast outputs" : "IPv6 multicast outputs"
             if path == .udp {
                 problems.append("output interface \(interface): \(reason): its \(outputs) use UDP sockets "
-                                + "(kernel path) instead of AF_PACKET egress")
+                                + "(kernel path) instead of AF_PACKET egress"
+                                + (routed ? "; a proxy's datagrams cannot keep their sender's address there and are counted as send errors" : ""))
             } else if link.reportedPath[family] == .udp {
                 problems.append("output interface \(interface): \(outputs) use AF_PACKET egress again")
             }
