@@ -64,6 +64,15 @@ import Testing
         #expect(Proxies.routes(for: [Self.proxy()], besides: book.rules.values).isEmpty)
     }
 
+    @Test func moreThan64DownstreamsPerUpstreamAreRefusedWithTheCount() {
+        let many = (0..<65).map { iface("d\($0)") }
+        let split = [Self.proxy(["239.0.0.0/8"], downstream: Array(many[0..<40])), Self.proxy(["238.0.0.0/8"], downstream: Array(many[30...]))]
+        #expect(throws: ProxyError.tooManyDownstream(Self.up, 65, limit: 64)) { try ProxyConfiguration.validate(split) }
+        #expect(ProxyError.tooManyDownstream(Self.up, 65, limit: 64).description
+            == "the proxies of upstream eth0 have 65 downstream interfaces; at most 64")
+        #expect(throws: Never.self) { try ProxyConfiguration.validate([Self.proxy(downstream: Array(many[0..<64]))]) }
+    }
+
     // MARK: - Forwarder
 
     @Test func aRoutedDatagramGoesOnlyToDownstreamsWhoseListenersWantItsGroupAndSource() {
