@@ -91,6 +91,42 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // An IGMP/MLD proxy's route (issue 13): one upstream prefix, `fanout` downstreams whose
+    // listeners all want the group (the gate is looked up per datagram and output by (downstream,
+    // group) and asked about the source), each transmit's routed header written as the worker
+    // does (IP header copied, TTL - 1, checksum; the UDP checksum verified over the payload).
+    for fanout in [1, 2, 8] {
+        let downstream = (1...fanout).map { InterfaceName("eth\($0)")! }
+        let group = IPAddress.v4(IPv4Address(239, 5, 0, 1))
+        let proxy = ProxyConfiguration(upstream: InterfaceName("eth0")!, downstream: downstream,
+                                       groups: [GroupPrefix(base: .v4(IPv4Address(239, 0, 0, 0)), length: 8)])
+        let plan = WorkerPlan(worker: WorkerID(0), version: 1, ingress: [IngressAssignment(interface: InterfaceName("eth0")!, fanoutGroup: nil)],
+                              rules: Proxies.routes(for: [proxy], besides: []), gateVersion: 1,
+                              gates: downstream.map { GateEntry(key: GateKey(interface: $0, group: group), filter: .anySource) })
+        let frame = EgressFrame.bytes(.init(sourceMAC: MACAddress(2, 0, 0, 0, 0, 9), source: IPv4Address(198, 18, 1, 1),
+                                            destination: IPv4Address(239, 5, 0, 1), sourcePort: 40000, destinationPort: 5001, ttl: 8),
+                                      payload: (0..<1316).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        Benchmark("proxy decide+transmits+routed headers payload=1316 fanout=\(fanout)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var forwarder = Forwarder(plan: plan)
+            let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
+            let header = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.maximumRoutedHeaderBytes, alignment: 16)
+            defer { template.deallocate(); header.deallocate() }
+            EgressFrame.writeRoutedTemplate(template, sourceMAC: MACAddress(2, 0, 0, 0, 0, 1))
+            var sink = 0
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                frame.withUnsafeBytes { bytes in
+                    guard case let .forward(forwarding) = forwarder.decide(bytes, link: .ethernet, ingress: 0) else { return }
+                    for transmit in forwarder.transmits(for: forwarding) {
+                        sink &+= EgressFrame.writeRoutedHeader(header, template: UnsafeRawPointer(template), headers: transmit.headers,
+                                                               payload: transmit.payload)
+                    }
+                }
+            }
+            blackHole(sink)
+        }
+    }
+
     Benchmark("membership: 10000 groups from scratch, all joins completed",
               configuration: .init(metrics: [.throughput, .wallClock, .mallocCountTotal, .instructions], maxIterations: 20)) { benchmark in
         let specs = membershipRules(count: 10_000)

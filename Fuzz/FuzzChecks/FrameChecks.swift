@@ -158,6 +158,7 @@ public func checkParse(_ frame: UnsafeRawBufferPointer, link: LinkType) {
     let expected = ReferenceModel.parse(Array(frame), link: link)
     require(ReferenceModel.Outcome(outcome) == expected, "parse(\(link)) = \(outcome), reference model says \(expected)")
     guard case let .datagram(datagram) = outcome else { return }
+    checkRouted(frame, link: link, datagram)
 
     // Every field lies inside the buffer and says what the bytes there say.
     let ip = datagram.ipOffset
@@ -284,6 +285,50 @@ func checkCounters(_ forwarder: Forwarder, rule: Rule, payloadLength: Int) {
         for output in entry.outputs {
             require(output == OutputCounter(packets: hit ? 1 : 0, bytes: hit ? UInt64(payloadLength) : 0),
                     "output counter of \(entry.rule.id)")
+        }
+    }
+}
+
+/// A proxy's route over every group (224.0.0.0/4, ff00::/8) with one downstream whose listeners
+/// want the datagram's group: the routed frame of any datagram the parser accepts is that IP
+/// datagram again, TTL / hop limit one less (IPv4 header checksum valid: the parser checks it),
+/// everything else as received except a UDP checksum the relay completed (which then verifies);
+/// a datagram with TTL 1 or 0 is dropped as ttl_exceeded.
+func checkRouted(_ frame: UnsafeRawBufferPointer, link: LinkType, _ datagram: UDPDatagram) {
+    let up = InterfaceName("up0")!, down = InterfaceName("down0")!
+    let proxy = ProxyConfiguration(upstream: up, downstream: [down], groups: [
+        GroupPrefix(base: .v4(IPv4Address(224, 0, 0, 0)), length: 4), GroupPrefix(base: .v6(IPv6Address(high: 0xFF00 << 48, low: 0)), length: 8)])
+    var forwarder = Forwarder(plan: WorkerPlan(
+        worker: WorkerID(0), version: 1, ingress: [IngressAssignment(interface: up, fanoutGroup: nil)],
+        rules: Proxies.routes(for: [proxy], besides: []), gateVersion: 1,
+        gates: [GateEntry(key: GateKey(interface: down, group: datagram.destination), filter: .anySource)]))
+    switch forwarder.decide(frame, link: link, ingress: 0) {
+    case let .drop(reason):
+        require(datagram.ttl <= 1 && reason == .ttlExceeded, "a routable datagram dropped as \(reason)")
+    case let .forward(forwarding):
+        require(datagram.ttl > 1, "a datagram with TTL \(datagram.ttl) routed")
+        let transmits = Array(forwarder.transmits(for: forwarding))
+        require(transmits.count == 1 && transmits[0].routed, "one routed transmit")
+        let input = Array(frame[datagram.ipOffset..<(datagram.payloadOffset + transmits[0].payload.count)])
+        guard transmits[0].headers.count <= EgressFrame.maximumRoutedHeaderBytes - 14 else { return }
+        let out = EgressFrame.routedBytes(sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), headers: Array(transmits[0].headers),
+                                          payload: Array(transmits[0].payload))
+        out.withUnsafeBytes { bytes in
+            guard case let .datagram(routed) = FrameParser.parse(bytes, link: .ethernet) else {
+                fuzzFailure("a routed frame does not parse: \(FrameParser.parse(bytes, link: .ethernet))")
+            }
+            require(routed.source == datagram.source && routed.destination == datagram.destination
+                    && routed.sourcePort == datagram.sourcePort && routed.destinationPort == datagram.destinationPort
+                    && routed.payloadLength == datagram.payloadLength && routed.ttl == datagram.ttl - 1,
+                    "the routed frame parses to the datagram with TTL - 1")
+        }
+        require(out.count == 14 + input.count, "one IP datagram per frame, nothing added")
+        let v6 = input[0] >> 4 == 6
+        let udp = datagram.payloadOffset - 8 - datagram.ipOffset
+        var differences = zip(input, out[14...]).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+        differences.removeAll { $0 == (v6 ? 7 : 8) || (!v6 && ($0 == 10 || $0 == 11)) }
+        if !differences.isEmpty {
+            require(differences.allSatisfy { $0 == udp + 6 || $0 == udp + 7 }, "only TTL, IP checksum, UDP checksum change: \(differences)")
         }
     }
 }

@@ -206,6 +206,8 @@ public struct RuleStatsView: Codable, Equatable, Sendable {
                 view.open = stats.open?[index] ?? false
                 view.suppressed = counter.suppressed
             }
+            // A proxy's downstream: no one gate (it is per group and source), but what it held back.
+            if spec.routed { view.suppressed = counter.suppressed }
             return view
         }
     }
@@ -227,6 +229,7 @@ extension RuleStatsView {
                 view.open = false
                 view.suppressed = 0
             }
+            if output.routed { view.suppressed = 0 }
             return view
         }
     }

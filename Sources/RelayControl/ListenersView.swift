@@ -144,6 +144,19 @@ public struct ListenersView: Codable, Equatable, Sendable {
         }.joined(separator: "\n")
     }
 
+    /// The proxies' forwarding, for `mcrelay igmp proxy` below the joins: one line per proxy route
+    /// (rule name `proxy` in `mcrelay stats`) with each downstream's forwarded and suppressed
+    /// datagrams and send errors, e.g. `forwarding rin0:239.0.0.0/8:* -> rout0 200 forwarded,
+    /// 1400 suppressed; rout1 0 forwarded, 1600 suppressed`. Empty without proxy routes.
+    public static func proxyForwardingText(_ stats: StatsView) -> String {
+        stats.rules.filter { rule in rule.name == "proxy" && rule.outputs.allSatisfy { $0.out.hasSuffix(":routed") } }.map { rule in
+            "forwarding \(rule.in) -> " + rule.outputs.map { output in
+                "\(output.out.dropLast(":routed".count)) \(output.packets) forwarded, \(output.suppressed ?? 0) suppressed"
+                    + (output.sendErrors > 0 ? ", \(output.sendErrors) send errors" : "")
+            }.joined(separator: "; ")
+        }.joined(separator: "\n")
+    }
+
     static func seconds(_ later: Instant, _ earlier: Instant) -> Double { seconds(later.duration(since: earlier)) }
 
     static func seconds(_ duration: Duration) -> Double {

@@ -91,6 +91,30 @@ final class EgressRecorder {
                                             sourcePort: sourcePort, destinationPort: port, ttl: ttl)
             length = buffer.withUnsafeMutableBytes { EgressFrame.write(fields, payload: body, into: $0) }
         }
+        try account(interface: interface, time: time, length: length)
+    }
+
+    /// A proxy's routed datagram, with the worker's code path (`EgressFrame.writeRoutedHeader`
+    /// from a routed template holding the port's MAC): the received headers, TTL - 1, then the
+    /// payload.
+    func recordRouted(interface: Int, time: UInt64, headers: UnsafeRawBufferPointer,
+                      payload: UnsafeRawBufferPointer) throws(SimError) {
+        let sourceMAC = ports[interface].facts.mac ?? MACAddress(0, 0, 0, 0, 0, 0)
+        let template = templates + interface * EgressFrame.templateBytes
+        EgressFrame.writeRoutedTemplate(template, sourceMAC: sourceMAC)
+        ports[interface].templateFor = nil
+        let header = EgressFrame.routedHeaderLength(headers: headers)
+        let count = min(payload.count, buffer.count - header)
+        let length = buffer.withUnsafeMutableBytes { out in
+            EgressFrame.writeRoutedHeader(out.baseAddress!, template: UnsafeRawPointer(template), headers: headers,
+                                          payload: UnsafeRawBufferPointer(rebasing: payload[0..<count]))
+            if let body = payload.baseAddress, count > 0 { (out.baseAddress! + header).copyMemory(from: body, byteCount: count) }
+            return header + count
+        }
+        try account(interface: interface, time: time, length: length)
+    }
+
+    private func account(interface: Int, time: UInt64, length: Int) throws(SimError) {
         ports[interface].frames += 1
         ports[interface].bytes += length
         var hash = ports[interface].hash

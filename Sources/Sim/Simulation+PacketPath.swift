@@ -188,6 +188,11 @@ extension Simulation {
             }
             guard arrival < firstProbeArrival else { continue }
             transmittedByOutput[base + o] &+= 1
+            if transmit.routed {
+                try egress.recordRouted(interface: egressInterface, time: epochBase &+ now, headers: transmit.headers,
+                                        payload: transmit.payload)
+                continue
+            }
             try egress.record(interface: egressInterface, time: epochBase &+ now, destination: transmit.destination,
                               port: transmit.port, ttl: transmit.ttl, sourcePort: transmit.sourcePort, payload: transmit.payload)
         }

@@ -48,8 +48,18 @@ struct IGMPCommand: ParsableCommand {
 
     struct Proxy: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Per upstream and group: what the proxies join (any source or which sources) and which downstream listeners ask for it.")
+            abstract: "Per upstream and group: what the proxies join (any source or which sources) and which downstream listeners ask for it; then per proxy route what each downstream forwarded and held back.")
         @OptionGroup var options: ViewOptions
-        func run() throws { try options.show({ $0.proxy ?? [] }, text: { $0.proxyText }) }
+        func run() throws {
+            // The text adds what each proxy route forwarded and held back per downstream (the
+            // daemon's counters, as `mcrelay stats` shows them); the JSON stays the joins.
+            try options.show({ $0.proxy ?? [] }, text: { view in
+                guard let stats = try? controlRequest(ControlRequest(op: .stats), control: options.control).stats else {
+                    return view.proxyText
+                }
+                let forwarding = ListenersView.proxyForwardingText(stats)
+                return forwarding.isEmpty ? view.proxyText : view.proxyText + "\n" + forwarding
+            })
+        }
     }
 }

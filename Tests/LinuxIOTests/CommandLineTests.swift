@@ -61,4 +61,15 @@ struct CommandLineTests {
         let result = try mcrelay(["daemon", "--config", path, "--control", directory + "/c.sock", "--workers", "1"])
         expectOneLineError(result, mentioning: "\(path): rules[0]")
     }
+
+    @Test("daemon: proxies with --egress udp are refused (the kernel's sockets cannot keep the sender's address)")
+    func proxyNeedsPacketEgress() throws {
+        let directory = try E2E.temporaryDirectory("cfg")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/proxy.json"
+        try Data(#"{"proxies": [{"upstream": "rin0", "downstream": ["rout0"], "groups": ["239.0.0.0/8"]}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: path))
+        let result = try mcrelay(["daemon", "--config", path, "--egress", "udp", "--control", directory + "/c.sock", "--workers", "1"])
+        expectOneLineError(result, mentioning: "\"proxies\" need packet egress")
+    }
 }

@@ -196,4 +196,66 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         #expect(forwarder.statistics().rules[120].accepted.packets == 1250, "ff3e::8000:1 from its source")
         #expect(forwarder.statistics().rules[121...123].map(\.accepted.packets) == [2500, 2500, 2500], "range routes")
     }
+
+    @Test(.enabled(if: !_isDebugAssertConfiguration(),
+                   "allocation counts are only meaningful in optimized builds; `make test` runs this test with -c release"))
+    func proxyRoutesAndRoutedHeadersAllocateNothing() throws {
+        MallocInterposerSwift.initialize()
+        MallocInterposerSwift.hook()
+        let probe = [UInt8](repeating: 7, count: Int.random(in: 100...200))  // must be counted
+        MallocInterposerSwift.unhook()
+        let probeCount = MallocInterposerSwift.getStatistics().mallocCount
+        try #require(probeCount >= 1, "the allocation counter is not active (interposer not loaded), so this test would prove nothing")
+        #expect(probe.count >= 100)
+
+        // A proxy eth0 -> eth1, eth2, eth3 for 239.0.0.0/8 beside an exact rule: the gate of each
+        // downstream is looked up per datagram by (downstream, group) and judged on the source.
+        let proxy = ProxyConfiguration(upstream: iface("eth0"), downstream: [iface("eth1"), iface("eth2"), iface("eth3")],
+                                       groups: [try GroupPrefix(parsing: "239.0.0.0/8")])
+        var book = RuleBook()
+        try book.add(spec("eth0:239.1.1.1:5001", ["eth1:239.10.1.1:6001"]))
+        let rules = Array(book.rules.values) + Proxies.routes(for: [proxy], besides: book.rules.values)
+        let gates = [
+            GateEntry(key: GateKey(interface: iface("eth1"), group: .v4(ip("239.5.0.1"))), filter: .anySource),
+            GateEntry(key: GateKey(interface: iface("eth2"), group: .v4(ip("239.5.0.1"))),
+                      filter: GateFilter(mode: .include, sources: [.v4(ip("198.18.1.1"))])),
+            GateEntry(key: GateKey(interface: iface("eth3"), group: .v4(ip("239.5.0.2"))),
+                      filter: GateFilter(mode: .exclude, sources: [.v4(ip("198.18.1.1"))])),
+        ]
+        var forwarder = Forwarder(plan: WorkerPlan(worker: WorkerID(0), version: 1,
+                                                   ingress: [IngressAssignment(interface: iface("eth0"), fanoutGroup: nil)],
+                                                   rules: rules, gateVersion: 1, gates: gates))
+        let frames = [FrameBuilder(destination: ip("239.5.0.1"), ttl: 9).build(),
+                      FrameBuilder(source: ip("198.18.1.2"), destination: ip("239.5.0.1"), ttl: 9).build(),
+                      FrameBuilder(destination: ip("239.5.0.2"), ttl: 9).build(),
+                      FrameBuilder(source: ip("198.18.1.2"), destination: ip("239.5.0.2"), ttl: 9, ipOptions: [0x94, 4, 0, 0]).build(),
+                      FrameBuilder(destination: ip("239.5.0.1"), ttl: 1).build(),
+                      FrameBuilder().build()]
+        let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
+        let header = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.maximumRoutedHeaderBytes, alignment: 16)
+        defer { template.deallocate(); header.deallocate() }
+        EgressFrame.writeRoutedTemplate(template, sourceMAC: MACAddress(2, 0, 0, 0, 0, 1))
+        var checksum = 0
+        MallocInterposerSwift.hook()
+        for round in 0..<12_000 {
+            frames[round % frames.count].withUnsafeBytes { bytes in
+                if case let .forward(forwarding) = forwarder.decide(bytes, link: .ethernet, ingress: 0) {
+                    for transmit in forwarder.transmits(for: forwarding) where transmit.routed {
+                        checksum &+= EgressFrame.writeRoutedHeader(header, template: UnsafeRawPointer(template), headers: transmit.headers,
+                                                                   payload: transmit.payload)
+                            + Int(header.load(fromByteOffset: 22, as: UInt8.self))
+                    }
+                }
+            }
+        }
+        MallocInterposerSwift.unhook()
+        let during = MallocInterposerSwift.getStatistics().mallocCount - probeCount
+        #expect(during == 0, "\(during) heap allocations in 12,000 decisions on a proxy route and their routed headers")
+        #expect(checksum > 0)
+        let outputs = forwarder.statistics().rules[1].outputs
+        // Per 6 rounds: 239.5.0.1 from .1.1 -> eth1, eth2; from .1.2 -> eth1; 239.5.0.2 from .1.1 -> none; from .1.2 -> eth3.
+        #expect(outputs.map(\.packets) == [4000, 2000, 2000])
+        #expect(outputs.map(\.suppressed) == [4000, 6000, 6000])
+        #expect(forwarder.drops[.ttlExceeded] == 2000)
+    }
 }

@@ -2,14 +2,16 @@ import Testing
 @testable import RelayCore
 
 /// A ControlPlane with one proxy (up0 -> down1, down2 for 239.0.0.0/8), driven as the daemon
-/// drives it: joins complete at once, time jumps from deadline to deadline.
-private struct ProxyLab {
+/// drives it: joins complete at once, time jumps from deadline to deadline. With `worker`, a
+/// Forwarder plays worker 0: it installs every plan and applies every gate delta it is sent.
+struct ProxyLab {
     var plane = ControlPlane()
     var now = Instant.zero
     /// Memberships held on the (simulated) helper sockets: what the host kernel would report upstream.
     var held: Set<MembershipKey> = []
     var joins: [MembershipKey] = []
     var leaves: [MembershipKey] = []
+    var worker: Forwarder?
     static let up = InterfaceName("up0")!
     static let down1 = InterfaceName("down1")!
     static let down2 = InterfaceName("down2")!
@@ -40,6 +42,13 @@ private struct ProxyLab {
             case let .leave(request):
                 leaves.append(request.membership)
                 held.remove(request.membership)
+            case let .sendPlan(plan) where worker != nil:
+                worker!.install(plan)
+                plane.handle(.workerAcknowledged(plan.worker, version: plan.version), now: now)
+            case let .sendGates(delta) where worker != nil:
+                if case let .current(version) = worker!.applyGates(delta) {
+                    plane.handle(.workerGatesAcknowledged(delta.worker, version: version), now: now)
+                }
             default: break
             }
         }

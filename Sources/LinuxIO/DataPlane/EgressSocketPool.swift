@@ -76,6 +76,8 @@ public final class EgressSocketPool {
         /// A `sockaddr_in` (IPv4, in the first 16 bytes) or a `sockaddr_in6`.
         var address: sockaddr_in6
         var ttl: UInt8
+        /// A proxy's downstream (`OutputSpec.routed`): only the packet socket can carry it.
+        var routed = false
     }
 
     static let sendBufferBytes: Int32 = 8 << 20
@@ -96,6 +98,8 @@ public final class EgressSocketPool {
     private(set) var outputAddressLength: UnsafeMutablePointer<socklen_t>
     private(set) var outputDestination: UnsafeMutablePointer<IPAddress>
     private(set) var outputTTL: UnsafeMutablePointer<UInt8>
+    /// Per output handle: a proxy's routed output (its frames are the datagrams themselves).
+    private(set) var outputRouted: UnsafeMutablePointer<Bool>
     /// Per output handle: its position when outputs are ordered by socket (so sorting pending
     /// transmits by rank groups them by socket, and by output within a socket).
     private(set) var outputRank: UnsafeMutablePointer<Int32>
@@ -127,6 +131,7 @@ public final class EgressSocketPool {
         outputAddressLength = .allocate(capacity: 1)
         outputDestination = .allocate(capacity: 1)
         outputTTL = .allocate(capacity: 1)
+        outputRouted = .allocate(capacity: 1)
         outputRank = .allocate(capacity: 1)
         outputPacketSocket = .allocate(capacity: 1)
         outputPacketRank = .allocate(capacity: 1)
@@ -147,6 +152,7 @@ public final class EgressSocketPool {
         outputAddressLength.deallocate()
         outputDestination.deallocate()
         outputTTL.deallocate()
+        outputRouted.deallocate()
         outputRank.deallocate()
         outputPacketSocket.deallocate()
         outputPacketRank.deallocate()
@@ -172,6 +178,15 @@ public final class EgressSocketPool {
         var outputs: [PlannedOutput] = []
         for rule in plan.rules {
             for output in rule.outputs {
+                if output.routed {
+                    // No UDP socket: the kernel would put the interface's address where the
+                    // sender's must stay (the supervisor refuses proxies with --egress udp).
+                    let packet = Key(interface: output.interface, ttl: 0, multicast: true, kind: .packet)
+                    if mode == .packet && !keys.contains(packet) { keys.append(packet) }
+                    outputs.append(PlannedOutput(key: packet, destination: output.destination,
+                                                 address: Self.socketAddress(output.destination, port: 0), ttl: 0, routed: true))
+                    continue
+                }
                 let multicast = output.destination.isMulticast
                 let key = Key(interface: output.interface, ttl: output.ttl, multicast: multicast, family: output.family)
                 if !keys.contains(key) { keys.append(key) }
@@ -189,7 +204,8 @@ public final class EgressSocketPool {
         let interfaces = Set(keys.map(\.interface))
         links = links.filter { interfaces.contains($0.key) }
         for interface in interfaces.sorted() where links[interface] == nil {
-            problems += readLink(interface, families: Self.multicastFamilies(outputs, on: interface))
+            problems += readLink(interface, families: Self.multicastFamilies(outputs, on: interface),
+                                 routed: outputs.contains { $0.routed && $0.key.interface == interface })
         }
         var kept: [Socket] = []
         for socket in sockets {
@@ -211,6 +227,7 @@ public final class EgressSocketPool {
         outputAddressLength = .allocate(capacity: capacity)
         outputDestination = .allocate(capacity: capacity)
         outputTTL = .allocate(capacity: capacity)
+        outputRouted = .allocate(capacity: capacity)
         outputRank = .allocate(capacity: capacity)
         outputPacketSocket = .allocate(capacity: capacity)
         outputPacketRank = .allocate(capacity: capacity)
@@ -218,7 +235,8 @@ public final class EgressSocketPool {
         outputLinkAddress = .allocate(capacity: capacity)
         outputTemplate = .allocate(byteCount: capacity * EgressFrame.templateBytes, alignment: 16)
         for (index, output) in outputs.enumerated() {
-            outputSocket[index] = Int32(sockets.firstIndex { $0.key == output.key }!)
+            outputSocket[index] = Int32(sockets.firstIndex { $0.key == output.key } ?? -1)
+            outputRouted[index] = output.routed
             outputAddress[index] = output.address
             outputAddressLength[index] = socklen_t(output.destination.family == .ipv4
                 ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
@@ -227,7 +245,7 @@ public final class EgressSocketPool {
         }
         var rank: Int32 = 0
         for socket in sockets.indices {
-            for index in outputs.indices where outputSocket[index] == Int32(socket) {
+            for index in outputs.indices where outputSocket[index] == Int32(socket) && !output(index, isRoutedIn: outputs) {
                 outputRank[index] = rank
                 rank += 1
             }
@@ -258,6 +276,23 @@ public final class EgressSocketPool {
                   facts.index == sockets[socket].boundIndex else { continue }
             for index in 0..<outputCount {
                 let output = planned[index]
+                if output.routed {
+                    guard output.key.interface == interface, link.egress.path(for: output.destination.family) == .packet
+                    else { continue }
+                    outputPacketSocket[index] = Int32(socket)
+                    outputPacketRank[index] = rank
+                    rank += 1
+                    // Routed frames carry the received IP header: the limit is the IP MTU.
+                    outputPayloadLimit[index] = Int32(facts.mtu)
+                    var address = sockaddr_ll()
+                    address.sll_family = UInt16(AF_PACKET)
+                    address.sll_protocol = UInt16(output.destination.family == .ipv4 ? ETH_P_IP : ETH_P_IPV6).bigEndian
+                    address.sll_ifindex = facts.index
+                    address.sll_halen = 6
+                    outputLinkAddress[index] = address
+                    EgressFrame.writeRoutedTemplate(outputTemplate + index * EgressFrame.templateBytes, sourceMAC: mac)
+                    continue
+                }
                 // No address of the output's family there: the UDP socket reports what the
                 // kernel says (EADDRNOTAVAIL, ENETUNREACH) instead of frames with no source.
                 guard output.key.multicast, output.key.interface == interface,
@@ -347,7 +382,8 @@ public final class EgressSocketPool {
             for interface in links.keys.sorted() {
                 let before = links[interface]?.facts
                 let beforeEgress = links[interface]?.egress
-                problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface))
+                problems += readLink(interface, families: Self.multicastFamilies(planned, on: interface),
+                                     routed: planned.contains { $0.routed && $0.key.interface == interface })
                 if links[interface]?.facts != before { factsChanges &+= 1 }
                 if links[interface]?.facts != before || links[interface]?.egress != beforeEgress { changed = true }
             }
@@ -381,6 +417,8 @@ public final class EgressSocketPool {
     public func socketIndex(for transmit: Transmit) -> Int {
         let output = Int(transmit.output.index)
         guard output < outputCount else { return -1 }
+        // A routed transmit carries the datagram's own group, port and TTL - 1.
+        if transmit.routed || outputRouted[output] { return transmit.routed && outputRouted[output] ? Int(outputSocket[output]) : -1 }
         // sin_port and sin6_port lie at the same offset.
         guard outputDestination[output] == transmit.destination,
               outputAddress[output].sin6_port == transmit.port.bigEndian, outputTTL[output] == transmit.ttl else { return -1 }
@@ -435,6 +473,9 @@ public final class EgressSocketPool {
         }
     }
 
+    /// Routed outputs have no UDP rank (they never use a UDP socket).
+    private func output(_ index: Int, isRoutedIn outputs: [PlannedOutput]) -> Bool { outputs[index].routed }
+
     /// Re-reads an output interface and decides its egress (`EgressPolicy`); returns a problem
     /// when its multicast outputs leave the packet path (or come back to it).
     /// The families of the multicast outputs planned on `interface` (what its path reports are about).
@@ -444,7 +485,8 @@ public final class EgressSocketPool {
         }
     }
 
-    private func readLink(_ interface: InterfaceName, families: [AddressFamily]) -> [String] {
+    /// `routed`: a proxy's downstream is planned there, whose datagrams only the packet path carries.
+    private func readLink(_ interface: InterfaceName, families: [AddressFamily], routed: Bool = false) -> [String] {
         if probe < 0 { probe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var facts: InterfaceFacts?
         var missing = false
@@ -466,7 +508,8 @@ public final class EgressSocketPool {
             let outputs = family == .ipv4 ? "multicast outputs" : "IPv6 multicast outputs"
             if path == .udp {
                 problems.append("output interface \(interface): \(reason): its \(outputs) use UDP sockets "
-                                + "(kernel path) instead of AF_PACKET egress")
+                                + "(kernel path) instead of AF_PACKET egress"
+                                + (routed ? "; a proxy's datagrams cannot keep their sender's address there and are counted as send errors" : ""))
             } else if link.reportedPath[family] == .udp {
                 problems.append("output interface \(interface): \(outputs) use AF_PACKET egress again")
             }

@@ -31,13 +31,17 @@ public final class TransmitQueue {
         var length: Int
         var sourcePort: UInt16
         var packet: Bool
+        /// A proxy's routed datagram: its received IP and UDP headers (`Transmit.headers`).
+        var headers: UnsafeRawPointer?
+        var headersLength: Int
     }
 
     /// sendmmsg takes at most UIO_MAXIOV (1024) messages per call.
     static let capacity = 1024
     static let ipv4AndUDPHeaderBytes = 28
     static let ipv6AndUDPHeaderBytes = 48
-    static let headerSlotBytes = 64
+    /// Room for a routed header (a received IP header with options or extension headers).
+    static let headerSlotBytes = EgressFrame.maximumRoutedHeaderBytes
 
     /// Whether frames on the packet path carry a UDP checksum. Computing it costs one pass over
     /// the payload (tens of ns for a 1316-byte payload, against microseconds per datagram) and
@@ -110,7 +114,17 @@ public final class TransmitQueue {
         var socket = pool.socketIndex(for: transmit)
         var rank: Int32 = -1
         var packet = false
-        if socket >= 0 {
+        if socket >= 0 && transmit.routed {
+            // Only as a frame: the packet socket, the datagram within the IP MTU, its headers
+            // within a slot; otherwise a counted failure (a router would fragment or refuse).
+            let packetSocket = Int(pool.outputPacketSocket[index])
+            if packetSocket >= 0, transmit.headers.count + transmit.payload.count <= Int(pool.outputPayloadLimit[index]),
+               EgressFrame.routedHeaderLength(headers: transmit.headers) <= Self.headerSlotBytes {
+                socket = packetSocket
+                rank = pool.outputPacketRank[index]
+                packet = true
+            }
+        } else if socket >= 0 {
             let packetSocket = Int(pool.outputPacketSocket[index])
             if packetSocket >= 0 && transmit.payload.count <= Int(pool.outputPayloadLimit[index]) {
                 socket = packetSocket
@@ -122,7 +136,8 @@ public final class TransmitQueue {
         }
         pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: transmit.output,
                                  base: transmit.payload.baseAddress, length: transmit.payload.count,
-                                 sourcePort: transmit.sourcePort, packet: packet)
+                                 sourcePort: transmit.sourcePort, packet: packet,
+                                 headers: transmit.routed ? transmit.headers.baseAddress : nil, headersLength: transmit.headers.count)
         count += 1
     }
 
@@ -238,9 +253,13 @@ public final class TransmitQueue {
         let output = Int(entry.output.index)
         let header = headers + position * Self.headerSlotBytes
         let template = UnsafeRawPointer(pool.outputTemplate + output * EgressFrame.templateBytes)
-        let headerLength = EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
-                                payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length),
-                                udpChecksum: Self.packetUDPChecksum)
+        let headerLength = entry.headers != nil
+            ? EgressFrame.writeRoutedHeader(header, template: template,
+                                            headers: UnsafeRawBufferPointer(start: entry.headers, count: entry.headersLength),
+                                            payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length))
+            : EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
+                                      payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length),
+                                      udpChecksum: Self.packetUDPChecksum)
         let vectors = iovecs + Self.capacity + 2 * position
         vectors[0] = iovec(iov_base: header, iov_len: headerLength)
         vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)

@@ -66,7 +66,8 @@ extension Supervisor {
     func metricsCollected(_ collection: StatsCollection, now: Instant) {
         guard let metrics else { return }
         metrics.collecting = false
-        let rules = Array(core.rules.rules.values)
+        // With the proxies' routes, whose downstream outputs count forwarded and suppressed datagrams.
+        let rules = Array(core.rules.rules.values) + core.proxyRoutes
         for (worker, statistics) in collection.parts.sorted(by: { $0.key < $1.key }) {
             metrics.ledger.record(worker, pid: collection.pids[worker] ?? -1, statistics, rules: rules)
         }

@@ -135,6 +135,7 @@ extension Supervisor {
         do {
             let config = try ConfigFile.load(path: path)
             recordRules("config_reload", config.rules, now: now)
+            if let problem = Self.proxyEgressProblem(config.proxies) { return .failure(ControlProtocolError(problem)) }
             let diff = try core.replaceRules(config.rules, proxies: config.proxies, now: now)
             proxySettings = config.proxies
             apply(now: now)
@@ -212,7 +213,8 @@ extension Supervisor {
         var byID: [RuleID: RuleStatistics] = [:]
         for stats in merged.rules { byID[stats.rule.id] = stats }
         let egress = Dictionary(uniqueKeysWithValues: (merged.egress ?? []).map { ($0.interface, EgressView($0)) })
-        let rules = core.rules.rules.values.map { rule -> RuleStatsView in
+        // The proxies' routes too: their outputs are the downstreams (forwarded, suppressed).
+        let rules = (Array(core.rules.rules.values) + core.proxyRoutes).map { rule -> RuleStatsView in
             var view = byID[rule.id].flatMap { $0.rule == rule ? RuleStatsView($0) : nil } ?? RuleStatsView(unused: rule)
             // Each output's path, from its interface's decision (outputs line up with rule.outputs).
             for (index, output) in rule.outputs.enumerated() {

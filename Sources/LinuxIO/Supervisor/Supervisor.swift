@@ -43,6 +43,17 @@ public final class Supervisor {
 
     static let maximumClients = 128
 
+    /// A proxy routes datagrams with the sender's source address, which only frames the relay
+    /// builds can carry: the kernel's UDP sockets (`--egress udp`) always write the egress
+    /// interface's. Refused at start and on reload rather than forwarding with the wrong source.
+    static func proxyEgressProblem(_ proxies: [ProxyConfiguration]) -> String? {
+        guard !proxies.isEmpty,
+              case .success(.udp) = EgressMode.fromEnvironment(getenv(EgressMode.environmentVariable).map { String(cString: $0) })
+        else { return nil }
+        return "\"proxies\" need packet egress: with --egress udp the kernel would replace the sender's address that "
+            + "proxied datagrams keep (downstream SSM listeners filter on it); run with --egress packet (the default)"
+    }
+
     public init(options: SupervisorOptions, logger: Logger) throws(SupervisorStartError) {
         self.options = options
         self.logger = logger
@@ -59,6 +70,7 @@ public final class Supervisor {
                 throw SupervisorStartError(error.description)
             }
         }
+        if let problem = Self.proxyEgressProblem(proxySettings) { throw SupervisorStartError(problem) }
         let limit = Self.kernelMembershipLimit()
         core = ControlPlane(configuration: .init(socketLimit: limit, socketLimitIPv6: Self.kernelIPv6MembershipLimit(),
                                                  workerCount: options.workerCount,

@@ -107,6 +107,7 @@ public struct ControlPlane: Sendable {
         // Rules first (their memberships become the base), then the proxies' change on top.
         ruleMemberships = Self.neededMemberships(for: rules.rules.values)
         membership.setNeeded(ruleMemberships.union(proxies.needed), now: now, actions: &actions)
+        updateGates(now: now)
         updateDispatch(now: now)
         armTimer()
         return diff
@@ -134,6 +135,9 @@ public struct ControlPlane: Sendable {
         let delta = try next.replace(configurations, listeners: listeners)
         proxies = next
         apply(delta, now: now)
+        // The proxies' routes and the gates of their downstreams, gates first (as for rules).
+        updateGates(now: now)
+        updateDispatch(now: now)
         armTimer()
     }
 
@@ -205,7 +209,7 @@ public struct ControlPlane: Sendable {
             // (after the last member queries), a silent listener at the group membership
             // interval: the gate follows exactly what `Listeners` says, when it says it.
             let key = GateKey(interface: interface, group: group)
-            if followedGates.contains(key) { changed.append(GateEntry(key: key, filter: listeners.gateFilter(for: key))) }
+            if followedGates.contains(key) || proxies.routes(key) { changed.append(GateEntry(key: key, filter: listeners.gateFilter(for: key))) }
         }
         if !changed.isEmpty { dispatcher.setGates(changed, now: now, actions: &actions) }
     }
@@ -222,7 +226,16 @@ public struct ControlPlane: Sendable {
         }
         followedGates = followed
         var wanted: [GateKey: GateFilter] = [:]
-        for key in followed {
+        // A proxy's routed outputs need the gate of every group its downstream listeners want
+        // within its ranges (looked up per datagram); a group nobody wants has none (closed).
+        var keys = followed
+        if !proxies.configurations.isEmpty {
+            for status in listeners.groupStatus {
+                let key = GateKey(interface: status.interface, group: status.group)
+                if proxies.routes(key) { keys.insert(key) }
+            }
+        }
+        for key in keys {
             let filter = listeners.gateFilter(for: key)
             if !filter.isClosed { wanted[key] = filter }
         }
@@ -249,8 +262,12 @@ public struct ControlPlane: Sendable {
 
     /// Input interfaces that are up and used by a rule, sorted: what workers read.
     public var readableInputs: [InterfaceName] {
-        Set(rules.rules.values.map(\.input.interface)).filter(membership.isUp).sorted()
+        Set(rules.rules.values.map(\.input.interface)).union(proxies.configurations.map(\.upstream))
+            .filter(membership.isUp).sorted()
     }
+
+    /// The proxies' routes (`Proxies.routes`): what the workers forward besides the rules.
+    public var proxyRoutes: [Rule] { Proxies.routes(for: proxies.configurations, besides: rules.rules.values) }
 
     private mutating func rulesChanged(now: Instant) {
         ruleMemberships = Self.neededMemberships(for: rules.rules.values)
@@ -262,7 +279,7 @@ public struct ControlPlane: Sendable {
     }
 
     private mutating func updateDispatch(now: Instant) {
-        dispatcher.update(rules: Array(rules.rules.values), ingress: readableInputs, now: now, actions: &actions)
+        dispatcher.update(rules: Array(rules.rules.values) + proxyRoutes, ingress: readableInputs, now: now, actions: &actions)
     }
 
     private mutating func armTimer() {

@@ -221,6 +221,134 @@ public enum EgressFrame {
         return frame
     }
 
+    // MARK: - Routed frames (a proxy's downstream)
+
+    /// The longest header `writeRoutedHeader` writes: Ethernet, then a received IP header with
+    /// options (IPv4, up to 60 bytes) or extension headers (IPv6), and the UDP header. A
+    /// datagram whose headers are longer is not routed (the driver counts a send failure).
+    public static let maximumRoutedHeaderBytes = 256
+
+    /// A routed output's template: the source MAC only (every other field comes from the
+    /// datagram); its header length byte is 0, which tells it from a re-originating template.
+    public static func writeRoutedTemplate(_ template: UnsafeMutableRawPointer, sourceMAC: MACAddress) {
+        template.initializeMemory(as: UInt8.self, repeating: 0, count: templateBytes)
+        let bytes = sourceMAC.bytes
+        for (index, byte) in [bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5].enumerated() {
+            template.storeBytes(of: byte, toByteOffset: 6 + index, as: UInt8.self)
+        }
+    }
+
+    /// Is this a routed output's template (`writeRoutedTemplate`)?
+    @inlinable @inline(__always)
+    public static func isRouted(template: UnsafeRawPointer) -> Bool {
+        template.load(fromByteOffset: 72, as: UInt8.self) == 0
+    }
+
+    /// Bytes `writeRoutedHeader` writes for these received headers.
+    @inlinable @inline(__always)
+    public static func routedHeaderLength(headers: UnsafeRawBufferPointer) -> Int { ethernetHeaderBytes + headers.count }
+
+    /// The header of a routed datagram, as a router forwards it: Ethernet (destination MAC
+    /// from the group, RFC 1112 6.4 / RFC 2464 7; source MAC the downstream interface's, from
+    /// the template), then the received IP header and UDP header copied, with the TTL / hop
+    /// limit one less and, for IPv4, the header checksum computed again (RFC 1812 5.3.1).
+    /// Addresses, ports and the UDP checksum stay as the sender wrote them (the UDP pseudo
+    /// header does not cover the TTL), with one exception, `completeUDPChecksum`.
+    /// `headers` is what the `FrameParser` accepted (IPv4 or IPv6 from its first byte, TTL > 1:
+    /// the Forwarder drops the rest) and the payload is read (for the checksum), never written:
+    /// it follows as is. `out` holds `routedHeaderLength(headers:)` bytes (at most
+    /// `maximumRoutedHeaderBytes`). Returns that length.
+    @inlinable @inline(__always) @discardableResult
+    public static func writeRoutedHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer,
+                                         headers: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> Int {
+        let length = writeRoutedIPHeader(out, template: template, headers: headers)
+        completeUDPChecksum(out + ethernetHeaderBytes, headers: headers.count, payload: payload)
+        return length
+    }
+
+    /// A sender on this host or a VM next to it hands its datagrams over with the UDP checksum
+    /// left to the NIC (CHECKSUM_PARTIAL: the field holds only the pseudo header's sum), and a
+    /// packet socket reads them so; the kernel would complete it on the way out, frames the
+    /// relay writes are not completed by anyone. So: a checksum that verifies stays; one that
+    /// does not and holds exactly that partial sum is completed; anything else (corrupted on
+    /// the way) stays as it came, for the receiver to discard as it would have. IPv4 without a
+    /// checksum (0) stays without. Only a field equal to that partial sum costs a pass over the
+    /// payload (to tell a partial checksum from a valid one that happens to equal it).
+    @inlinable @inline(__always)
+    static func completeUDPChecksum(_ ip: UnsafeMutableRawPointer, headers: Int, payload: UnsafeRawBufferPointer) {
+        let udp = ip + headers - 8
+        let field = udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
+        let udpLength = UInt64(udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        let pseudo: UInt64
+        if ip.load(as: UInt8.self) >> 4 == 6 {
+            pseudo = sum(UnsafeRawPointer(ip + 8), 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ udpLength
+        } else {
+            guard field != 0 else { return }
+            pseudo = sum(UnsafeRawPointer(ip + 12), 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ udpLength
+        }
+        // Only a field that holds the pseudo header's sum can be a partial checksum: every other
+        // datagram goes on without a pass over its payload.
+        guard field == fold(pseudo) else { return }
+        // The UDP header without its checksum field, then the payload.
+        var total = sum(UnsafeRawPointer(udp), 6, pseudo)
+        // The UDP length's bytes only (the IP datagram may carry more after them).
+        let covered = min(payload.count, Int(UInt16(bigEndian: UInt16(truncatingIfNeeded: udpLength))) - 8)
+        if let base = payload.baseAddress, covered > 0 { total = sum(base, covered, total) }
+        guard fold(total &+ UInt64(field)) != 0xFFFF else { return }  // valid after all: kept
+        var check = ~fold(total)
+        if check == 0 { check = 0xFFFF }
+        udp.storeBytes(of: check, toByteOffset: 6, as: UInt16.self)
+    }
+
+    /// `writeRoutedHeader` without the UDP checksum's completion.
+    @inlinable @inline(__always)
+    static func writeRoutedIPHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer,
+                                    headers: UnsafeRawBufferPointer) -> Int {
+        let ip = out + ethernetHeaderBytes
+        if let base = headers.baseAddress, headers.count > 0 { ip.copyMemory(from: base, byteCount: headers.count) }
+        out.copyMemory(from: template, byteCount: 12)
+        if ip.load(as: UInt8.self) >> 4 == 6 {
+            out.storeBytes(of: UInt16(0x86DD).bigEndian, toByteOffset: 12, as: UInt16.self)
+            // 33:33 + the group's low 32 bits (destination at IPv6 bytes 24-39).
+            out.storeBytes(of: UInt16(0x3333).bigEndian, toByteOffset: 0, as: UInt16.self)
+            for index in 0..<4 {
+                out.storeBytes(of: ip.load(fromByteOffset: 36 + index, as: UInt8.self), toByteOffset: 2 + index, as: UInt8.self)
+            }
+            ip.storeBytes(of: ip.load(fromByteOffset: 7, as: UInt8.self) &- 1, toByteOffset: 7, as: UInt8.self)
+            return ethernetHeaderBytes + headers.count
+        }
+        out.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
+        // 01:00:5e + the group's low 23 bits (destination at IPv4 bytes 16-19).
+        out.storeBytes(of: UInt8(0x01), toByteOffset: 0, as: UInt8.self)
+        out.storeBytes(of: UInt8(0x00), toByteOffset: 1, as: UInt8.self)
+        out.storeBytes(of: UInt8(0x5E), toByteOffset: 2, as: UInt8.self)
+        out.storeBytes(of: ip.load(fromByteOffset: 17, as: UInt8.self) & 0x7F, toByteOffset: 3, as: UInt8.self)
+        out.storeBytes(of: ip.load(fromByteOffset: 18, as: UInt8.self), toByteOffset: 4, as: UInt8.self)
+        out.storeBytes(of: ip.load(fromByteOffset: 19, as: UInt8.self), toByteOffset: 5, as: UInt8.self)
+        ip.storeBytes(of: ip.load(fromByteOffset: 8, as: UInt8.self) &- 1, toByteOffset: 8, as: UInt8.self)
+        let ipLength = Int(ip.load(as: UInt8.self) & 0x0F) * 4
+        ip.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+        ip.storeBytes(of: ~fold(sum(UnsafeRawPointer(ip), ipLength, 0)), toByteOffset: 10, as: UInt16.self)
+        return ethernetHeaderBytes + headers.count
+    }
+
+    /// A routed frame as an array (tests, the simulator's reference; allocates): header and payload.
+    public static func routedBytes(sourceMAC: MACAddress, headers: [UInt8], payload: [UInt8]) -> [UInt8] {
+        var template = [UInt8](repeating: 0xA5, count: templateBytes)
+        var frame = [UInt8](repeating: 0x5A, count: ethernetHeaderBytes + headers.count)
+        template.withUnsafeMutableBytes { template in
+            writeRoutedTemplate(template.baseAddress!, sourceMAC: sourceMAC)
+            frame.withUnsafeMutableBytes { out in
+                headers.withUnsafeBytes { headers in
+                    payload.withUnsafeBytes {
+                        _ = writeRoutedHeader(out.baseAddress!, template: UnsafeRawPointer(template.baseAddress!), headers: headers, payload: $0)
+                    }
+                }
+            }
+        }
+        return frame + payload
+    }
+
     // MARK: - Whole frames
 
     /// Bytes of the frame `fields` and a payload of `payloadCount` bytes make.

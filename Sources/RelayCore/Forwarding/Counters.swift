@@ -36,7 +36,7 @@ public struct OutputCounter: Sendable, Equatable, Codable {
 
 /// Drops per reason, indexed by `DropReason.rawValue`.
 public struct DropCounters: Sendable, Equatable {
-    private var counts: InlineArray<12, UInt64> = .init(repeating: 0)
+    private var counts: InlineArray<13, UInt64> = .init(repeating: 0)
 
     public init() {}
 

@@ -22,10 +22,18 @@ public struct Transmit: @unchecked Sendable {
     /// The original datagram's source port, which the relay's frames keep (see `EgressFrame`).
     public let sourcePort: UInt16
     public let payload: UnsafeRawBufferPointer
+    /// A proxy's routed output (`OutputSpec.routed`): the frame is the datagram itself, built
+    /// by `EgressFrame.writeRoutedHeader` from `headers`; `destination`, `port` and `ttl` are
+    /// then the datagram's group, port and TTL less one.
+    public let routed: Bool
+    /// Routed only: the received IP header (with options or extension headers) and UDP header,
+    /// a view into the received frame like the payload (empty otherwise). The payload of a
+    /// routed transmit runs to the end of the IP datagram (normally the UDP payload exactly).
+    public let headers: UnsafeRawBufferPointer
 
     @usableFromInline
     init(output: OutputHandle, egress: Int, destination: IPAddress, port: UInt16, ttl: UInt8, sourcePort: UInt16,
-         payload: UnsafeRawBufferPointer) {
+         payload: UnsafeRawBufferPointer, routed: Bool = false, headers: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
         self.output = output
         self.egress = egress
         self.destination = destination
@@ -33,6 +41,8 @@ public struct Transmit: @unchecked Sendable {
         self.ttl = ttl
         self.sourcePort = sourcePort
         self.payload = payload
+        self.routed = routed
+        self.headers = headers
     }
 }
 
@@ -41,6 +51,11 @@ public struct Forwarding: @unchecked Sendable {
     public let route: RouteHandle
     public let datagram: UDPDatagram
     public let payload: UnsafeRawBufferPointer
+    /// Routed routes only: bit i set when output i of the route sends this datagram (its
+    /// listeners want its group and source); the gate is per datagram there, not per output.
+    public let routedMask: UInt64
+    /// Routed routes only: the IP and UDP headers as received (see `Transmit.headers`).
+    public let headers: UnsafeRawBufferPointer
 }
 
 public enum Decision: @unchecked Sendable {
@@ -58,7 +73,19 @@ public struct Forwarder: Sendable {
         @usableFromInline var destination: IPAddress
         @usableFromInline var port: UInt16
         @usableFromInline var ttl: UInt8
+        /// A proxy's downstream: the transmit is the datagram, routed (see `Transmit.routed`).
+        @usableFromInline var routed: Bool
     }
+
+    /// A routed output's gate: (its egress slot, the datagram's group), so the per-datagram
+    /// lookup hashes two small values, not an interface name.
+    struct RoutedGateKey: Hashable {
+        var egress: UInt16
+        var group: IPAddress
+    }
+
+    /// Outputs a routed route may have: its per-datagram gate result is one bit each.
+    public static let maximumRoutedOutputs = 64
 
     /// An output's identity across plans.
     struct OutputKey: Hashable {
@@ -74,6 +101,8 @@ public struct Forwarder: Sendable {
         var openCount: Int32
         /// Some output follows listeners: decide counts per output against `open`.
         var gated: Bool
+        /// A proxy's route: its outputs are routed, gated per datagram (`routedGates`).
+        var routed: Bool
     }
 
     public private(set) var plan: WorkerPlan
@@ -94,6 +123,8 @@ public struct Forwarder: Sendable {
     private var openOutputs: ContiguousArray<Int32> = []
     public private(set) var gateFilters: [GateKey: GateFilter] = [:]
     public private(set) var gateVersion: UInt64 = 0
+    /// `gateFilters` of the gates on this worker's egress interfaces, keyed for routed outputs.
+    private var routedGates: [RoutedGateKey: GateFilter] = [:]
     /// The source address a follow output's frames carry, per binding, as the driver said
     /// at the last `applyGates`.
     private var frameSources: ContiguousArray<IPAddress?> = []
@@ -147,12 +178,16 @@ public struct Forwarder: Sendable {
                 keyed6.append((RouteKey6(ingress: slot, group: group, port: rule.input.port), rule.input.source?.v6, route))
             }
             }
+            // A routed route is all routed (ControlPlane derives them so); its gate bits must fit a mask.
+            let routed = rule.outputs.contains { $0.routed }
+            precondition(!routed || rule.outputs.count <= Self.maximumRoutedOutputs, "too many routed outputs")
             routes.append(Route(outputStart: Int32(bindings.count), outputCount: Int32(rule.outputs.count),
-                                openCount: Int32(rule.outputs.count), gated: rule.outputs.contains { $0.followsListeners }))
+                                openCount: Int32(rule.outputs.count),
+                                gated: !routed && rule.outputs.contains { $0.followsListeners }, routed: routed))
             for output in rule.outputs {
                 bindings.append(EgressBinding(
                     egress: UInt16(egressSlots[output.interface]!), destination: output.destination,
-                    port: output.port, ttl: output.ttl))
+                    port: output.port, ttl: output.ttl, routed: output.routed))
             }
             accepted.append(previousAccepted[rule.id] ?? TrafficCounter())
             for output in rule.outputs {
@@ -215,6 +250,14 @@ public struct Forwarder: Sendable {
     }
 
     private mutating func reevaluateGates() {
+        var routedGates: [RoutedGateKey: GateFilter] = [:]
+        if routes.contains(where: \.routed) {
+            let slots = Dictionary(uniqueKeysWithValues: egress.enumerated().map { ($1, UInt16($0)) })
+            for (key, filter) in gateFilters {
+                if let slot = slots[key.interface] { routedGates[RoutedGateKey(egress: slot, group: key.group)] = filter }
+            }
+        }
+        self.routedGates = routedGates
         for index in routes.indices where routes[index].gated {
             let start = Int(routes[index].outputStart)
             var count: Int32 = 0
@@ -278,10 +321,13 @@ public struct Forwarder: Sendable {
             }
             let length = UInt64(datagram.payloadLength)
             let index = Int(route)
-            accepted[index].packets &+= 1
-            accepted[index].bytes &+= length
             let routeInfo = routes[index]
             let range = Int(routeInfo.outputStart)..<Int(routeInfo.outputStart + routeInfo.outputCount)
+            if routeInfo.routed {
+                return decideRouted(frame, datagram: datagram, route: route, range: range)
+            }
+            accepted[index].packets &+= 1
+            accepted[index].bytes &+= length
             if routeInfo.gated {
                 let open = self.open
                 outputCounters.withUnsafeMutableBufferPointer { counters in
@@ -304,14 +350,63 @@ public struct Forwarder: Sendable {
                 }
             }
             let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<datagram.payloadOffset + datagram.payloadLength])
-            return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload))
+            return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload,
+                                       routedMask: 0, headers: UnsafeRawBufferPointer(start: nil, count: 0)))
         }
+    }
+
+    /// A proxy's route, as a router: a datagram that would leave with TTL 0 is dropped
+    /// (`ttlExceeded`); otherwise each downstream sends it iff its listeners want (this group,
+    /// this source) now: one dictionary lookup per output, no allocation.
+    @inline(__always)
+    private mutating func decideRouted(_ frame: UnsafeRawBufferPointer, datagram: UDPDatagram, route: Int32,
+                                       range: Range<Int>) -> Decision {
+        guard datagram.ttl > 1 else {
+            drops.record(.ttlExceeded)
+            return .drop(.ttlExceeded)
+        }
+        let index = Int(route)
+        let length = UInt64(datagram.payloadLength)
+        accepted[index].packets &+= 1
+        accepted[index].bytes &+= length
+        var mask: UInt64 = 0
+        let gates = routedGates
+        let bindings = self.bindings
+        outputCounters.withUnsafeMutableBufferPointer { counters in
+            for output in range {
+                let key = RoutedGateKey(egress: bindings[output].egress, group: datagram.destination)
+                if let filter = gates[key], filter.admits(datagram.source) {
+                    mask |= 1 << UInt64(output - range.lowerBound)
+                    counters[output].packets &+= 1
+                    counters[output].bytes &+= length
+                } else {
+                    counters[output].suppressed &+= 1
+                }
+            }
+        }
+        // Routed, the whole IP datagram goes on: up to its IP length, which may hold bytes past
+        // the UDP length (the parser allows that; a router forwards them).
+        let ip = datagram.ipOffset
+        let ipEnd = frame[ip] >> 4 == 6 ? ip + 40 + (Int(frame[ip + 4]) << 8 | Int(frame[ip + 5]))
+            : ip + (Int(frame[ip + 2]) << 8 | Int(frame[ip + 3]))
+        let end = max(datagram.payloadOffset + datagram.payloadLength, min(ipEnd, frame.count))
+        let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<end])
+        let headers = UnsafeRawBufferPointer(rebasing: frame[ip..<datagram.payloadOffset])
+        return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload,
+                                   routedMask: mask, headers: headers))
     }
 
     /// The copies to send for an accepted datagram, one per open output of its rule.
     @inline(__always)
     public func transmits(for forwarding: Forwarding) -> TransmitBatch {
         let route = routes[Int(forwarding.route.index)]
+        if route.routed {
+            return TransmitBatch(
+                bindings: bindings, order: openOutputs, start: Int(route.outputStart),
+                count: forwarding.routedMask.nonzeroBitCount, sourcePort: forwarding.datagram.sourcePort,
+                payload: forwarding.payload, routedMask: forwarding.routedMask, datagram: forwarding.datagram,
+                headers: forwarding.headers)
+        }
         return TransmitBatch(
             bindings: bindings, order: openOutputs, start: Int(route.outputStart), count: Int(route.openCount),
             sourcePort: forwarding.datagram.sourcePort, payload: forwarding.payload)
@@ -358,6 +453,28 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     public let count: Int
     @usableFromInline let sourcePort: UInt16
     @usableFromInline let payload: UnsafeRawBufferPointer
+    /// Routed routes: the outputs that send (bit i: output `start + i`); 0 otherwise.
+    @usableFromInline let routedMask: UInt64
+    @usableFromInline let group: IPAddress
+    @usableFromInline let port: UInt16
+    @usableFromInline let ttl: UInt8
+    @usableFromInline let headers: UnsafeRawBufferPointer
+
+    init(bindings: ContiguousArray<Forwarder.EgressBinding>, order: ContiguousArray<Int32>, start: Int, count: Int,
+         sourcePort: UInt16, payload: UnsafeRawBufferPointer, routedMask: UInt64 = 0, datagram: UDPDatagram? = nil,
+         headers: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        self.bindings = bindings
+        self.order = order
+        self.start = start
+        self.count = count
+        self.sourcePort = sourcePort
+        self.payload = payload
+        self.routedMask = routedMask
+        group = datagram?.destination ?? .v4(IPv4Address(0))
+        port = datagram?.destinationPort ?? 0
+        ttl = datagram.map { $0.ttl &- 1 } ?? 0
+        self.headers = headers
+    }
 
     @inlinable public var startIndex: Int { 0 }
     @inlinable public var endIndex: Int { count }
@@ -365,6 +482,15 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     @inlinable
     public subscript(position: Int) -> Transmit {
         precondition(position >= 0 && position < count, "transmit index out of range")
+        if routedMask != 0 {
+            // The position-th set bit: clear the lower ones (fan-out is small).
+            var mask = routedMask
+            for _ in 0..<position { mask &= mask &- 1 }
+            let index = start + mask.trailingZeroBitCount
+            return Transmit(
+                output: OutputHandle(index: Int32(index)), egress: Int(bindings[index].egress), destination: group,
+                port: port, ttl: ttl, sourcePort: sourcePort, payload: payload, routed: true, headers: headers)
+        }
         let index = Int(order[start + position])
         let binding = bindings[index]
         return Transmit(

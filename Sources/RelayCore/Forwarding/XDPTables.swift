@@ -93,6 +93,11 @@ public struct XDPTables: Sendable, Equatable {
     /// Why the XDP path cannot carry a rule on its own, or nil.
     static func refusal(_ rule: Rule, read: Set<InterfaceName>, facts: [InterfaceName: InterfaceFacts]) -> String? {
         guard read.contains(rule.input.interface) else { return "input \(rule.input.interface) is not read by this worker" }
+        // A proxy's route keeps the datagram's source and TTL - 1 and is gated per (group,
+        // source): the program re-originates from templates and has no gates.
+        if rule.outputs.contains(where: \.routed) {
+            return "a proxy's route (routed outputs keep the sender's address; the XDP path re-originates and has no gates)"
+        }
         // The program looks up exact (group, port) keys; a miss passes the frame to the kernel,
         // where the packet path's fallback to any-port and range routes sees it.
         guard rule.input.prefixLength == nil, rule.input.port != 0 else {

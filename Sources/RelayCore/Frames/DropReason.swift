@@ -31,6 +31,9 @@ public enum DropReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
     /// UDP over IPv6 with checksum 0, which RFC 8200 8.1 says receivers must discard (only
     /// tunnel protocols under RFC 6935 may send it, and the relay is not one).
     case zeroUDPChecksum
+    /// A proxy would route a datagram whose TTL / hop limit is 1 or 0: after the decrement
+    /// it could not be sent on (RFC 1812 5.3.1, RFC 8200 3), so a router drops it.
+    case ttlExceeded
 
     /// snake_case names used in reports, JSON and metrics.
     public var description: String {
@@ -47,6 +50,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Codable, CustomStringConver
         case .noMatchingRule: "no_matching_rule"
         case .badIPv6Header: "bad_ipv6_header"
         case .zeroUDPChecksum: "zero_udp_checksum"
+        case .ttlExceeded: "ttl_exceeded"
         }
     }
 

@@ -113,3 +113,53 @@ public struct Proxies: Sendable {
         return Delta(added: new.subtracting(old), removed: old.subtracting(new))
     }
 }
+
+extension Proxies {
+    /// The routes that forward the proxied traffic (RFC 4605 4.2): per upstream and per prefix
+    /// of a proxy's `groups`, a range input `upstream:prefix:*` whose routed outputs are the
+    /// downstream interfaces of every proxy of that upstream covering the whole prefix (so a
+    /// longer prefix, which wins the lookup, still reaches the downstreams of a shorter one).
+    ///
+    /// Rules the user wrote keep priority: a rule with the very same input replaces the proxy's
+    /// route, and a more specific rule (a group, a port, a source) wins the datagrams it matches
+    /// as the most specific input always does; the proxy does not forward those.
+    public static func routes(for configurations: [ProxyConfiguration], besides rules: some Sequence<Rule>) -> [Rule] {
+        let taken = Set(rules.map(\.input))
+        var prefixes: [InterfaceName: Set<GroupPrefix>] = [:]
+        for proxy in configurations { prefixes[proxy.upstream, default: []].formUnion(proxy.groups) }
+        var routes: [Rule] = []
+        for upstream in prefixes.keys.sorted() {
+            for prefix in prefixes[upstream]!.sorted() {
+                let input = InputSpec(interface: upstream, group: prefix.base, port: 0, prefixLength: prefix.length)
+                guard !taken.contains(input) else { continue }
+                var downstream: [InterfaceName] = []
+                for proxy in configurations where proxy.upstream == upstream
+                    && proxy.groups.contains(where: { $0.length <= prefix.length && $0.contains(prefix.base) }) {
+                    for interface in proxy.downstream where !downstream.contains(interface) { downstream.append(interface) }
+                }
+                routes.append(Rule(id: RuleID(proxying: input), name: "proxy", input: input,
+                                   outputs: downstream.map { OutputSpec.routed(interface: $0, range: prefix.base) }))
+            }
+        }
+        return routes
+    }
+
+    /// Does a proxy forward `key.group` to downstream `key.interface`? Then the workers need
+    /// its gate.
+    public func routes(_ key: GateKey) -> Bool {
+        configurations.contains { $0.downstream.contains(key.interface) && $0.covers(key.group) }
+    }
+}
+
+extension RuleID {
+    /// A proxy route's id: from its input like a rule's, salted so it never equals the id a
+    /// user rule with that input would get.
+    init(proxying input: InputSpec) {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ("proxy " + input.description).utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        self.init(rawValue: hash)
+    }
+}

@@ -74,6 +74,14 @@ public struct ProxyConfiguration: Hashable, Sendable, CustomStringConvertible {
                 throw .duplicateDownstream(index, interface)
             }
         }
+        // The proxies of one upstream share routes; a route's downstreams are gated per
+        // datagram with one bit each (`Forwarder.maximumRoutedOutputs`).
+        for upstream in Set(proxies.map(\.upstream)) {
+            let downstream = Set(proxies.filter { $0.upstream == upstream }.flatMap(\.downstream))
+            if downstream.count > Forwarder.maximumRoutedOutputs {
+                throw .tooManyDownstream(upstream, downstream.count, limit: Forwarder.maximumRoutedOutputs)
+            }
+        }
         for (index, proxy) in proxies.enumerated() {
             for (otherIndex, other) in proxies.enumerated() where otherIndex != index {
                 guard let shared = other.downstream.first(where: { $0 == proxy.upstream }) else { continue }
@@ -108,6 +116,7 @@ public enum ProxyError: Error, Equatable, Sendable, CustomStringConvertible {
     case duplicateDownstream(Int, InterfaceName)
     case proxyLoop(upstreamOf: Int, downstreamOf: Int, InterfaceName)
     case ruleFeedsUpstream(Int, RuleID, OutputSpec)
+    case tooManyDownstream(InterfaceName, Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -129,6 +138,8 @@ public enum ProxyError: Error, Equatable, Sendable, CustomStringConvertible {
             "proxies[\(index)]: downstream \(interface) is listed twice"
         case let .proxyLoop(up, down, interface):
             "proxies[\(up)]'s upstream \(interface) is a downstream of proxies[\(down)] for overlapping groups (a forwarding loop)"
+        case let .tooManyDownstream(upstream, count, limit):
+            "the proxies of upstream \(upstream) have \(count) downstream interfaces; at most \(limit)"
         case let .ruleFeedsUpstream(index, rule, output):
             "output \(output) of rule \(rule) sends into the upstream range of proxies[\(index)] (a forwarding loop)"
         }

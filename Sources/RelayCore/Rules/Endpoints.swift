@@ -76,6 +76,13 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Carry traffic only while a listener on `interface` wants `destination` (IGMP/MLD
     /// listener state, see `ListenerGates`); the text form's trailing `:listeners` field.
     public var followsListeners: Bool
+    /// A proxy's downstream (never written by a user: `ControlPlane` derives these from the
+    /// `proxies`): the datagram is routed, not re-originated. It keeps its own group, port and
+    /// source address, its TTL / hop limit goes down by one, and it goes out only while the
+    /// listeners on `interface` want (its group, its source): the gate is looked up per datagram
+    /// (`Forwarder`). `destination` is the base of the proxied range, `port` 0 and `ttl` 0:
+    /// they only identify the output.
+    public var routed: Bool
 
     public init(interface: InterfaceName, destination: IPAddress, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL,
                 followsListeners: Bool = false) {
@@ -84,6 +91,14 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
         self.port = port
         self.ttl = ttl
         self.followsListeners = followsListeners
+        self.routed = false
+    }
+
+    /// A proxy's routed output on downstream `interface` for the range starting at `base`.
+    public static func routed(interface: InterfaceName, range base: IPAddress) -> OutputSpec {
+        var output = OutputSpec(interface: interface, destination: base, port: 0, ttl: 0)
+        output.routed = true
+        return output
     }
 
     public init(interface: InterfaceName, destination: IPv4Address, port: UInt16, ttl: UInt8 = OutputSpec.defaultTTL,
@@ -97,10 +112,11 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
     /// `IFACE:ADDRESS:PORT:TTL[:listeners]`, the same syntax the CLI and config file accept
     /// (IPv6 in brackets).
     public var description: String {
-        "\(interface):\(destination.endpointText):\(port):\(ttl)" + (followsListeners ? ":\(EndpointSyntax.listenersField)" : "")
+        if routed { return "\(interface):routed" }
+        return "\(interface):\(destination.endpointText):\(port):\(ttl)" + (followsListeners ? ":\(EndpointSyntax.listenersField)" : "")
     }
 
-    private enum CodingKeys: String, CodingKey { case interface, destination, port, ttl, followsListeners }
+    private enum CodingKeys: String, CodingKey { case interface, destination, port, ttl, followsListeners, routed }
 
     // The flag is absent from what older versions wrote (saved state, recordings): absent is false.
     public init(from decoder: any Decoder) throws {
@@ -110,6 +126,7 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
         port = try container.decode(UInt16.self, forKey: .port)
         ttl = try container.decode(UInt8.self, forKey: .ttl)
         followsListeners = try container.decodeIfPresent(Bool.self, forKey: .followsListeners) ?? false
+        routed = try container.decodeIfPresent(Bool.self, forKey: .routed) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -119,6 +136,7 @@ public struct OutputSpec: Hashable, Sendable, CustomStringConvertible, Codable {
         try container.encode(port, forKey: .port)
         try container.encode(ttl, forKey: .ttl)
         if followsListeners { try container.encode(true, forKey: .followsListeners) }
+        if routed { try container.encode(true, forKey: .routed) }
     }
 }
 
