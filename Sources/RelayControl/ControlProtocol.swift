@@ -188,6 +188,9 @@ public struct RuleStatsView: Codable, Equatable, Sendable {
     public var packets: UInt64
     public var bytes: UInt64
     public var outputs: [OutputStatsView]
+    /// A route a proxy derived (its outputs are the proxy's downstreams), not a rule of the
+    /// operator's: it is idle by design while no downstream listener wants anything.
+    public var proxyRoute: Bool { outputs.contains { $0.out.hasSuffix(":routed") } }
 
     public init(_ stats: RuleStatistics) {
         id = stats.rule.id.description

@@ -361,7 +361,7 @@ struct MetricsEndpointTests {
         #expect(gauges["mcrelay_helper_sockets{interface=\"rin0\"}"] == 1)
         #expect(gauges["mcrelay_interface_up{interface=\"rin0\"}"] == 1)
         #expect(gauges["mcrelay_build_info{version=\"test\"}"] == 1)
-        #expect(gauges["mcrelay_rule_info{rule=\"\(id)\",name=\"cam1\",input=\"rin0:239.1.1.1:5001\",source=\"\"}"] == 1)
+        #expect(gauges["mcrelay_rule_info{rule=\"\(id)\",name=\"cam1\",input=\"rin0:239.1.1.1:5001\",source=\"\",kind=\"rule\"}"] == 1)
         for sample in snapshot.counters { #expect(sample.name.hasSuffix("_total"), "counter \(sample.name) without _total") }
         for name in Set(snapshot.counters.map(\.name) + snapshot.gauges.map(\.name)) {
             #expect(MetricsSnapshot.help[name] != nil, "no HELP text for \(name)")

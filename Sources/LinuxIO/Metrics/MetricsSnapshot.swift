@@ -81,6 +81,7 @@ public struct MetricsSnapshot: Equatable, Sendable {
             counters.append(MetricSample("mcrelay_rule_received_bytes_total", ruleLabels, rule.bytes))
             var info = ruleLabels + [L("input", rule.in)]
             info.append(L("source", rule.source ?? ""))
+            info.append(L("kind", rule.proxyRoute ? "proxy" : "rule"))
             gauges.append(MetricSample("mcrelay_rule_info", info, 1))
             for output in rule.outputs {
                 let labels = ruleLabels + [L("output", output.out)]
@@ -158,7 +159,7 @@ public struct MetricsSnapshot: Equatable, Sendable {
     public static let help: [String: String] = [
         "mcrelay_rule_received_packets_total": "Datagrams a rule accepted from its input.",
         "mcrelay_rule_received_bytes_total": "UDP payload bytes a rule accepted from its input.",
-        "mcrelay_rule_info": "A current rule: its id, name, input and source (always 1).",
+        "mcrelay_rule_info": "A current rule: its id, name, input, source and kind (rule, or proxy for a route a proxy derived) (always 1).",
         "mcrelay_output_sent_packets_total": "Datagrams handed to the kernel for an output of a rule.",
         "mcrelay_output_sent_bytes_total": "UDP payload bytes handed to the kernel for an output of a rule.",
         "mcrelay_output_send_errors_total": "Sends to an output of a rule that the kernel refused.",
