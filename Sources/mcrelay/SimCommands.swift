@@ -148,7 +148,7 @@ extension SimCommand {
                 }
                 let config = try ConfigFile.load(path: configPath)
                 let scripted = try events.map { path throws(SimError) in try EventScript.load(path: path) } ?? []
-                let input = SimInput(store: store, rules: config.rules, events: scripted)
+                let input = SimInput(store: store, rules: config.rules, events: scripted, queriers: config.queriers)
                 try run(input: input, options: options)
             }
         }
