@@ -172,7 +172,16 @@ public enum EventScript {
             return name
         }
         func rules(_ array: [Any]) throws(SimError) -> [RuleSpec] {
-            guard let data = try? JSONSerialization.data(withJSONObject: ["rules": array]) else {
+            // Events change rules, not the queriers (those come from the case's config): a
+            // follow output is checked against listener tracking there, at run time.
+            var tracked = Set<String>()
+            for case let rule as [String: Any] in array {
+                for case let text as String in rule["out"] as? [Any] ?? [] {
+                    if let output = try? EndpointSyntax.parseOutput(text), output.followsListeners { tracked.insert(output.interface.rawValue) }
+                }
+            }
+            let queriers = tracked.sorted().map { ["interface": $0] }
+            guard let data = try? JSONSerialization.data(withJSONObject: ["rules": array, "queriers": queriers]) else {
                 throw SimError.input("\(location): rules are not valid JSON")
             }
             do { return try ConfigFile.parse(data, origin: location).rules } catch {

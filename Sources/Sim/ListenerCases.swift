@@ -77,6 +77,20 @@ extension FuzzCase {
         for spec in simCase.input.rules { try? book.add(spec) }
         guard (try? book.add(rule)) != nil else { return }
         simCase.input.rules.append(rule)
+        // Reloads keep the segment's rule (a reload without it would end the segment's story early).
+        for index in simCase.input.events.indices {
+            guard case let .configReload(specs) = simCase.input.events[index].kind else { continue }
+            var reloaded = RuleBook()
+            for spec in specs { try? reloaded.add(spec) }
+            if (try? reloaded.add(rule)) != nil { simCase.input.events[index].kind = .configReload(specs + [rule]) }
+        }
+        // Crashes and flaps at the swarm's rates (up to 3 a second) would leave no second
+        // undisturbed for the listener checks to judge: a twentieth of them here.
+        var faults = simCase.options.effectiveFaults
+        faults.flapsPerSecond = (faults.flapsPerSecond * 50_000).rounded() / 1_000_000
+        faults.crashesPerSecond = (faults.crashesPerSecond * 50_000).rounded() / 1_000_000
+        simCase.options.faults = faults
+        simCase.options.swarm = false
         let version: ListenerVersion = rng.chance(0.8) ? .v3 : .v2
         simCase.input.queriers = [QuerierSetting(interface: output, families: [.ipv4],
                                                  configuration: ListenerCases.configuration(version: version))]

@@ -15,10 +15,11 @@ import RelayCore
 ///   one adopted from another querier: a lost refresh lets the state lapse after that), and no
 ///   message that lowers timers for G (a leave, TO_IN, or BLOCK / TO_EX naming S) reached the
 ///   relay after that report (RFC 3376 6.4.2: after one, only a new report keeps the state). `openSlack` is the supervisor/worker
-///   channel's latency plus its fault delay (≤ 50 ms) plus 1 ms. Not judged: within a second
+///   channel's latency plus its fault delay (≤ 50 ms) plus 1 ms, plus 5 s of gate resends
+///   (every 250 ms) when supervisor/worker messages may be lost. Not judged: within a second
 ///   of a worker crash or restart, interface change or rule change, while the interface is
-///   down, or when supervisor/worker messages may be lost (their resends have no bound that
-///   a per-frame check could use; the liveness phase judges those runs once faults stop).
+///   down, or when more than 25 % of supervisor/worker messages are lost (20 resends could
+///   all fail too often; the liveness phase judges those runs once faults stop).
 /// - **closed, loose** (`follow_output_closed`): a send at t is wrong when no host wants (S,G)
 ///   at t and none ever did, or the last one stopped at t_l with t > t_l + GMI + QRI + 5 s.
 ///   After the last want ends, a report still in flight or an answer of a member that does not
@@ -32,7 +33,7 @@ import RelayCore
 ///   from t_d on, and no v1/v2 report for G reached the relay within the Older Host Present
 ///   Interval before t_d (v2 compatibility ignores BLOCK), then the relay's last member
 ///   queries go unanswered and the state ends at t_d + LMQT: a send after t_d + LMQT +
-///   `openSlack` is wrong. Not judged when supervisor/worker messages may be lost.
+///   `openSlack` is wrong. Not judged when more than 25 % of supervisor/worker messages are lost.
 /// - **one querier** (`single_querier`): a general query from the relay at t is wrong when a
 ///   query from a router with a lower address reached the relay at t_q > t - OQPI + 10 ms (the
 ///   relay's Other Querier Present Interval, with the robustness and query interval it adopts
@@ -82,8 +83,11 @@ struct ListenerOracle {
 
     init(interfaceCount: Int, faults: FaultSpec, channelLatency: UInt64) {
         segments = Array(repeating: Segment(), count: interfaceCount)
-        controlLossPossible = faults.controlLoss > 0
+        // The core resends gate deltas every 250 ms until acknowledged: at a loss of 25 % or
+        // less, 5 s of resends fail together with odds below 1e-12; above it, not judged.
+        controlLossPossible = faults.controlLoss > 0.25
         openSlack = channelLatency + (faults.controlDelay > 0 ? 50_000_000 : 0) + 1_000_000
+            + (faults.controlLoss > 0 ? 5_000_000_000 : 0)
     }
 
     static func ns(_ duration: Duration) -> UInt64 { UInt64(max(0, duration.simNanoseconds)) }
