@@ -1,3 +1,4 @@
+import RelayControl
 import RelayCore
 import Testing
 @testable import Sim
@@ -107,5 +108,74 @@ import Testing
         let first = try simCase.run(), second = try simCase.run()
         #expect(DeterminismCheck.firstDivergence(first, second) == nil)
         #expect(first.steps.contains { $0.kind == "host" } && first.steps.contains { $0.kind == "igmp_rx" })
+    }
+}
+
+/// The same segment with MLD: an MLDv2 host (link-local address) and an MLDv1 one.
+@Suite struct MLDSegmentTests {
+    @Test(arguments: [ListenerVersion.v3, .v2])
+    func mldJoinOpensAndDoneCloses(version: ListenerVersion) throws {
+        let input = InterfaceName("in0")!, out = InterfaceName("out0")!
+        let group = IPAddress.v6(IPv6Address(0xff05, 0, 0, 0, 0, 0, 1, 1))
+        let followGroup = IPAddress.v6(IPv6Address(0xff05, 0, 0, 0, 0, 0, 2, 1))
+        let rule = RuleSpec(name: "v6", input: InputSpec(interface: input, group: group, port: 5000), outputs: [
+            OutputSpec(interface: out, destination: followGroup, port: 6000, ttl: 8, followsListeners: true),
+        ])
+        var store = FrameStore()
+        for index in 0..<1500 {
+            let bytes = TrafficMaker.datagram(interface: 0, source: .v6(IPv6Address(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), group: group,
+                                              port: 5000, payload: [UInt8](repeating: 7, count: 80), id: UInt16(index))
+            store.append(time: UInt64(index) * 20_000_000, interface: input, link: .ethernet, bytes: bytes)
+        }
+        let host = IPAddress.v6(IPv6Address(0xfe80, 0, 0, 0, 0, 0, 0, 0x10))
+        let events = [
+            ScriptedEvent(at: 1_000_000_000, kind: .hostJoin(.init(interface: out, host: host, group: followGroup, mode: .exclude, version: version))),
+            ScriptedEvent(at: 11_000_000_000, kind: .hostLeave(out, host: host, group: followGroup)),
+        ]
+        let queriers = [QuerierSetting(interface: out, families: [.ipv6], configuration: ListenerCases.configuration())]
+        let result = try SimCase(input: SimInput(store: store, rules: [rule], events: events, queriers: queriers), options: SimOptions()).run()
+        #expect(result.passed, "\(result.violations.prefix(3).map(\.description))")
+        let sent = result.report.rules.first?.outputs.first?.transmitted ?? 0
+        #expect(sent >= 499 && sent <= 601, "\(sent) frames to the follow output")
+        let segments = try #require(result.report.segments)
+        #expect(version == .v3 ? segments.hostReportsV3 >= 4 : segments.hostReportsV2 >= 1 && segments.hostLeaves == 1)
+        #expect(segments.framesRefused == 0)
+    }
+}
+
+@Suite struct SegmentEventTests {
+    @Test func segmentEventsRoundTrip() throws {
+        let text = """
+            {"at_ms": 0, "event": "segment_loss", "iface": "out0", "loss": 0.25}
+            {"at_ms": 0, "event": "querier_start", "iface": "out0", "address": "198.18.0.1", "version": 2}
+            {"at_ms": 1000, "event": "host_join", "iface": "out0", "host": "198.18.5.11", "group": "239.10.0.1", "sources": ["198.19.1.1"]}
+            {"at_ms": 1500, "event": "host_version", "iface": "out0", "host": "198.18.5.11", "version": 2}
+            {"at_ms": 9000, "event": "host_leave", "iface": "out0", "host": "198.18.5.11", "group": "239.10.0.1"}
+            {"at_ms": 30000, "event": "querier_stop", "iface": "out0", "address": "198.18.0.1"}
+            """
+        let events = try EventScript.parse(text)
+        #expect(events.map(\.name) == ["segment_loss", "querier_start", "host_join", "host_version", "host_leave", "querier_stop"])
+        guard case let .hostJoin(join) = events[2].kind else { Issue.record("not a join"); return }
+        #expect(join.mode == .include && join.sources == [.v4(IPv4Address(198, 19, 1, 1))] && join.version == nil)
+        guard case let .querierStart(_, _, version, interval) = events[1].kind else { Issue.record("not a querier"); return }
+        #expect(version == .v2 && interval == 125_000)
+        #expect(try EventScript.parse(EventScript.serialize(events)) == events)
+    }
+
+    @Test(arguments: [
+        (#"{"at_ms": 0, "event": "host_join", "iface": "out0", "host": "239.1.1.1", "group": "239.10.0.1"}"#, "is not a unicast address"),
+        (#"{"at_ms": 0, "event": "host_join", "iface": "out0", "host": "198.18.5.1", "group": "198.18.0.1"}"#, "is not a ipv4 multicast address"),
+        (#"{"at_ms": 0, "event": "host_join", "iface": "out0", "host": "198.18.5.1", "group": "224.0.0.1"}"#, "never reported"),
+        (#"{"at_ms": 0, "event": "host_join", "iface": "out0", "host": "2001:db8::1", "group": "ff05::1"}"#, "link-local"),
+        (#"{"at_ms": 0, "event": "host_join", "iface": "out0", "host": "198.18.5.1", "group": "239.1.1.1", "mode": "include"}"#, "use host_leave"),
+        (#"{"at_ms": 0, "event": "host_version", "iface": "out0", "host": "198.18.5.1", "version": 1}"#, "must be 2"),
+        (#"{"at_ms": 0, "event": "segment_loss", "iface": "out0", "loss": 2}"#, "probability 0-1"),
+        (#"{"at_ms": 0, "event": "querier_start", "iface": "out0", "address": "198.18.0.1", "query_interval_ms": 5}"#, "1000-3600000"),
+    ])
+    func badSegmentEventsSayWhatAndWhere(line: String, message: String) {
+        #expect(throws: SimError.self) { try EventScript.parse(line, origin: "e.jsonl") }
+        do { _ = try EventScript.parse(line, origin: "e.jsonl") } catch {
+            #expect(error.description.hasPrefix("e.jsonl:1: ") && error.description.contains(message), "\(error)")
+        }
     }
 }
