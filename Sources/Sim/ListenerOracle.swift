@@ -28,9 +28,11 @@ import RelayCore
 ///   compatibility (Older Host Present = GMI) ends as soon. The 5 s cover gate resends under
 ///   message loss.
 /// - **closed, tight**: when the relay is the only router on the segment (no simulated querier
-///   ever started there), the stop message of the last wanting host (a v2 leave, or a v3
-///   TO_IN / BLOCK that leaves S unwanted) reached the relay at t_d, no host is a member of G
-///   from t_d on, and no v1/v2 report for G reached the relay within the Older Host Present
+///   ever started there), a message that lowers S's timers and asks for nothing of S (a v2
+///   leave, a v3 TO_IN without S, a BLOCK of S) reached the relay at t_d when no host wanted S
+///   any more, no host is in EXCLUDE mode for G from t_d on (its IS_EX answers could put S on
+///   the requested list again, RFC 3376 6.4.1; INCLUDE members' answers cannot name S), and no
+///   v1/v2 report for G reached the relay within the Older Host Present
 ///   Interval before t_d (v2 compatibility ignores BLOCK), then the relay's last member
 ///   queries go unanswered and the state ends at t_d + LMQT: a send after t_d + LMQT +
 ///   `openSlack` is wrong. Not judged when more than 25 % of supervisor/worker messages are lost.
@@ -51,7 +53,9 @@ struct ListenerOracle {
     struct Group {
         var source: IPAddress
         var wanting: [Int: UInt64] = [:]  // host -> wanted since
-        var members: Set<Int> = []
+        /// Hosts in EXCLUDE mode for G: their answers (IS_EX) can put S back on the
+        /// router's requested list (RFC 3376 6.4.1), so the tight bound needs none left.
+        var excludeMembers: Set<Int> = []
         var everWanted = false
         var lastWantEnd: UInt64?
         /// Per wanting host: the arrival of its last report that says it wants S.
@@ -115,7 +119,7 @@ struct ListenerOracle {
     // MARK: - What hosts want
 
     /// A host's state for `group` now (called after anything that may change it).
-    mutating func hostState(interface: Int, group: IPAddress, host: Int, wants: Bool, member: Bool,
+    mutating func hostState(interface: Int, group: IPAddress, host: Int, wants: Bool, excludeMember: Bool,
                             source: IPAddress, now: UInt64) {
         let key = Key(interface: interface, group: group)
         var record = groups[key] ?? Group(source: source)
@@ -128,10 +132,10 @@ struct ListenerOracle {
             record.wantReport[host] = nil
             if record.wanting.isEmpty { record.lastWantEnd = now }
         }
-        if member {
-            if record.members.insert(host).inserted { record.stopDelivered = nil }
+        if excludeMember {
+            if record.excludeMembers.insert(host).inserted { record.stopDelivered = nil }
         } else {
-            record.members.remove(host)
+            record.excludeMembers.remove(host)
         }
         groups[key] = record
     }
@@ -142,23 +146,25 @@ struct ListenerOracle {
     mutating func relayHeard(_ message: ListenerMessage, family: AddressFamily, interface: Int, host: Int,
                              sentAt: UInt64, now: UInt64) {
         guard let relay = segments[interface].relay[family] else { return }
-        func note(_ group: IPAddress, wantsS: (IPAddress) -> Bool, lowers: (IPAddress) -> Bool, stop: Bool, old: Bool) {
+        func note(_ group: IPAddress, wantsS: (IPAddress) -> Bool, lowers: (IPAddress) -> Bool, old: Bool) {
             let key = Key(interface: interface, group: group)
             guard var record = groups[key] else { return }
             let source = record.source
             if old { record.lastOldReport = now }
             if lowers(source) { record.lastLowering = now }
             if wantsS(source), let since = record.wanting[host], since <= sentAt { record.wantReport[host] = now }
-            if stop, record.wanting.isEmpty, !record.members.contains(host), record.stopDelivered == nil {
+            // A stop: the message lowers S's timers and asks for nothing of S (a leave, TO_IN
+            // without S, BLOCK of S), once no host wants S any more.
+            if lowers(source), !wantsS(source), record.wanting.isEmpty, record.excludeMembers.isEmpty, record.stopDelivered == nil {
                 record.stopDelivered = now
             }
             groups[key] = record
         }
         switch message {
         case let .report(_, group):
-            note(group, wantsS: { _ in true }, lowers: { _ in false }, stop: false, old: true)
+            note(group, wantsS: { _ in true }, lowers: { _ in false }, old: true)
         case let .leave(group):
-            note(group, wantsS: { _ in false }, lowers: { _ in true }, stop: true, old: false)
+            note(group, wantsS: { _ in false }, lowers: { _ in true }, old: false)
         case let .v3Report(records):
             guard relay.version == .v3 else { return }  // a v2 router ignores v3 reports
             for record in records {
@@ -166,13 +172,13 @@ struct ListenerOracle {
                 switch record.type {
                 case .modeIsExclude, .changeToExclude:
                     note(record.group, wantsS: { !sources.contains($0) }, lowers: { record.type == .changeToExclude && sources.contains($0) },
-                         stop: false, old: false)
+                         old: false)
                 case .modeIsInclude, .allowNewSources:
-                    note(record.group, wantsS: { sources.contains($0) }, lowers: { _ in false }, stop: false, old: false)
+                    note(record.group, wantsS: { sources.contains($0) }, lowers: { _ in false }, old: false)
                 case .changeToInclude:
-                    note(record.group, wantsS: { sources.contains($0) }, lowers: { _ in true }, stop: !sources.isEmpty ? false : true, old: false)
+                    note(record.group, wantsS: { sources.contains($0) }, lowers: { _ in true }, old: false)
                 case .blockOldSources:
-                    note(record.group, wantsS: { _ in false }, lowers: { sources.contains($0) }, stop: true, old: false)
+                    note(record.group, wantsS: { _ in false }, lowers: { sources.contains($0) }, old: false)
                 }
             }
         case .query:
@@ -211,7 +217,7 @@ struct ListenerOracle {
         }
         let segment = segments[interface]
         guard !controlLossPossible, segment.routers.isEmpty, let relay = segment.relay[group.family], relay.querierEnabled,
-              let stop = record.stopDelivered, record.members.isEmpty else { return nil }
+              let stop = record.stopDelivered, record.excludeMembers.isEmpty else { return nil }
         if let old = record.lastOldReport, old + groupMembershipIntervals(interface, group.family).max >= stop { return nil }
         let lmqt = Self.ns(relay.lastMemberQueryTime)
         if now > stop + lmqt + openSlack {

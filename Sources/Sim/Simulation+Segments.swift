@@ -167,7 +167,9 @@ extension Simulation {
         for group in segments.hostGroups[host].sorted() {
             let source = egress.ports[state.interface].facts.source(for: group) ?? group
             listenerOracle.hostState(interface: state.interface, group: group, host: host,
-                                     wants: state.wants(source: source, group: group, now: now), member: state.isMember(group),
+                                     wants: state.wants(source: source, group: group, now: now),
+                                     excludeMember: state.isMember(group) && (state.filters[group]?.mode == .exclude
+                                                                               || state.effectiveVersion(now: now) < .v3),
                                      source: source, now: now)
         }
     }
