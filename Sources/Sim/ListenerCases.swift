@@ -64,13 +64,23 @@ extension FuzzCase {
     /// Some fuzz cases get a LAN segment on out0 (a stream of their own, drawn from a stream
     /// of its own so the rest of the case is what it was): a follow output, 1-3 hosts that join
     /// (any-source, SSM with the right or a wrong source), leave, rejoin and change version,
-    /// sometimes a router with a lower address that starts and stops, sometimes loss.
+    /// sometimes a router with a lower address that starts and stops, sometimes loss; IGMP, or
+    /// MLD in a quarter of them.
     static func addSegment(to simCase: inout SimCase, seed: UInt64) {
         var rng = SimRandom.stream(seed: seed, label: "fuzz-segment")
         guard rng.chance(0.3) else { return }
         let output = outputs[0]
-        let relaySource = IPAddress.v4(IPv4Address(198, 19, 2, 1))  // out0 is position 2 of in0, in1, out0, out1
-        let group = IPAddress.v4(IPv4Address(239, 20, 0, 1 + UInt8(rng.below(2))))
+        // A quarter of the segments run MLD: link-local hosts and router, a site-scoped group.
+        let mld = rng.chance(0.25)
+        let family: AddressFamily = mld ? .ipv6 : .ipv4
+        // The relay's source on out0 (position 2 of in0, in1, out0, out1; `InterfaceFacts.simulated`).
+        let relaySource: IPAddress = mld ? .v6(IPv6Address(0xfd00, 0x6d63, 0, 0, 0, 0, 2, 1)) : .v4(IPv4Address(198, 19, 2, 1))
+        let otherSource: IPAddress = mld ? .v6(IPv6Address(0xfd00, 0x6d63, 0, 0, 0, 0, 2, 0x99)) : .v4(IPv4Address(198, 19, 2, 99))
+        let pick = UInt16(1 + rng.below(2))
+        let group: IPAddress = mld ? .v6(IPv6Address(0xff05, 0, 0, 0, 0, 0, 0x20, pick)) : .v4(IPv4Address(239, 20, 0, UInt8(pick)))
+        func hostAddress(_ number: Int) -> IPAddress {
+            mld ? .v6(IPv6Address(0xfe80, 0, 0, 0, 0, 0, 0, UInt16(0x10 + number))) : .v4(IPv4Address(198, 18, 5, UInt8(10 + number)))
+        }
         let rule = RuleSpec(name: "segment", input: InputSpec(interface: inputs[0], group: IPv4Address(239, 2, 2, 1), port: 5000),
                             outputs: [OutputSpec(interface: output, destination: group, port: 6000, ttl: 8, followsListeners: true)])
         var book = RuleBook()
@@ -92,21 +102,21 @@ extension FuzzCase {
         simCase.options.faults = faults
         simCase.options.swarm = false
         let version: ListenerVersion = rng.chance(0.8) ? .v3 : .v2
-        simCase.input.queriers = [QuerierSetting(interface: output, families: [.ipv4],
+        simCase.input.queriers = [QuerierSetting(interface: output, families: [family],
                                                  configuration: ListenerCases.configuration(version: version))]
         let seconds = 20 + rng.below(30)
         let span = UInt64(seconds) * 1_000_000_000
         var events: [ScriptedEvent] = []
         func at() -> UInt64 { UInt64(rng.below(seconds * 1000)) * 1_000_000 }
         for host in 0..<(1 + rng.below(3)) {
-            let address = IPAddress.v4(IPv4Address(198, 18, 5, UInt8(10 + host)))
+            let address = hostAddress(host)
             let hostVersion: ListenerVersion = rng.chance(0.3) ? .v2 : .v3
             for _ in 0..<(1 + rng.below(3)) {
                 var join = ScriptedEvent.HostJoin(interface: output, host: address, group: group, mode: .exclude, version: hostVersion)
                 switch rng.below(4) {
                 case 0: join.mode = .include; join.sources = [relaySource]
-                case 1: join.mode = .include; join.sources = [.v4(IPv4Address(198, 19, 2, 99))]
-                case 2: join.sources = [.v4(IPv4Address(198, 19, 2, 99))]
+                case 1: join.mode = .include; join.sources = [otherSource]
+                case 2: join.sources = [otherSource]
                 default: break
                 }
                 let start = at()
@@ -121,7 +131,7 @@ extension FuzzCase {
             }
         }
         if rng.chance(0.4) {
-            let router = IPAddress.v4(IPv4Address(198, 18, 0, 1))
+            let router: IPAddress = mld ? .v6(IPv6Address(0xfe80, 0, 0, 0, 0, 0, 0, 1)) : .v4(IPv4Address(198, 18, 0, 1))
             let start = at()
             events.append(ScriptedEvent(at: start, kind: .querierStart(output, address: router, version: rng.chance(0.7) ? .v3 : .v2,
                                                                           queryIntervalMs: 10_000)))

@@ -8,19 +8,21 @@ import Testing
 @Suite struct SegmentFuzzTests {
     @Test func fuzzSegmentsPassAndExerciseTheListenerChecks() throws {
         let count = environmentInt("SIM_SEGMENT_SEEDS", default: 200)
-        var withSegments = 0
+        var withSegments = 0, mld = 0
         var checked: [String: UInt64] = [:]
         var kinds = Set<String>()
         for seed in 1...UInt64(count) {
             let simCase = FuzzCase.generate(seed: seed)
             guard !simCase.input.queriers.isEmpty else { continue }
             withSegments += 1
+            if simCase.input.queriers.contains(where: { $0.families == [.ipv6] }) { mld += 1 }
             for event in simCase.input.events where event.isSegmentEvent { kinds.insert(event.name) }
             let result = try simCase.run()
             #expect(result.passed, "seed \(seed): \(result.violations.prefix(3).map(\.description))")
             for invariant in result.report.invariants { checked[invariant.name, default: 0] += invariant.checked }
         }
         #expect(withSegments >= count / 5, "\(withSegments) of \(count) cases have a segment")
+        #expect(mld > 0 && mld < withSegments, "\(mld) of \(withSegments) segments run MLD")
         #expect(kinds == ["host_join", "host_leave", "host_version", "querier_start", "querier_stop", "segment_loss"], "\(kinds)")
         for name in [InvariantName.followOutputOpen, InvariantName.followOutputClosed, InvariantName.singleQuerier] {
             #expect((checked[name] ?? 0) > 100, "\(name) checked \(checked[name] ?? 0) times")
