@@ -41,7 +41,8 @@ import RelayCore
 ///   relay's Other Querier Present Interval, with the robustness and query interval it adopts
 ///   from that router); and when a lower router's last query reached the relay at t_q and the
 ///   interface stayed up, the relay must send a general query by t_q + OQPI + 1 s (it takes
-///   over when the other goes quiet).
+///   over when the other goes quiet); at the end of a run with no lower router heard for
+///   OQPI + 1 s, the relay's last general query must be at most its query interval + 1 s old.
 struct ListenerOracle {
     struct Key: Hashable, Comparable {
         var interface: Int
@@ -259,6 +260,21 @@ struct ListenerOracle {
         segments[interface].lowerQuery[family] = (now, router)
         guard relay.querierEnabled else { return nil }
         return now + 2 * interval + Self.ns(relay.queryResponseInterval) / 2 + 1_000_000_000
+    }
+
+    /// At the end of a run: a segment whose relay may query, with no lower router heard for
+    /// OQPI + 1 s, must have had a general query from the relay within its query interval + 1 s
+    /// (zero queriers is as wrong as two).
+    func querierMissing(interface: Int, family: AddressFamily, now: UInt64) -> String? {
+        let segment = segments[interface]
+        guard let relay = segment.relay[family], relay.querierEnabled, let own = segment.relayAddress[family] else { return nil }
+        if let lower = segment.lowerQuery[family], let interval = segment.routers[lower.router],
+           now < lower.at + 2 * interval + Self.ns(relay.queryResponseInterval) / 2 + 1_000_000_000 { return nil }
+        let bound = Self.ns(relay.queryInterval) + 1_000_000_000
+        if let last = segment.lastRelayGeneralQuery[family], last + bound >= now { return nil }
+        let last = segment.lastRelayGeneralQuery[family].map { "\(Instant(nanoseconds: $0))" } ?? "never"
+        return "no querier: no lower router is present, and the relay (\(own)) last sent a general query \(last), "
+            + "more than its query interval + 1 s (\(bound / 1_000_000) ms) before \(Instant(nanoseconds: now))"
     }
 
     /// At a takeover deadline: a violation when the relay has not queried since the lower

@@ -125,6 +125,14 @@ extension Simulation {
 
     func finishLiveness() {
         count(InvariantName.liveness)
+        for interface in interfaces.names.indices {
+            for family in segments.relayFamilies[interface].sorted(by: { $0.rawValue < $1.rawValue }) {
+                count(InvariantName.singleQuerier)
+                if let problem = listenerOracle.querierMissing(interface: interface, family: family, now: now) {
+                    violate(InvariantName.singleQuerier, "\(interfaces.names[interface]): \(problem)")
+                }
+            }
+        }
         for probe in probes where !probeForwarded(probe) {
             let spec = oracle.registry.specs[probe.rule]
             violate(InvariantName.liveness, "after convergence, a probe for rule \(RuleID(deriving: spec.input)) (\(spec.input)) "
