@@ -78,3 +78,29 @@ import Testing
         #expect(caught > 0)
     }
 }
+
+/// Fuzz seeds whose segments cover the shapes one by one; each must keep its shape (so a
+/// change to the generator that loses it is noticed) and pass.
+@Suite struct SegmentSeedTests {
+    @Test(arguments: [
+        (UInt64(14), "IGMPv3 relay, v2 and SSM hosts, a lower v2 querier, loss"),
+        (26, "IGMPv2 relay, v2 and SSM hosts, a version change, loss"),
+        (32, "IGMPv2 relay, a lower v3 querier, loss"),
+        (38, "MLDv1 relay, a lower MLDv2 querier"),
+        (44, "MLDv1 relay, MLDv1 hosts, a version change, a lower querier, loss"),
+        (53, "MLDv2 relay, a lower MLDv2 querier, a version change"),
+    ])
+    func seedPasses(seed: UInt64, shape: String) throws {
+        let simCase = FuzzCase.generate(seed: seed)
+        let querier = try #require(simCase.input.queriers.first, "seed \(seed) lost its segment (\(shape))")
+        #expect(shape.hasPrefix("MLD") == (querier.families == [.ipv6]))
+        #expect(shape.contains("IGMPv2 relay") || shape.contains("MLDv1 relay")
+                    ? querier.configuration.version == .v2 : querier.configuration.version == .v3)
+        let names = Set(simCase.input.events.map(\.name))
+        #expect(names.contains("querier_start") == shape.contains("querier"))
+        #expect(names.contains("segment_loss") == shape.contains("loss"))
+        #expect(names.contains("host_version") == shape.contains("version change"))
+        let result = try simCase.run()
+        #expect(result.passed, "seed \(seed) (\(shape)): \(result.violations.prefix(3).map(\.description))")
+    }
+}
