@@ -181,10 +181,11 @@ struct ListenerHost: Sendable {
         let maxResponse = UInt64(max(1, query.maxResponseTime(family).simNanoseconds))
         let delay = now + 1 + UInt64(rng.below(Int(maxResponse)))
         if effectiveVersion(now: now) == .v2 {
-            // RFC 2236 3: a delay per group asked about; a shorter pending one is kept.
+            // RFC 2236 3: a delay per group asked about; a running timer is reset only when
+            // the query's Max Response Time is less than what it has left.
             let groups = query.group.map { [$0] } ?? filters.keys.sorted()
             for group in groups where isMember(group) {
-                if let pending = groupAt[group], pending <= delay { continue }
+                if let pending = groupAt[group], pending <= now + maxResponse { continue }
                 groupAt[group] = delay
             }
             return
