@@ -263,8 +263,11 @@ struct ListenerHost: Sendable {
 /// Another multicast router on a segment (say FRRouting's querier): it sends general queries
 /// at its query interval (startup queries first, RFC 3376 8.6/8.7), yields to a query from a
 /// lower address for the Other Querier Present Interval (RFC 3376 6.6.2), and takes over
-/// again when that one goes quiet. It tracks no listeners and sends no group-specific queries:
-/// the relay's behaviour as a non-querier under such a router is what the runs check.
+/// again when that one goes quiet. While querier it answers a leave (and, as a v3 router, a
+/// TO_IN or BLOCK record) with [Last Member Query Count] group-specific queries a Last
+/// Member Query Interval apart (RFC 3376 6.6.3.1, RFC 2236 3), which lower a non-querier's
+/// timers. It keeps no listener state of its own: the relay's behaviour as a non-querier
+/// under such a router is what the runs check.
 struct SegmentQuerier: Sendable {
     let interface: Int
     let address: IPAddress
@@ -277,6 +280,9 @@ struct SegmentQuerier: Sendable {
     private(set) var nextQueryAt: UInt64?
     private var startupLeft: Int
     private var otherQuerierUntil: UInt64?
+    /// Group-specific queries still to send: how many, and when the next is due.
+    private var groupQueries: [IPAddress: (left: Int, at: UInt64)] = [:]
+    static let lastMemberQueryInterval: UInt64 = 1_000_000_000
 
     init(interface: Int, address: IPAddress, mac: MACAddress, version: ListenerVersion, queryInterval: UInt64, now: UInt64) {
         self.interface = interface
@@ -291,18 +297,36 @@ struct SegmentQuerier: Sendable {
     var family: AddressFamily { address.family }
     var isQuerier: Bool { active && otherQuerierUntil == nil }
     var otherQuerierPresentInterval: UInt64 { UInt64(robustness) * queryInterval + Self.queryResponseInterval / 2 }
-    var nextDeadline: UInt64? { active ? [nextQueryAt, otherQuerierUntil].compactMap { $0 }.min() : nil }
+    var nextDeadline: UInt64? {
+        active ? ([nextQueryAt, otherQuerierUntil].compactMap { $0 } + groupQueries.values.map(\.at)).min() : nil
+    }
 
     mutating func stop() {
         active = false
         nextQueryAt = nil
         otherQuerierUntil = nil
+        groupQueries = [:]
     }
 
     mutating func receive(_ received: ListenerFrame.Received, now: UInt64) {
-        guard active, received.family == family, case .query = received.message, received.source < address else { return }
-        otherQuerierUntil = now + otherQuerierPresentInterval
-        nextQueryAt = nil
+        guard active, received.family == family else { return }
+        var departed: [IPAddress] = []
+        switch received.message {
+        case .query:
+            guard received.source < address else { return }
+            otherQuerierUntil = now + otherQuerierPresentInterval
+            nextQueryAt = nil
+            groupQueries = [:]
+            return
+        case let .leave(group):
+            departed = [group]
+        case let .v3Report(records) where version == .v3:
+            departed = records.filter { $0.type == .changeToInclude || $0.type == .blockOldSources }.map(\.group)
+        default:
+            return
+        }
+        guard isQuerier else { return }
+        for group in departed where groupQueries[group] == nil { groupQueries[group] = (robustness, now) }
     }
 
     mutating func advance(now: UInt64) -> [ListenerMessage] {
@@ -311,14 +335,25 @@ struct SegmentQuerier: Sendable {
             otherQuerierUntil = nil
             nextQueryAt = now
         }
-        guard isQuerier, let at = nextQueryAt, at <= now else { return [] }
-        if startupLeft > 0 { startupLeft -= 1 }
-        nextQueryAt = now + (startupLeft > 0 ? queryInterval / 4 : queryInterval)
-        return [.query(generalQuery)]
+        guard isQuerier else { return [] }
+        var messages: [ListenerMessage] = []
+        for group in groupQueries.keys.sorted() where groupQueries[group]!.at <= now {
+            let left = groupQueries[group]!.left - 1
+            groupQueries[group] = left > 0 ? (left, now + Self.lastMemberQueryInterval) : nil
+            var query = generalQuery(responseTime: Self.lastMemberQueryInterval)
+            query.group = group
+            messages.append(.query(query))
+        }
+        if let at = nextQueryAt, at <= now {
+            if startupLeft > 0 { startupLeft -= 1 }
+            nextQueryAt = now + (startupLeft > 0 ? queryInterval / 4 : queryInterval)
+            messages.append(.query(generalQuery(responseTime: Self.queryResponseInterval)))
+        }
+        return messages
     }
 
-    var generalQuery: ListenerQuery {
-        let tenths = Int(Self.queryResponseInterval / 100_000_000)
+    func generalQuery(responseTime: UInt64) -> ListenerQuery {
+        let tenths = Int(responseTime / 100_000_000)
         switch (family, version) {
         case (.ipv4, .v3):
             return ListenerQuery(version: .v3, maxResponseCode: UInt16(ExponentialCode.encode8(tenths)),

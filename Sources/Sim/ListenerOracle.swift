@@ -13,8 +13,8 @@ import RelayCore
 ///   so, that report reached the relay at t_r (a version the relay reads), t_r + `openSlack` <= t
 ///   <= t_r + GMI - 10 ms (the smallest group membership interval the relay may run, its own or
 ///   one adopted from another querier: a lost refresh lets the state lapse after that), and no
-///   message that lowers timers for G (a leave, TO_IN, or BLOCK / TO_EX naming S) reached the
-///   relay after that report (RFC 3376 6.4.2: after one, only a new report keeps the state). `openSlack` is the supervisor/worker
+///   message that lowers timers for G (a leave, TO_IN, or BLOCK / TO_EX naming S, or another
+///   querier's group-specific query) reached the relay after that report (RFC 3376 6.4.2: after one, only a new report keeps the state). `openSlack` is the supervisor/worker
 ///   channel's latency plus its fault delay (≤ 50 ms) plus 1 ms, plus 5 s of gate resends
 ///   (every 250 ms) when supervisor/worker messages may be lost. Not judged: within a second
 ///   of a worker crash or restart, interface change or rule change, while the interface is
@@ -185,6 +185,12 @@ struct ListenerOracle {
         case .query:
             break
         }
+    }
+
+    /// Another querier's group-specific query reached the relay: it lowers the group's
+    /// timers there to LMQT (RFC 3376 6.6.1), so only a later report keeps the state.
+    mutating func lowered(interface: Int, group: IPAddress, now: UInt64) {
+        groups[Key(interface: interface, group: group)]?.lastLowering = now
     }
 
     // MARK: - Judging sends

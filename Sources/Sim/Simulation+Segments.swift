@@ -271,6 +271,10 @@ extension Simulation {
                                           sentAt: frame.sentAt, now: now)
                 if options.driverBugs.contains(.dropLeaves), frame.message.isLeave { return }
             }
+            if case .router = frame.sender, case let .query(query) = frame.message, let group = query.group,
+               !query.suppressRouterSideProcessing {
+                listenerOracle.lowered(interface: frame.interface, group: group, now: now)
+            }
             if case let .router(router) = frame.sender, case .query = frame.message,
                let deadline = listenerOracle.routerQueryHeard(interface: frame.interface, family: frame.family,
                                                               router: segments.routers[router].address, now: now) {

@@ -75,6 +75,22 @@ import Testing
         #expect((output(result, "out0")?.transmitted ?? 0) >= 780)
     }
 
+    @Test func asNonQuerierTheRelayClosesOnTheOtherQueriersLastMemberQueries() throws {
+        // The router (lower address) is querier; the host's TO_IN {} draws its two Q(G), which
+        // lower the relay's timer to LMQT (RFC 3376 6.6.1): closed ~2 s after the leave, not
+        // a GMI (22 s) after the last report.
+        let router = IPAddress.v4(IPv4Address(198, 18, 0, 1))
+        let result = try run(L.make(events: [
+            ScriptedEvent(at: 0, kind: .querierStart(L.follow, address: router, version: .v3, queryIntervalMs: 10_000)),
+            L.join(1_000, host: 10), L.leave(11_000, host: 10),
+        ], seconds: 40))
+        let sent = try #require(output(result, "out0"))
+        #expect(sent.transmitted >= 499 && sent.transmitted <= 601, "\(sent.transmitted) frames to the follow output")
+        let segments = try #require(result.report.segments)
+        #expect(segments.relaySpecificQueries == 0)  // the relay is not the querier: it sends none
+        #expect(segments.routerQueries >= 5)  // general queries and the two last member queries
+    }
+
     @Test func lossOnTheSegmentKeepsTheBounds() throws {
         var events = [ScriptedEvent(at: 0, kind: .segmentLoss(L.follow, probability: 0.3))]
         for host in UInt8(10)...12 {
