@@ -102,8 +102,13 @@ extension FuzzCase {
         simCase.options.faults = faults
         simCase.options.swarm = false
         let version: ListenerVersion = rng.chance(0.8) ? .v3 : .v2
-        simCase.input.queriers = [QuerierSetting(interface: output, families: [family],
-                                                 configuration: ListenerCases.configuration(version: version))]
+        // The relay's settings vary too: robustness 1-3, last member query interval 0.5-2 s,
+        // and now and then listener tracking without querying (`"querier": false`).
+        var configuration = ListenerCases.configuration(version: version)
+        configuration.robustness = 1 + rng.below(3)
+        configuration.lastMemberQueryInterval = .milliseconds([500, 1000, 2000][rng.below(3)])
+        configuration.querierEnabled = rng.chance(0.85)
+        simCase.input.queriers = [QuerierSetting(interface: output, families: [family], configuration: configuration)]
         let seconds = 20 + rng.below(30)
         let span = UInt64(seconds) * 1_000_000_000
         var events: [ScriptedEvent] = []

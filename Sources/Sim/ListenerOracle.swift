@@ -71,9 +71,10 @@ struct ListenerOracle {
         /// The relay's settings per family (nil: no IGMP/MLD router of the relay on this family).
         var relay: [AddressFamily: ListenerConfiguration] = [:]
         var relayAddress: [AddressFamily: IPAddress] = [:]
-        /// Simulated routers ever started here: address -> the query interval (ns) the relay
-        /// runs under them (a v3 querier's QQI is adopted; a v2 query carries none).
-        var routers: [IPAddress: UInt64] = [:]
+        /// Simulated routers ever started here, with the robustness and query interval (ns)
+        /// the relay runs under them: a v3 querier's QRV and QQI are adopted (RFC 3376 8.1,
+        /// 8.2); a v2 query carries neither, so the relay keeps its own.
+        var routers: [IPAddress: (robustness: UInt64, interval: UInt64)] = [:]
         /// The last query from a lower-addressed router that reached the relay, per family.
         var lowerQuery: [AddressFamily: (at: UInt64, router: IPAddress)] = [:]
         var lastRelayGeneralQuery: [AddressFamily: UInt64] = [:]
@@ -102,9 +103,8 @@ struct ListenerOracle {
     func groupMembershipIntervals(_ interface: Int, _ family: AddressFamily) -> (min: UInt64, max: UInt64) {
         guard let relay = segments[interface].relay[family] else { return (0, 0) }
         var low = Self.ns(relay.groupMembershipInterval), high = low
-        for interval in segments[interface].routers.values {
-            // A non-querier adopts the querier's robustness (2 here) and query interval.
-            let adopted = 2 * interval + Self.ns(relay.queryResponseInterval)
+        for adopted in segments[interface].routers.values {
+            let adopted = adopted.robustness * adopted.interval + Self.ns(relay.queryResponseInterval)
             low = min(low, adopted)
             high = max(high, adopted)
         }
@@ -239,15 +239,21 @@ struct ListenerOracle {
     /// A simulated router starts on `interface`.
     mutating func routerStarted(interface: Int, address: IPAddress, version: ListenerVersion, queryInterval: UInt64) {
         guard let relay = segments[interface].relay[address.family] else { return }
-        segments[interface].routers[address] = version == .v3 ? queryInterval : Self.ns(relay.queryInterval)
+        segments[interface].routers[address] = version == .v3
+            ? (2, queryInterval) : (UInt64(relay.robustness), Self.ns(relay.queryInterval))
+    }
+
+    /// The relay's Other Querier Present Interval under `router` (RFC 3376 8.5).
+    func otherQuerierPresentInterval(_ interface: Int, _ family: AddressFamily, _ router: IPAddress) -> UInt64? {
+        guard let relay = segments[interface].relay[family], let adopted = segments[interface].routers[router] else { return nil }
+        return adopted.robustness * adopted.interval + Self.ns(relay.queryResponseInterval) / 2
     }
 
     /// The relay sent a general query on `interface`: wrong while a lower router is present.
     mutating func relayGeneralQuery(interface: Int, family: AddressFamily, now: UInt64) -> String? {
         segments[interface].lastRelayGeneralQuery[family] = now
-        guard let lower = segments[interface].lowerQuery[family], let relay = segments[interface].relay[family],
-              let interval = segments[interface].routers[lower.router] else { return nil }
-        let oqpi = 2 * interval + Self.ns(relay.queryResponseInterval) / 2
+        guard let lower = segments[interface].lowerQuery[family],
+              let oqpi = otherQuerierPresentInterval(interface, family, lower.router) else { return nil }
         if now + 10_000_000 < lower.at + oqpi {
             return "the relay queried \(Instant(nanoseconds: now).description) although \(lower.router), a lower address, "
                 + "queried at \(Instant(nanoseconds: lower.at)) (other querier present interval \(oqpi / 1_000_000) ms)"
@@ -259,13 +265,14 @@ struct ListenerOracle {
     /// over if no other lower query follows, when that is judged.
     mutating func routerQueryHeard(interface: Int, family: AddressFamily, router: IPAddress, now: UInt64) -> UInt64? {
         guard let relay = segments[interface].relay[family], let own = segments[interface].relayAddress[family],
-              router < own, let interval = segments[interface].routers[router] else { return nil }
-        if let current = segments[interface].lowerQuery[family], current.router < router, current.at + 2 * interval > now {
+              router < own, let oqpi = otherQuerierPresentInterval(interface, family, router) else { return nil }
+        if let current = segments[interface].lowerQuery[family], current.router < router,
+           let currentInterval = otherQuerierPresentInterval(interface, family, current.router), current.at + currentInterval > now {
             return nil  // an even lower router is the querier
         }
         segments[interface].lowerQuery[family] = (now, router)
         guard relay.querierEnabled else { return nil }
-        return now + 2 * interval + Self.ns(relay.queryResponseInterval) / 2 + 1_000_000_000
+        return now + oqpi + 1_000_000_000
     }
 
     /// At the end of a run: a segment whose relay may query, with no lower router heard for
@@ -274,8 +281,8 @@ struct ListenerOracle {
     func querierMissing(interface: Int, family: AddressFamily, now: UInt64) -> String? {
         let segment = segments[interface]
         guard let relay = segment.relay[family], relay.querierEnabled, let own = segment.relayAddress[family] else { return nil }
-        if let lower = segment.lowerQuery[family], let interval = segment.routers[lower.router],
-           now < lower.at + 2 * interval + Self.ns(relay.queryResponseInterval) / 2 + 1_000_000_000 { return nil }
+        if let lower = segment.lowerQuery[family], let oqpi = otherQuerierPresentInterval(interface, family, lower.router),
+           now < lower.at + oqpi + 1_000_000_000 { return nil }
         let bound = Self.ns(relay.queryInterval) + 1_000_000_000
         if let last = segment.lastRelayGeneralQuery[family], last + bound >= now { return nil }
         let last = segment.lastRelayGeneralQuery[family].map { "\(Instant(nanoseconds: $0))" } ?? "never"
