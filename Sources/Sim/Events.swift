@@ -21,6 +21,24 @@ import RelayCore
 /// (ENOBUFS, ENODEV, EADDRINUSE, EADDRNOTAVAIL, another name below or a number) instead of
 /// asking the kernel model; one not used within a second is dropped.
 ///
+/// LAN segments with IGMP/MLD hosts and other routers (see `ListenerHost`, `SegmentQuerier`):
+///
+///     {"at_ms": 0, "event": "host_join", "iface": "out0", "host": "198.18.5.10", "group": "239.10.0.1"}
+///     {"at_ms": 0, "event": "host_join", "iface": "out0", "host": "198.18.5.11", "group": "239.10.0.1",
+///      "mode": "include", "sources": ["198.19.2.1"], "version": 3}
+///     {"at_ms": 900, "event": "host_leave", "iface": "out0", "host": "198.18.5.10", "group": "239.10.0.1"}
+///     {"at_ms": 0, "event": "host_version", "iface": "out0", "host": "198.18.5.10", "version": 2}
+///     {"at_ms": 0, "event": "querier_start", "iface": "out0", "address": "198.18.0.1", "version": 3, "query_interval_ms": 10000}
+///     {"at_ms": 60000, "event": "querier_stop", "iface": "out0", "address": "198.18.0.1"}
+///     {"at_ms": 0, "event": "segment_loss", "iface": "out0", "loss": 0.2}
+///
+/// A host is named by its address on the segment (IPv4, or an IPv6 link-local address for
+/// MLD) and exists from its first event, as v3 (IGMPv3 / MLDv2) unless `version` says 2.
+/// `host_join` sets the host's filter for the group: `mode` (default: include when `sources`
+/// are given, else exclude) and `sources` (default none); `host_leave` is INCLUDE {}.
+/// `segment_loss`: each IGMP/MLD frame on the segment is lost for each receiver with that
+/// probability (a seeded fault: off in the liveness phase like the others).
+///
 /// Blank lines and lines starting with `#` are ignored.
 public struct ScriptedEvent: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
@@ -31,6 +49,33 @@ public struct ScriptedEvent: Sendable, Equatable {
         case workerCrash(Int)
         case configReload([RuleSpec])
         case joinFail(MembershipKey, JoinError)
+        case hostJoin(HostJoin)
+        case hostLeave(InterfaceName, host: IPAddress, group: IPAddress)
+        case hostVersion(InterfaceName, host: IPAddress, version: ListenerVersion)
+        case querierStart(InterfaceName, address: IPAddress, version: ListenerVersion, queryIntervalMs: Int)
+        case querierStop(InterfaceName, address: IPAddress)
+        case segmentLoss(InterfaceName, probability: Double)
+    }
+
+    /// A host's join (or filter change) of one group.
+    public struct HostJoin: Sendable, Equatable {
+        public var interface: InterfaceName
+        public var host: IPAddress
+        public var group: IPAddress
+        public var mode: FilterMode
+        public var sources: [IPAddress]
+        /// nil: the host keeps its version (new hosts are v3).
+        public var version: ListenerVersion?
+
+        public init(interface: InterfaceName, host: IPAddress, group: IPAddress, mode: FilterMode,
+                    sources: [IPAddress] = [], version: ListenerVersion? = nil) {
+            self.interface = interface
+            self.host = host
+            self.group = group
+            self.mode = mode
+            self.sources = sources
+            self.version = version
+        }
     }
 
     public var at: UInt64
@@ -50,6 +95,20 @@ public struct ScriptedEvent: Sendable, Equatable {
         case .workerCrash: "worker_crash"
         case .configReload: "config_reload"
         case .joinFail: "join_fail"
+        case .hostJoin: "host_join"
+        case .hostLeave: "host_leave"
+        case .hostVersion: "host_version"
+        case .querierStart: "querier_start"
+        case .querierStop: "querier_stop"
+        case .segmentLoss: "segment_loss"
+        }
+    }
+
+    /// Whether the event is about a LAN segment's hosts or routers (not the relay's operator).
+    public var isSegmentEvent: Bool {
+        switch kind {
+        case .hostJoin, .hostLeave, .hostVersion, .querierStart, .querierStop, .segmentLoss: true
+        default: false
         }
     }
 
@@ -60,6 +119,9 @@ public struct ScriptedEvent: Sendable, Equatable {
         case let .configReload(specs): specs.flatMap { [$0.input.interface] + $0.outputs.map(\.interface) }
         case let .interfaceDown(name), let .interfaceUp(name): [name]
         case let .joinFail(key, _): [key.interface]
+        case let .hostJoin(join): [join.interface]
+        case let .hostLeave(name, _, _), let .hostVersion(name, _, _), let .querierStart(name, _, _, _),
+             let .querierStop(name, _), let .segmentLoss(name, _): [name]
         case .ruleRemove, .workerCrash: []
         }
     }
@@ -101,7 +163,7 @@ public enum EventScript {
         }
         let at = UInt64((atValue.doubleValue * 1_000_000).rounded())
         guard let event = object["event"] as? String else {
-            throw SimError.input("\(location): missing \"event\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload, join_fail)")
+            throw SimError.input("\(location): missing \"event\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload, join_fail, host_join, host_leave, host_version, querier_start, querier_stop, segment_loss)")
         }
         func interface() throws(SimError) -> InterfaceName {
             guard let text = object["iface"] as? String, let name = InterfaceName(text) else {
@@ -110,7 +172,16 @@ public enum EventScript {
             return name
         }
         func rules(_ array: [Any]) throws(SimError) -> [RuleSpec] {
-            guard let data = try? JSONSerialization.data(withJSONObject: ["rules": array]) else {
+            // Events change rules, not the queriers (those come from the case's config): a
+            // follow output is checked against listener tracking there, at run time.
+            var tracked = Set<String>()
+            for case let rule as [String: Any] in array {
+                for case let text as String in rule["out"] as? [Any] ?? [] {
+                    if let output = try? EndpointSyntax.parseOutput(text), output.followsListeners { tracked.insert(output.interface.rawValue) }
+                }
+            }
+            let queriers = tracked.sorted().map { ["interface": $0] }
+            guard let data = try? JSONSerialization.data(withJSONObject: ["rules": array, "queriers": queriers]) else {
                 throw SimError.input("\(location): rules are not valid JSON")
             }
             do { return try ConfigFile.parse(data, origin: location).rules } catch {
@@ -156,8 +227,10 @@ public enum EventScript {
                 throw SimError.input("\(location): join_fail needs \"errno\": a name (\(JoinErrorName.names.map(\.name).joined(separator: ", "))) or a positive number")
             }
             return ScriptedEvent(at: at, kind: .joinFail(MembershipKey(interface: name, group: group, source: source), error))
+        case "host_join", "host_leave", "host_version", "querier_start", "querier_stop", "segment_loss":
+            return ScriptedEvent(at: at, kind: try parseSegmentEvent(event, object, interface: try interface(), location: location))
         default:
-            throw SimError.input("\(location): unknown event \"\(event)\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload, join_fail)")
+            throw SimError.input("\(location): unknown event \"\(event)\" (rule_add, rule_remove, iface_down, iface_up, worker_crash, config_reload, join_fail, host_join, host_leave, host_version, querier_start, querier_stop, segment_loss)")
         }
     }
 
@@ -171,6 +244,8 @@ public enum EventScript {
             case let .interfaceDown(name), let .interfaceUp(name): object["iface"] = name.rawValue
             case let .workerCrash(worker): object["worker"] = worker
             case let .configReload(specs): object["rules"] = ruleObjects(specs)
+            case .hostJoin, .hostLeave, .hostVersion, .querierStart, .querierStop, .segmentLoss:
+                serializeSegmentEvent(event.kind, into: &object)
             case let .joinFail(key, error):
                 object["iface"] = key.interface.rawValue
                 object["group"] = key.group.description

@@ -203,7 +203,9 @@ public enum FuzzCase {
             options.kernelMembershipLimit = 1 + rng.below(4)
             options.coreSocketLimit = options.kernelMembershipLimit
         }
-        return SimCase(input: SimInput(store: store, rules: rules, events: events), options: options)
+        var simCase = SimCase(input: SimInput(store: store, rules: rules, events: events), options: options)
+        addSegment(to: &simCase, seed: seed)
+        return simCase
     }
 }
 

@@ -1,3 +1,4 @@
+import RelayControl
 import RelayCore
 
 public enum Timing: String, Sendable, Codable, CaseIterable {
@@ -67,14 +68,18 @@ public struct SimInput: Sendable {
     public var store: FrameStore
     public var rules: [RuleSpec]
     public var events: [ScriptedEvent]
+    /// The config's `queriers`: interfaces where the relay runs its IGMP/MLD router (the
+    /// segments whose simulated hosts and routers it hears).
+    public var queriers: [QuerierSetting] = []
     /// Interfaces the run knows although this input does not mention them (a soak's first
     /// window declares every interface later windows may use).
     public var declaredInterfaces: [InterfaceName] = []
 
-    public init(store: FrameStore, rules: [RuleSpec], events: [ScriptedEvent] = []) {
+    public init(store: FrameStore, rules: [RuleSpec], events: [ScriptedEvent] = [], queriers: [QuerierSetting] = []) {
         self.store = store
         self.rules = rules
         self.events = events
+        self.queriers = queriers
     }
 
     /// Every interface the run mentions, sorted.
@@ -87,6 +92,7 @@ public struct SimInput: Sendable {
         }
         for rule in rules { names.insert(rule.input.interface); for o in rule.outputs { names.insert(o.interface) } }
         for event in events { names.formUnion(event.interfaces) }
+        for querier in queriers { names.insert(querier.interface) }
         names.formUnion(declaredInterfaces)
         return InterfaceTable(names)
     }
@@ -101,4 +107,13 @@ public enum DriverBug: String, Sendable, Hashable, CaseIterable {
     /// Join errors are reported to the core as successes, so ENOBUFS past the per-socket
     /// limit goes unnoticed ("fine until the 21st group").
     case reportJoinsAsSucceeded = "report-joins-as-succeeded"
+    /// Gate deltas reach the workers with every filter open (EXCLUDE {}): follow outputs send
+    /// where no listener asked ("a gate that never closes").
+    case openAllGates = "open-all-gates"
+    /// Gate deltas never reach the workers: follow outputs keep the gates of their last plan
+    /// ("a join the workers never hear of").
+    case dropGateDeltas = "drop-gate-deltas"
+    /// The listener tap drops leaves (IGMPv2 Leave, MLD Done, v3 TO_IN / BLOCK records): the
+    /// relay learns of a departure only when the membership times out.
+    case dropLeaves = "drop-leaves"
 }

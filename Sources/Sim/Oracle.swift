@@ -193,6 +193,12 @@ public enum InvariantName {
     public static let countersAddUp = "counters_add_up"
     public static let kernelCallsValid = "kernel_calls_valid"
     public static let liveness = "liveness"
+    /// A follow output carries what a listener on its interface wants (`ListenerOracle`).
+    public static let followOutputOpen = "follow_output_open"
+    /// A follow output carries nothing no listener wants (`ListenerOracle`).
+    public static let followOutputClosed = "follow_output_closed"
+    /// One querier per segment once the election settles (`ListenerOracle`).
+    public static let singleQuerier = "single_querier"
     public static let all = [noForwardWithoutRule, noDuplicateForward, correctDestination, helperSocketLimit,
-                             countersAddUp, kernelCallsValid, liveness]
+                             countersAddUp, kernelCallsValid, liveness, followOutputOpen, followOutputClosed, singleQuerier]
 }

@@ -105,6 +105,28 @@ public struct SimReport: Sendable, Equatable, Codable {
         }
     }
 
+    /// The simulated LAN segments (absent when the run has no IGMP/MLD router, host or router).
+    public struct Segments: Sendable, Equatable, Codable {
+        public var hosts = 0
+        public var routers = 0
+        public var hostReportsV2 = 0
+        public var hostReportsV3 = 0
+        public var hostLeaves = 0
+        public var routerQueries = 0
+        public var relayGeneralQueries = 0
+        public var relaySpecificQueries = 0
+        public var framesToRelay = 0
+        public var framesLost = 0
+        public var framesRefused = 0
+
+        enum CodingKeys: String, CodingKey {
+            case hosts, routers, hostReportsV2 = "host_reports_v2", hostReportsV3 = "host_reports_v3", hostLeaves = "host_leaves"
+            case routerQueries = "router_queries", relayGeneralQueries = "relay_general_queries"
+            case relaySpecificQueries = "relay_specific_queries", framesToRelay = "frames_to_relay"
+            case framesLost = "frames_lost", framesRefused = "frames_refused"
+        }
+    }
+
     public struct Egress: Sendable, Equatable, Codable {
         public var frames: Int
         public var bytes: Int
@@ -121,9 +143,10 @@ public struct SimReport: Sendable, Equatable, Codable {
     public var liveness: Liveness
     public var control: Control
     public var egress: [String: Egress]
+    public var segments: Segments? = nil
 
     enum CodingKeys: String, CodingKey {
-        case result, run, ingress, rules, drops, faultsInjected = "faults_injected", invariants, liveness, control, egress
+        case result, run, ingress, rules, drops, faultsInjected = "faults_injected", invariants, liveness, control, egress, segments
     }
 
     public var passed: Bool { result == "pass" }

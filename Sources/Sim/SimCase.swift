@@ -84,7 +84,6 @@ public struct SimCase: Sendable {
         }
         let config: ConfigFile
         do { config = try ConfigFile.load(path: directory + "/config.json") } catch { throw SimError.input(error.description) }
-        try SimError.refuseFollowOutputs(config.rules, in: directory + "/config.json")
         let eventsPath = directory + "/events.jsonl"
         let events = FileManager.default.fileExists(atPath: eventsPath) ? try EventScript.load(path: eventsPath) : []
         var summary = TraceLoader.LoadSummary()
@@ -96,7 +95,7 @@ public struct SimCase: Sendable {
             }
             store = store.frames.isEmpty ? { var s = store; s.epoch = epoch; return s }() : store.rebased(epoch: epoch)
         }
-        return SimCase(input: SimInput(store: store, rules: config.rules, events: events), options: options)
+        return SimCase(input: SimInput(store: store, rules: config.rules, events: events, queriers: config.queriers), options: options)
     }
 
     /// Writes the case. Frames are written per interface with their absolute timestamps.
@@ -136,7 +135,7 @@ public struct SimCase: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
             try (encoder.encode(manifest) + Data("\n".utf8)).write(to: URL(fileURLWithPath: directory + "/case.json"))
-            try (ConfigFile(rules: input.rules).serialized() + Data("\n".utf8)).write(to: URL(fileURLWithPath: directory + "/config.json"))
+            try (ConfigFile(rules: input.rules, queriers: input.queriers).serialized() + Data("\n".utf8)).write(to: URL(fileURLWithPath: directory + "/config.json"))
             try Data(EventScript.serialize(input.events).utf8).write(to: URL(fileURLWithPath: directory + "/events.jsonl"))
         } catch { throw SimError.output("\(directory): \(error.localizedDescription)") }
     }

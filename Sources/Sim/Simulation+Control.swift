@@ -6,7 +6,15 @@ extension Simulation {
     // MARK: - Control plane and kernel
 
     func runScripted(_ event: ScriptedEvent) {
+        if event.isSegmentEvent {
+            runSegmentEvent(event.kind)
+        } else if case .joinFail = event.kind {
+        } else {
+            listenerOracle.lastDisruption = now  // rule, interface and worker changes re-plan the workers
+        }
         switch event.kind {
+        case .hostJoin, .hostLeave, .hostVersion, .querierStart, .querierStop, .segmentLoss:
+            break  // run above
         case let .ruleAdd(spec):
             do {
                 try control.addRule(spec, now: instant)
@@ -67,6 +75,8 @@ extension Simulation {
         let up = !adminDown[index] && faultDown[index] == 0
         guard kernel.up[index] != up else { return }
         kernel.setUp(index, up)
+        listenerOracle.segments[index].lastDownChange = now
+        listenerOracle.lastDisruption = now
         let name = interfaces.names[index]
         control.handle(up ? .interfaceUp(name) : .interfaceDown(name), now: instant)
         executeActions()
@@ -81,6 +91,7 @@ extension Simulation {
             acceptedByRule.append(0)
             registryOutputCounts.append(spec.outputs.count)
             for output in spec.outputs {
+                registryFollows.append(output.followsListeners)
                 registryOutputs.append((interfaces.index(of: output.interface) ?? -1, output.destination, output.port, output.ttl))
                 expectedByOutput.append(0); handedByOutput.append(0); transmittedByOutput.append(0); sendErrorsByOutput.append(0)
             }
@@ -96,8 +107,10 @@ extension Simulation {
             default: break
             }
             switch action {
-            case .listener:
-                break  // no simulated hosts speak IGMP/MLD yet: the router's actions go nowhere
+            case let .listener(action):
+                // Queries go onto the segment as frames; listener and querier changes are the
+                // core's own view, which the oracle does not take.
+                if case let .send(transmit) = action { relaySend(transmit) }
             case let .openHelperSocket(id):
                 changedSockets = true
                 do { try kernel.openHelperSocket(id) } catch {
@@ -139,9 +152,16 @@ extension Simulation {
                     versionEpoch[plan.version] = oracle.current
                 }
                 latestPlanVersion = max(latestPlanVersion, plan.version)
+                latestGateVersion = max(latestGateVersion, plan.gateVersion)
                 sendPlan(plan)
             case let .sendGates(delta):
-                sendGates(delta)
+                latestGateVersion = max(latestGateVersion, delta.version)
+                if options.driverBugs.contains(.dropGateDeltas) { break }
+                var sent = delta
+                if options.driverBugs.contains(.openAllGates) {
+                    for index in sent.entries.indices { sent.entries[index].filter = GateFilter(mode: .exclude, sources: []) }
+                }
+                sendGates(sent)
             case let .setTimer(at):
                 timerGeneration += 1
                 if let at { queue.push(.timer(timerGeneration), at: max(at.nanoseconds, now)) }

@@ -38,6 +38,9 @@ extension Simulation {
             if worker.version != latestPlanVersion || pendingPlans.values.contains(where: { $0.worker == index }) {
                 return "worker \(index) runs plan v\(worker.version); the supervisor's latest is v\(latestPlanVersion)"
             }
+            if worker.forwarder.gateVersion != latestGateVersion {
+                return "worker \(index) holds listener gates v\(worker.forwarder.gateVersion); the supervisor's latest is v\(latestGateVersion)"
+            }
             if Set(worker.forwarder.plan.rules.map(\.spec)) != wanted {
                 return "worker \(index) runs plan v\(worker.version) with \(worker.forwarder.plan.rules.count) rules, not the \(specs.count) configured"
             }
@@ -113,7 +116,8 @@ extension Simulation {
     func probeForwarded(_ probe: (arrival: Int, rule: Int)) -> Bool {
         let spec = oracle.registry.specs[probe.rule]
         var required: UInt64 = 0
-        for (o, output) in spec.outputs.enumerated() where kernel.up[interfaces.index(of: output.interface)!] {
+        // Follow outputs are judged per frame against the listeners (`ListenerOracle`), probes too.
+        for (o, output) in spec.outputs.enumerated() where !output.followsListeners && kernel.up[interfaces.index(of: output.interface)!] {
             required |= 1 << UInt64(o)
         }
         return arrivalRule[probe.arrival] == Int32(probe.rule) ? arrivalMask[probe.arrival] & required == required : required == 0
@@ -121,6 +125,14 @@ extension Simulation {
 
     func finishLiveness() {
         count(InvariantName.liveness)
+        for interface in interfaces.names.indices {
+            for family in segments.relayFamilies[interface].sorted(by: { $0.rawValue < $1.rawValue }) {
+                count(InvariantName.singleQuerier)
+                if let problem = listenerOracle.querierMissing(interface: interface, family: family, now: now) {
+                    violate(InvariantName.singleQuerier, "\(interfaces.names[interface]): \(problem)")
+                }
+            }
+        }
         for probe in probes where !probeForwarded(probe) {
             let spec = oracle.registry.specs[probe.rule]
             violate(InvariantName.liveness, "after convergence, a probe for rule \(RuleID(deriving: spec.input)) (\(spec.input)) "

@@ -129,6 +129,8 @@ extension Simulation {
         let outputCount = registryOutputCounts[ref]
         var spec: RuleSpec { oracle.registry.specs[ref] }  // for messages only: copying it costs
         let batch = workers[index].forwarder.transmits(for: forwarding)
+        var followAttempted: UInt64 = 0
+        defer { checkFollowOpen(rule: ref, sent: followAttempted, frame: frame, worker: index) }
         for position in 0..<batch.count {
             let transmit = batch[position]
             let egressInterface = workers[index].egressInterface[transmit.egress]
@@ -149,6 +151,15 @@ extension Simulation {
                 violate(InvariantName.correctDestination,
                         "frame \(frame) sent to \(interfaces.names[max(0, egressInterface)]):\(transmit.destination):\(transmit.port) ttl \(transmit.ttl), not an output of rule \(RuleID(deriving: spec.input))")
                 continue
+            }
+            if registryFollows[base + o] {
+                // The worker decided to send to a follow output: a listener must want it.
+                if o < 64 { followAttempted |= 1 << UInt64(o) }
+                count(InvariantName.followOutputClosed)
+                if let problem = listenerOracle.closedViolation(interface: egressInterface, group: transmit.destination, now: now) {
+                    violate(InvariantName.followOutputClosed,
+                            "frame \(frame) sent to \(spec.outputs[o]) by worker \(index): \(problem)")
+                }
             }
             // The send.
             var failure: Int32?
@@ -195,6 +206,25 @@ extension Simulation {
             }
             try egress.record(interface: egressInterface, time: epochBase &+ now, destination: transmit.destination,
                               port: transmit.port, ttl: transmit.ttl, sourcePort: transmit.sourcePort, payload: transmit.payload)
+        }
+    }
+
+    /// Every follow output of the rule that a listener wants now must have been sent to.
+    @inline(__always)
+    func checkFollowOpen(rule ref: Int, sent: UInt64, frame: Int, worker index: Int) {
+        let base = oracle.registry.outputBase[ref]
+        for o in 0..<min(registryOutputCounts[ref], 64) where registryFollows[base + o] && sent & (1 << UInt64(o)) == 0 {
+            let want = registryOutputs[base + o]
+            guard want.interface >= 0 else { continue }
+            count(InvariantName.followOutputOpen)
+            if let host = listenerOracle.mustOpen(interface: want.interface, group: want.destination,
+                                                  interfaceUp: kernel.up[want.interface], now: now) {
+                let address = segments.hosts[host].address
+                violate(InvariantName.followOutputOpen,
+                        "frame \(frame) accepted by worker \(index) was not sent to \(oracle.registry.specs[ref].outputs[o]), "
+                        + "which host \(address) wants (its report reached the relay at "
+                        + "\(Instant(nanoseconds: listenerOracle.groups[.init(interface: want.interface, group: want.destination)]?.wantReport[host] ?? 0)))")
+            }
         }
     }
 

@@ -50,6 +50,12 @@ extension Simulation {
                        coreSocketLimit: options.coreSocketLimit, kernelMembershipLimit: options.kernelMembershipLimit,
                        simulatedNanoseconds: now, steps: stepCount),
             ingress: ingress, rules: rules, drops: dropMap, faultsInjected: faultCounts, invariants: invariants,
-            liveness: liveness, control: controlReport, egress: egressMap)
+            liveness: liveness, control: controlReport, egress: egressMap,
+            segments: segments.isEmpty ? nil : {
+                var stats = segments.stats
+                stats.hosts = segments.hosts.count
+                stats.routers = segments.routers.count
+                return stats
+            }())
     }
 }

@@ -178,6 +178,7 @@ extension Simulation {
         // The report tallies follow the registry.
         var matched: [UInt64] = [], accepted: [UInt64] = [], outputCounts: [Int] = []
         var outputs: [(interface: Int, destination: IPAddress, port: UInt16, ttl: UInt8)] = []
+        var follows: [Bool] = []
         var expected: [UInt64] = [], handed: [UInt64] = [], transmitted: [UInt64] = [], sendErrors: [UInt64] = []
         for ref in old.specs.indices where keep[ref] {
             matched.append(matchedByRule[ref])
@@ -185,6 +186,7 @@ extension Simulation {
             outputCounts.append(registryOutputCounts[ref])
             for slot in old.outputBase[ref]..<(old.outputBase[ref] + registryOutputCounts[ref]) {
                 outputs.append(registryOutputs[slot])
+                follows.append(registryFollows[slot])
                 expected.append(expectedByOutput[slot])
                 handed.append(handedByOutput[slot])
                 transmitted.append(transmittedByOutput[slot])
@@ -195,6 +197,7 @@ extension Simulation {
         acceptedByRule = accepted
         registryOutputCounts = outputCounts
         registryOutputs = outputs
+        registryFollows = follows
         expectedByOutput = expected
         handedByOutput = handed
         transmittedByOutput = transmitted

@@ -118,7 +118,12 @@ extension Simulation {
             for (o, output) in ruleStats.outputs.enumerated() {
                 let handed = output.packets &- (before?.outputs[o].packets ?? 0)
                 let errors = output.sendErrors &- (before?.outputs[o].sendErrors ?? 0)
-                if handed != accepted { problems.append("rule \(ruleStats.rule.id) output \(o): \(handed) handed to the driver, \(accepted) accepted") }
+                // A follow output's closed gate holds datagrams back ("suppressed"): each
+                // accepted datagram is handed to the driver or held back, never both.
+                let suppressed = output.suppressed &- (before?.outputs[o].suppressed ?? 0)
+                if handed &+ suppressed != accepted {
+                    problems.append("rule \(ruleStats.rule.id) output \(o): \(handed) handed to the driver + \(suppressed) held back by its gate, \(accepted) accepted")
+                }
                 if errors != worker.sendFailTally[handle] {
                     problems.append("rule \(ruleStats.rule.id) output \(o): \(errors) send errors counted, \(worker.sendFailTally[handle]) reported")
                 }

@@ -44,6 +44,13 @@ public final class Simulation {
         case livenessFinish
         /// Soak runs: record the sizes of the core's and the simulator's state.
         case sample
+        /// LAN segments (Simulation+Segments.swift): a host's or router's timer, one copy of
+        /// an IGMP/MLD frame reaching one station, the deadline for the relay to take over
+        /// as querier.
+        case hostWake(Int, generation: UInt64)
+        case routerWake(Int, generation: UInt64)
+        case segmentDelivery(frame: Int, receiver: Segments.Station)
+        case takeoverCheck(interface: Int, family: AddressFamily, heardAt: UInt64)
     }
 
     struct Worker {
@@ -121,9 +128,15 @@ public final class Simulation {
     @exclusivity(unchecked) var workers: [Worker] = []
     @exclusivity(unchecked) var injector: FaultInjector
     @exclusivity(unchecked) var oracle: Oracle
+    @exclusivity(unchecked) var listenerOracle: ListenerOracle
+    @exclusivity(unchecked) var segments: Segments
     let egress: EgressRecorder
     @exclusivity(unchecked) var registryOutputs: [(interface: Int, destination: IPAddress, port: UInt16, ttl: UInt8)] = []
     @exclusivity(unchecked) var registryOutputCounts: [Int] = []
+    /// Per registry output: whether it follows listeners (judged by `listenerOracle`).
+    @exclusivity(unchecked) var registryFollows: [Bool] = []
+    /// The newest gate version the core sent (plans and deltas): what converged workers hold.
+    @exclusivity(unchecked) var latestGateVersion: UInt64 = 0
 
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
     @exclusivity(unchecked) var pendingPlans: [Int: (worker: Int, incarnation: Int, plan: WorkerPlan)] = [:]
@@ -204,6 +217,8 @@ public final class Simulation {
         packetSockets = PacketSockets(interfaceCount: interfaces.count)
         injector = FaultInjector(spec: faultSpec, schedule: options.schedule, seed: options.seed)
         oracle = Oracle(interfaces: interfaces)
+        listenerOracle = ListenerOracle(interfaceCount: interfaces.count, faults: faultSpec, channelLatency: Self.channelLatency)
+        segments = Segments(interfaceCount: interfaces.count, seed: options.seed)
         adminDown = Array(repeating: false, count: interfaces.count)
         faultDown = Array(repeating: 0, count: interfaces.count)
 
@@ -247,6 +262,7 @@ public final class Simulation {
         // Boot: interfaces up, workers started, the config's rules.
         for name in interfaces.names { control.handle(.interfaceUp(name), now: Instant(nanoseconds: 0)) }
         for worker in 0..<options.workers { control.handle(.workerStarted(WorkerID(worker)), now: .zero) }
+        startListeners(input.queriers)
         do { try control.replaceRules(input.rules, now: .zero) } catch {
             throw SimError.input("config: the relay refuses the rules: \(error)")
         }
@@ -380,6 +396,7 @@ public final class Simulation {
         case let .workerCrash(worker, fault):
             if fault && !injector.enabled { return }
             step("crash", worker)
+            listenerOracle.lastDisruption = now
             crash(worker, fault: fault)
         case let .workerExitNoticed(worker):
             step("exit", worker)
@@ -387,6 +404,7 @@ public final class Simulation {
             executeActions()
         case let .workerRestart(worker):
             step("restart", worker)
+            listenerOracle.lastDisruption = now
             restart(worker)
         case let .flapDown(interface, duration):
             guard injector.enabled else { return }
@@ -412,6 +430,14 @@ public final class Simulation {
             samples.append(stateSizes())
             let next = now + options.sampleInterval
             if next < trafficEnd { queue.push(.sample, at: next) }
+        case let .hostWake(host, generation):
+            hostWake(host, generation: generation)
+        case let .routerWake(router, generation):
+            routerWake(router, generation: generation)
+        case let .segmentDelivery(frame, receiver):
+            segmentDelivery(frame: frame, receiver: receiver)
+        case let .takeoverCheck(interface, family, heardAt):
+            takeoverCheck(interface: interface, family: family, heardAt: heardAt)
         }
     }
 

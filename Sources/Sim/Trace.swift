@@ -127,12 +127,13 @@ public enum SimError: Error, CustomStringConvertible, Equatable {
 }
 
 extension SimError {
-    /// The simulator has no LAN segments with IGMP/MLD hosts yet, so its oracle cannot say when
-    /// a follow output may send; judging one as a static output would report false losses.
+    /// A recording holds the relay's ingress traffic but not the IGMP/MLD frames of the
+    /// receivers' segments, so its oracle could not say when a follow output may send
+    /// (simulated hosts drive follow outputs in cases and replays: `host_join` events).
     static func refuseFollowOutputs(_ rules: [RuleSpec], in location: String) throws(SimError) {
         for rule in rules {
             if let output = rule.outputs.first(where: \.followsListeners) {
-                throw .input("\(location): output \(output) follows listeners; the simulator does not model IGMP/MLD listeners yet")
+                throw .input("\(location): output \(output) follows listeners; a recording holds no listener reports to replay")
             }
         }
     }

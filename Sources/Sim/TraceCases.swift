@@ -17,7 +17,28 @@ public enum TraceCases {
 
     static func payload(_ text: String, _ index: Int) -> [UInt8] { Array("\(text) #\(index)".utf8) }
 
-    public static var all: [Case] { [twoStreams, fiftyGroups, fanoutRemap, malformedMix, controlEvents, ipv6Mix] }
+    public static var all: [Case] { [twoStreams, fiftyGroups, fanoutRemap, malformedMix, controlEvents, ipv6Mix, listeners] }
+
+    /// A LAN segment on out0 behind a follow output (`ListenerCases`): a v3 host joins and
+    /// leaves, a v2 host joins later, an SSM host asks for another source, a router with a
+    /// lower address queries from 20 s to 40 s, and 10 % of the segment's frames are lost.
+    public static var listeners: Case {
+        typealias L = ListenerCases
+        let events = [
+            ScriptedEvent(at: 0, kind: .segmentLoss(L.follow, probability: 0.1)),
+            L.join(1_000, host: 10),
+            L.join(2_000, host: 12, mode: .include, sources: [.v4(IPv4Address(198, 19, 1, 99))]),
+            L.leave(15_000, host: 10),
+            ScriptedEvent(at: 20_000_000_000, kind: .querierStart(L.follow, address: .v4(IPv4Address(198, 18, 0, 1)),
+                                                                  version: .v3, queryIntervalMs: 10_000)),
+            L.join(25_000, host: 11, version: .v2),
+            ScriptedEvent(at: 40_000_000_000, kind: .querierStop(L.follow, address: .v4(IPv4Address(198, 18, 0, 1)))),
+            L.leave(70_000, host: 11),
+        ]
+        return Case(name: "listeners", description: "a follow output on out0 driven by simulated IGMP hosts (v3 join and leave, "
+                        + "a v2 join, an SSM join of another source), a lower-addressed querier from 20 s to 40 s, 10 % segment loss",
+                    simCase: L.make(events: events, seconds: 90, frameIntervalMs: 100, seed: 3))
+    }
 
     /// The seed's scenario: two streams on one interface; both must flow.
     public static var twoStreams: Case {

@@ -25,7 +25,7 @@ struct SimRunOptions: ParsableArguments {
     @Option(help: "Groups per helper socket the relay assumes.") var socketLimit: Int = 20
     @Option(help: "net.ipv4.igmp_max_memberships in the kernel model.") var kernelLimit: Int = 20
     @Option(name: .customLong("driver-bug"), help: ArgumentHelp(
-        "Play a known driver bug to see the checks catch it: ignore-fanout, report-joins-as-succeeded (repeatable).",
+        "Play a known driver bug to see the checks catch it: ignore-fanout, report-joins-as-succeeded, open-all-gates, drop-gate-deltas, drop-leaves (repeatable).",
         valueName: "BUG")) var driverBugs: [String] = []
 
     func apply(to options: inout SimOptions) throws {
@@ -81,6 +81,11 @@ func printSummary(_ result: SimResult) {
             try? JSONSerialization.jsonObject(with: $0) as? [String: Int]
         } ?? [:]
         print("faults injected: " + data.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+    }
+    if let segments = report.segments {
+        print("segments: \(segments.hosts) hosts, \(segments.routers) other routers; hosts sent \(segments.hostReportsV3) v3 and "
+            + "\(segments.hostReportsV2) v2 reports, \(segments.hostLeaves) leaves; the relay sent \(segments.relayGeneralQueries) general "
+            + "and \(segments.relaySpecificQueries) specific queries; \(segments.framesLost) frame copies lost")
     }
     let liveness = report.liveness
     print("liveness: " + (liveness.converged
@@ -148,7 +153,7 @@ extension SimCommand {
                 }
                 let config = try ConfigFile.load(path: configPath)
                 let scripted = try events.map { path throws(SimError) in try EventScript.load(path: path) } ?? []
-                let input = SimInput(store: store, rules: config.rules, events: scripted)
+                let input = SimInput(store: store, rules: config.rules, events: scripted, queriers: config.queriers)
                 try run(input: input, options: options)
             }
         }
@@ -192,7 +197,7 @@ extension SimCommand {
         @Option(help: "Multiply the traffic per case.") var scale: Int = 1
         @Flag(help: "Also run each case twice and compare.") var checkDeterminism = false
         @Option(name: .customLong("driver-bug"), help: ArgumentHelp(
-            "Play a known driver bug (ignore-fanout, report-joins-as-succeeded) to watch fuzzing find it.", valueName: "BUG"))
+            "Play a known driver bug (ignore-fanout, report-joins-as-succeeded, open-all-gates, drop-gate-deltas, drop-leaves) to watch fuzzing find it.", valueName: "BUG"))
         var driverBugs: [String] = []
 
         func run() throws {

@@ -137,6 +137,8 @@ func replay(target: String, path: String) {
         #expect(try read(.events, "same-time").withUnsafeBytes { checkEvents($0) } == 2)
         #expect(try read(.events, "join-fail").withUnsafeBytes { checkEvents($0) } == 4)
         #expect(try read(.events, "unknown-event").withUnsafeBytes { checkEvents($0) } == nil)
+        #expect(try read(.events, "segment-events").withUnsafeBytes { checkEvents($0) } == 8)
+        #expect(try read(.events, "segment-bad-host").withUnsafeBytes { checkEvents($0) } == nil)
     }
 
     @Test func controlSeedsDecode() throws {
