@@ -107,16 +107,15 @@ print("\n".join(re.escape(g) + r"\b" for g in seen))'
 }
 
 # live_pass NAME LOG: every live suite in its own `swift test --no-parallel`, all into LOG; LOG.status
-# is the first non-zero status (0 if none), LOG.suites the number of suite processes started.
+# is the first non-zero status (0 if none).
 live_pass() {
     local name=$1 log=$2 status=0 groups=() index=0
     mapfile -t groups < <(live_groups)
     : > "$log"
     if [ "${#groups[@]}" = 0 ]; then
         echo "run-tests: $name pass: no live suite found (swift test list failed or matched nothing in $live)" | tee -a "$log"
-        echo 1 > "$log.status"; echo 0 > "$log.suites"; return 1
+        echo 1 > "$log.status"; return 1
     fi
-    echo "${#groups[@]}" > "$log.suites"
     for group in "${groups[@]}"; do
         index=$((index + 1))
         echo "run-tests: live suite $index/${#groups[@]}: $group" | tee -a "$log"

@@ -54,6 +54,14 @@ import Testing
                 last = time.time()
         """
 
+    /// The daemon as an IGMP/MLD proxy: upstream rin0, downstreams rout0 and rout1, for `groups`.
+    static func proxyDaemon(_ lab: Lab, groups: String = "239.0.0.0/8") throws -> RelayDaemon {
+        let config = lab.directory + "/proxy.json"
+        try #"{"proxies": [{"upstream": "rin0", "downstream": ["rout0", "rout1"], "groups": ["\#(groups)"]}]}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        return try RelayDaemon(lab, config: config)
+    }
+
     func joinedUpstream(_ lab: Lab) throws -> Bool {
         let result = try lab.must(lab.relay, ["ip", "maddr", "show", "dev", "rin0"])
         return result.stdout.contains("239.7.7.7")
@@ -63,10 +71,7 @@ import Testing
     func joinsUpstreamOnlyWhileADownstreamHostListens() throws {
         let lab = try Lab("prx")
         defer { lab.down() }
-        let config = lab.directory + "/proxy.json"
-        try #"{"proxies": [{"upstream": "rin0", "downstream": ["rout0", "rout1"], "groups": ["239.0.0.0/8"]}]}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
-        let daemon = try RelayDaemon(lab, config: config)
+        let daemon = try Self.proxyDaemon(lab)
         defer { _ = try? daemon.stop() }
         let counterScript = lab.directory + "/reports.py"
         try Self.reportCounter.write(toFile: counterScript, atomically: true, encoding: .utf8)
@@ -158,10 +163,7 @@ import Testing
     func forwardsToEachDownstreamOnlyWhatItsHostsJoined() throws {
         let lab = try Lab("prf")
         defer { lab.down() }
-        let config = lab.directory + "/proxy.json"
-        try #"{"proxies": [{"upstream": "rin0", "downstream": ["rout0", "rout1"], "groups": ["239.0.0.0/8"]}]}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
-        let daemon = try RelayDaemon(lab, config: config)
+        let daemon = try Self.proxyDaemon(lab)
         defer { _ = try? daemon.stop() }
         try lab.must(lab.receiver, ["sysctl", "-qw", "net.ipv4.conf.rcv1.force_igmp_version=2"])
         let rcv0 = try WireReader(namespace: lab.receiver, interface: "rcv0")
@@ -264,10 +266,7 @@ import Testing
     func routesIPv6ToTheDownstreamsWhoseListenersJoined() throws {
         let lab = try Lab("prf6", ipv6: true)
         defer { lab.down() }
-        let config = lab.directory + "/proxy.json"
-        try #"{"proxies": [{"upstream": "rin0", "downstream": ["rout0", "rout1"], "groups": ["ff3e::/16"]}]}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
-        let daemon = try RelayDaemon(lab, config: config)
+        let daemon = try Self.proxyDaemon(lab, groups: "ff3e::/16")
         defer { _ = try? daemon.stop() }
         let count = 200, size = 200
         let ssm = Stream(input: "[ff3e::7:1]:5001", output: "[ff3e::7:1]:5001", id: 1)

@@ -124,9 +124,9 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
 /// Only optimized builds are meaningful: a debug build runs generic iteration unspecialized,
 /// which boxes. `make test` therefore runs this suite a second time with `-c release`.
 @Suite(.serialized) struct HotPathAllocationTests {
-    @Test(.enabled(if: !_isDebugAssertConfiguration(),
-                   "allocation counts are only meaningful in optimized builds; `make test` runs this test with -c release"))
-    func decideAndTransmitsAllocateNothing() throws {
+    /// Proves the counter works by counting a known allocation, or the test would prove nothing.
+    /// Returns the count so far, which the measured section's count is taken from.
+    static func requireCountingInterposer() throws -> Int {
         MallocInterposerSwift.initialize()
         MallocInterposerSwift.hook()
         let probe = [UInt8](repeating: 7, count: Int.random(in: 100...200))  // must be counted
@@ -134,6 +134,13 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
         let probeCount = MallocInterposerSwift.getStatistics().mallocCount
         try #require(probeCount >= 1, "the allocation counter is not active (interposer not loaded), so this test would prove nothing")
         #expect(probe.count >= 100)
+        return probeCount
+    }
+
+    @Test(.enabled(if: !_isDebugAssertConfiguration(),
+                   "allocation counts are only meaningful in optimized builds; `make test` runs this test with -c release"))
+    func decideAndTransmitsAllocateNothing() throws {
+        let probeCount = try Self.requireCountingInterposer()
 
         // Fan-out 8 plus two follow outputs, one open and one closed: the gate is a bit per output.
         var rules = [spec("eth0:239.1.1.1:5001", (1...8).map { "eth1:239.10.1.\($0):6001:\($0)" }
@@ -200,13 +207,7 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
     @Test(.enabled(if: !_isDebugAssertConfiguration(),
                    "allocation counts are only meaningful in optimized builds; `make test` runs this test with -c release"))
     func proxyRoutesAndRoutedHeadersAllocateNothing() throws {
-        MallocInterposerSwift.initialize()
-        MallocInterposerSwift.hook()
-        let probe = [UInt8](repeating: 7, count: Int.random(in: 100...200))  // must be counted
-        MallocInterposerSwift.unhook()
-        let probeCount = MallocInterposerSwift.getStatistics().mallocCount
-        try #require(probeCount >= 1, "the allocation counter is not active (interposer not loaded), so this test would prove nothing")
-        #expect(probe.count >= 100)
+        let probeCount = try Self.requireCountingInterposer()
 
         // A proxy eth0 -> eth1, eth2, eth3 for 239.0.0.0/8 beside an exact rule: the gate of each
         // downstream is looked up per datagram by (downstream, group) and judged on the source.

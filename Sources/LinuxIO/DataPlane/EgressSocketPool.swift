@@ -279,17 +279,9 @@ public final class EgressSocketPool {
                 if output.routed {
                     guard output.key.interface == interface, link.egress.path(for: output.destination.family) == .packet
                     else { continue }
-                    outputPacketSocket[index] = Int32(socket)
-                    outputPacketRank[index] = rank
-                    rank += 1
                     // Routed frames carry the received IP header: the limit is the IP MTU.
-                    outputPayloadLimit[index] = Int32(facts.mtu)
-                    var address = sockaddr_ll()
-                    address.sll_family = UInt16(AF_PACKET)
-                    address.sll_protocol = UInt16(output.destination.family == .ipv4 ? ETH_P_IP : ETH_P_IPV6).bigEndian
-                    address.sll_ifindex = facts.index
-                    address.sll_halen = 6
-                    outputLinkAddress[index] = address
+                    bindPacketOutput(index, socket: socket, rank: &rank, family: output.destination.family,
+                                     facts: facts, payloadLimit: Int32(facts.mtu))
                     EgressFrame.writeRoutedTemplate(outputTemplate + index * EgressFrame.templateBytes, sourceMAC: mac)
                     continue
                 }
@@ -298,16 +290,8 @@ public final class EgressSocketPool {
                 guard output.key.multicast, output.key.interface == interface,
                       link.egress.path(for: output.destination.family) == .packet,
                       let source = facts.source(for: output.destination) else { continue }
-                outputPacketSocket[index] = Int32(socket)
-                outputPacketRank[index] = rank
-                rank += 1
-                outputPayloadLimit[index] = Int32(facts.payloadLimit(for: output.destination.family))
-                var address = sockaddr_ll()
-                address.sll_family = UInt16(AF_PACKET)
-                address.sll_protocol = UInt16(output.destination.family == .ipv4 ? ETH_P_IP : ETH_P_IPV6).bigEndian
-                address.sll_ifindex = facts.index
-                address.sll_halen = 6
-                outputLinkAddress[index] = address
+                bindPacketOutput(index, socket: socket, rank: &rank, family: output.destination.family,
+                                 facts: facts, payloadLimit: Int32(facts.payloadLimit(for: output.destination.family)))
                 EgressFrame.writeTemplate(
                     outputTemplate + index * EgressFrame.templateBytes, sourceMAC: mac, source: source,
                     destination: output.destination,
@@ -315,6 +299,22 @@ public final class EgressSocketPool {
             }
         }
         rankCount = Int(rank)
+    }
+
+    /// Output `index` sends through packet socket `socket` (the next transmit rank), up to
+    /// `payloadLimit` bytes, to the link address of `facts`' interface for `family`.
+    private func bindPacketOutput(_ index: Int, socket: Int, rank: inout Int32, family: AddressFamily,
+                                  facts: InterfaceFacts, payloadLimit: Int32) {
+        outputPacketSocket[index] = Int32(socket)
+        outputPacketRank[index] = rank
+        rank += 1
+        outputPayloadLimit[index] = payloadLimit
+        var address = sockaddr_ll()
+        address.sll_family = UInt16(AF_PACKET)
+        address.sll_protocol = UInt16(family == .ipv4 ? ETH_P_IP : ETH_P_IPV6).bigEndian
+        address.sll_ifindex = facts.index
+        address.sll_halen = 6
+        outputLinkAddress[index] = address
     }
 
     /// Each UDP socket may use GSO when its interface's decision allows it and the kernel has
