@@ -147,6 +147,13 @@ int cxdp_attach(uint32_t ifindex, int program, const char *netns_path)
     return in_namespace(netns_path, attach, &a);
 }
 
+int cxdp_link_attach(int program, uint32_t ifindex)
+{
+    LIBBPF_OPTS(bpf_link_create_opts, options, .flags = XDP_FLAGS_DRV_MODE);
+    int fd = bpf_link_create(program, (int)ifindex, BPF_XDP, &options);
+    return fd < 0 ? -errno : fd;
+}
+
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,
                   void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *action)
 {

@@ -29,6 +29,11 @@ int cxdp_traffic_sum(int map, const void *key, uint64_t *packets, uint64_t *byte
 // Attaches XDP program `program` to device `ifindex` of the namespace at `netns_path` in
 // native (driver) mode; `program` -1 detaches. 0, or a negative errno.
 int cxdp_attach(uint32_t ifindex, int program, const char *netns_path);
+// Attaches XDP program `program` to device `ifindex` of the caller's namespace in native
+// (driver) mode through a BPF link: the link's file descriptor (close-on-exec), or a negative
+// errno. The kernel detaches the program when the last descriptor of the link closes, so a
+// daemon that dies, however it dies, leaves no program forwarding behind it.
+int cxdp_link_attach(int program, uint32_t ifindex);
 // Runs program `fd` once on `frame` as received on device `ingress_ifindex`; on success (0)
 // `*action` is the XDP action and `*out_length` the frame's length after it, in `out`.
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,

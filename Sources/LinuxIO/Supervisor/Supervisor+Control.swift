@@ -208,7 +208,8 @@ extension Supervisor {
     /// Counters for the current rules (zero for a rule no worker has counted yet), plus the
     /// supervisor's own view: workers, joins, helper sockets.
     func statsView(_ parts: [WorkerID: ForwardingStatistics]) -> StatsView {
-        let merged = ForwardingStatistics.merged(parts.keys.sorted().map { parts[$0]! })
+        // What the XDP program forwarded never reached a worker: its counters are one more part.
+        let merged = ForwardingStatistics.merged(parts.keys.sorted().map { parts[$0]! } + (xdp.map { [$0.statistics()] } ?? []))
         var byID: [RuleID: RuleStatistics] = [:]
         for stats in merged.rules { byID[stats.rule.id] = stats }
         let egress = Dictionary(uniqueKeysWithValues: (merged.egress ?? []).map { ($0.interface, EgressView($0)) })
@@ -238,6 +239,7 @@ extension Supervisor {
         view.ingressQueueDrops = merged.ingressQueueDrops
         view.egress = (merged.egress ?? []).map(EgressView.init)
         view.recording = recordingView
+        view.dataPath = xdp?.view()
         return view
     }
 }
