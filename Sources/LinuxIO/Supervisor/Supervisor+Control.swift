@@ -216,8 +216,10 @@ extension Supervisor {
         let rules = core.rules.rules.values.map { rule -> RuleStatsView in
             var view = byID[rule.id].flatMap { $0.rule == rule ? RuleStatsView($0) : nil } ?? RuleStatsView(unused: rule)
             // Each output's path, from its interface's decision (outputs line up with rule.outputs).
+            let byXDP = xdp?.carries(rule.id) ?? false
             for (index, output) in rule.outputs.enumerated() {
-                view.outputs[index].path = egress[output.interface]?.path(multicast: output.destination.isMulticast, family: output.family)
+                view.outputs[index].path = byXDP ? "xdp (the XDP program's devmap egress)"
+                    : egress[output.interface]?.path(multicast: output.destination.isMulticast, family: output.family)
             }
             return view
         }

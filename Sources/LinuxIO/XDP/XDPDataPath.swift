@@ -78,10 +78,19 @@ public final class XDPDataPath {
         if Self.readFacts(for: installed.plan) != installed.facts { reinstall(now: now) } else { nextRefresh = now + Self.refreshInterval }
     }
 
-    /// Detaches the program from every input (closes the links).
+    /// Detaches the program from every input (closes the links); nothing attaches again.
     func close() {
         for (_, link) in links { Glibc.close(link.fd) }
         links = [:]
+        closed = true
+    }
+    private var closed = false
+
+    /// Whether the program forwards this rule now (its output counters are the program's).
+    func carries(_ rule: RuleID) -> Bool {
+        guard !closed, let installed else { return false }
+        return installed.tables.carried.contains { installed.plan.rules[$0].id == rule }
+            && links[installed.plan.rules.first { $0.id == rule }!.input.interface] != nil
     }
 
     // MARK: - Installing a plan
@@ -118,6 +127,7 @@ public final class XDPDataPath {
 
     private func reinstall(now: Instant) {
         nextRefresh = now + Self.refreshInterval
+        guard !closed else { return }
         let plan = Self.merged(plans)
         let facts = Self.readFacts(for: plan)
         let generation = ((installed?.generation ?? 1) + 1) % 2
@@ -228,6 +238,7 @@ public final class XDPDataPath {
     func view() -> DataPathView {
         var view = DataPathView(mode: "xdp", object: objectPath)
         guard let installed else { return view }
+        if closed { view.warnings.append("detached: the daemon is stopping (counters as of then)") }
         let fallbacks = Dictionary(installed.tables.fallbacks.map { ($0.rule, $0.reason) }, uniquingKeysWith: { first, _ in first })
         for rule in installed.plan.rules {
             view.rules.append(DataPathView.Entry(name: rule.id.description, path: fallbacks[rule.id] == nil ? "xdp" : "packet",
@@ -236,7 +247,9 @@ public final class XDPDataPath {
         var inputs: [InterfaceName] = []
         for rule in installed.plan.rules where !inputs.contains(rule.input.interface) { inputs.append(rule.input.interface) }
         for interface in inputs {
-            if links[interface] != nil {
+            if closed {
+                view.inputs.append(.init(name: interface.rawValue, path: "packet", reason: "detached"))
+            } else if links[interface] != nil {
                 let carried = installed.tables.carried.filter { installed.plan.rules[$0].input.interface == interface }.count
                 let total = installed.plan.rules.filter { $0.input.interface == interface }.count
                 view.inputs.append(.init(name: interface.rawValue, path: "xdp",
