@@ -24,7 +24,7 @@ struct EndToEndXDPTests {
 
     /// A lab with GRO on the receivers' veth ends and the daemon on the XDP path; afterwards
     /// SIGTERM must exit 0 and leave rin0 without an XDP program.
-    func withXDPRelay(_ tag: String, config: ((Lab) throws -> String)? = nil, _ body: (Lab, RelayDaemon) throws -> Void) throws {
+    func withXDPRelay(_ tag: String, config: ((Lab) throws -> String)? = nil, arguments: [String] = [], _ body: (Lab, RelayDaemon) throws -> Void) throws {
         guard FileManager.default.fileExists(atPath: Self.object) else {
             throw HarnessError("no BPF object at \(Self.object): run `make bpf` (it sets MCRELAY_XDP_OBJECT)")
         }
@@ -32,7 +32,7 @@ struct EndToEndXDPTests {
         defer { lab.down() }
         for device in ["rcv0", "rcv1"] { try lab.must(lab.receiver, ["ethtool", "-K", device, "gro", "on"]) }
         print("EndToEndXDPTests: test-host setting: GRO on rcv0/rcv1 (the receivers' veth ends)")
-        let daemon = try RelayDaemon(lab, config: config?(lab), extraArguments: ["--data-path", "xdp", "--xdp-object", Self.object])
+        let daemon = try RelayDaemon(lab, config: config?(lab), extraArguments: ["--data-path", "xdp", "--xdp-object", Self.object] + arguments)
         defer { daemon.kill() }
         #expect(try xdpAttached(lab, "rin0"), "rin0 has no XDP program with the daemon running")
         try body(lab, daemon)
@@ -76,7 +76,7 @@ struct EndToEndXDPTests {
                                       ("rin0:\(single.input)", ["rout0:\(single.output):7"]),
                                       ("rin0:\(refused0.input)", ["rout0:\(refused0.output):6", "rout0:\(refused1.output):6"])])
         }
-        try withXDPRelay("xdp1", config: config) { lab, daemon in
+        try withXDPRelay("xdp1", config: config, arguments: ["--metrics", MetricsEndToEndTests.address]) { lab, daemon in
             try daemon.waitSettled()
             let paths = try #require(try daemon.stats().dataPath, "stats --json has no data_path with --data-path xdp")
             let byName = Dictionary(uniqueKeysWithValues: try daemon.stats().rules.map { ($0.in, $0.id) })
@@ -126,6 +126,13 @@ struct EndToEndXDPTests {
                 }
             }
             #expect(stats.drops.total == 0, "drops: \(stats.drops.nonZero)")
+            // The Prometheus endpoint's counters too (refreshed once a second).
+            let fanID = byName["rin0:\(fan0.input)"]!
+            let fanOutput = #"mcrelay_output_sent_packets_total{rule="\#(fanID)",name="",output="rout1:\#(fan1.output):9"}"#
+            let fanRule = #"mcrelay_rule_received_packets_total{rule="\#(fanID)",name=""}"#
+            let scraped = try MetricsEndToEndTests.scrape(lab, until: { $0[fanRule] == Double(count) && $0[fanOutput] == Double(count) })
+            #expect(scraped[fanRule] == Double(count) && scraped[fanOutput] == Double(count),
+                    "metrics: \(scraped.filter { $0.key.contains(fanID) })")
         }
     }
 
