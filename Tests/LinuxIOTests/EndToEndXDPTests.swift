@@ -136,7 +136,7 @@ struct EndToEndXDPTests {
         }
     }
 
-    @Test("a rule added and one removed under traffic: the XDP maps follow, no datagram twice or corrupt, counts equal arrivals")
+    @Test("a rule added and one removed under traffic: the XDP maps follow, no datagram twice or corrupt, counts equal arrivals; a reload adding an output carries the rule's counts")
     func ruleChangesUnderTraffic() throws {
         let kept = Stream(input: "239.1.8.1:5001", output: "239.20.8.1:6001", id: 1)
         let removed = Stream(input: "239.1.8.2:5002", output: "239.20.8.2:6002", id: 2)
@@ -177,6 +177,14 @@ struct EndToEndXDPTests {
             let keptStats = try #require(stats.rules.first { $0.in == "rin0:\(kept.input)" })
             #expect(keptStats.packets == UInt64(count), "kept rule counted \(keptStats.packets) across two plan changes, \(count) sent")
             #expect(stats.dataPath?.rules.first { $0.name == addedID }?.path == "xdp", "added rule's path: \(stats.dataPath?.lines ?? [])")
+            // A reload that gives the kept rule a second output: its count and its first
+            // output's carry over into the new plan's maps, the new output starts at zero.
+            _ = try Self.configFile(lab, [("rin0:\(kept.input)", ["rout0:\(kept.output):8", "rout1:239.21.8.1:6011:8"])])
+            daemon.process.signal(SIGHUP)
+            #expect(try waitUntil(timeout: .seconds(5)) { try daemon.stats().rules.first { $0.in == "rin0:\(kept.input)" }?.outputs.count == 2 })
+            let reloaded = try #require(try daemon.stats().rules.first { $0.in == "rin0:\(kept.input)" })
+            #expect(reloaded.packets == UInt64(count) && reloaded.outputs.map(\.packets) == [UInt64(count), 0],
+                    "after the reload: \(reloaded.packets) accepted, outputs \(reloaded.outputs.map(\.packets))")
             print("EndToEndXDPTests: under traffic (\(count) per stream at \(rate) pps): kept \(arrived.received[kept.output]?.received ?? -1), added \(addedGot), removed \(removedGot)")
         }
     }

@@ -43,9 +43,12 @@ public final class XDPDataPath {
     private var links: [InterfaceName: (index: Int32, fd: Int32)] = [:]
     /// Inputs the kernel would not attach to, with why (they stay on the packet path).
     private(set) var attachFailures: [InterfaceName: String] = [:]
-    /// Counters of plans no longer installed, per rule (carried while the rule is unchanged,
-    /// as `Forwarder.install` carries its own).
-    private var retired: [RuleID: RuleStatistics] = [:]
+    /// Counters of plans no longer installed, carried as `Forwarder.install` carries its own:
+    /// a rule's accepted count while its id stays in the plan, an output's while that output
+    /// stays in its rule.
+    private struct OutputKey: Hashable { var rule: RuleID; var output: OutputSpec }
+    private var retiredAccepted: [RuleID: TrafficCounter] = [:]
+    private var retiredOutputs: [OutputKey: OutputCounter] = [:]
     private(set) var nextRefresh: Instant?
     /// Problems worth a log line, taken by the supervisor after each call.
     private(set) var problems: [String] = []
@@ -190,8 +193,12 @@ public final class XDPDataPath {
         if let old {
             for entry in old.tables.rules where !newKeys.contains(entry.key) { program.delete(program.rulesMap, entry.key) }
             // The old plan's counts, now final, join the retired totals.
-            let counted = Self.statistics(of: old, program: program)
-            retired = Dictionary(uniqueKeysWithValues: ForwardingStatistics.merged(Array(retired.values.map { ForwardingStatistics(rules: [$0]) }) + [counted]).rules.map { ($0.rule.id, $0) })
+            for stats in Self.statistics(of: old, program: program).rules {
+                retiredAccepted[stats.rule.id, default: TrafficCounter()].add(stats.accepted)
+                for (output, counter) in zip(stats.rule.outputs, stats.outputs) {
+                    retiredOutputs[OutputKey(rule: stats.rule.id, output: output), default: OutputCounter()].add(counter)
+                }
+            }
             for entry in old.tables.outputs {
                 program.delete(program.outputsMap, entry.key)
                 program.delete(program.outputCounters, entry.key)
@@ -201,9 +208,11 @@ public final class XDPDataPath {
                 withUnsafeBytes(of: UInt32(bitPattern: device)) { program.delete(program.devmap, Array($0)) }
             }
         }
-        // A rule that changed or left the plan starts again from zero, as in the Forwarder.
-        let current = Dictionary(plan.rules.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        retired = retired.filter { current[$0.key] == $0.value.rule }
+        // A rule or output that left the plan starts again from zero, as in the Forwarder.
+        let ids = Set(plan.rules.map(\.id))
+        let outputs = Set(plan.rules.flatMap { rule in rule.outputs.map { OutputKey(rule: rule.id, output: $0) } })
+        retiredAccepted = retiredAccepted.filter { ids.contains($0.key) }
+        retiredOutputs = retiredOutputs.filter { outputs.contains($0.key) }
         installed = Installed(plan: plan, facts: facts, tables: tables, generation: generation)
     }
 
@@ -229,9 +238,22 @@ public final class XDPDataPath {
     /// What the program forwarded, per rule and output, since each rule last changed: one
     /// more part for `ForwardingStatistics.merged` beside the workers'.
     func statistics() -> ForwardingStatistics {
-        var parts = retired.values.map { ForwardingStatistics(rules: [$0]) }
-        if let installed { parts.append(Self.statistics(of: installed, program: program)) }
-        return ForwardingStatistics.merged(parts)
+        guard let installed else { return ForwardingStatistics() }
+        let live = Dictionary(Self.statistics(of: installed, program: program).rules.map { ($0.rule.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var rules: [RuleStatistics] = []
+        for rule in installed.plan.rules {
+            let counted = live[rule.id]
+            var accepted = retiredAccepted[rule.id] ?? TrafficCounter()
+            if let counted { accepted.add(counted.accepted) }
+            let outputs = rule.outputs.enumerated().map { position, output in
+                var counter = retiredOutputs[OutputKey(rule: rule.id, output: output)] ?? OutputCounter()
+                if let counted { counter.add(counted.outputs[position]) }
+                return counter
+            }
+            guard counted != nil || accepted.packets > 0 || outputs.contains(where: { $0.packets > 0 }) else { continue }
+            rules.append(RuleStatistics(rule: rule, accepted: accepted, outputs: outputs))
+        }
+        return ForwardingStatistics(rules: rules)
     }
 
     /// Which path each rule and each input interface uses, and why.
@@ -266,5 +288,19 @@ public final class XDPDataPath {
             view.warnings.append("output \(facts.name) is a veth: frames the program redirects into it arrive only if its peer has GRO on (ethtool -K PEER gro on) or an XDP program")
         }
         return view
+    }
+}
+
+extension TrafficCounter {
+    mutating func add(_ other: TrafficCounter) {
+        packets &+= other.packets
+        bytes &+= other.bytes
+    }
+}
+
+extension OutputCounter {
+    mutating func add(_ other: OutputCounter) {
+        packets &+= other.packets
+        bytes &+= other.bytes
     }
 }
