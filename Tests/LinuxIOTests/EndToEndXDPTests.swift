@@ -188,4 +188,34 @@ struct EndToEndXDPTests {
             print("EndToEndXDPTests: under traffic (\(count) per stream at \(rate) pps): kept \(arrived.received[kept.output]?.received ?? -1), added \(addedGot), removed \(removedGot)")
         }
     }
+
+    @Test("an input whose driver has no native XDP (macvlan) stays on the packet path, reported with the reason, and forwards")
+    func inputWithoutNativeXDP() throws {
+        let stream = Stream(input: "239.1.9.1:5001", output: "239.20.9.1:6001", id: 1)
+        // A rule on rin0 too, so the program runs on rin0 beside mv0.
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:239.1.9.9:5009", ["rout0:239.20.9.9:6009:8"])]) }
+        try withXDPRelay("xdp3", config: config) { lab, daemon in
+            // mv0 on rin0 gets a copy of rin0's multicast; the program on rin0 has no rule for
+            // the group and passes the frames to the kernel, which hands them to mv0.
+            try lab.must(lab.relay, ["ip", "link", "add", "mv0", "link", "rin0", "type", "macvlan", "mode", "bridge"])
+            try lab.must(lab.relay, ["ip", "addr", "add", "198.18.1.3/24", "dev", "mv0"])
+            try lab.must(lab.relay, ["ip", "link", "set", "mv0", "up"])
+            let id = try daemon.addRule("mv0:\(stream.input)", ["rout0:\(stream.output):8"])
+            try daemon.waitSettled()
+            let paths = try #require(try daemon.stats().dataPath)
+            let rule = paths.rules.first { $0.name == id }
+            #expect(rule?.path == "packet" && rule?.reason?.contains("native XDP attach failed") == true, "\(paths.lines)")
+            let input = paths.inputs.first { $0.name == "mv0" }
+            #expect(input?.path == "packet" && input?.reason?.contains("native XDP attach failed") == true, "\(paths.lines)")
+            #expect(try !xdpAttached(lab, "mv0"), "mv0 has an XDP program")
+            #expect(daemon.process.stderr.contains("mv0: native XDP attach failed"), "no log line for the failed attach")
+            let count = 1000
+            let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200)
+            try send(lab, streams: [stream], count: count, rate: 2000, size: 200)
+            expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
+            let stats = try #require(try daemon.stats().rules.first { $0.id == id })
+            #expect(stats.packets == UInt64(count) && stats.outputs.first?.packets == UInt64(count), "counted \(stats.packets)")
+            print("EndToEndXDPTests: macvlan input: \(input?.reason ?? "-"); \(count) sent, \(stats.packets) counted")
+        }
+    }
 }

@@ -133,10 +133,14 @@ public final class XDPDataPath {
         guard !closed else { return }
         let plan = Self.merged(plans)
         let facts = Self.readFacts(for: plan)
+        // Several workers get the same rules (fanout): one install per change is enough.
+        if let installed, installed.plan.rules == plan.rules, installed.plan.ingress == plan.ingress, installed.facts == facts,
+           attachFailures.isEmpty { return }
         let generation = ((installed?.generation ?? 1) + 1) % 2
 
         // Attach to the inputs of the rules the program can carry; an input the driver
         // refuses leaves its rules to the packet path.
+        let previousFailures = attachFailures
         attachFailures = [:]
         var tables = XDPTables(plan: plan, facts: facts, generation: generation)
         var wanted = Set(tables.carried.map { plan.rules[$0].input.interface })
@@ -150,7 +154,7 @@ public final class XDPDataPath {
             } else {
                 let why = "native XDP attach failed: \(SystemError.message(for: -fd))"
                 attachFailures[interface] = why
-                problems.append("\(interface): \(why); its rules stay on the packet path")
+                if previousFailures[interface] != why { problems.append("\(interface): \(why); its rules stay on the packet path") }
             }
         }
         if !attachFailures.isEmpty {
