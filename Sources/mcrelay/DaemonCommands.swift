@@ -49,6 +49,8 @@ struct DaemonCommand: ParsableCommand {
     var dataPath: String = "packet"
     @Option(name: .long, help: "With --data-path xdp: the BPF object (default: $MCRELAY_XDP_OBJECT, else /usr/lib/mcrelay/mcrelay_xdp.o).")
     var xdpObject: String?
+    @Option(name: .long, help: "With --data-path xdp: native (in the driver, default; outputs must take redirected frames: a veth only while its peer has GRO on) or generic (after the driver, on socket buffers: slower, any device).")
+    var xdpMode: String?
     @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
     var record: String?
     @Option(name: .long, help: "Size limit of the --record directory in bytes (suffixes K, M, G). Default 256M.")
@@ -124,9 +126,16 @@ struct DaemonCommand: ParsableCommand {
             printError("--data-path: \"\(dataPath)\" is not packet or xdp")
             throw ExitCode.failure
         }
-        if xdpObject != nil, dataPath != "xdp" {
-            printError("--xdp-object needs --data-path xdp")
+        if xdpObject != nil || xdpMode != nil, dataPath != "xdp" {
+            printError("--xdp-object and --xdp-mode need --data-path xdp")
             throw ExitCode.failure
+        }
+        if let xdpMode {
+            guard let mode = XDPDataPath.Mode(rawValue: xdpMode) else {
+                printError("--xdp-mode: \"\(xdpMode)\" is not native or generic")
+                throw ExitCode.failure
+            }
+            supervisorOptions.xdpMode = mode
         }
         if let recordLimit { supervisorOptions.recordLimitBytes = try parseByteSize(recordLimit, option: "--record-limit") }
         let supervisor: Supervisor

@@ -11,9 +11,11 @@ import Glibc
 /// traffic switch the maps, and SIGTERM leaves no program attached.
 ///
 /// Test-host setting, not the relay's: GRO on rcv0/rcv1 (the receivers' ends, in another
-/// namespace). A veth drops frames redirected into it by XDP unless its peer runs NAPI (GRO or
-/// an XDP program on the peer); the relay cannot set that from its side, and says so in
-/// `mcrelay stats` (docs/xdp-facts.md). Every figure below is taken with it on.
+/// namespace), except where a test says otherwise. A veth takes frames redirected into it by
+/// native XDP only while its peer runs NAPI (GRO or an XDP program on the peer); the relay
+/// cannot set that from its side, but sees it (the device's xdp-features lack ndo-xmit) and
+/// keeps those rules on the packet path, or carries them with `--xdp-mode generic`
+/// (`peerWithoutGRO`, `genericMode` below, at the veth defaults: GRO off).
 @Suite("XDP data path end to end (root, network namespaces)", .serialized,
        .enabled(if: E2E.available, "needs root, `ip netns` and python3"))
 struct EndToEndXDPTests {
@@ -24,17 +26,20 @@ struct EndToEndXDPTests {
 
     /// A lab with GRO on the receivers' veth ends and the daemon on the XDP path; afterwards
     /// SIGTERM must exit 0 and leave rin0 without an XDP program.
-    func withXDPRelay(_ tag: String, config: ((Lab) throws -> String)? = nil, arguments: [String] = [], _ body: (Lab, RelayDaemon) throws -> Void) throws {
+    func withXDPRelay(_ tag: String, config: ((Lab) throws -> String)? = nil, arguments: [String] = [], receiverGRO: Bool = true,
+                      attachedAtStart: Bool = true, _ body: (Lab, RelayDaemon) throws -> Void) throws {
         guard FileManager.default.fileExists(atPath: Self.object) else {
             throw HarnessError("no BPF object at \(Self.object): run `make bpf` (it sets MCRELAY_XDP_OBJECT)")
         }
         let lab = try Lab(tag)
         defer { lab.down() }
-        for device in ["rcv0", "rcv1"] { try lab.must(lab.receiver, ["ethtool", "-K", device, "gro", "on"]) }
-        print("EndToEndXDPTests: test-host setting: GRO on rcv0/rcv1 (the receivers' veth ends)")
+        if receiverGRO {
+            for device in ["rcv0", "rcv1"] { try lab.must(lab.receiver, ["ethtool", "-K", device, "gro", "on"]) }
+            print("EndToEndXDPTests: test-host setting: GRO on rcv0/rcv1 (the receivers' veth ends)")
+        }
         let daemon = try RelayDaemon(lab, config: config?(lab), extraArguments: ["--data-path", "xdp", "--xdp-object", Self.object] + arguments)
         defer { daemon.kill() }
-        #expect(try xdpAttached(lab, "rin0"), "rin0 has no XDP program with the daemon running")
+        #expect(try xdpAttached(lab, "rin0") == attachedAtStart, "rin0 XDP program with the daemon running: expected \(attachedAtStart)")
         try body(lab, daemon)
         let restarts = try daemon.stats().workers.filter { $0.restarts > 0 }
         #expect(restarts.isEmpty, "workers restarted during the test: \(restarts); see \(lab.directory)/daemon.err")
@@ -216,6 +221,57 @@ struct EndToEndXDPTests {
             let stats = try #require(try daemon.stats().rules.first { $0.id == id })
             #expect(stats.packets == UInt64(count) && stats.outputs.first?.packets == UInt64(count), "counted \(stats.packets)")
             print("EndToEndXDPTests: macvlan input: \(input?.reason ?? "-"); \(count) sent, \(stats.packets) counted")
+        }
+    }
+
+    @Test("receivers' veth ends at the defaults (GRO off): the rule stays on the packet path, reported, and forwards; GRO on there moves it to XDP")
+    func peerWithoutGRO() throws {
+        let stream = Stream(input: "239.1.10.1:5001", output: "239.20.10.1:6001", id: 1)
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:\(stream.input)", ["rout0:\(stream.output):8"])]) }
+        try withXDPRelay("xdp4", config: config, receiverGRO: false, attachedAtStart: false) { lab, daemon in
+            try daemon.waitSettled()
+            let before = try #require(try daemon.stats().dataPath)
+            #expect(before.rules.first?.path == "packet" && before.rules.first?.reason?.contains("lack ndo-xmit") == true, "\(before.lines)")
+            #expect(before.warnings.contains { $0.contains("rout0 cannot take XDP redirects") }, "\(before.lines)")
+            let count = 500
+            var receiver = try Receiver(lab, streams: [stream], expect: count, size: 200)
+            try send(lab, streams: [stream], count: count, rate: 2000, size: 200)
+            expectDelivered(try receiver.finish(), [stream], count: count)
+
+            // Test-host setting: GRO on rcv0 now; the daemon sees rout0 take redirects (its 1 s refresh).
+            try lab.must(lab.receiver, ["ethtool", "-K", "rcv0", "gro", "on"])
+            let moved = try waitUntil(timeout: .seconds(5)) { try daemon.stats().dataPath?.rules.first?.path == "xdp" }
+            let after = try daemon.stats().dataPath?.lines ?? []
+            #expect(moved, "rule still on the packet path after GRO on rcv0: \(after)")
+            #expect(try xdpAttached(lab, "rin0"), "rin0 has no XDP program once its rule is carried")
+            let redirectedBefore = try redirected(lab)
+            receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: count)
+            try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: count)
+            expectDelivered(try receiver.finish(), [stream], count: count)
+            let carried = try redirected(lab) - redirectedBefore
+            #expect(carried == count, "XDP redirected \(carried) of \(count) once GRO was on")
+            let stats = try #require(try daemon.stats().rules.first)
+            #expect(stats.packets == UInt64(2 * count) && stats.outputs.first?.packets == UInt64(2 * count),
+                    "counted \(stats.packets) across the move from the packet path to XDP, \(2 * count) sent")
+            print("EndToEndXDPTests: GRO off at rcv0: \(count) via the packet path; GRO on: \(carried) redirected by XDP; counted \(stats.packets)")
+        }
+    }
+
+    @Test("--xdp-mode generic: rin0 in generic XDP mode, the rule reported on the XDP path, and it forwards to a veth whose peer has GRO off (the veth default)")
+    func genericMode() throws {
+        let stream = Stream(input: "239.1.11.1:5001", output: "239.20.11.1:6001", id: 1)
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:\(stream.input)", ["rout0:\(stream.output):8"])]) }
+        try withXDPRelay("xdp5", config: config, arguments: ["--xdp-mode", "generic"], receiverGRO: false) { lab, daemon in
+            try daemon.waitSettled()
+            let paths = try #require(try daemon.stats().dataPath)
+            #expect(paths.mode == "xdp generic" && paths.rules.first?.path == "xdp", "\(paths.lines)")
+            #expect(try lab.must(lab.relay, ["ip", "link", "show", "rin0"]).stdout.contains("xdpgeneric"), "rin0 not in generic XDP mode")
+            let count = 1000
+            let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200)
+            try send(lab, streams: [stream], count: count, rate: 2000, size: 200)
+            expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
+            let stats = try #require(try daemon.stats().rules.first)
+            #expect(stats.packets == UInt64(count) && stats.outputs.first?.packets == UInt64(count), "counted \(stats.packets)")
         }
     }
 }

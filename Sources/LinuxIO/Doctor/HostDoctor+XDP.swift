@@ -24,7 +24,8 @@ extension HostDoctor {
         let plan = WorkerPlan(worker: WorkerID(0), version: 0, ingress: inputs.map { IngressAssignment(interface: $0, fanoutGroup: nil) },
                               rules: rules)
         let facts = XDPDataPath.readFacts(for: plan)
-        let tables = XDPTables(plan: plan, facts: facts)
+        let unavailable = XDPDataPath.outputsWithoutRedirects(plan, facts)
+        let tables = XDPTables(plan: plan, facts: facts, unavailableOutputs: unavailable)
         let reasons = Dictionary(tables.fallbacks.map { ($0.rule, $0.reason) }, uniquingKeysWith: { first, _ in first })
         for rule in rules {
             let subject = "xdp rule \(rule.input)"
@@ -34,11 +35,10 @@ extension HostDoctor {
                 findings.append(Finding(severity: .ok, subject: subject, message: "carried by the XDP program", fix: nil))
             }
         }
-        for device in tables.devices {
-            guard let output = facts.values.first(where: { $0.index == device }), output.driver == "veth" else { continue }
-            findings.append(Finding(severity: .warning, subject: "xdp output \(output.name)",
-                                    message: "a veth: frames the XDP program redirects into it are dropped unless its peer has GRO on or an XDP program (the relay cannot see or set the peer)",
-                                    fix: "on the peer (in its namespace): ethtool -K PEER gro on"))
+        for (name, why) in unavailable.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            findings.append(Finding(severity: .warning, subject: "xdp output \(name)",
+                                    message: "cannot take XDP redirects (native mode): \(why); its rules use the packet path",
+                                    fix: facts[name]?.driver == "veth" ? "on the peer (in its namespace): ethtool -K PEER gro on; or run the daemon with --xdp-mode generic" : nil))
         }
         return findings
     }

@@ -92,12 +92,12 @@ public final class Supervisor {
             throw SupervisorStartError("cannot watch network interfaces: \(error)")
         }
         if let object = options.xdpObject {
-            do { xdp = try XDPDataPath(objectPath: object) } catch {
+            do { xdp = try XDPDataPath(objectPath: object, mode: options.xdpMode) } catch {
                 listener.close()
                 links.close()
                 throw error
             }
-            logger.info("data path xdp: loaded \(object)")
+            logger.info("data path xdp (\(options.xdpMode) mode): loaded \(object)")
         }
         if let address = options.metricsAddress {
             do { metrics = try MetricsEndpoint(address: address, now: MonotonicClock.now()) } catch {

@@ -16,6 +16,7 @@ public struct SupervisorOptions: Sendable {
     public var recordLimitBytes: UInt64 = RecordingFormat.defaultLimitBytes
     /// `--data-path xdp`: the BPF object to load and attach (nil: `--data-path packet`).
     public var xdpObject: String?
+    public var xdpMode: XDPDataPath.Mode = .native
 
     public init(controlPath: String = ControlProtocol.defaultSocketPath, configPath: String? = nil,
                 workerCount: Int, dispatchMode: DispatchMode = .fanout, workerExecutable: String = "/proc/self/exe") {

@@ -33,9 +33,37 @@ public final class XDPDataPath {
         var facts: [InterfaceName: InterfaceFacts]
         var tables: XDPTables
         var generation: Int
+        var unavailableOutputs: [InterfaceName: String] = [:]
+    }
+
+    /// `--xdp-mode`: native runs the program in the driver and redirects with the output
+    /// driver's ndo_xdp_xmit; generic runs it on the kernel's socket buffers after the driver
+    /// (any device; slower) and redirects through the ordinary transmit path.
+    public enum Mode: String, Sendable, CustomStringConvertible {
+        case native, generic
+        public var description: String { rawValue }
+    }
+
+    /// Output devices that would drop what the program redirects into them now: their XDP
+    /// features lack ndo-xmit. A veth has it only while its peer has GRO or an XDP program
+    /// (drivers/net/veth.c, veth_set_xdp_features); the kernel's netdev family says so from
+    /// the relay's side of the link. Unknown (kernel before 6.3): assumed able.
+    static func outputsWithoutRedirects(_ plan: WorkerPlan, _ facts: [InterfaceName: InterfaceFacts]) -> [InterfaceName: String] {
+        var result: [InterfaceName: String] = [:]
+        for name in Set(plan.rules.flatMap { $0.outputs.map(\.interface) }) where facts[name]?.hardwareType == InterfaceFacts.ethernet {
+            guard let device = facts[name] else { continue }
+            var features: UInt64 = 0
+            guard cxdp_xdp_features(UInt32(bitPattern: device.index), &features) == 0 else { continue }
+            guard features & UInt64(CXDP_XDP_ACT_NDO_XMIT) == 0 else { continue }
+            result[name] = device.driver == "veth"
+                ? "its XDP features lack ndo-xmit (a veth takes redirected frames only while its peer has GRO on or an XDP program)"
+                : "its XDP features lack ndo-xmit (the driver does not take redirected frames)"
+        }
+        return result
     }
 
     let objectPath: String
+    let mode: Mode
     private let program: XDPProgram
     private var plans: [WorkerID: WorkerPlan] = [:]
     private var installed: Installed?
@@ -53,8 +81,9 @@ public final class XDPDataPath {
     /// Problems worth a log line, taken by the supervisor after each call.
     private(set) var problems: [String] = []
 
-    init(objectPath: String) throws(SupervisorStartError) {
+    init(objectPath: String, mode: Mode = .native) throws(SupervisorStartError) {
         self.objectPath = objectPath
+        self.mode = mode
         do { program = try XDPProgram(path: objectPath) } catch {
             throw SupervisorStartError("--data-path xdp: \(error)")
         }
@@ -78,7 +107,13 @@ public final class XDPDataPath {
     func refresh(now: Instant, force: Bool = false) {
         guard force || (nextRefresh.map { $0 <= now } ?? true) else { return }
         guard let installed else { nextRefresh = now + Self.refreshInterval; return }
-        if Self.readFacts(for: installed.plan) != installed.facts { reinstall(now: now) } else { nextRefresh = now + Self.refreshInterval }
+        let facts = Self.readFacts(for: installed.plan)
+        // A veth's peer gaining or losing GRO changes what it takes, with no link event here.
+        if facts != installed.facts || (mode == .native && Self.outputsWithoutRedirects(installed.plan, facts) != installed.unavailableOutputs) {
+            reinstall(now: now)
+        } else {
+            nextRefresh = now + Self.refreshInterval
+        }
     }
 
     /// Detaches the program from every input (closes the links); nothing attaches again.
@@ -133,37 +168,40 @@ public final class XDPDataPath {
         guard !closed else { return }
         let plan = Self.merged(plans)
         let facts = Self.readFacts(for: plan)
+        let unavailableOutputs = mode == .native ? Self.outputsWithoutRedirects(plan, facts) : [:]
         // Several workers get the same rules (fanout): one install per change is enough.
         if let installed, installed.plan.rules == plan.rules, installed.plan.ingress == plan.ingress, installed.facts == facts,
-           attachFailures.isEmpty { return }
+           installed.unavailableOutputs == unavailableOutputs, attachFailures.isEmpty { return }
         let generation = ((installed?.generation ?? 1) + 1) % 2
 
         // Attach to the inputs of the rules the program can carry; an input the driver
         // refuses leaves its rules to the packet path.
         let previousFailures = attachFailures
         attachFailures = [:]
-        var tables = XDPTables(plan: plan, facts: facts, generation: generation)
+        var tables = XDPTables(plan: plan, facts: facts, generation: generation, unavailableOutputs: unavailableOutputs)
         var wanted = Set(tables.carried.map { plan.rules[$0].input.interface })
         for interface in wanted.sorted(by: { $0.rawValue < $1.rawValue }) {
             let index = facts[interface]!.index
             if let link = links[interface], link.index == index { continue }
             if let stale = links.removeValue(forKey: interface) { Glibc.close(stale.fd) }  // the device was re-created
-            let fd = cxdp_link_attach(program.ingress, UInt32(bitPattern: index))
+            let fd = cxdp_link_attach(program.ingress, UInt32(bitPattern: index), mode == .generic ? 1 : 0)
             if fd >= 0 {
                 links[interface] = (index, fd)
             } else {
-                let why = "native XDP attach failed: \(SystemError.message(for: -fd))"
+                let why = "\(mode) XDP attach failed: \(SystemError.message(for: -fd))"
                 attachFailures[interface] = why
                 if previousFailures[interface] != why { problems.append("\(interface): \(why); its rules stay on the packet path") }
             }
         }
         if !attachFailures.isEmpty {
-            tables = XDPTables(plan: plan, facts: facts, generation: generation, unavailableInputs: attachFailures)
+            tables = XDPTables(plan: plan, facts: facts, generation: generation, unavailableInputs: attachFailures,
+                               unavailableOutputs: unavailableOutputs)
             wanted = Set(tables.carried.map { plan.rules[$0].input.interface })
         }
 
         do {
             try switchMaps(to: tables, plan: plan, facts: facts, generation: generation)
+            installed?.unavailableOutputs = unavailableOutputs
         } catch {
             problems.append("XDP map update failed: \(error); detaching the program (every rule on the packet path)")
             close()
@@ -262,7 +300,7 @@ public final class XDPDataPath {
 
     /// Which path each rule and each input interface uses, and why.
     func view() -> DataPathView {
-        var view = DataPathView(mode: "xdp", object: objectPath)
+        var view = DataPathView(mode: "xdp \(mode)", object: objectPath)
         guard let installed else { return view }
         if closed { view.warnings.append("detached: the daemon is stopping (counters as of then)") }
         let fallbacks = Dictionary(installed.tables.fallbacks.map { ($0.rule, $0.reason) }, uniquingKeysWith: { first, _ in first })
@@ -285,11 +323,11 @@ public final class XDPDataPath {
                                          reason: attachFailures[interface] ?? "no rule of this input is carried by the XDP program"))
             }
         }
-        // A veth drops frames redirected into it unless its peer runs NAPI (GRO or an XDP
-        // program on the peer): the relay cannot see or set that from its side.
-        for device in installed.tables.devices {
-            guard let facts = installed.facts.values.first(where: { $0.index == device }), facts.driver == "veth" else { continue }
-            view.warnings.append("output \(facts.name) is a veth: frames the program redirects into it arrive only if its peer has GRO on (ethtool -K PEER gro on) or an XDP program")
+        // The peer of a veth is another namespace's device: the relay can see (xdp-features)
+        // but not set whether it takes redirects.
+        for (name, why) in installed.unavailableOutputs.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            view.warnings.append("output \(name) cannot take XDP redirects: \(why); its rules use the packet path"
+                                 + (installed.facts[name]?.driver == "veth" ? " (on the peer: ethtool -K PEER gro on, or --xdp-mode generic)" : ""))
         }
         return view
     }

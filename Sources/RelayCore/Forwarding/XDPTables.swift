@@ -46,9 +46,10 @@ public struct XDPTables: Sendable, Equatable {
 
     /// `generation` (0 or 1) picks the half of the index space the plan's rules use.
     /// `unavailableInputs`: input interfaces the program cannot run on (the driver refused
-    /// the attach), with why; their rules stay on the packet path.
+    /// the attach), with why; `unavailableOutputs`: devices that cannot take frames the
+    /// program redirects (no ndo_xdp_xmit now), with why. Their rules stay on the packet path.
     public init(plan: WorkerPlan, facts: [InterfaceName: InterfaceFacts], generation: Int = 0,
-                unavailableInputs: [InterfaceName: String] = [:]) {
+                unavailableInputs: [InterfaceName: String] = [:], unavailableOutputs: [InterfaceName: String] = [:]) {
         let read = Set(plan.ingress.map(\.interface))
         var outputsSoFar = 0
         var reasons: [String?] = plan.rules.enumerated().map { index, rule in
@@ -57,6 +58,9 @@ public struct XDPTables: Sendable, Equatable {
                 return "beyond the XDP maps' \(Self.ruleCapacity) rules or \(Self.outputCapacity) outputs per plan"
             }
             if let why = unavailableInputs[rule.input.interface] { return "no XDP program on input \(rule.input.interface): \(why)" }
+            if let output = rule.outputs.first(where: { unavailableOutputs[$0.interface] != nil }) {
+                return "output \(output.interface) cannot take XDP redirects: \(unavailableOutputs[output.interface]!)"
+            }
             return Self.refusal(rule, read: read, facts: facts)
         }
         // One refused rule of an input takes the others of that input with it (see above).
