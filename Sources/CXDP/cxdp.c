@@ -12,6 +12,7 @@
 #include <linux/if_link.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -36,6 +37,12 @@ cxdp_object *cxdp_open(const char *path)
     }
     handle->object = object;
     return handle;
+}
+
+void cxdp_strerror(int err, char *buffer, size_t size)
+{
+    if (libbpf_strerror(err, buffer, size) != 0)
+        snprintf(buffer, size, "error %d", err);
 }
 
 void cxdp_close(cxdp_object *object)

@@ -12,6 +12,8 @@ typedef struct cxdp_object cxdp_object;
 // (libbpf prints the verifier's log on stderr).
 cxdp_object *cxdp_open(const char *path);
 void cxdp_close(cxdp_object *object);
+// libbpf's text for an error of its own (errno 4000 and up) or a system errno, into `buffer`.
+void cxdp_strerror(int err, char *buffer, size_t size);
 // File descriptors, or -1 when the object has no such program or map.
 int cxdp_program_fd(cxdp_object *object, const char *name);
 int cxdp_map_fd(cxdp_object *object, const char *name);

@@ -40,7 +40,9 @@ public final class XDPProgram {
     public init(path: String) throws {
         guard access(path, R_OK) == 0 else { throw Failure.unavailable("no BPF object at \(path) (make bpf builds it)") }
         guard let object = cxdp_open(path) else {
-            throw Failure.failed("cannot load \(path): \(String(cString: strerror(errno))) (libbpf's log above)")
+            var text = [CChar](repeating: 0, count: 256)
+            cxdp_strerror(errno, &text, text.count)
+            throw Failure.failed("cannot load \(path): \(String(cString: text)) (libbpf's log above)")
         }
         self.object = object
         func program(_ name: String) throws -> Int32 {
