@@ -27,7 +27,7 @@ struct EndToEndXDPTests {
     /// A lab with GRO on the receivers' veth ends and the daemon on the XDP path; afterwards
     /// SIGTERM must exit 0 and leave rin0 without an XDP program.
     func withXDPRelay(_ tag: String, config: ((Lab) throws -> String)? = nil, arguments: [String] = [], receiverGRO: Bool = true,
-                      attachedAtStart: Bool = true, _ body: (Lab, RelayDaemon) throws -> Void) throws {
+                      attachedAtStart: Bool = true, restartsExpected: Bool = false, _ body: (Lab, RelayDaemon) throws -> Void) throws {
         guard FileManager.default.fileExists(atPath: Self.object) else {
             throw HarnessError("no BPF object at \(Self.object): run `make bpf` (it sets MCRELAY_XDP_OBJECT)")
         }
@@ -42,7 +42,7 @@ struct EndToEndXDPTests {
         #expect(try xdpAttached(lab, "rin0") == attachedAtStart, "rin0 XDP program with the daemon running: expected \(attachedAtStart)")
         try body(lab, daemon)
         let restarts = try daemon.stats().workers.filter { $0.restarts > 0 }
-        #expect(restarts.isEmpty, "workers restarted during the test: \(restarts); see \(lab.directory)/daemon.err")
+        #expect(restartsExpected || restarts.isEmpty, "workers restarted during the test: \(restarts); see \(lab.directory)/daemon.err")
         let stopped = try daemon.stop()
         #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
         #expect(try !xdpAttached(lab, "rin0"), "rin0 still has an XDP program after the daemon stopped")
@@ -272,6 +272,44 @@ struct EndToEndXDPTests {
             expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
             let stats = try #require(try daemon.stats().rules.first)
             #expect(stats.packets == UInt64(count) && stats.outputs.first?.packets == UInt64(count), "counted \(stats.packets)")
+        }
+    }
+
+    @Test("the worker killed and the output interface flapped: XDP forwarding goes on, counts survive the worker's restart")
+    func workerKillAndInterfaceFlap() throws {
+        let stream = Stream(input: "239.1.12.1:5001", output: "239.20.12.1:6001", id: 1)
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:\(stream.input)", ["rout0:\(stream.output):8"])]) }
+        try withXDPRelay("xdp6", config: config, restartsExpected: true) { lab, daemon in
+            try daemon.waitSettled()
+            let count = 500
+            func round(_ number: Int) throws {
+                let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
+                try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
+                expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
+            }
+            try round(0)
+            let pid = try #require(try daemon.stats().workers.first?.pid)
+            Glibc.kill(pid, SIGKILL)
+            let restarted = try waitUntil(timeout: .seconds(10)) {
+                let workers = try daemon.stats().workers
+                return workers.first?.restarts == 1 && workers.first?.alive == true && workers.first?.pid != pid
+            }
+            let workers = try daemon.stats().workers
+            #expect(restarted, "worker not restarted: \(workers)")
+            try daemon.waitSettled()
+            #expect(try xdpAttached(lab, "rin0"), "rin0 lost its XDP program with the worker")
+            try round(1)
+            try lab.must(lab.relay, ["ip", "link", "set", "rout0", "down"])
+            try lab.must(lab.relay, ["ip", "link", "set", "rout0", "up"])
+            try lab.waitForCarrier(lab.relay, "rout0")
+            try daemon.waitSettled()
+            let redirectedBefore = try redirected(lab)
+            try round(2)
+            #expect(try redirected(lab) - redirectedBefore == count, "XDP did not carry the round after the flap")
+            let stats = try #require(try daemon.stats().rules.first)
+            #expect(stats.packets == UInt64(3 * count) && stats.outputs.first?.packets == UInt64(3 * count),
+                    "counted \(stats.packets) over three rounds of \(count) (a worker restart and a flap between them)")
+            #expect(try daemon.stats().dataPath?.rules.first?.path == "xdp")
         }
     }
 }
