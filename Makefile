@@ -82,13 +82,13 @@ test: deps bpf
 # (--static-swift-stdlib), built in its own folder $(BUILD)-static: the flag changes every compile
 # command, so sharing $(BUILD) with the ordinary release build would rebuild all of it each time.
 # A static binary already in $(BUILD)/release that is newer than the sources is reused.
-deb:
+deb: bpf
 	bash scripts/install-deps.sh deb
 	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/build-deb.sh
 
 # Builds the package, installs it with dpkg -i, checks it, runs the installed daemon with
 # --metrics in a namespace lab, purges it (root; skipped with a reason otherwise).
-test-deb:
+test-deb: bpf
 	bash scripts/install-deps.sh deb
 	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/deb-test.sh
 
