@@ -312,4 +312,29 @@ struct EndToEndXDPTests {
             #expect(try daemon.stats().dataPath?.rules.first?.path == "xdp")
         }
     }
+
+    @Test("--user nobody with --data-path xdp: after the drop, a rule added attaches the program, fills the maps and the devmap, and forwards by XDP")
+    func privilegeDrop() throws {
+        let stream = Stream(input: "239.1.13.1:5001", output: "239.20.13.1:6001", id: 1)
+        let fan = Stream(input: "239.1.13.2:5002", output: "239.21.13.2:6002", id: 2)
+        // No rules at start: everything XDP does happens after the daemon dropped to nobody
+        // with CAP_NET_RAW and CAP_NET_ADMIN only.
+        try withXDPRelay("xdp7", arguments: ["--user", "nobody"], attachedAtStart: false) { lab, daemon in
+            #expect(daemon.process.stderr.contains("dropped privileges: running as user nobody"), "no privilege drop logged")
+            try daemon.addRule("rin0:\(stream.input)", ["rout0:\(stream.output):8"])
+            try daemon.addRule("rin0:\(fan.input)", ["rout1:\(fan.output):8"])
+            try daemon.waitSettled()
+            let paths = try #require(try daemon.stats().dataPath)
+            #expect(paths.rules.allSatisfy { $0.path == "xdp" } && paths.rules.count == 2, "\(paths.lines)")
+            #expect(try xdpAttached(lab, "rin0"), "rin0 not attached after the drop")
+            let count = 500
+            let receiver0 = try Receiver(lab, streams: [stream], expect: count, size: 200, name: "recv0")
+            let receiver1 = try Receiver(lab, address: Lab.receiverAddress1, streams: [fan], expect: count, size: 200, name: "recv1")
+            let redirectedBefore = try redirected(lab)
+            try send(lab, streams: [stream, fan], count: count, rate: 2000, size: 200)
+            expectDelivered(try receiver0.finish(), [stream], count: count, ttl: 8)
+            expectDelivered(try receiver1.finish(), [fan], count: count, ttl: 8)
+            #expect(try redirected(lab) - redirectedBefore == 2 * count, "not all redirected by XDP")
+        }
+    }
 }
