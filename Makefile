@@ -66,7 +66,7 @@ release:
 # LinuxIOTests). scripts/run-tests.sh runs every other suite first, in parallel, then these with
 # --no-parallel, so no two live tests ever overlap and nothing else runs beside them (README,
 # "Tests"). A live test whose suite is missing here fails in the pure pass (Harness/LiveLease.swift).
-export LIVE_SUITES := RelayEndToEndTests|EndToEndIPv6Tests|EndToEndQuerierTests|QuerierElectionTests|BridgeSnoopingTests|EndToEndProxyTests|EndToEndFollowTests|ListenerTapTests|EndToEndLinkRecoveryTests|MetricsEndToEndTests|MetricsIPv6Tests|DoctorTests|OperatorTests/EndToEnd|DataPlane(Forwarding|WorkerSet|Ingress|PacketEgress|Egress)Tests|XDPVethTests
+export LIVE_SUITES := RelayEndToEndTests|EndToEndIPv6Tests|EndToEndQuerierTests|QuerierElectionTests|BridgeSnoopingTests|EndToEndProxyTests|EndToEndFollowTests|ListenerTapTests|EndToEndLinkRecoveryTests|MetricsEndToEndTests|MetricsIPv6Tests|DoctorTests|OperatorTests/EndToEnd|DataPlane(Forwarding|WorkerSet|Ingress|PacketEgress|Egress)Tests|XDPVethTests|EndToEndXDPTests
 RUN_TESTS := bash scripts/run-tests.sh --swift $(SWIFT) $(if $(SCRATCH),--scratch $(SCRATCH))
 
 # Pure pass (parallel), live pass (serial), release pass (the heap-allocation test, optimized, from
@@ -82,13 +82,13 @@ test: deps bpf
 # (--static-swift-stdlib), built in its own folder $(BUILD)-static: the flag changes every compile
 # command, so sharing $(BUILD) with the ordinary release build would rebuild all of it each time.
 # A static binary already in $(BUILD)/release that is newer than the sources is reused.
-deb:
+deb: bpf
 	bash scripts/install-deps.sh deb
 	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/build-deb.sh
 
 # Builds the package, installs it with dpkg -i, checks it, runs the installed daemon with
 # --metrics in a namespace lab, purges it (root; skipped with a reason otherwise).
-test-deb:
+test-deb: bpf
 	bash scripts/install-deps.sh deb
 	SWIFT=$(SWIFT) BUILD=$(BUILD) bash scripts/deb-test.sh
 

@@ -33,7 +33,7 @@ let package = Package(
                        providers: [.apt(["libpcap-dev"])]),
         .target(name: "CLinuxNet", path: "Sources/CLinuxNet"),
         // libbpf (Debian: libbpf-dev) behind a plain-typed header, for the XDP path (bpf/,
-        // docs/xdp-facts.md); only the XDP tests link it so far.
+        // docs/xdp-facts.md): the daemon's --data-path xdp (LinuxIO/XDP) and the XDP tests.
         .target(name: "CXDP", path: "Sources/CXDP", linkerSettings: [.linkedLibrary("bpf")]),
 
         .target(
@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "LinuxIO",
             dependencies: [
-                "RelayCore", "RelayControl", "CURing", "CLinuxNet",
+                "RelayCore", "RelayControl", "CURing", "CLinuxNet", "CXDP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -101,7 +101,7 @@ let package = Package(
         // that replays Fuzz/corpus and Fuzz/regressions.
         .target(name: "FuzzChecks", dependencies: ["RelayCore", "RelayControl", "PcapFile", "Sim"], path: "Fuzz/FuzzChecks"),
         // The XDP program against Forwarder + EgressFrame through BPF_PROG_TEST_RUN (root).
-        .testTarget(name: "XDPTests", dependencies: ["RelayCore", "FuzzChecks", "Sim", "CXDP"]),
+        .testTarget(name: "XDPTests", dependencies: ["RelayCore", "FuzzChecks", "Sim", "CXDP", "LinuxIO"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzChecks", "RelayCore", "PcapFile"]),
 
     ]

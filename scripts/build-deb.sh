@@ -15,6 +15,8 @@
 #    release build (make bench, the release tests) would rebuild everything each time the
 #    other is built (~4 minutes here).
 # 3. Refuses a binary that needs any library of the Swift toolchain (readelf NEEDED and ldd).
+#    The XDP program: $MCRELAY_XDP_OBJECT (the Makefile exports it; `make deb` runs `make bpf`
+#    first), else $BUILD/bpf/mcrelay_xdp.o; shipped as /usr/lib/mcrelay/mcrelay_xdp.o.
 # 4. debian/rules binary (debhelper: unit, sysusers, tmpfiles, conffile, man pages from the
 #    binary's command tree, completions, shlibs Depends), then lintian (errors fail the build).
 # Exit 0 with the .deb path as the last line; 1 on any failure.
@@ -82,6 +84,8 @@ if ldd "$bin" | grep -q /opt/swift; then
     fail "$bin loads a library from /opt/swift: $(ldd "$bin" | grep /opt/swift)"
 fi
 "$bin" --version >/dev/null || fail "$bin --version failed"
+xdp_object=${MCRELAY_XDP_OBJECT:-$BUILD/bpf/mcrelay_xdp.o}
+[ -s "$xdp_object" ] || fail "no XDP object at $xdp_object (make bpf builds it)"
 [ "$("$bin" --version)" = "mcrelay $code_version" ] || fail "$bin --version says '$("$bin" --version)', expected 'mcrelay $code_version'"
 
 # 4. The package.
@@ -90,7 +94,7 @@ arch=$(dpkg --print-architecture)
 deb="$out/mcrelay_${deb_version}_${arch}.deb"
 rm -f "$deb"
 debian/rules clean >/dev/null
-debian/rules binary MCRELAY_BIN="$bin" DEB_OUT="$out"
+debian/rules binary MCRELAY_BIN="$bin" MCRELAY_XDP_OBJECT="$xdp_object" DEB_OUT="$out"
 debian/rules clean >/dev/null
 [ -s "$deb" ] || fail "debian/rules did not write $deb"
 

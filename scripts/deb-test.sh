@@ -122,8 +122,10 @@ version=$(dpkg-deb -f "$deb" Version)
 code_version=$(sed -n 's/^ *public static let current = "\(.*\)"$/\1/p' Sources/RelayControl/Version.swift)
 check "package version $version is Version.swift's $code_version" [ "$version" = "$code_version" ]
 depends=$(dpkg-deb -f "$deb" Depends)
-check "Depends names liburing, libpcap and libc from dpkg-shlibdeps ($depends)" \
-    bash -c '[[ "$1" == *liburing2* && "$1" == *libpcap0.8* && "$1" == *libc6* ]]' _ "$depends"
+check "Depends names liburing, libpcap, libbpf and libc from dpkg-shlibdeps ($depends)" \
+    bash -c '[[ "$1" == *liburing2* && "$1" == *libpcap0.8* && "$1" == *libbpf1* && "$1" == *libc6* ]]' _ "$depends"
+check "the package ships the XDP object at /usr/lib/mcrelay/mcrelay_xdp.o" \
+    bash -c 'dpkg-deb -c "$1" | grep -q " \./usr/lib/mcrelay/mcrelay_xdp\.o$"' _ "$deb"
 check "Depends names nothing of Swift" bash -c '! grep -qi swift <<<"$1"' _ "$depends"
 check "/etc/mcrelay/config.json is a conffile" bash -c 'dpkg-deb -I "$1" conffiles | grep -qx /etc/mcrelay/config.json' _ "$deb"
 
@@ -289,6 +291,31 @@ for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; d
 wait "$daemon_pid" 2>/dev/null; daemon_rc=$?
 daemon_pid=
 check "the installed daemon exits 0 on SIGTERM" [ $daemon_rc -eq 0 ]
+# The shipped XDP object: the verifier of this kernel accepts it, and the installed daemon
+# attaches it from its default path (/usr/lib/mcrelay) and leaves nothing attached after SIGTERM.
+# Generic mode: the lab's receiver ends have GRO off (the veth default), so in native mode the
+# daemon rightly keeps the rule on the packet path (rout0 cannot take redirects) and attaches nothing.
+ip netns exec "$LAB_RLY" env -u MCRELAY_XDP_OBJECT /usr/bin/mcrelay doctor --config "$tmp/config.json" --data-path xdp > "$tmp/doctor-xdp.txt" 2>&1
+grep -q "xdp object: /usr/lib/mcrelay/mcrelay_xdp.o loads" "$tmp/doctor-xdp.txt" || cat "$tmp/doctor-xdp.txt" >&2
+check "mcrelay doctor --data-path xdp loads /usr/lib/mcrelay/mcrelay_xdp.o" \
+    grep -q "xdp object: /usr/lib/mcrelay/mcrelay_xdp.o loads" "$tmp/doctor-xdp.txt"
+printf '%s\n' '{"rules": [{"in": "rin0:239.1.1.2:5001", "out": ["rout0:239.10.1.2:6001"]}]}' > "$tmp/xdp.json"
+ip netns exec "$LAB_RLY" env -u MCRELAY_XDP_OBJECT /usr/bin/mcrelay daemon --config "$tmp/xdp.json" --control "$tmp/control-xdp.sock" \
+    --workers 1 --data-path xdp --xdp-mode generic > "$tmp/daemon-xdp.out" 2> "$tmp/daemon-xdp.log" &
+daemon_pid=$!
+attached=0
+for _ in $(seq 50); do
+    ip -n "$LAB_RLY" -d link show rin0 | grep -q prog/xdp && { attached=1; break; }
+    sleep 0.2
+done
+[ $attached = 1 ] || cat "$tmp/daemon-xdp.log" >&2
+check "the installed daemon with --data-path xdp attaches the shipped object to rin0" [ $attached = 1 ]
+kill -TERM "$daemon_pid"
+for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$daemon_pid" 2>/dev/null; daemon_rc=$?
+daemon_pid=
+check "... exits 0 on SIGTERM and leaves no XDP program on rin0" \
+    bash -c '[ "$1" -eq 0 ] && ! ip -n "$2" -d link show rin0 | grep -q prog/xdp' _ "$daemon_rc" "$LAB_RLY"
 "$here/netns-lab.sh" down "$prefix" >/dev/null 2>&1; lab_up=0
 
 # --- 4. purge ----------------------------------------------------------------------------

@@ -10,6 +10,11 @@
 #include <stdlib.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 
 struct cxdp_object { struct bpf_object *object; };
 
@@ -32,6 +37,12 @@ cxdp_object *cxdp_open(const char *path)
     }
     handle->object = object;
     return handle;
+}
+
+void cxdp_strerror(int err, char *buffer, size_t size)
+{
+    if (libbpf_strerror(err, buffer, size) != 0)
+        snprintf(buffer, size, "error %d", err);
 }
 
 void cxdp_close(cxdp_object *object)
@@ -147,6 +158,13 @@ int cxdp_attach(uint32_t ifindex, int program, const char *netns_path)
     return in_namespace(netns_path, attach, &a);
 }
 
+int cxdp_link_attach(int program, uint32_t ifindex, int generic)
+{
+    LIBBPF_OPTS(bpf_link_create_opts, options, .flags = generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE);
+    int fd = bpf_link_create(program, (int)ifindex, BPF_XDP, &options);
+    return fd < 0 ? -errno : fd;
+}
+
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,
                   void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *action)
 {
@@ -162,5 +180,89 @@ int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_i
         return err;
     *out_length = options.data_size_out;
     *action = options.retval;
+    return 0;
+}
+
+// Generic netlink, one request and its answer, on a socket of its own.
+struct nl_request { struct nlmsghdr header; struct genlmsghdr genl; char attributes[64]; };
+
+static int nl_transact(int fd, struct nl_request *request, char *answer, size_t capacity)
+{
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    if (sendto(fd, request, request->header.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+        return -errno;
+    ssize_t length = recv(fd, answer, capacity, 0);
+    if (length < 0)
+        return -errno;
+    struct nlmsghdr *header = (struct nlmsghdr *)answer;
+    if (length < (ssize_t)sizeof(*header) || !NLMSG_OK(header, (unsigned)length))
+        return -EBADMSG;
+    if (header->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *error = NLMSG_DATA(header);
+        return error->error ? error->error : -EBADMSG;
+    }
+    return (int)length;
+}
+
+static void nl_put(struct nl_request *request, uint16_t type, const void *value, uint16_t size)
+{
+    struct nlattr *attribute = (struct nlattr *)((char *)request + NLMSG_ALIGN(request->header.nlmsg_len));
+    attribute->nla_type = type;
+    attribute->nla_len = (uint16_t)(NLA_HDRLEN + size);
+    memcpy((char *)attribute + NLA_HDRLEN, value, size);
+    request->header.nlmsg_len = NLMSG_ALIGN(request->header.nlmsg_len) + NLA_ALIGN(attribute->nla_len);
+}
+
+// The first attribute `type` of a generic netlink answer, or NULL.
+static struct nlattr *nl_find(char *answer, int length, uint16_t type)
+{
+    struct nlmsghdr *header = (struct nlmsghdr *)answer;
+    int offset = NLMSG_HDRLEN + GENL_HDRLEN;
+    while (offset + NLA_HDRLEN <= (int)header->nlmsg_len && offset + NLA_HDRLEN <= length) {
+        struct nlattr *attribute = (struct nlattr *)(answer + offset);
+        if (attribute->nla_len < NLA_HDRLEN)
+            return NULL;
+        if ((attribute->nla_type & NLA_TYPE_MASK) == type)
+            return attribute;
+        offset += NLA_ALIGN(attribute->nla_len);
+    }
+    return NULL;
+}
+
+int cxdp_xdp_features(uint32_t ifindex, uint64_t *features)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+    if (fd < 0)
+        return -errno;
+    struct timeval timeout = { .tv_sec = 1 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    char answer[8192];
+    struct nl_request request = {
+        .header = { .nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN), .nlmsg_type = GENL_ID_CTRL, .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 1 },
+        .genl = { .cmd = CTRL_CMD_GETFAMILY, .version = 1 },
+    };
+    nl_put(&request, CTRL_ATTR_FAMILY_NAME, "netdev", 7);
+    int length = nl_transact(fd, &request, answer, sizeof(answer));
+    struct nlattr *id = length > 0 ? nl_find(answer, length, CTRL_ATTR_FAMILY_ID) : NULL;
+    if (!id) {
+        close(fd);
+        return length < 0 ? length : -ENOENT;
+    }
+    uint16_t family;
+    memcpy(&family, (char *)id + NLA_HDRLEN, sizeof(family));
+    // NETDEV_CMD_DEV_GET (1) with NETDEV_A_DEV_IFINDEX (1); the answer's NETDEV_A_DEV_XDP_FEATURES (3).
+    struct nl_request get = {
+        .header = { .nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN), .nlmsg_type = family, .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 2 },
+        .genl = { .cmd = 1, .version = 1 },
+    };
+    nl_put(&get, 1, &ifindex, sizeof(ifindex));
+    length = nl_transact(fd, &get, answer, sizeof(answer));
+    close(fd);
+    if (length < 0)
+        return length;
+    struct nlattr *mask = nl_find(answer, length, 3);
+    if (!mask || mask->nla_len < NLA_HDRLEN + sizeof(uint64_t))
+        return -ENOENT;
+    memcpy(features, (char *)mask + NLA_HDRLEN, sizeof(*features));
     return 0;
 }

@@ -330,9 +330,12 @@ public struct StatsView: Codable, Equatable, Sendable {
     public var recording: RecordingView?
     /// Egress decisions per output interface (from the workers).
     public var egress: [EgressView] = []
+    /// `--data-path xdp`: which path each rule and input uses and why (nil: the packet path only).
+    public var dataPath: DataPathView?
 
     enum CodingKeys: String, CodingKey {
         case rules, drops, workers, joined, outstanding, recording, egress
+        case dataPath = "data_path"
         case ingressQueueDrops = "ingress_queue_drops"
         case planVersion = "plan_version", helperSockets = "helper_sockets", interfacesUp = "interfaces_up"
     }
@@ -347,6 +350,44 @@ public struct StatsView: Codable, Equatable, Sendable {
         self.outstanding = outstanding
         self.helperSockets = helperSockets
         self.interfacesUp = interfacesUp
+    }
+}
+
+/// `mcrelay daemon --data-path xdp`: the XDP program's reach. A rule or input on "packet" is
+/// handled by the workers' AF_PACKET path, `reason` says why.
+public struct DataPathView: Codable, Equatable, Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+        /// A rule id or an interface name.
+        public var name: String
+        /// "xdp" or "packet".
+        public var path: String
+        public var reason: String?
+        public init(name: String, path: String, reason: String? = nil) {
+            self.name = name
+            self.path = path
+            self.reason = reason
+        }
+    }
+
+    public var mode: String
+    /// The BPF object loaded.
+    public var object: String
+    public var rules: [Entry] = []
+    public var inputs: [Entry] = []
+    public var warnings: [String] = []
+
+    public init(mode: String, object: String) {
+        self.mode = mode
+        self.object = object
+    }
+
+    /// Lines of `mcrelay stats` and `mcrelay doctor`.
+    public var lines: [String] {
+        var lines = ["data path \(mode) (\(object))"]
+        for rule in rules { lines.append("  rule \(rule.name): \(rule.path)" + (rule.reason.map { " (\($0))" } ?? "")) }
+        for input in inputs { lines.append("  input \(input.name): \(input.path)" + (input.reason.map { " (\($0))" } ?? "")) }
+        for warning in warnings { lines.append("  warning: \(warning)") }
+        return lines
     }
 }
 
@@ -433,6 +474,7 @@ extension StatsView {
         lines.append("interfaces up: " + (interfacesUp.isEmpty ? "none" : interfacesUp.joined(separator: " ")))
         for egress in egress { lines.append("egress " + egress.text) }
         if let recording { lines.append(recording.text) }
+        if let dataPath { lines += dataPath.lines }
         return lines.joined(separator: "\n") + "\n"
     }
 }

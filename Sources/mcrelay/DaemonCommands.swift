@@ -45,6 +45,12 @@ struct DaemonCommand: ParsableCommand {
         "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPV4:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9464 or [::1]:9464; off by default).",
         valueName: "address:port"))
     var metrics: String?
+    @Option(name: .long, help: "Where frames are forwarded: packet (the workers' AF_PACKET path) or xdp (an XDP program on the input interfaces forwards the rules it can carry, in the kernel's driver receive path; everything else goes on to the packet path).")
+    var dataPath: String = "packet"
+    @Option(name: .long, help: "With --data-path xdp: the BPF object (default: $MCRELAY_XDP_OBJECT, else /usr/lib/mcrelay/mcrelay_xdp.o).")
+    var xdpObject: String?
+    @Option(name: .long, help: "With --data-path xdp: native (in the driver, default; outputs must take redirected frames: a veth only while its peer has GRO on) or generic (after the driver, on socket buffers: slower, any device).")
+    var xdpMode: String?
     @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
     var record: String?
     @Option(name: .long, help: "Size limit of the --record directory in bytes (suffixes K, M, G). Default 256M.")
@@ -113,6 +119,24 @@ struct DaemonCommand: ParsableCommand {
         let logger = Logger(label: "mcrelay.daemon")
         var supervisorOptions = SupervisorOptions(controlPath: control, configPath: config, workerCount: count, dispatchMode: mode)
         supervisorOptions.recordDirectory = record.map(absolutePath)
+        switch dataPath {
+        case "packet": break
+        case "xdp": supervisorOptions.xdpObject = xdpObject.map(absolutePath) ?? XDPDataPath.objectPath(option: nil)
+        default:
+            printError("--data-path: \"\(dataPath)\" is not packet or xdp")
+            throw ExitCode.failure
+        }
+        if xdpObject != nil || xdpMode != nil, dataPath != "xdp" {
+            printError("--xdp-object and --xdp-mode need --data-path xdp")
+            throw ExitCode.failure
+        }
+        if let xdpMode {
+            guard let mode = XDPDataPath.Mode(rawValue: xdpMode) else {
+                printError("--xdp-mode: \"\(xdpMode)\" is not native or generic")
+                throw ExitCode.failure
+            }
+            supervisorOptions.xdpMode = mode
+        }
         if let recordLimit { supervisorOptions.recordLimitBytes = try parseByteSize(recordLimit, option: "--record-limit") }
         let supervisor: Supervisor
         do {

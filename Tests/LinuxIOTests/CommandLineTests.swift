@@ -40,6 +40,22 @@ struct CommandLineTests {
         expectOneLineError(result, mentioning: "/proc/mcrelay-nope")
     }
 
+    @Test("daemon: a bad --data-path, --xdp-mode without xdp, and a missing or unreadable XDP object are one line each")
+    func badDataPath() throws {
+        expectOneLineError(try mcrelay(["daemon", "--data-path", "bogus", "--workers", "1"]), mentioning: "--data-path: \"bogus\" is not packet or xdp")
+        expectOneLineError(try mcrelay(["daemon", "--xdp-mode", "generic", "--workers", "1"]), mentioning: "need --data-path xdp")
+        expectOneLineError(try mcrelay(["daemon", "--data-path", "xdp", "--xdp-mode", "fast", "--workers", "1"]), mentioning: "is not native or generic")
+        let directory = try E2E.temporaryDirectory("xdpcli")
+        let missing = try mcrelay(["daemon", "--data-path", "xdp", "--xdp-object", "/nonexistent/mcrelay_xdp.o", "--workers", "1",
+                                   "--control", directory + "/control.sock"])
+        #expect(missing.status == 1)
+        expectOneLineError(missing, mentioning: "no BPF object at /nonexistent/mcrelay_xdp.o")
+        guard geteuid() == 0 else { return }  // loading needs CAP_BPF: unprivileged, the refusal above is as far as it gets
+        let notELF = try mcrelay(["daemon", "--data-path", "xdp", "--xdp-object", "/etc/hostname", "--workers", "1",
+                                  "--control", directory + "/control.sock"])
+        #expect(notELF.status == 1 && notELF.stderr.contains("cannot load /etc/hostname: "), "\(notELF)")
+    }
+
     @Test("bad TTL in --out")
     func badTTL() throws {
         let result = try mcrelay(["rule", "add", "--in", "rin0:239.1.1.1:5001", "--out", "rout0:239.2.2.2:6000:300", "--control", "/nonexistent/x.sock"])

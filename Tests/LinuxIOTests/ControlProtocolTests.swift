@@ -60,5 +60,22 @@ struct ControlProtocolTests {
         #expect(text.contains("rin0#0 1/20"))
         let decoded = try JSONDecoder().decode(StatsView.self, from: Data(ControlProtocol.encodeLine(view)))
         #expect(decoded == view)
+        #expect(!text.contains("data path"), "packet path only: no data path lines")
+    }
+
+    @Test("stats with --data-path xdp: a line per rule and input with its path and reason, in the text and the JSON")
+    func statsDataPath() throws {
+        var view = StatsView(rules: [], drops: DropCounters(), workers: [], planVersion: 1, joined: [], outstanding: [],
+                             helperSockets: [], interfacesUp: [])
+        var paths = DataPathView(mode: "xdp native", object: "/usr/lib/mcrelay/mcrelay_xdp.o")
+        paths.rules = [.init(name: "0123456789ab", path: "xdp"), .init(name: "ba9876543210", path: "packet", reason: "two outputs on rout0")]
+        paths.inputs = [.init(name: "rin0", path: "xdp", reason: "1 of 2 rules on the packet path")]
+        paths.warnings = ["output rout1 cannot take XDP redirects"]
+        view.dataPath = paths
+        let text = view.text
+        #expect(text.contains("data path xdp native (/usr/lib/mcrelay/mcrelay_xdp.o)\n  rule 0123456789ab: xdp\n  rule ba9876543210: packet (two outputs on rout0)\n  input rin0: xdp (1 of 2 rules on the packet path)\n  warning: output rout1 cannot take XDP redirects\n"), "\(text)")
+        let json = String(decoding: ControlProtocol.encodeLine(view), as: UTF8.self)
+        #expect(json.contains("\"data_path\":{"), "\(json)")
+        #expect(try JSONDecoder().decode(StatsView.self, from: Data(json.utf8)) == view)
     }
 }

@@ -75,4 +75,36 @@ import Testing
                                facts: Self.facts(["eth0"]))
         #expect(tables.fallbacks.map(\.reason) == ["output eth9 is not a known Ethernet interface"])
     }
+
+    /// The daemon installs a new plan beside the old one: the other generation's indices, so
+    /// no rule index of the new plan names an old rule's templates while both are in the maps.
+    @Test func aPlanOfTheOtherGenerationUsesTheOtherHalfOfTheIndices() throws {
+        let facts = Self.facts(["eth0", "eth1", "eth2"])
+        let plan = plan([spec("eth0:239.1.1.1:5001", ["eth1:239.10.1.1:6001"]), spec("eth0:239.1.1.2:5001", ["eth2:239.10.1.2:6001"])])
+        let zero = XDPTables(plan: plan, facts: facts, generation: 0)
+        let one = XDPTables(plan: plan, facts: facts, generation: 1)
+        func index(_ entry: XDPTables.Entry) -> UInt32 { entry.value.withUnsafeBytes { $0.load(as: UInt32.self) } }
+        func outputIndex(_ entry: XDPTables.Entry) -> UInt32 { entry.key.withUnsafeBytes { $0.load(as: UInt32.self) } }
+        #expect(zero.rules.map(index) == [0, 1])
+        #expect(one.rules.map(index) == [UInt32(XDPTables.ruleCapacity), UInt32(XDPTables.ruleCapacity) + 1])
+        #expect(one.outputs.map(outputIndex) == one.rules.map(index))
+        // Same keys, same templates: only the indices differ.
+        #expect(zero.rules.map(\.key) == one.rules.map(\.key) && zero.outputs.map(\.value) == one.outputs.map(\.value))
+        #expect(zero.carried == [0, 1] && one.carried == [0, 1])
+        #expect(XDPTables.ruleCapacity * 2 == XDPTables.mapRuleCapacity && XDPTables.outputCapacity * 2 == XDPTables.mapOutputCapacity)
+    }
+
+    @Test func inputsWithoutTheProgramAndOutputsWithoutRedirectsLeaveTheirRulesToThePacketPath() {
+        let facts = Self.facts(["eth0", "eth1", "eth2", "eth3"])
+        let plan = plan([
+            spec("eth0:239.1.1.1:5001", ["eth1:239.10.1.1:6001"]),
+            spec("eth3:239.1.1.2:5001", ["eth1:239.10.1.2:6001"]),
+            spec("eth0:239.1.1.3:5001", ["eth1:239.10.1.3:6001", "eth2:239.10.1.4:6001"]),
+        ], ingress: ["eth0", "eth3"])
+        let tables = XDPTables(plan: plan, facts: facts, unavailableInputs: [iface("eth3"): "attach failed"],
+                               unavailableOutputs: [iface("eth2"): "no ndo-xmit"])
+        #expect(tables.fallbacks.map(\.reason) == ["no XDP program on input eth3: attach failed",
+                                                   "output eth2 cannot take XDP redirects: no ndo-xmit"])
+        #expect(tables.carried == [0] && tables.devices == [facts[iface("eth1")]!.index])
+    }
 }

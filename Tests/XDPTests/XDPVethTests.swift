@@ -1,6 +1,7 @@
 import Foundation
 import FuzzChecks
 import Glibc
+import LinuxIO
 import RelayCore
 import Testing
 

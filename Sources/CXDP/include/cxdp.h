@@ -12,6 +12,8 @@ typedef struct cxdp_object cxdp_object;
 // (libbpf prints the verifier's log on stderr).
 cxdp_object *cxdp_open(const char *path);
 void cxdp_close(cxdp_object *object);
+// libbpf's text for an error of its own (errno 4000 and up) or a system errno, into `buffer`.
+void cxdp_strerror(int err, char *buffer, size_t size);
 // File descriptors, or -1 when the object has no such program or map.
 int cxdp_program_fd(cxdp_object *object, const char *name);
 int cxdp_map_fd(cxdp_object *object, const char *name);
@@ -29,6 +31,19 @@ int cxdp_traffic_sum(int map, const void *key, uint64_t *packets, uint64_t *byte
 // Attaches XDP program `program` to device `ifindex` of the namespace at `netns_path` in
 // native (driver) mode; `program` -1 detaches. 0, or a negative errno.
 int cxdp_attach(uint32_t ifindex, int program, const char *netns_path);
+// Attaches XDP program `program` to device `ifindex` of the caller's namespace in native
+// (driver) mode, or generic (skb) mode when `generic` is not 0, through a BPF link: the link's file descriptor (close-on-exec), or a negative
+// errno. The kernel detaches the program when the last descriptor of the link closes, so a
+// daemon that dies, however it dies, leaves no program forwarding behind it.
+int cxdp_link_attach(int program, uint32_t ifindex, int generic);
+// The device's XDP features (netdev generic netlink, kernel 6.3+: NETDEV_A_DEV_XDP_FEATURES,
+// a mask of enum netdev_xdp_act) in the caller's namespace. 0, or a negative errno (-ENOENT:
+// the kernel has no netdev family, or no such device).
+int cxdp_xdp_features(uint32_t ifindex, uint64_t *features);
+// enum netdev_xdp_act bits (linux/netdev.h, absent from older userland headers).
+#define CXDP_XDP_ACT_BASIC 1u
+#define CXDP_XDP_ACT_REDIRECT 2u
+#define CXDP_XDP_ACT_NDO_XMIT 4u
 // Runs program `fd` once on `frame` as received on device `ingress_ifindex`; on success (0)
 // `*action` is the XDP action and `*out_length` the frame's length after it, in `out`.
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,

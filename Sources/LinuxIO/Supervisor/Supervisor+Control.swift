@@ -209,7 +209,8 @@ extension Supervisor {
     /// Counters for the current rules (zero for a rule no worker has counted yet), plus the
     /// supervisor's own view: workers, joins, helper sockets.
     func statsView(_ parts: [WorkerID: ForwardingStatistics]) -> StatsView {
-        let merged = ForwardingStatistics.merged(parts.keys.sorted().map { parts[$0]! })
+        // What the XDP program forwarded never reached a worker: its counters are one more part.
+        let merged = ForwardingStatistics.merged(parts.keys.sorted().map { parts[$0]! } + (xdp.map { [$0.statistics()] } ?? []))
         var byID: [RuleID: RuleStatistics] = [:]
         for stats in merged.rules { byID[stats.rule.id] = stats }
         let egress = Dictionary(uniqueKeysWithValues: (merged.egress ?? []).map { ($0.interface, EgressView($0)) })
@@ -217,8 +218,10 @@ extension Supervisor {
         let rules = (Array(core.rules.rules.values) + core.proxyRoutes).map { rule -> RuleStatsView in
             var view = byID[rule.id].flatMap { $0.rule == rule ? RuleStatsView($0) : nil } ?? RuleStatsView(unused: rule)
             // Each output's path, from its interface's decision (outputs line up with rule.outputs).
+            let byXDP = xdp?.carries(rule.id) ?? false
             for (index, output) in rule.outputs.enumerated() {
-                view.outputs[index].path = egress[output.interface]?.path(multicast: output.destination.isMulticast, family: output.family)
+                view.outputs[index].path = byXDP ? "xdp (the XDP program's devmap egress)"
+                    : egress[output.interface]?.path(multicast: output.destination.isMulticast, family: output.family)
             }
             return view
         }
@@ -240,6 +243,7 @@ extension Supervisor {
         view.ingressQueueDrops = merged.ingressQueueDrops
         view.egress = (merged.egress ?? []).map(EgressView.init)
         view.recording = recordingView
+        view.dataPath = xdp?.view()
         return view
     }
 }

@@ -27,6 +27,8 @@ extension Supervisor {
         serviceStopping()
         stopRecording(reason: "daemon stopped", now: now)
         listener.close()
+        // The XDP program stops forwarding with the joins (its counters stay readable).
+        xdp?.close()
         let left = helpers.leaveAllAndClose()
         logger.info("left \(left) group membership(s), closed the helper sockets")
         shutdown = .collectingFinalStatistics

@@ -22,11 +22,22 @@ extension Supervisor {
 
     func sendPlan(_ plan: WorkerPlan) {
         guard plan.worker.rawValue < workers.count else { return }
+        // The XDP maps follow every plan, whether or not its worker is up to take it.
+        if let xdp, case .running = shutdown {
+            xdp.planSent(plan, now: MonotonicClock.now())
+            for problem in xdp.takeProblems() { logger.warning("\(problem)") }
+        }
         let worker = workers[plan.worker.rawValue]
         guard worker.ready else { return }
         do { try worker.send(.install(plan)) } catch {
             logger.error("cannot encode plan v\(plan.version) for \(worker.id): \(error)")
         }
+    }
+
+    func refreshDataPath(now: Instant, force: Bool = false) {
+        guard let xdp else { return }
+        xdp.refresh(now: now, force: force)
+        for problem in xdp.takeProblems() { logger.warning("\(problem)") }
     }
 
     func sendGates(_ delta: GateDelta) {

@@ -40,6 +40,8 @@ public final class Supervisor {
     var querierSettings: [QuerierSetting] = []
     /// The config's `proxies` (applied at start and on reload).
     var proxySettings: [ProxyConfiguration] = []
+    /// `--data-path xdp` (XDP/XDPDataPath.swift).
+    var xdp: XDPDataPath?
 
     static let maximumClients = 128
 
@@ -101,6 +103,14 @@ public final class Supervisor {
             listener.close()
             throw SupervisorStartError("cannot watch network interfaces: \(error)")
         }
+        if let object = options.xdpObject {
+            do { xdp = try XDPDataPath(objectPath: object, mode: options.xdpMode) } catch {
+                listener.close()
+                links.close()
+                throw error
+            }
+            logger.info("data path xdp (\(options.xdpMode) mode): loaded \(object)")
+        }
         if let address = options.metricsAddress {
             do { metrics = try MetricsEndpoint(address: address, now: MonotonicClock.now()) } catch {
                 listener.close()
@@ -160,6 +170,7 @@ public final class Supervisor {
         }
         metrics?.server.close()
         listenerDriver.closeAll()
+        xdp?.close()
         return exitCode
     }
 
@@ -233,6 +244,7 @@ public final class Supervisor {
         if let watchdog = service.watchdogDue { deadlines.append(watchdog) }
         if case .running = shutdown, let refresh = listenerDriver.nextRefresh { deadlines.append(refresh) }
         deadlines.append(contentsOf: metricsDeadlines)
+        if case .running = shutdown, let refresh = xdp?.nextRefresh { deadlines.append(refresh) }
         guard let earliest = deadlines.min() else { return -1 }
         let wait = earliest.duration(since: now)
         let (seconds, attoseconds) = wait.components
@@ -257,6 +269,7 @@ public final class Supervisor {
             }
         }
         if case .running = shutdown, let refresh = listenerDriver.nextRefresh, refresh <= now { refreshListeners(now: now) }
+        if case .running = shutdown { refreshDataPath(now: now) }
         completeStatsCollections(now: now)
         metricsTick(now: now)
         advanceShutdown(now: now)
@@ -298,7 +311,10 @@ public final class Supervisor {
             }
             apply(now: now)
         }
-        if !changes.isEmpty { refreshListeners(now: now) }
+        if !changes.isEmpty {
+            refreshListeners(now: now)
+            refreshDataPath(now: now, force: true)
+        }
     }
 
     // MARK: - Executing the core's actions

@@ -14,6 +14,9 @@ public struct SupervisorOptions: Sendable {
     /// `--record DIR`: start the flight recorder at launch; `--record-limit` bounds it.
     public var recordDirectory: String?
     public var recordLimitBytes: UInt64 = RecordingFormat.defaultLimitBytes
+    /// `--data-path xdp`: the BPF object to load and attach (nil: `--data-path packet`).
+    public var xdpObject: String?
+    public var xdpMode: XDPDataPath.Mode = .native
 
     public init(controlPath: String = ControlProtocol.defaultSocketPath, configPath: String? = nil,
                 workerCount: Int, dispatchMode: DispatchMode = .fanout, workerExecutable: String = "/proc/self/exe") {

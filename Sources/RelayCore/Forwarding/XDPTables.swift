@@ -20,6 +20,8 @@ public struct XDPTables: Sendable, Equatable {
     public private(set) var devices: [Int32] = []
     /// Rules left to the packet path, in plan order, with why.
     public private(set) var fallbacks: [(rule: RuleID, reason: String)] = []
+    /// The plan index of each `rules` entry (same order).
+    public private(set) var carried: [Int] = []
 
     public static func == (lhs: XDPTables, rhs: XDPTables) -> Bool {
         lhs.rules == rhs.rules && lhs.outputs == rhs.outputs && lhs.devices == rhs.devices
@@ -28,17 +30,36 @@ public struct XDPTables: Sendable, Equatable {
 
     /// The longest payload the program sums for a UDP checksum (`MAX_PAYLOAD` in the C source).
     public static let maximumPayload = 2048
-    /// The maps' sizes in the C source: rules (and rule counters, by plan index) and outputs.
-    public static let ruleCapacity = 4096
-    public static let outputCapacity = 16384
+    /// The maps' sizes in the C source: rules (and rule counters, by rule index) and outputs.
+    public static let mapRuleCapacity = 4096
+    public static let mapOutputCapacity = 16384
+    /// One plan fills at most half of each map: the daemon installs a new plan beside the old
+    /// one (the other `generation`'s indices), switches the rule entries over, then removes the
+    /// old outputs, so no frame ever finds a rule's index pointing at another rule's templates.
+    public static let ruleCapacity = mapRuleCapacity / 2
+    public static let outputCapacity = mapOutputCapacity / 2
 
-    public init(plan: WorkerPlan, facts: [InterfaceName: InterfaceFacts]) {
+    /// The index of rule `index` of a plan installed as `generation` (0 or 1).
+    public static func ruleIndex(_ index: Int, generation: Int) -> UInt32 {
+        UInt32(generation % 2 * ruleCapacity + index)
+    }
+
+    /// `generation` (0 or 1) picks the half of the index space the plan's rules use.
+    /// `unavailableInputs`: input interfaces the program cannot run on (the driver refused
+    /// the attach), with why; `unavailableOutputs`: devices that cannot take frames the
+    /// program redirects (no ndo_xdp_xmit now), with why. Their rules stay on the packet path.
+    public init(plan: WorkerPlan, facts: [InterfaceName: InterfaceFacts], generation: Int = 0,
+                unavailableInputs: [InterfaceName: String] = [:], unavailableOutputs: [InterfaceName: String] = [:]) {
         let read = Set(plan.ingress.map(\.interface))
         var outputsSoFar = 0
         var reasons: [String?] = plan.rules.enumerated().map { index, rule in
             outputsSoFar += rule.outputs.count
             guard index < Self.ruleCapacity, outputsSoFar <= Self.outputCapacity else {
-                return "beyond the XDP maps' \(Self.ruleCapacity) rules or \(Self.outputCapacity) outputs"
+                return "beyond the XDP maps' \(Self.ruleCapacity) rules or \(Self.outputCapacity) outputs per plan"
+            }
+            if let why = unavailableInputs[rule.input.interface] { return "no XDP program on input \(rule.input.interface): \(why)" }
+            if let output = rule.outputs.first(where: { unavailableOutputs[$0.interface] != nil }) {
+                return "output \(output.interface) cannot take XDP redirects: \(unavailableOutputs[output.interface]!)"
             }
             return Self.refusal(rule, read: read, facts: facts)
         }
@@ -82,10 +103,12 @@ public struct XDPTables: Sendable, Equatable {
                                               source: outputFacts.source(for: output.destination)!,
                                               destination: output.destination, destinationPort: output.port, ttl: output.ttl)
                 }
-                outputs.append(Entry(key: Self.words(UInt32(index), UInt32(bitPattern: outputFacts.index)), value: template))
+                outputs.append(Entry(key: Self.words(Self.ruleIndex(index, generation: generation), UInt32(bitPattern: outputFacts.index)),
+                                     value: template))
             }
             let single = rule.outputs.count == 1 ? UInt32(bitPattern: facts[rule.outputs[0].interface]!.index) : 0
-            rules.append(Entry(key: key, value: Self.words(UInt32(index), UInt32(maximum), single, 0)))
+            rules.append(Entry(key: key, value: Self.words(Self.ruleIndex(index, generation: generation), UInt32(maximum), single, 0)))
+            carried.append(index)
         }
         self.devices = devices.sorted()
     }
@@ -148,7 +171,7 @@ public struct XDPTables: Sendable, Equatable {
     }
 
     /// 32-bit words in host byte order.
-    static func words(_ values: UInt32...) -> [UInt8] {
+    public static func words(_ values: UInt32...) -> [UInt8] {
         var bytes: [UInt8] = []
         for value in values { withUnsafeBytes(of: value) { bytes += $0 } }
         return bytes

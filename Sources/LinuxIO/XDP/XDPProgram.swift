@@ -2,14 +2,14 @@ import CXDP
 import Glibc
 import RelayCore
 
-/// bpf/mcrelay_xdp.o loaded into the kernel through libbpf, its maps filled from `XDPTables`,
-/// its programs run on frames with BPF_PROG_TEST_RUN. Test support only: the daemon does not
-/// load it yet (docs/xdp-facts.md).
-final class XDPProgram {
-    enum Failure: Error, CustomStringConvertible {
+/// bpf/mcrelay_xdp.o loaded into the kernel through libbpf, its maps filled from `XDPTables`.
+/// The daemon's `--data-path xdp` (XDPDataPath) attaches it and keeps its maps in step with the
+/// plans; the XDP tests also run its programs on frames with BPF_PROG_TEST_RUN.
+public final class XDPProgram {
+    public enum Failure: Error, CustomStringConvertible {
         case unavailable(String)
         case failed(String)
-        var description: String {
+        public var description: String {
             switch self {
             case let .unavailable(text), let .failed(text): text
             }
@@ -17,30 +17,32 @@ final class XDPProgram {
     }
 
     /// XDP actions (enum xdp_action).
-    static let aborted: UInt32 = 0, drop: UInt32 = 1, pass: UInt32 = 2, transmit: UInt32 = 3, redirect: UInt32 = 4
+    public static let aborted: UInt32 = 0, drop: UInt32 = 1, pass: UInt32 = 2, transmit: UInt32 = 3, redirect: UInt32 = 4
 
     private let object: OpaquePointer
-    let ingress: Int32
-    let rewrite: Int32
-    let egress: Int32
-    private let devmap: Int32
-    private let rulesMap: Int32
-    private let outputsMap: Int32
+    public let ingress: Int32
+    public let rewrite: Int32
+    public let egress: Int32
+    let devmap: Int32
+    let rulesMap: Int32
+    let outputsMap: Int32
     private let testEgressMap: Int32
-    private let ruleCounters: Int32
-    private let outputCounters: Int32
+    let ruleCounters: Int32
+    let outputCounters: Int32
     private var installed: [(map: Int32, key: [UInt8])] = []
 
     /// MCRELAY_XDP_OBJECT (the Makefile exports it), else .build/bpf/mcrelay_xdp.o in the checkout.
-    static func objectPath(repositoryRoot: String) -> String {
+    public static func objectPath(repositoryRoot: String) -> String {
         if let path = getenv("MCRELAY_XDP_OBJECT").map({ String(cString: $0) }), !path.isEmpty { return path }
         return repositoryRoot + "/.build/bpf/mcrelay_xdp.o"
     }
 
-    init(path: String) throws {
+    public init(path: String) throws {
         guard access(path, R_OK) == 0 else { throw Failure.unavailable("no BPF object at \(path) (make bpf builds it)") }
         guard let object = cxdp_open(path) else {
-            throw Failure.failed("cannot load \(path): \(String(cString: strerror(errno))) (libbpf's log above)")
+            var text = [CChar](repeating: 0, count: 256)
+            cxdp_strerror(errno, &text, text.count)
+            throw Failure.failed("cannot load \(path): \(String(cString: text)) (libbpf's log above)")
         }
         self.object = object
         func program(_ name: String) throws -> Int32 {
@@ -66,9 +68,9 @@ final class XDPProgram {
 
     deinit { cxdp_close(object) }
 
-    /// Empties the maps, then fills them with `tables`; the devmap's devices are those of the
+    /// Test support: empties the maps, then fills them with `tables`; the devmap's devices are those of the
     /// network namespace at `namespacePath`, each with the egress program.
-    func install(_ tables: XDPTables, namespacePath: String) throws {
+    public func install(_ tables: XDPTables, namespacePath: String) throws {
         for (map, key) in installed { _ = key.withUnsafeBytes { cxdp_map_delete(map, $0.baseAddress) } }
         installed = []
         for entry in tables.rules { try update(rulesMap, entry.key, entry.value) }
@@ -85,37 +87,42 @@ final class XDPProgram {
         }
     }
 
-    private func zero(_ map: Int32, _ key: [UInt8], remember: Bool) throws {
+    func zero(_ map: Int32, _ key: [UInt8], remember: Bool) throws {
         let result = key.withUnsafeBytes { cxdp_traffic_zero(map, $0.baseAddress) }
         guard result == 0 else { throw Failure.failed("counter reset: \(String(cString: strerror(-result)))") }
         if remember { installed.append((map, key)) }
     }
 
     /// (packets, payload bytes) the program counted for a rule of `tables` (its `rules` entry).
-    func accepted(_ rule: XDPTables.Entry) throws -> (UInt64, UInt64) {
+    public func accepted(_ rule: XDPTables.Entry) throws -> (UInt64, UInt64) {
         try sum(ruleCounters, Array(rule.value[0..<4]))
     }
 
     /// (packets, payload bytes) the program sent on an output of `tables` (its `outputs` entry).
-    func sent(_ output: XDPTables.Entry) throws -> (UInt64, UInt64) {
+    public func sent(_ output: XDPTables.Entry) throws -> (UInt64, UInt64) {
         try sum(outputCounters, output.key)
     }
 
-    private func sum(_ map: Int32, _ key: [UInt8]) throws -> (UInt64, UInt64) {
+    func sum(_ map: Int32, _ key: [UInt8]) throws -> (UInt64, UInt64) {
         var packets: UInt64 = 0, bytes: UInt64 = 0
         let result = key.withUnsafeBytes { cxdp_traffic_sum(map, $0.baseAddress, &packets, &bytes) }
         guard result == 0 else { throw Failure.failed("counter read: \(String(cString: strerror(-result)))") }
         return (packets, bytes)
     }
 
-    private func update(_ map: Int32, _ key: [UInt8], _ value: [UInt8]) throws {
+    func update(_ map: Int32, _ key: [UInt8], _ value: [UInt8], remember: Bool = true) throws {
         let result = key.withUnsafeBytes { key in value.withUnsafeBytes { cxdp_map_update(map, key.baseAddress, $0.baseAddress) } }
         guard result == 0 else { throw Failure.failed("map update: \(String(cString: strerror(-result)))") }
-        installed.append((map, key))
+        if remember { installed.append((map, key)) }
+    }
+
+    /// Removes an entry (one that is already gone is no error).
+    func delete(_ map: Int32, _ key: [UInt8]) {
+        _ = key.withUnsafeBytes { cxdp_map_delete(map, $0.baseAddress) }
     }
 
     /// Runs `program` once on `frame` as received on device `ifindex`: the action and the frame after.
-    func run(_ program: Int32, frame: [UInt8], ingressIfindex: UInt32) throws -> (action: UInt32, frame: [UInt8]) {
+    public func run(_ program: Int32, frame: [UInt8], ingressIfindex: UInt32) throws -> (action: UInt32, frame: [UInt8]) {
         var output = [UInt8](repeating: 0, count: frame.count + 512)
         var length: UInt32 = 0, action: UInt32 = 0
         let result = frame.withUnsafeBytes { input in
@@ -129,7 +136,7 @@ final class XDPProgram {
     }
 
     /// The rewrite of one output device, as its devmap egress program makes it.
-    func runRewrite(frame: [UInt8], ingressIfindex: UInt32, egressIfindex: Int32) throws -> (action: UInt32, frame: [UInt8]) {
+    public func runRewrite(frame: [UInt8], ingressIfindex: UInt32, egressIfindex: Int32) throws -> (action: UInt32, frame: [UInt8]) {
         var zero: UInt32 = 0
         var device = UInt32(bitPattern: egressIfindex)
         let result = cxdp_map_update(testEgressMap, &zero, &device)
@@ -138,8 +145,8 @@ final class XDPProgram {
     }
 }
 
-/// Attaches (`program` -1: detaches) an XDP program natively to device `ifindex` of network
-/// namespace `namespace`: 0 or a negative errno.
-func cxdpAttach(_ ifindex: Int32, _ program: Int32, _ namespace: String) -> Int32 {
+/// Test support: attaches (`program` -1: detaches) an XDP program natively to device `ifindex`
+/// of network namespace `namespace` (no link: it stays until detached): 0 or a negative errno.
+public func cxdpAttach(_ ifindex: Int32, _ program: Int32, _ namespace: String) -> Int32 {
     cxdp_attach(UInt32(bitPattern: ifindex), program, "/run/netns/" + namespace)
 }
