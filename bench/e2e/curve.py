@@ -44,6 +44,7 @@ def point(t, requested: float | None) -> dict:
             "sent": t.sent, "received": t.received,
             "relay_cpu_us": t.cpu_us_per_packet("process"), "relay_softirq_us": t.cpu_us_per_packet("relay_softirq"),
             "softirq_us": t.cpu_us_per_packet("softirq"), "kthread_us": t.cpu_us_per_packet("kthread"),
+            "relay_busy_us": t.cpu_us_per_packet("relay_busy") if t.relay_busy_s else None,
             "relay_alive": t.relay_alive, "xdp": t.xdp}
 
 

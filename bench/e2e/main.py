@@ -397,7 +397,8 @@ class Bench:
                    below_floor=not t.zero_loss, confirmed=True, trials=1,
                    mbit_s=t.offered_rate * payload * 8 / 1e6, relay_cpu_us=t.cpu_us_per_packet("process"),
                    softirq_us=t.cpu_us_per_packet("softirq"), relay_softirq_us=t.cpu_us_per_packet("relay_softirq"),
-                   kthread_us=t.cpu_us_per_packet("kthread"), copies=t.copies, xdp=t.xdp)
+                   kthread_us=t.cpu_us_per_packet("kthread"), relay_busy_us=t.cpu_us_per_packet("relay_busy"),
+                   copies=t.copies, xdp=t.xdp)
         if t.xdp:
             log(f"  smoke: XDP program accepted {t.xdp['accepted']}, sent {t.xdp['sent']} copies, "
                 f"rin0 xdp_redirect +{t.xdp['rin0_xdp_redirect']}")
@@ -422,6 +423,8 @@ class Bench:
                    softirq_us=best.cpu_us_per_packet("softirq") if best else None,
                    relay_softirq_us=best.cpu_us_per_packet("relay_softirq") if best else None,
                    kthread_us=best.cpu_us_per_packet("kthread") if best else None,
+                   relay_busy_us=best.cpu_us_per_packet("relay_busy") if best and self.relay_cpu is not None else None,
+                   relay_busy_us_per_input=best.cpu_us_per_input("relay_busy") if best and self.relay_cpu is not None else None,
                    copies=best.copies if best else None,
                    # fan-out: per input datagram = per copy × copies
                    relay_cpu_us_per_input=best.cpu_us_per_input("process") if best else None,

@@ -42,6 +42,10 @@ class Trial:
     softirq_s: float             # all CPUs
     relay_softirq_s: float       # the relay's CPU only (== softirq_s when the relay is not pinned)
     busy_s: float
+    # non-idle time of the relay's CPU: everything that ran there, counted once (process time and
+    # softirq overlap under tick accounting: a tick in softirq is charged to the interrupted task
+    # too), other sessions' processes on that core included
+    relay_busy_s: float = 0.0
     links: dict = field(default_factory=dict)
     receiver_udp: int = 0        # UDP frames of any group the counter saw
     receiver_icmp6: int = 0      # ICMPv6 frames the counter saw (a host's own IPv6 control traffic)
@@ -57,7 +61,7 @@ class Trial:
 
     def cpu_us_per_packet(self, kind: str) -> float | None:
         seconds = {"process": self.relay_cpu_s, "softirq": self.softirq_s, "relay_softirq": self.relay_softirq_s,
-                   "kthread": self.kthread_s}[kind]
+                   "kthread": self.kthread_s, "relay_busy": self.relay_busy_s}[kind]
         return seconds * 1e6 / self.received if self.received else None
 
     def cpu_us_per_input(self, kind: str) -> float | None:
@@ -176,7 +180,9 @@ class TrialRunner:
                      duplicates=dups, stray=stray, bad_length=bad_len, relay_alive=driver.alive(),
                      relay_cpu_s=cpu_seconds_between(cpu0, cpu1), softirq_s=softirq_seconds_between(stat0, stat1),
                      relay_softirq_s=softirq_seconds_between(stat0, stat1, self.relay_cpu),
-                     busy_s=busy_seconds_between(stat0, stat1), links=links,
+                     busy_s=busy_seconds_between(stat0, stat1),
+                     relay_busy_s=busy_seconds_between(stat0, stat1, self.relay_cpu) if self.relay_cpu is not None else 0.0,
+                     links=links,
                      receiver_udp=sum(snaps1[d].udp - snaps0[d].udp for d in self.counters),
                      receiver_icmp6=sum(snaps1[d].icmp6 - snaps0[d].icmp6 for d in self.counters),
                      stream_received=per_stream_got, copies=copies, kthread_s=kthread_s, xdp=xdp)
