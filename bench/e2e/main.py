@@ -101,6 +101,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--perf", action="store_true",
                    help="after each search, one more trial at the zero-loss rate under `perf record` on the relay's "
                         "core; reports in bench/results/perf-*.txt")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="measure nothing: print the tables of a results file and update --markdown (default "
+                        "BENCHMARKS.md) from it (after a change to the report)")
     p.add_argument("--prefix", default=f"mcb{os.getpid() % 100000}", help="lab namespace prefix")
     a = p.parse_args(argv)
     a.relay_list = [r for r in a.relays.split(",") if r]
@@ -465,8 +468,21 @@ def prioritise(nice: int) -> None:
         log(f"bench-e2e: cannot set the autogroup's nice level ({e}); other sessions' load will show in the numbers")
 
 
+def render(args: argparse.Namespace) -> int:
+    data = json.loads(Path(args.render).read_text())
+    rows, fanout, curves = data["rows"], data.get("fanout", []), data.get("curves", [])
+    print(print_report(rows, fanout, curves))
+    if not args.no_markdown:
+        md = Path(args.markdown or REPO / "BENCHMARKS.md")
+        update_markdown(md, markdown_block(rows, data["meta"], fanout, curves))
+        log(f"{md} updated from {args.render}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render(args)
     if os.geteuid() != 0:
         log("bench-e2e: must run as root (network namespaces, AF_PACKET)")
         return 2

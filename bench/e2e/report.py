@@ -167,6 +167,10 @@ def ratio_rows(rows: list[dict]) -> list[list[str]]:
             cells.append(ratio(m, o))
         if has_udp_row(rows):
             cells.append(ratio(by.get(("mcrelay-udp", fam, streams, payload)), by.get(("kernel", fam, streams, payload))))
+        for variant in XDP_RELAYS:
+            if any(r["relay"] == variant for r in rows):
+                cells.append(ratio(by.get((variant, fam, streams, payload)), by.get(("kernel", fam, streams, payload)),
+                                   subject=variant))
         for variant, _ in GSO_COLUMNS:
             if any(r["relay"] == variant for r in rows):
                 cells.append(ratio(by.get((variant, fam, streams, payload)), by.get(("mcrelay-udp", fam, streams, payload))))
@@ -194,12 +198,16 @@ GSO_COLUMNS = [
 ]
 
 
+XDP_RELAYS = ("mcrelay-xdp", "mcrelay-xdp-generic")
+
+
 def has_udp_row(rows: list[dict]) -> bool:
     return any(r["relay"] == "mcrelay-udp" for r in rows)
 
 
 def ratio_headers(rows: list[dict]) -> list[str]:
     return RATIO_HEADERS + (["mcrelay-udp / kernel"] if has_udp_row(rows) else []) + \
+        [f"{v} / kernel" for v in XDP_RELAYS if any(r["relay"] == v for r in rows)] + \
         [title for variant, title in GSO_COLUMNS if any(r["relay"] == variant for r in rows)]
 
 

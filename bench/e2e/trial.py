@@ -99,6 +99,20 @@ class TrialRunner:
                 flat[dev] = stats[dev]
         return flat
 
+    def quiesce(self, quiet: float = 0.1, limit: float = 3.0) -> None:
+        """Waits (at most `limit` s) until no receiving link counted a frame for `quiet` s: an
+        overloaded relay may still be emptying its socket queue after the settle, and the counters
+        and the links' own counts must be read when nothing moves (else "counter saw N but rcv0
+        counted M" for a relay that is merely slow, measured in the fan-out lab)."""
+        deadline = time.monotonic() + limit
+        before = self.links()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.links()
+            if all(now[d]["rx_packets"] == before[d]["rx_packets"] for d in self.lab.rcv_devs):
+                return
+            before = now
+
     def run(self, driver: RelayDriver, streams: list[Stream], config: Path, rate: float | None,
             seconds: float, payload: int, expected_rate: float | None = None) -> Trial:
         k = len(streams)
@@ -113,6 +127,7 @@ class TrialRunner:
         mark = driver.trial_begin()
         burst = self.gen.send(config, count, rate, deadline=seconds * 1.5 + 0.5)
         time.sleep(self.settle)  # let queued frames through the relay before counting
+        self.quiesce()
         cpu1, stat1 = cpu_snapshot(pids + [p for p in driver.pids() if p not in pids]), proc_stat()
         snaps1 = {dev: c.snap() for dev, c in self.counters.items()}
         links1 = self.links()
