@@ -106,9 +106,12 @@ demo: deps build
 # step prints them as one table beside their targets and updates BENCHMARKS.md.
 BENCH_RESULTS := bench/results
 # Every relay row (mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
-# emulating a NIC without USO, see bench/README.md) and a profile of each.
-BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic --family ipv4,ipv6 --perf
-bench: deps
+# emulating a NIC without USO; mcrelay-xdp / -generic: --data-path xdp, native or generic, see
+# bench/README.md) and a profile of each, one input fanned out to 8 output links, and the
+# delivered-versus-offered curves (about an hour in all).
+BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic --family ipv4,ipv6 --perf \
+	--fanout 8 --curve --curve-relays kernel,mcrelay,mcrelay-xdp,mcrelay-xdp-generic
+bench: deps bpf
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
 		--format jmh --path ../$(BENCH_RESULTS)/core --no-progress
@@ -119,7 +122,7 @@ bench: deps
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
 bench-smoke: deps build
-	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
+	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,mcrelay,mcrelay-xdp,mcrelay-xdp-generic --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null
 

@@ -107,7 +107,9 @@ def e2e_rows(path: Path) -> list[list[str]]:
                 continue
             cpu = r.get("relay_cpu_us")
             cost = (f"{cpu:.2f} µs process + " if cpu is not None and r["cpu_kind"] == "process" else "") \
-                + f"{r['relay_softirq_us']:.2f} µs softirq per packet"
+                + f"{r['relay_softirq_us']:.2f} µs softirq per packet" \
+                + (f" (relay core busy {r['relay_busy_us']:.2f} µs)" if r.get("relay_busy_us") is not None else "") \
+                + (f"; {r['settings']}" if r.get("settings") and "no setting" not in r["settings"] else "")
             rate = f"{r['zero_loss_pps']:,.0f}" + (" (generator's ceiling)" if r["generator_limited"] else "")
             rows.append(["end to end", f"{where}: {relay} zero-loss pps", f"{rate}; {cost}", "", ""])
         mcrelay = by.get(("mcrelay", fam, streams, payload))
@@ -122,7 +124,34 @@ def e2e_rows(path: Path) -> list[list[str]]:
             met = value >= target or (lower_bound and value >= target)
             rows.append(["end to end", f"{where}: mcrelay / {other}", ("≥ " if lower_bound else "") + f"{value:.2f}×",
                          f"≥ {target:g}×", verdict(met)])
+        rows += cpu_goal_rows(by, fam, streams, payload, where)
+    for r in e2e.get("fanout", []):
+        if r.get("status") == "measured" and r["relay"] != "kernel":
+            k = next((o for o in e2e["fanout"] if o["relay"] == "kernel" and o["payload"] == r["payload"]), None)
+            rows += cpu_goal_rows({("kernel",): k, (r["relay"],): r}, None, None, None,
+                                  f"1 stream × {r['payload']} B to {r.get('fanout')} outputs", per_input=True,
+                                  only=r["relay"])
     return rows
+
+
+def cpu_goal_rows(by: dict, fam, streams, payload, where: str, per_input: bool = False, only: str | None = None):
+    """Issue #14: CPU per datagram on the relay's core (its busy time) at most half the kernel's.
+    Rows from before the harness measured the core's busy time have no such line."""
+    key = (lambda relay: (relay,)) if only else (lambda relay: (relay, fam, streams, payload))
+    field = "relay_busy_us" + ("_per_input" if per_input else "")
+    k = by.get(key("kernel"))
+    out = []
+    if not k or k.get("status") != "measured" or not k.get(field):
+        return out
+    for relay in ([only] if only else ("mcrelay", "mcrelay-xdp", "mcrelay-xdp-generic")):
+        r = by.get(key(relay))
+        if not r or r.get("status") != "measured" or r.get(field) is None:
+            continue
+        value = r[field] / k[field]
+        note = f" ({r['settings']})" if r.get("settings") and "no setting" not in r["settings"] else ""
+        out.append(["end to end", f"{where}: {relay}{note} / kernel, relay core CPU per "
+                    + ("input datagram" if per_input else "datagram"), f"{value:.2f}×", "≤ 0.5×", verdict(value <= 0.5)])
+    return out
 
 
 def verdict(met: bool) -> str:

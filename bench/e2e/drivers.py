@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .errors import HarnessError
+from .errors import HarnessError, NotCarried
 from .lab import ROUT_ADDR, SND6_ADDR, SND_ADDR, Lab, stop_process
 from .streams import Stream, endpoint
 from .system import ns_pids, run, wait_until
@@ -25,6 +25,8 @@ class RelayDriver:
     # "process": utime+stime of the relay's processes is its cost; "softirq": the kernel forwards
     # in softirq context, so /proc/stat softirq time is the cost (there is no relay process)
     cpu_kind = "process"
+    # link or kernel settings the row changes (shown beside its figures; "" = none)
+    settings = ""
 
     def __init__(self, lab: Lab, workdir: Path, cpu: int | None = None):
         self.lab = lab
@@ -39,12 +41,31 @@ class RelayDriver:
     def out_key(self, s: Stream) -> tuple[str, int]:
         return (s.out_group, s.out_port)
 
+    def out_keys(self, s: Stream) -> list[tuple[str, tuple[str, int]]]:
+        """Where each copy of the stream leaves: (receiving link, (group, port)), one per output
+        link of the lab (the fan-out lab has several; every relay sends the stream to each)."""
+        return [(rcv, self.out_key(s)) for rcv in self.lab.rcv_devs]
+
     def start(self, streams: list[Stream]) -> None:
         raise NotImplementedError
 
+    def kthread_pids(self) -> list[int]:
+        """Kernel threads doing this relay's work (their CPU is the relay's); none by default."""
+        return []
+
+    def trial_begin(self):
+        """A mark taken just before the generator starts (trial_end gets it back)."""
+        return None
+
+    def trial_end(self, mark, received: int, most_per_output: int) -> dict:
+        """Called after a trial is counted: what the driver saw of it (recorded with the trial).
+        May raise NotCarried when the relay did not do the work the row claims."""
+        return {}
+
     def pids(self) -> list[int]:
-        """Every process in the relay namespace (supervisor and workers alike)."""
-        return ns_pids(self.lab.rly)
+        """Every process in the relay namespace (supervisor and workers alike), and the kernel
+        threads counted as the relay's."""
+        return ns_pids(self.lab.rly) + self.kthread_pids()
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -148,7 +169,8 @@ class KernelDriver(RelayDriver):
         # start() records them). net.ipv6.conf.*.forwarding stays 0: multicast forwarding does not need it.
         self.family = streams[0].family if streams else "ipv4"
         source = SND6_ADDR if self.family == "ipv6" else SND_ADDR
-        conf.write_text("".join(f"mroute from rin0 source {source} group {s.in_group} to rout0\n" for s in streams))
+        outs = " ".join(self.lab.out_devs)
+        conf.write_text("".join(f"mroute from rin0 source {source} group {s.in_group} to {outs}\n" for s in streams))
         self._spawn(["smcrouted", "-n", "-f", str(conf), "-u", str(self.workdir / "smcroute.sock"),
                      "-P", str(self.workdir / "smcroute.pid"), "-l", "notice"], "smcroute.log")
 
@@ -234,8 +256,10 @@ class McrelayDriver(RelayDriver):
         self.logs = []
         config = self.workdir / "mcrelay.json"
         # IPv6 endpoints bracketed: rin0:[ff3e::8000:1]:5001 -> rout0:[ff3e::10:1]:6001:16
+        # one output per output link of the lab (the fan-out lab has several)
         rules = [{"name": f"s{s.index}", "in": f"rin0:{endpoint(s.in_group, s.in_port)}",
-                  "out": [f"rout0:{endpoint(s.out_group, s.out_port)}:16"]} for s in streams]
+                  "out": [f"{dev}:{endpoint(s.out_group, s.out_port)}:16" for dev in self.lab.out_devs]}
+                 for s in streams]
         config.write_text(json.dumps({"rules": rules}, indent=1, sort_keys=True) + "\n")
         if self.control.exists():
             self.control.unlink()
@@ -281,3 +305,194 @@ class NoRelay(RelayDriver):
 
     def start(self, streams: list[Stream]) -> None:
         pass
+
+
+def napi_threads(name_prefix: str) -> set[int]:
+    """Pids of the kernel's threaded-NAPI threads named `napi/DEV-ID` (global: any namespace)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip().startswith(name_prefix):
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+class McrelayXDPDriver(McrelayDriver):
+    """`mcrelay daemon --data-path xdp`, native (`mcrelay-xdp`) or generic (`mcrelay-xdp-generic`).
+
+    Native XDP on a veth runs where the veth's NAPI runs, which is the *sender's* CPU (softirq
+    raised by the generator's transmit on CPU 0), not the relay's. To give it the relay's one core
+    like every other relay's receive work, the driver turns on threaded NAPI for rin0
+    (/sys/class/net/rin0/threaded = 1, after the daemon attached, which is when veth creates its
+    NAPI) and pins the new `napi/rin0-N` kernel thread to the relay's CPU with taskset (nice level
+    of the harness); that thread's utime+stime is the relay's (counted in its process CPU, and
+    shown apart as kthread). A native redirect into a veth needs the peer (rcvN) to have GRO or an
+    XDP program, so the native row sets `ethtool -K rcvN gro on` (receiver side) and restores it
+    at stop; the row's `settings` says so wherever the figure appears. Generic mode changes no
+    setting (its program runs after RPS, on the relay's core).
+
+    Every trial is checked: the XDP program's own rule counter (read from the daemon's maps) must
+    have accepted at least as many datagrams as the busiest output received, and its output
+    counters at least as many copies as arrived; and before and after each row `mcrelay stats`
+    must show every rule on path xdp and rin0 the program attached in the right mode. Otherwise
+    NotCarried: the row is INVALID, never a packet-path figure under an XDP label.
+    """
+    MODES = {"mcrelay-xdp": "native", "mcrelay-xdp-generic": "generic"}
+
+    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
+                 variant: str, xdp_object: Path, nice: int):
+        self.mode = self.MODES[variant]
+        self.xdp_object = xdp_object
+        self.nice = nice
+        super().__init__(lab, workdir, cpu, binary, workers)
+        self.name = variant
+        self.flags = ["--data-path", "xdp", "--xdp-object", str(xdp_object), "--xdp-mode", self.mode]
+        self.kthreads: list[int] = []
+        self.gro_restore: dict[str, str] = {}
+        self.threaded_set = False
+        self.settings = (f"{', '.join(lab.rcv_devs)} GRO on (receiver side, needed for redirects into a veth), "
+                         f"rin0 threaded NAPI, its kthread pinned to CPU {cpu}") if self.mode == "native" else \
+            "no setting changed (generic XDP runs after RPS)"
+        self.title = f"mcrelay daemon (--data-path xdp --xdp-mode {self.mode}; {self.settings})"
+
+    def available(self) -> tuple[bool, str]:
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        done = subprocess.run([str(self.binary), "daemon", "--help"], capture_output=True, text=True,
+                              env={**os.environ, "SWIFT_BACKTRACE": "enable=no"}, timeout=20)
+        if "--data-path" not in done.stdout + done.stderr:
+            return False, f"`{self.binary} daemon --help` has no --data-path (an mcrelay without the XDP path)"
+        if not self.xdp_object.is_file():
+            return False, (f"XDP object {self.xdp_object} not built (make bpf SCRATCH=...; or --xdp-object PATH, "
+                           "$MCRELAY_XDP_OBJECT)")
+        return True, ""
+
+    def describe(self) -> str:
+        return f"{super().describe()}; {self.settings}"
+
+    def kthread_pids(self) -> list[int]:
+        return list(self.kthreads)
+
+    def _rcv(self, *args: str, check: bool = True):
+        return run(["ip", "netns", "exec", self.lab.rcv, *args], check=check)
+
+    def _rly_sh(self, script: str, check: bool = True):
+        return run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", script], check=check)
+
+    def start(self, streams: list[Stream]) -> None:
+        self.kthreads, self.gro_restore, self.threaded_set = [], {}, False
+        if self.mode == "native":
+            for dev in self.lab.rcv_devs:
+                text = self._rcv("ethtool", "-k", dev).stdout
+                state = "on" if "generic-receive-offload: on" in text else "off"
+                self.gro_restore[dev] = state
+                if state != "on":
+                    self._rcv("ethtool", "-K", dev, "gro", "on")
+        # napi/rin0-N threads before the daemon attaches (other labs' rin0s have threads of that name too)
+        before = napi_threads("napi/rin0-")
+        super().start(streams)
+        # every rule on XDP (the daemon re-reads the outputs' XDP features every second)
+        why: list[str | None] = [None]
+
+        def on_xdp():
+            why[0] = self.carried_by_xdp(len(streams))
+            return why[0] is None
+        try:
+            wait_until(on_xdp, 10, "every rule on path xdp in `mcrelay stats` data_path", interval=0.2)
+        except HarnessError as e:
+            raise HarnessError(f"{e}: {why[0]}") from e
+        self.check_attached()
+        if self.mode == "native" and self.cpu is not None:
+            self._rly_sh("echo 1 > /sys/class/net/rin0/threaded")
+            self.threaded_set = True
+
+            def new_threads():
+                return napi_threads("napi/rin0-") - before
+            mine = wait_until(new_threads, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
+            if len(mine) != 1:
+                raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
+            for pid in mine:
+                run(["taskset", "-p", "-c", str(self.cpu), str(pid)])
+                if self.nice:
+                    run(["renice", "-n", str(self.nice), "-p", str(pid)])
+            self.kthreads = sorted(mine)
+
+    def carried_by_xdp(self, rules: int) -> str | None:
+        """None when `mcrelay stats` says every rule is on path xdp, else why not."""
+        st = self.stats()
+        dp = (st or {}).get("data_path")
+        if not dp:
+            return f"no data_path in `mcrelay stats --json` ({'no reply' if st is None else 'packet path only'})"
+        if dp.get("mode") != f"xdp {self.mode}":
+            return f"data_path mode {dp.get('mode')!r}, want 'xdp {self.mode}'"
+        entries = dp.get("rules", [])
+        off = [f"{e.get('name')}: {e.get('path')} ({e.get('reason')})" for e in entries if e.get("path") != "xdp"]
+        if off or len(entries) < rules:
+            return f"rules not on xdp: {off[:3]} ({len(entries)} rules listed, {rules} configured)"
+        return None
+
+    def check_attached(self) -> None:
+        link = json.loads(run(["ip", "-n", self.lab.rly, "-j", "-d", "link", "show", "rin0"]).stdout)[0]
+        xdp = link.get("xdp") or {}
+        # iproute2: XDP_ATTACHED_DRV 1, SKB (generic) 2
+        want = 1 if self.mode == "native" else 2
+        if xdp.get("mode") != want:
+            raise NotCarried(f"rin0 has XDP {xdp or 'none'}, want mode {want} ({self.mode})")
+
+    def _redirects(self) -> int:
+        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
+        total = 0
+        for line in out.splitlines():
+            name, _, value = line.strip().partition(":")
+            if name.endswith("xdp_redirect"):
+                total += int(value)
+        return total
+
+    def trial_begin(self):
+        from .bpfmaps import xdp_counters
+        return (xdp_counters(self.procs[0].pid), self._redirects())
+
+    def trial_end(self, mark, received: int, most_per_output: int) -> dict:
+        from .bpfmaps import xdp_counters
+        (c0, r0) = mark
+        c1, r1 = xdp_counters(self.procs[0].pid), self._redirects()
+        seen = {"accepted": c1["accepted"] - c0["accepted"], "sent": c1["sent"] - c0["sent"],
+                "rin0_xdp_redirect": r1 - r0}
+        if seen["accepted"] < most_per_output or seen["sent"] < received:
+            raise NotCarried(f"the XDP program accepted {seen['accepted']} datagrams and sent {seen['sent']} copies, "
+                             f"but {received} copies arrived (up to {most_per_output} on one output): "
+                             "something else carried them")
+        if self.mode == "native" and seen["rin0_xdp_redirect"] < most_per_output:
+            raise NotCarried(f"rin0 counted {seen['rin0_xdp_redirect']} XDP redirects for {most_per_output} datagrams")
+        return seen
+
+    def extra_stats(self) -> dict:
+        st = self.stats()
+        why = self.carried_by_xdp(len((st or {}).get("rules", [])) or 1)
+        if why:
+            raise NotCarried(f"after the row: {why}")
+        self.check_attached()
+        extra = {"stats": st, "settings": self.settings, "napi_kthreads": self.kthread_pids()}
+        if self.threaded_set:
+            extra["rin0_threaded"] = self._rly_sh("cat /sys/class/net/rin0/threaded", check=False).stdout.strip()
+        return extra
+
+    def stop(self) -> None:
+        try:
+            # while the daemon's program still holds rin0's NAPI: written after the detach (no NAPI),
+            # the kernel keeps `threaded` at 1 and the next attach would start a thread unpinned
+            if self.threaded_set:
+                self._rly_sh("echo 0 > /sys/class/net/rin0/threaded", check=False)
+                self.threaded_set = False
+            super().stop()
+        finally:
+            for dev, state in self.gro_restore.items():
+                self._rcv("ethtool", "-K", dev, "gro", state, check=False)
+            self.gro_restore = {}
+            self.kthreads = []

@@ -34,6 +34,15 @@ SND_ADDR, RIN_ADDR, ROUT_ADDR, RCV_ADDR = "198.18.1.1", "198.18.1.2", "198.18.2.
 SND6_ADDR, RIN6_ADDR, ROUT6_ADDR, RCV6_ADDR = "2001:db8:1::1", "2001:db8:1::2", "2001:db8:2::1", "2001:db8:2::2"
 
 
+def out_addr(i: int) -> str:
+    """The relay's address on output link i (rout0 is ROUT_ADDR)."""
+    return f"198.18.{2 + i}.1"
+
+
+def rcv_addr(i: int) -> str:
+    return f"198.18.{2 + i}.2"
+
+
 def addresses(family: str) -> dict[str, str]:
     """The generator's source and the relay's output address of one family."""
     if family == "ipv6":
@@ -42,12 +51,18 @@ def addresses(family: str) -> dict[str, str]:
 
 
 class Lab:
-    def __init__(self, prefix: str, family: str = "ipv4"):
+    def __init__(self, prefix: str, family: str = "ipv4", outputs: int = 1):
+        if not 1 <= outputs <= 16 or (outputs > 1 and family != "ipv4"):
+            raise HarnessError(f"a lab has 1...16 output links (more than one: IPv4 only), asked {outputs} ({family})")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,11}", prefix):
             raise HarnessError(f"lab prefix must be 1-11 of [A-Za-z0-9_-], got {prefix!r}")
         self.prefix = prefix
         self.family = family
         self.snd, self.rly, self.rcv = f"{prefix}-snd", f"{prefix}-rly", f"{prefix}-rcv"
+        # output link i: rout{i} 198.18.{2+i}.1/24 (relay) <-> rcv{i} 198.18.{2+i}.2/24 (receiver)
+        self.outputs = outputs
+        self.out_devs = [f"rout{i}" for i in range(outputs)]
+        self.rcv_devs = [f"rcv{i}" for i in range(outputs)]
         self.processes: list[subprocess.Popen] = []
         # every process of the benchmark (generator, counter, relays alike) runs at this nice
         # level, so that builds sharing the machine disturb the measurement less
@@ -65,9 +80,11 @@ class Lab:
                 run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                      "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
         run(["ip", "-n", self.snd, "link", "add", "snd0", "type", "veth", "peer", "name", "rin0", "netns", self.rly])
-        run(["ip", "-n", self.rly, "link", "add", "rout0", "type", "veth", "peer", "name", "rcv0", "netns", self.rcv])
-        for ns, dev, addr in ((self.snd, "snd0", SND_ADDR), (self.rly, "rin0", RIN_ADDR),
-                              (self.rly, "rout0", ROUT_ADDR), (self.rcv, "rcv0", RCV_ADDR)):
+        links = [(self.snd, "snd0", SND_ADDR), (self.rly, "rin0", RIN_ADDR)]
+        for i, (rout, rcv) in enumerate(zip(self.out_devs, self.rcv_devs)):
+            run(["ip", "-n", self.rly, "link", "add", rout, "type", "veth", "peer", "name", rcv, "netns", self.rcv])
+            links += [(self.rly, rout, out_addr(i)), (self.rcv, rcv, rcv_addr(i))]
+        for ns, dev, addr in links:
             run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev])
             if self.family == "ipv6" and ns != self.snd:
                 addr6 = {"rin0": RIN6_ADDR, "rout0": ROUT6_ADDR, "rcv0": RCV6_ADDR}[dev]
@@ -78,7 +95,7 @@ class Lab:
         run(["ip", "-n", self.rly, "route", "add", "239.0.0.0/8", "dev", "rout0"])
         # veth carriers come up a moment after `link set up`; frames sent earlier are lost
         deadline = time.monotonic() + 3
-        for ns, dev in ((self.snd, "snd0"), (self.rly, "rin0"), (self.rly, "rout0"), (self.rcv, "rcv0")):
+        for ns, dev, _ in links:
             while run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/operstate"]).stdout.strip() != "up":
                 if time.monotonic() > deadline:
                     raise HarnessError(f"lab link {ns}/{dev} did not come up")

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from .counter import Counter, build_tool, delta
-from .drivers import KernelDriver, McrelayDriver, NoRelay, RelayDriver, SocatDriver
-from .errors import HarnessError
+from .curve import curve_rates, run_curve
+from .drivers import KernelDriver, McrelayDriver, McrelayXDPDriver, NoRelay, RelayDriver, SocatDriver
+from .errors import HarnessError, NotCarried
 from .generator import Generator
 from .lab import Lab, addresses
 from .report import markdown_block, print_report, update_markdown
@@ -45,7 +46,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--relays", default="socat,kernel,mcrelay",
                    help="comma list of socat, kernel, mcrelay (defaults), mcrelay-udp (--egress udp), mcrelay-udp-on "
                         "(--egress udp --segmentation on: GSO super-frames cross the veth), mcrelay-udp-nic (--egress udp "
-                        "with rout0 emulating a NIC without USO)")
+                        "with rout0 emulating a NIC without USO), mcrelay-xdp (--data-path xdp, native: rin0 threaded "
+                        "NAPI pinned to the relay's CPU, GRO on on the receiver's veth end), mcrelay-xdp-generic "
+                        "(--data-path xdp --xdp-mode generic, no setting changed)")
+    p.add_argument("--xdp-object", default=os.environ.get("MCRELAY_XDP_OBJECT") or str(REPO / ".build/bpf/mcrelay_xdp.o"),
+                   help="the BPF object of the mcrelay-xdp rows (default $MCRELAY_XDP_OBJECT, else .build/bpf/mcrelay_xdp.o)")
+    p.add_argument("--fanout", type=int, default=0,
+                   help="also run one input stream fanned out to this many output links (own lab, IPv4; 0: off)")
+    p.add_argument("--fanout-relays", default="kernel,mcrelay,mcrelay-xdp",
+                   help="relays of the fan-out case (default kernel,mcrelay,mcrelay-xdp; socat cannot send one "
+                        "stream to several links without one process per output)")
+    p.add_argument("--fanout-payloads", default="64,1316", help="payloads of the fan-out case (default 64,1316)")
+    p.add_argument("--curve", action="store_true",
+                   help="delivered-versus-offered curves: one trial per rate of --curve-rates per relay (IPv4 lab)")
+    p.add_argument("--curve-rates", default="50000,100000,200000,300000,400000,600000,800000,max",
+                   help="offered rates of the curve, pps; `max`: the generator unpaced (its ceiling)")
+    p.add_argument("--curve-relays", default=None, help="relays of the curves (default: --relays)")
+    p.add_argument("--curve-streams", type=int, default=1, help="streams of the curves (default 1)")
+    p.add_argument("--curve-payload", type=int, default=64, help="payload of the curves (default 64)")
     p.add_argument("--streams", default=None, help="comma list of stream counts (default 1,100; smoke: 3)")
     p.add_argument("--payloads", default="64,1316", help="comma list of UDP payload sizes (bytes)")
     p.add_argument("--family", default="ipv4",
@@ -83,12 +101,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--perf", action="store_true",
                    help="after each search, one more trial at the zero-loss rate under `perf record` on the relay's "
                         "core; reports in bench/results/perf-*.txt")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="measure nothing: print the tables of a results file and update --markdown (default "
+                        "BENCHMARKS.md) from it (after a change to the report)")
     p.add_argument("--prefix", default=f"mcb{os.getpid() % 100000}", help="lab namespace prefix")
     a = p.parse_args(argv)
     a.relay_list = [r for r in a.relays.split(",") if r]
-    for r in a.relay_list:
-        if r not in ("socat", "kernel", "mcrelay", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic"):
-            p.error(f"--relays: unknown relay {r!r} (socat, kernel, mcrelay, mcrelay-udp, mcrelay-udp-on, mcrelay-udp-nic)")
+    a.fanout_relay_list = [r for r in a.fanout_relays.split(",") if r]
+    a.curve_relay_list = [r for r in (a.curve_relays or a.relays).split(",") if r]
+    for flag, names in (("--relays", a.relay_list), ("--fanout-relays", a.fanout_relay_list),
+                        ("--curve-relays", a.curve_relay_list)):
+        for r in names:
+            if r not in RELAYS:
+                p.error(f"{flag}: unknown relay {r!r} ({', '.join(RELAYS)})")
+    if "socat" in a.fanout_relay_list:
+        p.error("--fanout-relays: socat is not measured fanned out (one process per stream and output)")
+    if a.fanout and not 2 <= a.fanout <= 16:
+        p.error("--fanout must be 2...16 output links (0: off)")
+    try:
+        a.curve_rate_list = curve_rates(a.curve_rates)
+        a.fanout_payload_list = [int(x) for x in a.fanout_payloads.split(",") if x]
+    except ValueError as e:
+        p.error(f"--curve-rates/--fanout-payloads: {e}")
     a.family_list = [f for f in a.family.split(",") if f]
     for f in a.family_list:
         if f not in FAMILIES:
@@ -107,6 +141,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if a.min_rate <= 0 or a.max_rate <= a.min_rate or a.precision <= 1.0:
         p.error("need 0 < --min-rate < --max-rate and --precision > 1")
     return a
+
+
+RELAYS = ("socat", "kernel", "mcrelay", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic", "mcrelay-xdp",
+          "mcrelay-xdp-generic")
 
 
 def machine() -> dict:
@@ -133,12 +171,16 @@ class Bench:
         self.family = "ipv4"
         self.counter: Counter | None = None
         self.rows: list[dict] = []
+        self.fanout_rows: list[dict] = []
+        self.curves: list[dict] = []
         self.trials: list[dict] = []
+        self.invalid = 0   # rows a NotCarried check refused
 
     def close_lab(self) -> None:
-        if self.counter:
-            self.counter.close()
-            self.counter = None
+        for c in getattr(self, "counters", {}).values():
+            c.close()
+        self.counters = {}
+        self.counter = None
         self.lab.down()
 
     def close(self) -> None:
@@ -146,17 +188,18 @@ class Bench:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- setup -----------------------------------------------------------------------------
-    def setup(self, family: str) -> None:
-        """A fresh lab for one address family (the previous family's is removed first)."""
+    def setup(self, family: str, outputs: int = 1) -> None:
+        """A fresh lab for one address family (the previous family's is removed first); `outputs`
+        output links (the fan-out case)."""
         for tool in ("ip", "taskset", "cc", *(["trafgen"] if self.args.generator == "trafgen" else [])):
             if not shutil.which(tool):
                 raise HarnessError(f"{tool} not found (make deps installs netsniff-ng, socat, smcroute)")
         self.close_lab()
         self.family = family
         self.addr = addresses(family)
-        self.lab = Lab(self.args.prefix, family)
+        self.lab = Lab(self.args.prefix, family, outputs)
         self.lab.nice = self.args.nice
-        log(f"{family} lab {self.lab.prefix}-{{snd,rly,rcv}}, work folder {self.workdir}")
+        log(f"{family} lab {self.lab.prefix}-{{snd,rly,rcv}}, {outputs} output link(s), work folder {self.workdir}")
         self.lab.up()
         a = self.args
         self.gen_cpu = None if a.gen_cpu < 0 else a.gen_cpu
@@ -168,45 +211,49 @@ class Bench:
         mccount = self.workdir / "mccount"
         if not mccount.exists():
             build_tool(self.workdir, "mccount")
-        self.counter = Counter(self.lab, mccount, cpu=self.gen_cpu)
+        self.counters = {dev: Counter(self.lab, mccount, dev=dev, cpu=self.gen_cpu) for dev in self.lab.rcv_devs}
+        self.counter = self.counters["rcv0"]
         mcgen = None
         if self.args.generator == "mcgen":
             mcgen = self.workdir / "mcgen"
             if not mcgen.exists():
                 build_tool(self.workdir, "mcgen")
         self.gen = Generator(self.lab, self.workdir, self.gen_cpu, self.args.generator, mcgen, self.args.burst)
-        self.runner = TrialRunner(self.lab, self.gen, self.counter, self.args.settle, self.relay_cpu)
+        self.runner = TrialRunner(self.lab, self.gen, self.counters, self.args.settle, self.relay_cpu)
         self.snd_mac = self.lab.mac(self.lab.snd, "snd0")
         self.counter_self_test()
 
     def counter_self_test(self) -> None:
-        """Known frames straight onto rout0 -> rcv0 must be counted exactly, per group."""
+        """Known frames straight onto rout0 -> rcv0 must be counted exactly, per group (and on every
+        other output link of a fan-out lab, at the low rate)."""
         k = max(self.args.stream_list)
         ss = make_streams(k, self.family)
-        rout_mac = self.lab.mac(self.lab.rly, "rout0")
-        cases = [(10_000, 64, 0.3)]
+        cases = [(10_000, 64, 0.3, "rout0", "rcv0")]
         if not self.args.smoke:
-            cases += [(300_000, 64, 1.0), (300_000, 1316, 1.0)]
-        for rate, payload, seconds in cases:
+            cases += [(300_000, 64, 1.0, "rout0", "rcv0"), (300_000, 1316, 1.0, "rout0", "rcv0")]
+        cases += [(10_000, 64, 0.3, rout, rcv) for rout, rcv in zip(self.lab.out_devs[1:], self.lab.rcv_devs[1:])]
+        for rate, payload, seconds, rout, rcv in cases:
+            rout_mac = self.lab.mac(self.lab.rly, rout)
             cfg = self.gen.load("selftest", ss, payload, rout_mac, self.addr["rout"], use_out=True)
             per = max(1, round(rate * seconds / k))
-            links0, snap0 = self.runner.links(), self.counter.snap()
-            burst = self.gen.send(cfg, per * k, rate, ns=self.lab.rly, dev="rout0")
+            counter = self.counters[rcv]
+            links0, snap0 = self.runner.links(), counter.snap()
+            burst = self.gen.send(cfg, per * k, rate, ns=self.lab.rly, dev=rout)
             time.sleep(self.args.settle)
-            snap1, links1 = self.counter.snap(), self.runner.links()
+            snap1, links1 = counter.snap(), self.runner.links()
             got = delta(snap0, snap1)
             want = {(s.out_group, s.out_port): per for s in ss}
             # ICMPv6 the relay namespace's own stack sent meanwhile (IPv6 lab only) is not the test's
             icmp6 = snap1.icmp6 - snap0.icmp6
-            rx = links1["rcv0"]["rx_packets"] - links0["rcv0"]["rx_packets"] - icmp6
+            rx = links1[rcv]["rx_packets"] - links0[rcv]["rx_packets"] - icmp6
             drops = snap1.ring_drops - snap0.ring_drops
             if burst.sent != per * k or got != want or rx != per * k or drops:
                 wrong = {key: (got.get(key, 0), n) for key, n in want.items() if got.get(key, 0) != n}
                 raise HarnessError(
-                    f"counter self-test ({self.family}) at {rate} pps, {payload} B: generator sent {burst.sent}/{per * k}, "
-                    f"rcv0 rx {rx} (+{icmp6} ICMPv6), ring drops {drops}, wrong groups (got, want): {dict(list(wrong.items())[:5])}"
+                    f"counter self-test ({self.family}, {rcv}) at {rate} pps, {payload} B: generator sent {burst.sent}/{per * k}, "
+                    f"{rcv} rx {rx} (+{icmp6} ICMPv6), ring drops {drops}, wrong groups (got, want): {dict(list(wrong.items())[:5])}"
                     f", unexpected: {[key for key in got if key not in want][:5]}")
-            log(f"counter self-test ({self.family}): {per * k} frames at {burst.rate:,.0f} pps, {payload} B, "
+            log(f"counter self-test ({self.family}, {rcv}): {per * k} frames at {burst.rate:,.0f} pps, {payload} B, "
                 f"{k} groups: counted exactly")
 
     def null_check(self, after: str) -> None:
@@ -217,7 +264,7 @@ class Bench:
         ss = make_streams(max(self.args.stream_list), self.family)
         cfg = self.gen.load("null", ss, 64, self.snd_mac, self.addr["snd"])
         t = self.runner.run(NoRelay(self.lab, self.workdir), ss, cfg, 10_000, 0.2, 64)
-        arrived = t.links.get("rcv0", {}).get("rx_packets", 0) - t.receiver_icmp6
+        arrived = sum(t.links.get(dev, {}).get("rx_packets", 0) for dev in self.lab.rcv_devs) - t.receiver_icmp6
         if arrived or t.receiver_udp:
             raise HarnessError(f"{arrived} frames ({t.receiver_udp} UDP) reached the receiver with no relay running "
                                f"({self.family}, {after})")
@@ -234,31 +281,46 @@ class Bench:
         # one core for the relay: one worker unless asked otherwise (two workers on one core only
         # add context switches)
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
+        if name in McrelayXDPDriver.MODES:
+            return McrelayXDPDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
+                                    variant=name, xdp_object=Path(self.args.xdp_object), nice=self.args.nice)
         return McrelayDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
                              variant=name)
 
-    def measure(self) -> int:
+    def measure(self, relays: list[str] | None = None, streams_list: list[int] | None = None,
+                payloads: list[int] | None = None, rows: list[dict] | None = None) -> int:
+        """Every relay × streams × payload in the current lab; rows go to `rows` (default the
+        standard table). In the fan-out lab every row has `fanout` = the number of output links."""
         a = self.args
         failures = 0
         family = self.family
+        rows = self.rows if rows is None else rows
+        fanout = self.lab.outputs if self.lab.outputs > 1 else None
         self.null_check("before any relay")
-        for name in a.relay_list:
+        for name in relays or a.relay_list:
             d = self.driver(name)
             ok, why = d.available()
-            for streams in a.stream_list:
-                for payload in a.payload_list:
+            if not ok:
+                log(f"{name}: skipped: {why}")
+            for streams in streams_list or a.stream_list:
+                for payload in payloads or a.payload_list:
                     row = {"relay": name, "family": family, "streams": streams, "payload": payload,
                            "cpu_kind": d.cpu_kind, "min_rate": a.min_rate}
-                    self.rows.append(row)
+                    if fanout:
+                        row["fanout"] = fanout
+                    if d.settings:
+                        row["settings"] = d.settings
+                    rows.append(row)
                     if not ok:
                         row["status"] = f"not measured: {why}"
                         continue
-                    log(f"{d.describe()}: {family}, {streams} stream(s), {payload}-byte payloads")
+                    log(f"{d.describe()}: {family}, {streams} stream(s), {payload}-byte payloads"
+                        + (f", fanned out to {fanout} output links" if fanout else ""))
                     ss = make_streams(streams, family)
                     cfg = self.gen.load("load", ss, payload, self.snd_mac, self.addr["snd"])
                     try:
                         d.start(ss)
-                    except HarnessError as e:
+                    except (HarnessError, NotCarried) as e:
                         row["status"] = f"not measured: failed to start: {str(e).splitlines()[0]}"
                         log("  " + str(e))
                         d.stop()
@@ -270,9 +332,60 @@ class Bench:
                         else:
                             self.search(d, ss, cfg, payload, row)
                         row["extra"] = d.extra_stats()
+                    except NotCarried as e:
+                        row["status"] = f"INVALID: {e}"
+                        log(f"  {name}: INVALID, not carried as labelled: {e}")
+                        self.invalid += 1
+                        failures += 1
                     finally:
                         d.stop()
                     self.null_check(f"after {name}")
+        return failures
+
+    def measure_curves(self) -> int:
+        """Delivered versus offered (--curve) for every curve relay in the current (IPv4) lab."""
+        a = self.args
+        failures = 0
+        ss = make_streams(a.curve_streams, self.family)
+        cfg = self.gen.load("curve", ss, a.curve_payload, self.snd_mac, self.addr["snd"])
+        self.null_check("before the curves")
+        for name in a.curve_relay_list:
+            d = self.driver(name)
+            curve = {"relay": name, "family": self.family, "streams": a.curve_streams, "payload": a.curve_payload,
+                     "cpu_kind": d.cpu_kind, "settings": d.settings, "points": []}
+            self.curves.append(curve)
+            ok, why = d.available()
+            if not ok:
+                log(f"{name}: curve skipped: {why}")
+                curve["status"] = f"not measured: {why}"
+                continue
+            log(f"{d.describe()}: delivered versus offered, {a.curve_streams} stream(s), {a.curve_payload} B")
+            try:
+                d.start(ss)
+            except (HarnessError, NotCarried) as e:
+                curve["status"] = f"not measured: failed to start: {str(e).splitlines()[0]}"
+                log("  " + str(e))
+                d.stop()
+                failures += 1
+                continue
+            try:
+                def run_at(rate):
+                    t = self.runner.run(d, ss, cfg, rate, a.trial_seconds, a.curve_payload,
+                                        expected_rate=max(r for r in a.curve_rate_list if r) if rate is None else None)
+                    self.trials.append({"relay": d.name, "family": self.family, "streams": len(ss),
+                                        "payload": a.curve_payload, "curve": True, **t.to_dict()})
+                    return t
+                run_curve(curve, a.curve_rate_list, run_at, log)
+                curve["status"] = "measured"
+                curve["extra"] = d.extra_stats()
+            except NotCarried as e:
+                curve["status"] = f"INVALID: {e}"
+                log(f"  {name}: curve INVALID, not carried as labelled: {e}")
+                self.invalid += 1
+                failures += 1
+            finally:
+                d.stop()
+            self.null_check(f"after {name}'s curve")
         return failures
 
     def smoke_trial(self, d: RelayDriver, ss, cfg, payload: int, row: dict) -> int:
@@ -286,7 +399,12 @@ class Bench:
                    zero_loss_pps=t.offered_rate if t.zero_loss else 0.0, generator_limited=False,
                    below_floor=not t.zero_loss, confirmed=True, trials=1,
                    mbit_s=t.offered_rate * payload * 8 / 1e6, relay_cpu_us=t.cpu_us_per_packet("process"),
-                   softirq_us=t.cpu_us_per_packet("softirq"), relay_softirq_us=t.cpu_us_per_packet("relay_softirq"))
+                   softirq_us=t.cpu_us_per_packet("softirq"), relay_softirq_us=t.cpu_us_per_packet("relay_softirq"),
+                   kthread_us=t.cpu_us_per_packet("kthread"), relay_busy_us=t.cpu_us_per_packet("relay_busy"),
+                   copies=t.copies, xdp=t.xdp)
+        if t.xdp:
+            log(f"  smoke: XDP program accepted {t.xdp['accepted']}, sent {t.xdp['sent']} copies, "
+                f"rin0 xdp_redirect +{t.xdp['rin0_xdp_redirect']}")
         return 1 if starved else 0
 
     def search(self, d: RelayDriver, ss, cfg, payload: int, row: dict) -> None:
@@ -307,12 +425,21 @@ class Bench:
                    relay_cpu_us=best.cpu_us_per_packet("process") if best else None,
                    softirq_us=best.cpu_us_per_packet("softirq") if best else None,
                    relay_softirq_us=best.cpu_us_per_packet("relay_softirq") if best else None,
+                   kthread_us=best.cpu_us_per_packet("kthread") if best else None,
+                   relay_busy_us=best.cpu_us_per_packet("relay_busy") if best and self.relay_cpu is not None else None,
+                   relay_busy_us_per_input=best.cpu_us_per_input("relay_busy") if best and self.relay_cpu is not None else None,
+                   copies=best.copies if best else None,
+                   # fan-out: per input datagram = per copy × copies
+                   relay_cpu_us_per_input=best.cpu_us_per_input("process") if best else None,
+                   relay_softirq_us_per_input=best.cpu_us_per_input("relay_softirq") if best else None,
+                   softirq_us_per_input=best.cpu_us_per_input("softirq") if best else None,
                    best_trial=best.to_dict() if best else None)
         if a.perf and best and self.relay_cpu is not None:
             out = REPO / "bench/results"
             out.mkdir(parents=True, exist_ok=True)
             # IPv4 keeps its file names (perf-RELAY-STREAMSxPAYLOAD); IPv6 adds -ipv6
-            suffix = "" if self.family == "ipv4" else f"-{self.family}"
+            suffix = ("" if self.family == "ipv4" else f"-{self.family}") + \
+                (f"-fanout{self.lab.outputs}" if self.lab.outputs > 1 else "")
             report = profile_trial(self.relay_cpu, out, f"perf-{d.name}-{len(ss)}x{payload}{suffix}",
                                    lambda: run_at(best.requested_rate or a.max_rate), log,
                                    relay_pids=d.pids(), keep=os.environ.get("BENCH_KEEP_PERF"))
@@ -341,8 +468,21 @@ def prioritise(nice: int) -> None:
         log(f"bench-e2e: cannot set the autogroup's nice level ({e}); other sessions' load will show in the numbers")
 
 
+def render(args: argparse.Namespace) -> int:
+    data = json.loads(Path(args.render).read_text())
+    rows, fanout, curves = data["rows"], data.get("fanout", []), data.get("curves", [])
+    print(print_report(rows, fanout, curves))
+    if not args.no_markdown:
+        md = Path(args.markdown or REPO / "BENCHMARKS.md")
+        update_markdown(md, markdown_block(rows, data["meta"], fanout, curves))
+        log(f"{md} updated from {args.render}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render(args)
     if os.geteuid() != 0:
         log("bench-e2e: must run as root (network namespaces, AF_PACKET)")
         return 2
@@ -354,7 +494,13 @@ def main(argv: list[str]) -> int:
                       f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, generator {args.generator} + counter on CPU {args.gen_cpu}, relay processes + "
                       f"rin0 softirq (RPS) on CPU {args.relay_cpu}, rcv0 softirq "
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
-                      "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs)"
+                      "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
+                      "mcrelay-xdp turns GRO on on the receivers' veth ends and threaded NAPI on rin0, its kthread "
+                      f"pinned to CPU {args.relay_cpu}, while it runs)"
+                      + (f", curves: {args.curve_streams} stream(s) × {args.curve_payload} B at "
+                         + ", ".join("max" if r is None else f"{r:.0f}" for r in args.curve_rate_list) + " pps"
+                         if args.curve else "")
+                      + (f", fan-out: 1 stream to {args.fanout} output links (own IPv4 lab)" if args.fanout else "")
                       + (", families " + " then ".join(args.family_list) + " (IPv6: nodad global addresses, "
                          "sender namespace without IPv6)" if args.family_list != ["ipv4"] else ""))}
     prioritise(args.nice)
@@ -369,6 +515,14 @@ def main(argv: list[str]) -> int:
         for family in args.family_list:
             bench.setup(family)
             failures += bench.measure()
+            if args.curve and family == "ipv4":
+                failures += bench.measure_curves()
+        if args.curve and "ipv4" not in args.family_list:
+            bench.setup("ipv4")
+            failures += bench.measure_curves()
+        if args.fanout:
+            bench.setup("ipv4", outputs=args.fanout)
+            failures += bench.measure(args.fanout_relay_list, [1], args.fanout_payload_list, bench.fanout_rows)
     except HarnessError as e:
         log(f"bench-e2e: HARNESS FAILURE: {e}")
         return 3
@@ -380,17 +534,21 @@ def main(argv: list[str]) -> int:
     meta["load_end"] = load()
     if args.smoke:
         print("smoke run: one 2000 pps trial per row; rates below are not a measurement")
-    print(print_report(bench.rows))
+    print(print_report(bench.rows, bench.fanout_rows, bench.curves))
     if not args.smoke or args.json:
         path = Path(args.json or REPO / "bench/results/e2e-latest.json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"meta": meta, "rows": bench.rows, "trials": bench.trials}, indent=1,
+        path.write_text(json.dumps({"meta": meta, "rows": bench.rows, "fanout": bench.fanout_rows,
+                                   "curves": bench.curves, "trials": bench.trials}, indent=1,
                                    sort_keys=True, default=str) + "\n")
         log(f"trials written to {path}")
     if not args.no_markdown and (args.markdown or not args.smoke):
         md = Path(args.markdown or REPO / "BENCHMARKS.md")
-        update_markdown(md, markdown_block(bench.rows, meta))
+        update_markdown(md, markdown_block(bench.rows, meta, bench.fanout_rows, bench.curves))
         log(f"{md} updated")
+    if bench.invalid:
+        log(f"bench-e2e: {bench.invalid} row(s) INVALID: the relay did not carry the trials as labelled")
+        return 1
     if args.smoke:
         return 1 if failures else 0
     return 0

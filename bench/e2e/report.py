@@ -39,23 +39,119 @@ def beside(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (relays.index(r["relay"]), r["streams"], r["payload"], family(r)))
 
 
+def relay_cell(r: dict) -> str:
+    """The relay's name, with any setting its row changed beside it (mcrelay-xdp: GRO on rcv0...)."""
+    return r["relay"] + (f" ({r['settings']})" if r.get("settings") and "no setting" not in r["settings"] else "")
+
+
+def relay_cost(r: dict, per_input: bool = False) -> float | None:
+    """CPU on the relay's core per datagram: that core's non-idle time (/proc/stat) over the trial,
+    which holds the relay's processes, its threaded-NAPI kthread and the core's softirq, each
+    counted once. Not process + softirq: under tick accounting a tick in softirq is charged to
+    the interrupted task as well, so that sum counts softirq twice (measured: 3.3 s of "process +
+    softirq" on one core in a 2.6 s trial). It includes other sessions' work on that core (the
+    load average is recorded). None when not measured."""
+    if r.get("status") != "measured":
+        return None
+    return r.get("relay_busy_us" + ("_per_input" if per_input else ""))
+
+
 def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
     for r in beside(rows):
         measured = r.get("status") == "measured"
         out.append([
-            r["relay"], family(r), str(r["streams"]), str(r["payload"]), fmt_rate(r),
+            relay_cell(r), family(r), str(r["streams"]), str(r["payload"]), fmt_rate(r),
             fmt_num(r.get("mbit_s"), 1) if measured else "",
             (fmt_num(r.get("relay_cpu_us")) if r["cpu_kind"] == "process" else "n/a (no process)") if measured else "",
             fmt_num(r.get("relay_softirq_us")) if measured else "",
             fmt_num(r.get("softirq_us")) if measured else "",
+            (fmt_num(r.get("kthread_us")) if r.get("kthread_us") else "") if measured else "",
+            fmt_num(r.get("relay_busy_us")) if measured else "",
             str(r.get("trials", "")) if measured else "",
         ])
     return out
 
 
 HEADERS = ["relay", "family", "streams", "payload B", "zero-loss pps", "Mbit/s (payload)", "relay process CPU µs/pkt",
-           "relay-core softirq µs/pkt", "softirq µs/pkt (all CPUs)", "trials"]
+           "relay-core softirq µs/pkt", "softirq µs/pkt (all CPUs)", "of process: NAPI kthread µs/pkt",
+           "relay core busy µs/pkt", "trials"]
+
+
+def cost_rows(rows: list[dict], fanout: bool = False) -> list[list[str]]:
+    """Issue #14's goal: CPU per datagram on the relay's core (process + softirq) at most half the
+    kernel's, in the same run. One line per configuration and relay (the kernel's own line is 1)."""
+    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+    out = []
+    for r in beside(rows):
+        k = by.get(("kernel", family(r), r["streams"], r["payload"]))
+        mine = relay_cost(r, per_input=fanout)
+        kc = relay_cost(k, per_input=fanout) if k else None
+        if mine is None:
+            continue
+        ratio_text, verdict_text = "n/a", ""
+        if kc:
+            value = mine / kc
+            ratio_text = f"{value:.2f}"
+            if r["relay"] != "kernel":
+                verdict_text = "met" if value <= 0.5 else "missed"
+        out.append([relay_cell(r), family(r), str(r["streams"]), str(r["payload"]), fmt_rate(r), f"{mine:.2f}",
+                    fmt_num(kc), ratio_text, verdict_text])
+    return out
+
+
+def cost_headers(fanout: bool = False) -> list[str]:
+    unit = "µs per input datagram" if fanout else "µs/pkt"
+    return ["relay", "family", "streams", "payload B", "zero-loss pps" + (" (input)" if fanout else ""),
+            f"relay core busy {unit}", f"kernel's {unit}", "relay / kernel", "goal ≤ 0.5"]
+
+
+def fanout_rows_table(rows: list[dict]) -> list[list[str]]:
+    out = []
+    for r in beside(rows):
+        measured = r.get("status") == "measured"
+        n = r.get("fanout", 1)
+        out.append([relay_cell(r), str(n), str(r["payload"]), fmt_rate(r),
+                    f"{r['zero_loss_pps'] * n:,.0f}" if measured and r.get("zero_loss_pps") else "",
+                    fmt_num(r.get("relay_cpu_us_per_input")) if measured and r["cpu_kind"] == "process" else
+                    ("n/a (no process)" if measured else ""),
+                    fmt_num(r.get("relay_softirq_us_per_input")) if measured else "",
+                    fmt_num(r.get("relay_busy_us_per_input")) if measured else "",
+                    fmt_num(relay_cost(r)) if measured else "",
+                    fmt_num(r.get("softirq_us_per_input")) if measured else "",
+                    str(r.get("trials", "")) if measured else ""])
+    return out
+
+
+FANOUT_HEADERS = ["relay", "outputs", "payload B", "zero-loss pps (input)", "copies/s", "relay process CPU µs per input",
+                  "relay-core softirq µs per input", "relay core busy µs per input", "relay core busy µs per copy", "softirq µs per input (all CPUs)", "trials"]
+
+
+def curve_tables(curves: list[dict]) -> list[tuple[str, list[list[str]]]]:
+    out = []
+    for c in curves:
+        title = f"{relay_cell(c)}, {c['streams']} stream(s) × {c['payload']} B"
+        if c.get("status") != "measured":
+            out.append((f"{title}: {c.get('status')}", []))
+            continue
+        top = max((p["offered"] for p in c["points"]), default=0)
+        title += (f": **{c['verdict']}** (peak {c['peak_delivered']:,.0f} pps delivered, "
+                  f"{c['delivered_at_max']:,.0f} at the highest offered rate"
+                  + (f"; generator's ceiling {c['generator_max']:,.0f} pps" if c.get("generator_max") else "") + ")")
+        lines = []
+        for p in c["points"]:
+            cost = p.get("relay_busy_us")
+            mark = "collapses" if c["verdict"] == "collapses" and p["offered"] == top else ""
+            lines.append(["max (unpaced)" if p["requested"] is None else f"{p['requested']:,.0f}",
+                          f"{p['offered']:,.0f}", f"{p['delivered']:,.0f}", f"{p['loss_pct']:.1f}",
+                          fmt_num(p.get("relay_cpu_us")) if c["cpu_kind"] == "process" else "n/a",
+                          fmt_num(p.get("relay_softirq_us")), fmt_num(cost), mark])
+        out.append((title, lines))
+    return out
+
+
+CURVE_HEADERS = ["asked pps", "offered pps (generator)", "delivered pps", "loss %", "relay process µs/delivered",
+                 "relay-core softirq µs/delivered", "relay core busy µs/delivered", "verdict"]
 
 
 def ratio_rows(rows: list[dict]) -> list[list[str]]:
@@ -71,6 +167,10 @@ def ratio_rows(rows: list[dict]) -> list[list[str]]:
             cells.append(ratio(m, o))
         if has_udp_row(rows):
             cells.append(ratio(by.get(("mcrelay-udp", fam, streams, payload)), by.get(("kernel", fam, streams, payload))))
+        for variant in XDP_RELAYS:
+            if any(r["relay"] == variant for r in rows):
+                cells.append(ratio(by.get((variant, fam, streams, payload)), by.get(("kernel", fam, streams, payload)),
+                                   subject=variant))
         for variant, _ in GSO_COLUMNS:
             if any(r["relay"] == variant for r in rows):
                 cells.append(ratio(by.get((variant, fam, streams, payload)), by.get(("mcrelay-udp", fam, streams, payload))))
@@ -98,12 +198,16 @@ GSO_COLUMNS = [
 ]
 
 
+XDP_RELAYS = ("mcrelay-xdp", "mcrelay-xdp-generic")
+
+
 def has_udp_row(rows: list[dict]) -> bool:
     return any(r["relay"] == "mcrelay-udp" for r in rows)
 
 
 def ratio_headers(rows: list[dict]) -> list[str]:
     return RATIO_HEADERS + (["mcrelay-udp / kernel"] if has_udp_row(rows) else []) + \
+        [f"{v} / kernel" for v in XDP_RELAYS if any(r["relay"] == v for r in rows)] + \
         [title for variant, title in GSO_COLUMNS if any(r["relay"] == variant for r in rows)]
 
 
@@ -147,17 +251,43 @@ def both_families(rows: list[dict]) -> bool:
     return len(families(rows)) == 2
 
 
-def print_report(rows: list[dict]) -> str:
+def print_report(rows: list[dict], fanout: list[dict] = (), curves: list[dict] = ()) -> str:
     text = (text_table(HEADERS, table_rows(rows)) + "\n\nzero-loss rate ratios (within each family)\n"
             + text_table(ratio_headers(rows), ratio_rows(rows)))
     if both_families(rows):
         text += "\n\nIPv6 / IPv4 zero-loss rate, per relay\n" + text_table(family_headers(rows), family_rows(rows))
+    if any(r["relay"] == "kernel" for r in rows):
+        text += "\n\nCPU per datagram on the relay's core against the kernel's\n" + text_table(cost_headers(), cost_rows(rows))
+    if fanout:
+        text += "\n\nfan-out: one input stream to several output links\n" + text_table(FANOUT_HEADERS, fanout_rows_table(fanout))
+        if any(r["relay"] == "kernel" for r in fanout):
+            text += "\n" + text_table(cost_headers(True), cost_rows(fanout, True))
+    for title, lines in curve_tables(list(curves)):
+        text += f"\n\ndelivered versus offered: {title}" + ("\n" + text_table(CURVE_HEADERS, lines) if lines else "")
     return text
 
 
-def markdown_block(rows: list[dict], meta: dict) -> str:
-    notes = [f"- {r['relay']} {family(r)} {r['streams']}×{r['payload']} B: {r['status']}" for r in rows
-             if r.get("status") != "measured"]
+def markdown_block(rows: list[dict], meta: dict, fanout: list[dict] = (), curves: list[dict] = ()) -> str:
+    notes = [f"- {r['relay']} {family(r)} {r['streams']}×{r['payload']} B"
+             + (f" fanned out to {r['fanout']}" if r.get("fanout") else "") + f": {r['status']}"
+             for r in [*rows, *fanout] if r.get("status") != "measured"]
+    extra: list[str] = []
+    if any(r["relay"] == "kernel" for r in rows):
+        extra += ["", "CPU per datagram on the relay's core (its non-idle time over the best zero-loss trial: the relay's "
+                  "processes, any threaded-NAPI kthread and the core's softirq, each counted once; other sessions' work "
+                  "on that core included) against the kernel's in the same configuration, each at its own zero-loss "
+                  "rate; issue #14's goal is at most half:", "",
+                  md_table(cost_headers(), cost_rows(rows))]
+    if fanout:
+        extra += ["", f"Fan-out: one input stream to {fanout[0].get('fanout', '?')} output links (own IPv4 lab, one "
+                  "receiver counter per link; every copy counted):", "",
+                  md_table(FANOUT_HEADERS, fanout_rows_table(list(fanout)))]
+        if any(r["relay"] == "kernel" for r in fanout):
+            extra += ["", md_table(cost_headers(True), cost_rows(list(fanout), True))]
+    for title, lines in curve_tables(list(curves)):
+        extra += ["", f"Delivered versus offered, {title}" + (":" if lines else "")]
+        if lines:
+            extra += ["", md_table(CURVE_HEADERS, lines)]
     return "\n".join([
         BEGIN,
         f"Latest end-to-end run: **{meta['date']}** on `{meta['cpu']}`, {meta['nproc']} CPUs, kernel "
@@ -178,6 +308,7 @@ def markdown_block(rows: list[dict], meta: dict) -> str:
         md_table(ratio_headers(rows), ratio_rows(rows)),
         *(["", "IPv6 against IPv4, zero-loss rates per relay (each family in its own lab, same run):", "",
            md_table(family_headers(rows), family_rows(rows))] if both_families(rows) else []),
+        *extra,
         *([""] + notes if notes else []),
         END,
     ])

@@ -93,9 +93,10 @@ def softirq_seconds_between(before: dict[str, list[int]], after: dict[str, list[
     return (after[key][SOFTIRQ] - before[key][SOFTIRQ]) / CLK_TCK
 
 
-def busy_seconds_between(before: dict[str, list[int]], after: dict[str, list[int]]) -> float:
-    """Non-idle time of all CPUs (everything but idle and iowait)."""
-    b, a = before["cpu"], after["cpu"]
+def busy_seconds_between(before: dict[str, list[int]], after: dict[str, list[int]], cpu: int | None = None) -> float:
+    """Non-idle time of all CPUs, or of one (everything but idle and iowait)."""
+    key = "cpu" if cpu is None else f"cpu{cpu}"
+    b, a = before[key], after[key]
     total = sum(a[:8]) - sum(b[:8])
     idle = (a[3] + a[4]) - (b[3] + b[4])
     return (total - idle) / CLK_TCK
