@@ -338,3 +338,43 @@ struct EndToEndXDPTests {
         }
     }
 }
+
+extension EndToEndXDPTests {
+    /// RelayEndToEndTests.malformedFrames on the XDP path: the injector's five kinds of broken
+    /// frame (50 each) go to the group of a rule the program carries. The program must pass
+    /// them to the kernel (it forwards only frames Forwarder would), where the workers' packet
+    /// path counts each by its reason; the good stream beside them is redirected by XDP, every
+    /// datagram once, and nothing else reaches the output.
+    @Test("malformed frames to an XDP-carried group: the program passes them, the packet path counts each by reason, none forwarded; the good stream all by XDP")
+    func malformedFrames() throws {
+        let stream = Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:\(stream.input)", ["rout0:\(stream.output)"])]) }
+        try withXDPRelay("xdpj", config: config) { lab, daemon in
+            try daemon.waitSettled()
+            let paths = try #require(try daemon.stats().dataPath, "stats --json has no data_path with --data-path xdp")
+            #expect(paths.rules.first?.path == "xdp", "the rule's path: \(paths.lines)")
+            let capture = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { capture.close() }
+            let count = 500, size = 200
+            let receiver = try Receiver(lab, streams: [stream], expect: count, size: size)
+            let redirectedBefore = try redirected(lab)
+            let injected = try lab.must(lab.sender, ["python3", "-c", RelayEndToEndTests.malformedFrameInjector, "snd0", "50"])
+            #expect(injected.stdout.contains("sent 250"), "injector: \(injected)")
+            try send(lab, streams: [stream], count: count, rate: 500, size: size)
+            expectDelivered(try receiver.finish(), [stream], count: count)
+            let carried = try redirected(lab) - redirectedBefore
+            #expect(carried == count, "rin0 rx_queue_0_xdp_redirect grew by \(carried): \(count) good datagrams sent beside 250 malformed")
+            expectOneDatagramPerFrame(capture, [stream], count: count, size: size)
+            let stats = try daemon.stats()
+            for reason in ["bad_checksum", "truncated", "fragment", "bad_length", "bad_ipv4_header"] {
+                let counted = stats.drops.nonZero.first { $0.reason.description == reason }?.count ?? 0
+                #expect(counted == 50, "\(reason): the packet path counted \(counted) of 50 injected")
+            }
+            #expect(stats.rules.first?.packets == UInt64(count) && stats.rules.first?.outputs.first?.packets == UInt64(count),
+                    "counted: \(stats.rules.map { "\($0.in) \($0.packets)" })")
+            print("EndToEndXDPTests: 250 malformed injected, dropped by reason on the packet path: "
+                  + stats.drops.nonZero.map { "\($0.reason) \($0.count)" }.joined(separator: ", ")
+                  + "; good stream \(count) sent, XDP redirected \(carried)")
+        }
+    }
+}
