@@ -31,6 +31,20 @@ int cln_ethtool_gro(const char *ifname) {
     return result < 0 ? result : (value != 0);
 }
 
+int cln_ethtool_set_gro(const char *ifname, int on) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ethtool_value request = { .cmd = ETHTOOL_SGRO, .data = on ? 1 : 0 };
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    ifr.ifr_data = (void *)&request;
+    int result = ioctl(fd, SIOCETHTOOL, &ifr);
+    int saved = errno;
+    close(fd);
+    return result < 0 ? -saved : 0;
+}
+
 int cln_ethtool_lro(const char *ifname) {
     unsigned int value = 0;
     int result = ethtool_value(ifname, ETHTOOL_GFLAGS, &value);

@@ -51,6 +51,10 @@ struct DaemonCommand: ParsableCommand {
     var xdpObject: String?
     @Option(name: .long, help: "With --data-path xdp: native (in the driver, default; outputs must take redirected frames: a veth only while its peer has GRO on) or generic (after the driver, on socket buffers: slower, any device).")
     var xdpMode: String?
+    @Option(name: .long, help: "Where the kernel does the input interfaces' receive work: threaded (default: in a kernel thread per receive queue, /sys/class/net/IF/threaded = 1, with GRO turned on on a veth input, which has NAPI only then; restored at exit), so that an input offered more than the workers can forward drops the excess at the device instead of starving the workers (receive livelock); or kernel (left as it is). Not used with --data-path xdp.")
+    var inputNapi: String = InputNAPISetting.default.rawValue
+    @Option(name: .long, help: "Nice value of the worker processes (-20...19; default -10, so they outweigh the inputs' receive threads at nice 0 on a shared CPU; a lower value the daemon was started with is kept).")
+    var workerNice: Int32 = WorkerPriority.defaultNice
     @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
     var record: String?
     @Option(name: .long, help: "Size limit of the --record directory in bytes (suffixes K, M, G). Default 256M.")
@@ -137,6 +141,16 @@ struct DaemonCommand: ParsableCommand {
             }
             supervisorOptions.xdpMode = mode
         }
+        guard let napi = InputNAPISetting(rawValue: inputNapi) else {
+            printError("--input-napi: \"\(inputNapi)\" is not threaded or kernel")
+            throw ExitCode.failure
+        }
+        supervisorOptions.inputNAPI = napi
+        guard WorkerPriority.range.contains(workerNice) else {
+            printError("--worker-nice: \(workerNice) is not in -20...19")
+            throw ExitCode.failure
+        }
+        supervisorOptions.workerNice = workerNice
         if let recordLimit { supervisorOptions.recordLimitBytes = try parseByteSize(recordLimit, option: "--record-limit") }
         let supervisor: Supervisor
         do {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -155,6 +156,17 @@ class KernelDriver(RelayDriver):
     cpu_kind = "softirq"
     family = "ipv4"
 
+    def available(self) -> tuple[bool, str]:
+        # a kernel built without CONFIG_IP_MROUTE / CONFIG_IPV6_MROUTE has no multicast routing at
+        # all (seen here: 6.18.44-fc-v1252): say so instead of failing on its missing /proc files
+        missing = [f for f in ("/proc/net/ip_mr_cache", "/proc/net/ip6_mr_cache") if not os.path.exists(f)]
+        if missing:
+            return False, (f"this kernel ({os.uname().release}) has no multicast routing "
+                           f"({', '.join(missing)} missing: CONFIG_IP_MROUTE/CONFIG_IPV6_MROUTE not set)")
+        if not shutil.which("smcrouted"):
+            return False, "smcrouted not installed (make deps)"
+        return True, ""
+
     def out_key(self, s: Stream) -> tuple[str, int]:
         return (s.in_group, s.in_port)  # the kernel forwards unchanged
 
@@ -222,6 +234,9 @@ class McrelayDriver(RelayDriver):
         "mcrelay-udp": (["--egress", "udp"], False),
         "mcrelay-udp-on": (["--egress", "udp", "--segmentation", "on"], False),
         "mcrelay-udp-nic": (["--egress", "udp"], True),
+        # the receive work as the kernel has it (softirq, steered to the relay core by RPS): the
+        # packet path before --input-napi threaded became the default (receive livelock)
+        "mcrelay-softirq": (["--input-napi", "kernel"], False),
     }
 
     def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
@@ -269,6 +284,7 @@ class McrelayDriver(RelayDriver):
         args += self.flags
         if self.emulate_nic:
             run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "off"])
+        before = napi_threads("napi/rin0-")
         self._spawn(args, "mcrelay.log", env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
 
         def ready():
@@ -277,6 +293,48 @@ class McrelayDriver(RelayDriver):
             return self.stats() is not None
         wait_until(ready, 20, "mcrelay to answer `stats` on its control socket", interval=0.2)
         time.sleep(0.5)  # workers bind their rings after the supervisor answers
+        if self.input_napi_threaded():
+            self._place_receive_thread(before)
+
+    # -- the packet path's threaded receive (the daemon's --input-napi threaded, its default) ----
+    input_threads: list[int] = []
+    rps_restore: str | None = None
+
+    def input_napi_threaded(self) -> bool:
+        """Whether this row's daemon makes rin0's receive work threaded (the packet path's default)."""
+        return "--data-path" not in self.flags and "--input-napi" not in self.flags
+
+    def _place_receive_thread(self, before: set[int]) -> None:
+        """The daemon moved rin0's receive work into a kernel thread (napi/rin0-N). Like every
+        relay's receive work it goes on the relay's core: pinned there, at the nice level 10 above
+        the harness's (the daemon runs its workers 10 below the kernel's 0; the harness shifts every
+        relay process to its --nice), and rin0's RPS (the lab's way of putting softirq receive
+        work on the relay core) off, or it would hand every frame back to that core's softirq."""
+        threaded = run(["ip", "netns", "exec", self.lab.rly, "cat", "/sys/class/net/rin0/threaded"], check=False).stdout.strip()
+        if threaded != "1":
+            raise HarnessError(f"mcrelay (--input-napi threaded) left /sys/class/net/rin0/threaded at {threaded!r}:\n" + self.log_tail())
+        mine = wait_until(lambda: napi_threads("napi/rin0-") - before, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
+        if len(mine) != 1:
+            raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
+        self.input_threads = sorted(mine)
+        if self.cpu is not None:
+            for pid in mine:
+                run(["taskset", "-p", "-c", str(self.cpu), str(pid)])
+                run(["renice", "-n", str(self.lab.nice + 10), "-p", str(pid)])
+        path = "/sys/class/net/rin0/queues/rx-0/rps_cpus"
+        self.rps_restore = run(["ip", "netns", "exec", self.lab.rly, "cat", path]).stdout.strip()
+        run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", f"echo 0 > {path}"])
+        self.settings = self.receive_settings()
+
+    def receive_settings(self) -> str:
+        if not self.input_napi_threaded():
+            return ""
+        return (f"rin0 threaded NAPI and GRO on (set by the daemon: --input-napi threaded, its default); the harness pins "
+                f"napi/rin0 to CPU {self.cpu} at nice {self.lab.nice + 10} (10 above the relay's, as the daemon's workers "
+                "are to the kernel's 0) and turns rin0's RPS off")
+
+    def kthread_pids(self) -> list[int]:
+        return list(self.input_threads)
 
     def stats(self) -> dict | None:
         done = subprocess.run([str(self.binary), "stats", "--json", "--control", str(self.control)],
@@ -290,10 +348,18 @@ class McrelayDriver(RelayDriver):
             return {"unparsed": done.stdout[-2000:]}
 
     def extra_stats(self) -> dict:
-        return {"stats": self.stats()}
+        extra = {"stats": self.stats()}
+        if self.input_threads:
+            extra.update(settings=self.receive_settings(), napi_kthreads=self.kthread_pids())
+        return extra
 
     def stop(self) -> None:
         super().stop()
+        self.input_threads = []
+        if self.rps_restore is not None:
+            run(["ip", "netns", "exec", self.lab.rly, "sh", "-c",
+                 f"echo {self.rps_restore} > /sys/class/net/rin0/queues/rx-0/rps_cpus"], check=False)
+            self.rps_restore = None
         if self.emulate_nic:
             run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "on"])
 

@@ -45,7 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="a few seconds: one low-rate trial per relay; checks the harness, never speed")
     p.add_argument("--relays", default="socat,kernel,mcrelay",
                    help="comma list of socat, kernel, mcrelay (defaults), mcrelay-udp (--egress udp), mcrelay-udp-on "
-                        "(--egress udp --segmentation on: GSO super-frames cross the veth), mcrelay-udp-nic (--egress udp "
+                        "(--egress udp --segmentation on: GSO super-frames cross the veth), mcrelay-softirq (--input-napi kernel: the "
+                        "input's receive work left in softirq), mcrelay-udp-nic (--egress udp "
                         "with rout0 emulating a NIC without USO), mcrelay-xdp (--data-path xdp, native: rin0 threaded "
                         "NAPI pinned to the relay's CPU, GRO on on the receiver's veth end), mcrelay-xdp-generic "
                         "(--data-path xdp --xdp-mode generic, no setting changed)")
@@ -64,6 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--curve-relays", default=None, help="relays of the curves (default: --relays)")
     p.add_argument("--curve-streams", type=int, default=1, help="streams of the curves (default 1)")
     p.add_argument("--curve-payload", type=int, default=64, help="payload of the curves (default 64)")
+    p.add_argument("--curve-fanout", action="store_true",
+                   help="with --curve and --fanout: the curves also in the fan-out lab (one input, every copy counted), "
+                        "where the relays' work per offered datagram is several times larger, so the generator can overload them")
     p.add_argument("--streams", default=None, help="comma list of stream counts (default 1,100; smoke: 3)")
     p.add_argument("--payloads", default="64,1316", help="comma list of UDP payload sizes (bytes)")
     p.add_argument("--family", default="ipv4",
@@ -143,7 +147,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-RELAYS = ("socat", "kernel", "mcrelay", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic", "mcrelay-xdp",
+RELAYS = ("socat", "kernel", "mcrelay", "mcrelay-softirq", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic", "mcrelay-xdp",
           "mcrelay-xdp-generic")
 
 
@@ -352,6 +356,7 @@ class Bench:
         for name in a.curve_relay_list:
             d = self.driver(name)
             curve = {"relay": name, "family": self.family, "streams": a.curve_streams, "payload": a.curve_payload,
+                     "outputs": self.lab.outputs,
                      "cpu_kind": d.cpu_kind, "settings": d.settings, "points": []}
             self.curves.append(curve)
             ok, why = d.available()
@@ -523,6 +528,8 @@ def main(argv: list[str]) -> int:
         if args.fanout:
             bench.setup("ipv4", outputs=args.fanout)
             failures += bench.measure(args.fanout_relay_list, [1], args.fanout_payload_list, bench.fanout_rows)
+            if args.curve and args.curve_fanout:
+                failures += bench.measure_curves()
     except HarnessError as e:
         log(f"bench-e2e: HARNESS FAILURE: {e}")
         return 3

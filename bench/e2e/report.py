@@ -130,7 +130,8 @@ FANOUT_HEADERS = ["relay", "outputs", "payload B", "zero-loss pps (input)", "cop
 def curve_tables(curves: list[dict]) -> list[tuple[str, list[list[str]]]]:
     out = []
     for c in curves:
-        title = f"{relay_cell(c)}, {c['streams']} stream(s) × {c['payload']} B"
+        title = f"{relay_cell(c)}, {c['streams']} stream(s) × {c['payload']} B" + \
+            (f" fanned out to {c['outputs']} output links (delivered: copies per second, all links)" if c.get("outputs", 1) > 1 else "")
         if c.get("status") != "measured":
             out.append((f"{title}: {c.get('status')}", []))
             continue

@@ -1,9 +1,11 @@
-// Interface offload queries for `mcrelay doctor` (SIOCETHTOOL is a variadic ioctl Swift cannot call).
+// Interface offload queries for `mcrelay doctor` (and the one GRO switch of input NAPI threading) (SIOCETHTOOL is a variadic ioctl Swift cannot call).
 #pragma once
 
 // Reads an ethtool feature of `ifname`: returns 1 (on), 0 (off) or -errno (e.g. -EOPNOTSUPP).
 int cln_ethtool_gro(const char *ifname);
 int cln_ethtool_lro(const char *ifname);
+// Turns GRO on or off (ETHTOOL_SGRO; needs CAP_NET_ADMIN). Returns 0 or -errno.
+int cln_ethtool_set_gro(const char *ifname, int on);
 
 // The driver name (ETHTOOL_GDRVINFO: "veth", "bridge", "macvlan", "tun", "vxlan", "e1000e",
 // ...) into `driver` (NUL-terminated, at most capacity - 1 bytes). Returns 0 or -errno.

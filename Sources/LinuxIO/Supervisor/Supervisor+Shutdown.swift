@@ -63,6 +63,7 @@ extension Supervisor {
         for client in clients { client.close() }
         clients.removeAll()
         links.close()
+        for line in inputNAPI?.restore() ?? [] { logger.info("\(line)") }
         print("mcrelay: final counters")
         print(final.text, terminator: "")
         fflush(nil)

@@ -27,10 +27,19 @@ extension Supervisor {
             xdp.planSent(plan, now: MonotonicClock.now())
             for problem in xdp.takeProblems() { logger.warning("\(problem)") }
         }
+        if case .running = shutdown { useInputs(plan.ingress.map(\.interface)) }
         let worker = workers[plan.worker.rawValue]
         guard worker.ready else { return }
         do { try worker.send(.install(plan)) } catch {
             logger.error("cannot encode plan v\(plan.version) for \(worker.id): \(error)")
+        }
+    }
+
+    /// `--input-napi threaded`: the receive work of these inputs in kernel threads (where not yet).
+    func useInputs(_ interfaces: [InterfaceName]) {
+        guard let inputNAPI else { return }
+        for (notice, line) in inputNAPI.use(interfaces) {
+            if notice { logger.notice("\(line)") } else { logger.info("\(line)") }
         }
     }
 

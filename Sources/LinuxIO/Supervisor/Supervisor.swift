@@ -42,6 +42,8 @@ public final class Supervisor {
     var proxySettings: [ProxyConfiguration] = []
     /// `--data-path xdp` (XDP/XDPDataPath.swift).
     var xdp: XDPDataPath?
+    /// `--input-napi threaded`: the inputs' receive work in kernel threads (nil with --data-path xdp).
+    var inputNAPI: InputNAPIThreads?
 
     static let maximumClients = 128
 
@@ -125,6 +127,14 @@ public final class Supervisor {
             links.close()
             throw SupervisorStartError("--record: \(error.message)")
         }
+        // Before --user drops root: the inputs of the config (the sysfs file is root's), and the
+        // workers' right to run at --worker-nice.
+        if xdp == nil {
+            inputNAPI = InputNAPIThreads(setting: options.inputNAPI)
+            useInputs(specs.map(\.input.interface))
+        }
+        setenv(WorkerPriority.environmentVariable, "\(options.workerNice)", 1)
+        if let problem = WorkerPriority.allow(nice: options.workerNice) { logger.warning("\(problem)") }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
     }
 
@@ -301,6 +311,7 @@ public final class Supervisor {
                 logger.info("interface \(interface) is up")
                 recordEvent("iface_up", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceUp(interface), now: now)
+                if inputNAPI?.inputs.contains(interface) == true { useInputs([interface]) }
                 // Workers retry what waits for it now (a re-created output's sockets, an input
                 // that failed to open), not when their 500 ms / 1 s timers come round.
                 for worker in workers where worker.ready { try? worker.send(.linkUp(interface)) }

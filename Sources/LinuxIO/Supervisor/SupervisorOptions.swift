@@ -17,6 +17,10 @@ public struct SupervisorOptions: Sendable {
     /// `--data-path xdp`: the BPF object to load and attach (nil: `--data-path packet`).
     public var xdpObject: String?
     public var xdpMode: XDPDataPath.Mode = .native
+    /// `--input-napi` (InputNAPIThreads.swift).
+    public var inputNAPI: InputNAPISetting = .default
+    /// `--worker-nice` (WorkerPriority.swift).
+    public var workerNice: Int32 = WorkerPriority.defaultNice
 
     public init(controlPath: String = ControlProtocol.defaultSocketPath, configPath: String? = nil,
                 workerCount: Int, dispatchMode: DispatchMode = .fanout, workerExecutable: String = "/proc/self/exe") {

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The workers' scheduling priority (`--worker-nice`, default -10).
+///
+/// A worker competes for its CPU with the kernel's threaded-NAPI receive threads of its inputs
+/// (`InputNAPIThreads`; nice 0). At equal weight an overloaded input's receive thread would take
+/// half the CPU, filling a socket the worker cannot drain, and the excess would be dropped only
+/// after it cost the shared CPU. At nice -10 the worker's weight is 9.3 times the receive
+/// thread's: while both are runnable the worker gets about 90%, and the receive thread runs
+/// fully whenever the worker sleeps, so the two share the CPU in the ratio of their work.
+/// A lower nice value than this (set by an operator or `nice -n -20`) is kept.
+public enum WorkerPriority {
+    public static let environmentVariable = "MCRELAY_WORKER_NICE"
+    public static let defaultNice: Int32 = -10
+    public static let range: ClosedRange<Int32> = -20...19
+
+    /// In the supervisor, before `--user` drops root (CAP_SYS_NICE): its own nice value to
+    /// `nice` unless lower already. The worker processes it forks inherit it under any identity
+    /// (an unprivileged worker could not lower its own, and raising RLIMIT_NICE for it needs
+    /// CAP_SYS_RESOURCE, which containers often lack). The supervisor itself only wakes for
+    /// control events, so its share of a CPU is unchanged in practice. Returns a problem, or nil.
+    public static func allow(nice: Int32) -> String? {
+        lower(to: nice).map { "\($0); workers run at the daemon's nice value" }
+    }
+
+    /// In a worker, before it starts any thread (nice is per thread; new threads inherit it):
+    /// the nice value of `MCRELAY_WORKER_NICE` (default -10) unless this one is lower already.
+    /// Returns a problem for the supervisor's log, or nil.
+    static func apply() -> String? {
+        var target = defaultNice
+        if let text = getenv(environmentVariable).map({ String(cString: $0) }), !text.isEmpty {
+            guard let value = Int32(text), range.contains(value) else {
+                return "\(environmentVariable)=\"\(text)\" is not a nice value in \(range.lowerBound)...\(range.upperBound); nice left as it is"
+            }
+            target = value
+        }
+        return lower(to: target).map { "\($0); under overload the inputs' receive threads then take a larger share of a shared CPU" }
+    }
+
+    /// This thread's nice value to `target` unless lower already; a problem, or nil.
+    static func lower(to target: Int32) -> String? {
+        errno = 0
+        let current = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        guard errno == 0 else { return "getpriority: \(String(cString: strerror(errno)))" }
+        guard current > target else { return nil }
+        guard setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, target) == 0 else {
+            return "cannot lower the nice value from \(current) to \(target): \(String(cString: strerror(errno))) (needs root or CAP_SYS_NICE)"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,152 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinuxNet
+import RelayCore
+
+/// `--input-napi`: where the kernel does an input interface's receive work.
+public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// In a kernel thread per receive queue (`/sys/class/net/IF/threaded` = 1), which the
+    /// scheduler weighs against the workers. The default.
+    case threaded
+    /// As the kernel has it (usually softirq on the CPU that took the interrupt or, on a veth,
+    /// on the sender's CPU or an RPS CPU): nothing is changed.
+    case kernel
+
+    public static let `default`: InputNAPISetting = .threaded
+    public var description: String { rawValue }
+}
+
+/// Receive livelock, and why the daemon makes its inputs' NAPI threaded.
+///
+/// Softirq runs before any thread on its CPU. When a worker shares a CPU with its input's
+/// receive softirq and the input is offered more than the worker can forward, softirq keeps
+/// filling the worker's socket, the worker gets less and less of the CPU, and the delivered rate
+/// falls as the offered rate grows: measured on the bench lab, 200k pps delivered at 200k offered
+/// and 11k at 847k (BENCHMARKS.md, "Receive livelock"). Raising the worker's priority does not
+/// help (softirq is not scheduled). Threaded NAPI moves the receive work into a kernel thread
+/// (`napi/IF-N`), a normal SCHED_OTHER task at nice 0; the workers run at nice -10
+/// (`WorkerPriority`), so under overload the worker drains its socket first and the excess is
+/// dropped where it costs the shared CPU nothing: in the device's ring (a NIC) or in the
+/// sender's transmit (a veth). Measured: the same lab then holds its peak (BENCHMARKS.md).
+///
+/// A veth has NAPI only while GRO is on (or an XDP program is attached), so for a veth input
+/// the daemon turns GRO on first; for UDP that coalesces nothing unless a socket asked for UDP
+/// GRO or the device has rx-udp-gro-forwarding on, so the workers still see one datagram per
+/// frame. Devices without NAPI (loopback, tun, macvlan, a bridge) are left as they are.
+///
+/// What the daemon changed it restores when it stops, on the same device (same ifindex). Under
+/// `--user` the sysfs file is root's: inputs known at start are changed before the switch;
+/// inputs added later stay as they are, and at exit the restore says what it could not undo.
+/// Not used with `--data-path xdp` (the XDP program forwards in the NAPI context itself).
+final class InputNAPIThreads {
+    struct Refusal: Error { var reason: String; init(_ reason: String) { self.reason = reason } }
+
+    struct Change: Equatable {
+        var index: Int32
+        var turnedGROOn: Bool
+    }
+
+    let setting: InputNAPISetting
+    /// Inputs whose `threaded` the daemon turned on, to restore at exit.
+    private(set) var changed: [InterfaceName: Change] = [:]
+    /// Inputs left as they were, and why (each reason logged once).
+    private(set) var unchanged: [InterfaceName: String] = [:]
+    /// Every input `use` was given: a re-created one is made threaded again when it comes up.
+    private(set) var inputs: Set<InterfaceName> = []
+
+    init(setting: InputNAPISetting) { self.setting = setting }
+
+    /// Makes the receive work of each of `interfaces` threaded where it is not yet; returns
+    /// the lines to log (what changed, or why not), each interface's once per device.
+    func use(_ interfaces: some Sequence<InterfaceName>) -> [(notice: Bool, line: String)] {
+        guard setting == .threaded else { return [] }
+        var lines: [(notice: Bool, line: String)] = []
+        for name in interfaces {
+            inputs.insert(name)
+            let index = Int32(bitPattern: if_nametoindex(name.rawValue))
+            guard index > 0 else { continue }  // not there yet: tried again when it comes up
+            if changed[name]?.index == index { continue }
+            changed[name] = nil
+            let path = "/sys/class/net/\(name.rawValue)/threaded"
+            let outcome: String
+            switch Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) {
+            case nil: outcome = "left in softirq: the kernel has no threaded NAPI (\(path) missing)"
+            case "0"?:
+                switch threadedOn(name, index: index, path: path) {
+                case let .success(change):
+                    changed[name] = change
+                    unchanged[name] = nil
+                    lines.append((true, "\(name): receive work moved to a kernel thread (threaded NAPI, was softirq)"
+                        + (change.turnedGROOn ? "; GRO turned on (a veth has NAPI only with GRO or XDP)" : "")
+                        + ", so that when offered more than the workers can forward the excess is dropped at the device, "
+                        + "not after costing the workers' CPU; restored when the daemon stops; --input-napi kernel leaves it"))
+                    continue
+                case let .failure(refusal): outcome = refusal.reason
+                }
+            case let value?: outcome = value == "1" ? "already threaded" : "threaded is \"\(value)\"; left as it is"
+            }
+            if unchanged[name] != outcome {
+                unchanged[name] = outcome
+                lines.append((false, "\(name): \(outcome)"))
+            }
+        }
+        return lines
+    }
+
+    private func threadedOn(_ name: InterfaceName, index: Int32, path: String) -> Result<Change, Refusal> {
+        var driver = [CChar](repeating: 0, count: 64)
+        let isVeth = cln_ethtool_driver(name.rawValue, &driver, Int32(driver.count)) == 0
+            && String(decoding: driver.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == "veth"
+        var turnedGROOn = false
+        if isVeth, cln_ethtool_gro(name.rawValue) == 0 {
+            // With these on, GRO would merge same-flow datagrams into one frame the workers would see.
+            let merging = ["rx-udp-gro-forwarding", "rx-gro-list"].filter { (feature: String) in cln_ethtool_feature(name.rawValue, feature) == 1 }
+            guard merging.isEmpty else {
+                return .failure(Refusal("left in softirq: GRO is off and turning it on (a veth needs it for NAPI) would merge datagrams, since \(merging.joined(separator: " and ")) is on"))
+            }
+            let code = cln_ethtool_set_gro(name.rawValue, 1)
+            guard code == 0 else { return .failure(Refusal("left in softirq: cannot turn GRO on (a veth needs it for NAPI): \(SystemError.message(for: -code))")) }
+            turnedGROOn = true
+        }
+        let code = Self.write(path, "1")
+        guard code == 0 else {
+            if turnedGROOn { _ = cln_ethtool_set_gro(name.rawValue, 0) }
+            let why = switch code {
+            case EACCES, EPERM: "needs root (\(path) is root's; with --user only the inputs of the config at start are changed)"
+            case EOPNOTSUPP, EINVAL, 524 /* ENOTSUPP */: "the device has no NAPI"
+            default: "writing \(path): \(SystemError.message(for: code))"
+            }
+            return .failure(Refusal("left in softirq: \(why)"))
+        }
+        return .success(Change(index: index, turnedGROOn: turnedGROOn))
+    }
+
+    /// Undoes what `use` changed, on devices that are still the same; returns the lines to log.
+    func restore() -> [String] {
+        var lines: [String] = []
+        for (name, change) in changed.sorted(by: { $0.key < $1.key }) {
+            guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else { continue }  // gone or re-created
+            let code = Self.write("/sys/class/net/\(name.rawValue)/threaded", "0")
+            let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
+            if code == 0, gro == 0 {
+                lines.append("\(name): receive work back in softirq\(change.turnedGROOn ? ", GRO off" : "") (as before the daemon)")
+            } else {
+                lines.append("\(name): could not restore the receive setting (threaded: \(code == 0 ? "0" : SystemError.message(for: code))"
+                    + (change.turnedGROOn ? ", GRO off: \(gro == 0 ? "done" : SystemError.message(for: -gro))" : "") + ")")
+            }
+        }
+        changed.removeAll()
+        return lines
+    }
+
+    /// 0 or errno.
+    private static func write(_ path: String, _ text: String) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errno }
+        defer { Glibc.close(fd) }
+        let bytes = Array(text.utf8)
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        return n == bytes.count ? 0 : (n < 0 ? errno : EIO)
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import RelayControl
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--input-napi` and `--worker-nice` at the daemon's defaults (InputNAPIThreads.swift,
+/// WorkerPriority.swift): while the daemon runs, its input veth's receive work is a kernel thread
+/// (threaded NAPI, with GRO on, which a veth needs for NAPI), its worker runs at nice -10, and
+/// datagrams still arrive one per frame; after SIGTERM the input is as it was. With
+/// `--input-napi kernel` nothing is changed. (Whether this prevents receive livelock is a
+/// benchmark, BENCHMARKS.md "Receive livelock", not a timed test.)
+extension RelayEndToEndTests {
+    /// rin0's `threaded` and GRO, as the kernel reports them.
+    func receiveSetting(_ lab: Lab) throws -> (threaded: String, gro: String) {
+        let threaded = try lab.must(lab.relay, ["cat", "/sys/class/net/rin0/threaded"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let features = try lab.must(lab.relay, ["ethtool", "-k", "rin0"]).stdout
+        let gro = features.split(separator: "\n").first { $0.hasPrefix("generic-receive-offload:") }
+            .map { $0.split(separator: " ").dropFirst().first.map(String.init) ?? "?" } ?? "missing"
+        return (threaded, gro)
+    }
+
+    /// The nice value of a process (field 19 of /proc/PID/stat, after the command in parentheses).
+    static func niceValue(_ pid: Int32) -> Int? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 16 ? Int(fields[16]) : nil  // fields[0] is field 3 (state)
+    }
+
+    @Test("default --input-napi threaded: rin0's receive work in a kernel thread with GRO on while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
+    func inputNAPIThreaded() throws {
+        let lab = try Lab("napi")
+        defer { lab.down() }
+        let before = try receiveSetting(lab)
+        // The lab's own veth defaults: the test proves nothing if they were already what the daemon sets.
+        #expect(before.threaded == "0" && before.gro == "off", "lab's rin0 before the daemon: threaded \(before.threaded), GRO \(before.gro)")
+        let daemon = try RelayDaemon(lab, workers: 1)
+        defer { daemon.kill() }
+        try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
+        try daemon.waitSettled()
+        let during = try receiveSetting(lab)
+        #expect(during.threaded == "1" && during.gro == "on", "rin0 while the daemon runs: threaded \(during.threaded), GRO \(during.gro)")
+        let pids = try daemon.stats().workers.compactMap(\.pid)
+        #expect(pids.count == 1, "worker pids: \(pids)")
+        for pid in pids {
+            let nice = Self.niceValue(pid)
+            #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
+        }
+        let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
+        let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+        defer { frames.close() }
+        let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 200)
+        try send(lab, streams: streams, count: 1000, rate: 1000, size: 200)
+        expectDelivered(try receiver.finish(), streams, count: 1000, ttl: 64)
+        expectOneDatagramPerFrame(frames, streams, count: 1000, size: 200)
+        expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 1000)
+        let stopped = try daemon.stop()
+        #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
+        let after = try receiveSetting(lab)
+        #expect(after.threaded == before.threaded && after.gro == before.gro,
+                "rin0 after the daemon stopped: threaded \(after.threaded), GRO \(after.gro); before: \(before.threaded), \(before.gro)")
+        #expect(stopped.stderr.contains("rin0: receive work moved to a kernel thread") && stopped.stderr.contains("rin0: receive work back in softirq"),
+                "the daemon's log says what it changed and restored: \(stopped.stderr.suffix(1500))")
+    }
+
+    @Test("--input-napi kernel: rin0 left as it is, datagrams forwarded")
+    func inputNAPIKernel() throws {
+        try withRelay("napik", daemonArguments: ["--input-napi", "kernel"]) { lab, daemon in
+            try daemon.addRule("rin0:239.1.1.2:5002", ["rout0:239.10.1.2:6002"])
+            try daemon.waitSettled()
+            let during = try receiveSetting(lab)
+            #expect(during.threaded == "0" && during.gro == "off", "rin0 under --input-napi kernel: threaded \(during.threaded), GRO \(during.gro)")
+            let streams = [Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2)]
+            let receiver = try Receiver(lab, streams: streams, expect: 300, size: 100)
+            try send(lab, streams: streams, count: 300, rate: 1000, size: 100)
+            expectDelivered(try receiver.finish(), streams, count: 300)
+            expectCounted(try daemon.stats(), inputs: ["239.1.1.2:5002"], packets: 300)
+        }
+    }
+}
