@@ -141,8 +141,19 @@ struct QuerierElectionTests {
         #expect(state.querierChanges >= 2, "querier changes: \(state.querierChanges)")
     }
 
+    /// pimd takes in IGMP through its multicast-routing socket (MRT_INIT). On a kernel built
+    /// without CONFIG_IP_MROUTE (seen: 6.18.44-fc-v1252) that fails ("Protocol not available"):
+    /// pimd still sends its own queries (the other test passes) but never hears another querier,
+    /// so it cannot yield. Nil when the kernel has IPv4 multicast routing.
+    static let frrCannotHearQueries: String? = FileManager.default.fileExists(atPath: "/proc/net/ip_mr_cache") ? nil
+        : "this kernel (\((try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?")) has no IPv4 multicast routing (/proc/net/ip_mr_cache missing: CONFIG_IP_MROUTE not set); pimd then cannot receive IGMP and never yields"
+
     @Test("mcrelay has the lower address: FRR yields (vtysh) and sends no general queries while mcrelay queries",
-          .timeLimit(.minutes(2)))
+          .timeLimit(.minutes(2)),
+          .enabled("needs a kernel with IPv4 multicast routing (pimd receives IGMP through it)") {
+              if let reason = QuerierElectionTests.frrCannotHearQueries { print("QuerierElectionTests.frrYieldsToRelay skipped: \(reason)") }
+              return QuerierElectionTests.frrCannotHearQueries == nil
+          })
     func frrYieldsToRelay() throws {
         let lab = try Lab("qer")
         defer { lab.down() }

@@ -133,6 +133,34 @@ public struct HostDoctor {
         if findings.isEmpty {
             findings.append(Finding(severity: .ok, subject: subject, message: "up" + (lro == 0 ? ", LRO off" : "") + (gro == 0 ? ", GRO off" : ""), fix: nil))
         }
+        findings += receiveWork(name, subject: subject)
+        return findings
+    }
+
+    /// Where the input's receive work runs (README "Overload", InputNAPIThreads.swift), and RPS,
+    /// which would hand frames back to a CPU's softirq after the receive thread.
+    func receiveWork(_ name: InterfaceName, subject: String) -> [Finding] {
+        var findings: [Finding] = []
+        switch Descriptors.readSmallFile("/sys/class/net/\(name.rawValue)/threaded")?.filter({ !$0.isWhitespace }) {
+        case "1"?:
+            findings.append(Finding(severity: .ok, subject: subject, message: "receive work in a kernel thread (threaded NAPI)", fix: nil))
+        case "0"?:
+            findings.append(Finding(severity: .info, subject: subject,
+                                    message: "receive work in softirq; the daemon makes it threaded while it runs (--input-napi threaded, the default), so that overload cannot starve the workers",
+                                    fix: nil))
+        default:
+            findings.append(Finding(severity: .info, subject: subject, message: "no threaded NAPI here: receive work stays in softirq", fix: nil))
+        }
+        let queues = (0..<64).map { "/sys/class/net/\(name.rawValue)/queues/rx-\($0)/rps_cpus" }
+        let steered = queues.compactMap { path -> String? in
+            guard let mask = Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) else { return nil }
+            return mask.allSatisfy { $0 == "0" || $0 == "," } ? nil : mask
+        }
+        if !steered.isEmpty {
+            findings.append(Finding(severity: .warning, subject: subject,
+                                    message: "RPS is on (rps_cpus \(steered.first!)): received frames go on to those CPUs' softirq; on the workers' CPUs an overloaded input can starve them (receive livelock)",
+                                    fix: "for q in /sys/class/net/\(name)/queues/rx-*/rps_cpus; do echo 0 > $q; done"))
+        }
         return findings
     }
 

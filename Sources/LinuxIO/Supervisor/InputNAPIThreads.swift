@@ -114,6 +114,7 @@ final class InputNAPIThreads {
             if turnedGROOn { _ = cln_ethtool_set_gro(name.rawValue, 0) }
             let why = switch code {
             case EACCES, EPERM: "needs root (\(path) is root's; with --user only the inputs of the config at start are changed)"
+            case EROFS: "\(path) is read-only here (systemd's ProtectKernelTunables=; README \"Overload\" says how to set it from the unit)"
             case EOPNOTSUPP, EINVAL, 524 /* ENOTSUPP */: "the device has no NAPI"
             default: "writing \(path): \(SystemError.message(for: code))"
             }
