@@ -105,12 +105,13 @@ demo: deps build
 # the kernel's own forwarding (root). Each part writes its figures under bench/results/; the last
 # step prints them as one table beside their targets and updates BENCHMARKS.md.
 BENCH_RESULTS := bench/results
-# Every relay row (mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
+# Every relay row (mcrelay-softirq: --input-napi kernel, the receive work left in softirq; mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
 # emulating a NIC without USO; mcrelay-xdp / -generic: --data-path xdp, native or generic, see
 # bench/README.md) and a profile of each, one input fanned out to 8 output links, and the
-# delivered-versus-offered curves (about an hour in all).
-BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic --family ipv4,ipv6 --perf \
-	--fanout 8 --curve --curve-relays kernel,mcrelay,mcrelay-xdp,mcrelay-xdp-generic
+# delivered-versus-offered curves, in the one-link and the fan-out lab (well over an hour in all).
+BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic --family ipv4,ipv6 --perf \
+	--fanout 8 --fanout-relays kernel,mcrelay-softirq,mcrelay,mcrelay-xdp \
+	--curve --curve-relays kernel,mcrelay-softirq,mcrelay,mcrelay-xdp,mcrelay-xdp-generic --curve-fanout
 bench: deps bpf
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \

@@ -250,6 +250,8 @@ class McrelayDriver(RelayDriver):
         if self.flags or self.emulate_nic:
             self.title = "mcrelay daemon (" + " ".join(self.flags) + \
                 (", rout0 tx-udp-segmentation off: a NIC without USO, emulated" if self.emulate_nic else "") + ")"
+        # known before the first row is written (main copies it into each row before start)
+        self.settings = self.receive_settings()
 
     def available(self) -> tuple[bool, str]:
         if not self.binary.exists():
