@@ -9,10 +9,11 @@
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 
+// One ethtool_value request: *value goes in (a set command's argument) and comes back (a get's answer).
 static int ethtool_value(const char *ifname, unsigned int cmd, unsigned int *value) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    struct ethtool_value request = { .cmd = cmd, .data = 0 };
+    struct ethtool_value request = { .cmd = cmd, .data = *value };
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
@@ -32,17 +33,8 @@ int cln_ethtool_gro(const char *ifname) {
 }
 
 int cln_ethtool_set_gro(const char *ifname, int on) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct ethtool_value request = { .cmd = ETHTOOL_SGRO, .data = on ? 1 : 0 };
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
-    ifr.ifr_data = (void *)&request;
-    int result = ioctl(fd, SIOCETHTOOL, &ifr);
-    int saved = errno;
-    close(fd);
-    return result < 0 ? -saved : 0;
+    unsigned int value = on ? 1 : 0;
+    return ethtool_value(ifname, ETHTOOL_SGRO, &value);
 }
 
 int cln_ethtool_lro(const char *ifname) {

@@ -79,4 +79,29 @@ extension RelayEndToEndTests {
             expectCounted(try daemon.stats(), inputs: ["239.1.1.2:5002"], packets: 300)
         }
     }
+
+    @Test("--user nobody: the config's input is threaded before the privilege drop, forwards, and is restored at exit by the unprivileged daemon")
+    func inputNAPIUnderUser() throws {
+        let lab = try Lab("napiu")
+        defer { lab.down() }
+        let before = try receiveSetting(lab)
+        #expect(before.threaded == "0" && before.gro == "off", "lab's rin0 before the daemon: threaded \(before.threaded), GRO \(before.gro)")
+        let config = lab.directory + "/napi-user.json"
+        try #"{"rules": [{"in": "rin0:239.1.1.3:5003", "out": ["rout0:239.10.1.3:6003"]}]}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try RelayDaemon(lab, workers: 1, config: config, extraArguments: ["--user", "nobody"])
+        defer { daemon.kill() }
+        try daemon.waitSettled()
+        let during = try receiveSetting(lab)
+        #expect(during.threaded == "1" && during.gro == "on", "rin0 while the daemon runs as nobody: threaded \(during.threaded), GRO \(during.gro)")
+        let streams = [Stream(input: "239.1.1.3:5003", output: "239.10.1.3:6003", id: 3)]
+        let receiver = try Receiver(lab, streams: streams, expect: 300, size: 100)
+        try send(lab, streams: streams, count: 300, rate: 1000, size: 100)
+        expectDelivered(try receiver.finish(), streams, count: 300)
+        let stopped = try daemon.stop()
+        #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
+        #expect(stopped.stderr.contains("dropped privileges: running as user nobody"), "no privilege drop logged: \(stopped.stderr.suffix(1500))")
+        let after = try receiveSetting(lab)
+        #expect(after.threaded == before.threaded && after.gro == before.gro,
+                "rin0 after the unprivileged daemon stopped: threaded \(after.threaded), GRO \(after.gro); log: \(stopped.stderr.suffix(1500))")
+    }
 }

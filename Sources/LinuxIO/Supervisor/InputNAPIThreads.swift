@@ -36,8 +36,9 @@ public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConver
 /// frame. Devices without NAPI (loopback, tun, macvlan, a bridge) are left as they are.
 ///
 /// What the daemon changed it restores when it stops, on the same device (same ifindex). Under
-/// `--user` the sysfs file is root's: inputs known at start are changed before the switch;
-/// inputs added later stay as they are, and at exit the restore says what it could not undo.
+/// `--user` the sysfs file is root's: inputs known at start are changed before the switch, and
+/// their files stay open so the unprivileged daemon can restore them; inputs added later stay as
+/// they are (logged).
 /// Not used with `--data-path xdp` (the XDP program forwards in the NAPI context itself).
 final class InputNAPIThreads {
     struct Refusal: Error { var reason: String; init(_ reason: String) { self.reason = reason } }
@@ -45,6 +46,10 @@ final class InputNAPIThreads {
     struct Change: Equatable {
         var index: Int32
         var turnedGROOn: Bool
+        /// The `threaded` file, open for writing since the change: sysfs checks the file's
+        /// permission at open and CAP_NET_ADMIN at each write, so the daemon can still restore it
+        /// after `--user` dropped root (it keeps CAP_NET_ADMIN).
+        var file: Int32
     }
 
     let setting: InputNAPISetting
@@ -67,7 +72,7 @@ final class InputNAPIThreads {
             let index = Int32(bitPattern: if_nametoindex(name.rawValue))
             guard index > 0 else { continue }  // not there yet: tried again when it comes up
             if changed[name]?.index == index { continue }
-            changed[name] = nil
+            if let stale = changed.removeValue(forKey: name) { Glibc.close(stale.file) }  // a re-created device
             let path = "/sys/class/net/\(name.rawValue)/threaded"
             let outcome: String
             switch Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) {
@@ -109,8 +114,10 @@ final class InputNAPIThreads {
             guard code == 0 else { return .failure(Refusal("left in softirq: cannot turn GRO on (a veth needs it for NAPI): \(SystemError.message(for: -code))")) }
             turnedGROOn = true
         }
-        let code = Self.write(path, "1")
+        let file = open(path, O_WRONLY | O_CLOEXEC)
+        let code = file < 0 ? errno : Self.write(file, "1")
         guard code == 0 else {
+            if file >= 0 { Glibc.close(file) }
             if turnedGROOn { _ = cln_ethtool_set_gro(name.rawValue, 0) }
             let why = switch code {
             case EACCES, EPERM: "needs root (\(path) is root's; with --user only the inputs of the config at start are changed)"
@@ -120,15 +127,16 @@ final class InputNAPIThreads {
             }
             return .failure(Refusal("left in softirq: \(why)"))
         }
-        return .success(Change(index: index, turnedGROOn: turnedGROOn))
+        return .success(Change(index: index, turnedGROOn: turnedGROOn, file: file))
     }
 
     /// Undoes what `use` changed, on devices that are still the same; returns the lines to log.
     func restore() -> [String] {
         var lines: [String] = []
         for (name, change) in changed.sorted(by: { $0.key < $1.key }) {
+            defer { Glibc.close(change.file) }
             guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else { continue }  // gone or re-created
-            let code = Self.write("/sys/class/net/\(name.rawValue)/threaded", "0")
+            let code = Self.write(change.file, "0")
             let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
             if code == 0, gro == 0 {
                 lines.append("\(name): receive work back in softirq\(change.turnedGROOn ? ", GRO off" : "") (as before the daemon)")
@@ -141,13 +149,10 @@ final class InputNAPIThreads {
         return lines
     }
 
-    /// 0 or errno.
-    private static func write(_ path: String, _ text: String) -> Int32 {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return errno }
-        defer { Glibc.close(fd) }
+    /// One sysfs store through an open file (each write from offset 0 is a store); 0 or errno.
+    private static func write(_ file: Int32, _ text: String) -> Int32 {
         let bytes = Array(text.utf8)
-        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let n = bytes.withUnsafeBytes { pwrite(file, $0.baseAddress, $0.count, 0) }
         return n == bytes.count ? 0 : (n < 0 ? errno : EIO)
     }
 }
