@@ -22,6 +22,14 @@ struct DoctorTests {
         #expect(healthy.status == 0)
         #expect(healthy.findings.contains { $0.subject == "output rout0" && $0.severity == "OK" })
         #expect(!healthy.findings.contains { $0.severity == "FAIL" })
+        // The input's receive work (README "Overload"): the lab's veth is in softirq, no RPS.
+        #expect(healthy.findings.contains { $0.subject == "input rin0" && $0.severity == "INFO" && $0.message.hasPrefix("receive work in softirq") },
+                "\(healthy.findings.filter { $0.subject == "input rin0" })")
+        #expect(!healthy.findings.contains { $0.subject == "input rin0" && $0.message.hasPrefix("RPS is on") })
+        try lab.must(lab.relay, ["sh", "-c", "echo 2 > /sys/class/net/rin0/queues/rx-0/rps_cpus"])
+        let steered = try doctor(lab, ["--in", "rin0", "--out", "rout0"])
+        #expect(steered.findings.contains { $0.subject == "input rin0" && $0.severity == "WARN" && $0.message.hasPrefix("RPS is on (rps_cpus 2)") },
+                "\(steered.findings.filter { $0.subject == "input rin0" })")
 
         try lab.must(lab.relay, ["ip", "addr", "flush", "dev", "rout1"])
         try lab.must(lab.relay, ["ip", "link", "set", "rout1", "multicast", "off"])
