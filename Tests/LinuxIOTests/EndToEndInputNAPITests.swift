@@ -29,38 +29,59 @@ extension RelayEndToEndTests {
         return fields.count > 16 ? Int(fields[16]) : nil  // fields[0] is field 3 (state)
     }
 
-    @Test("default --input-napi threaded: rin0's receive work in a kernel thread with GRO on while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
-    func inputNAPIThreaded() throws {
-        let lab = try Lab("napi")
+    /// A lab whose rin0 starts at the veth defaults (checked: otherwise the test proves nothing),
+    /// the daemon `start` makes, rin0 checked threaded with GRO on while `body` runs, then SIGTERM
+    /// (exit 0) and rin0 checked back as it was. Returns the daemon's exit (its log is stderr).
+    @discardableResult
+    func withThreadedInput(_ tag: String, start: (Lab) throws -> RelayDaemon,
+                           _ body: (Lab, RelayDaemon) throws -> Void) throws -> CommandResult {
+        let lab = try Lab(tag)
         defer { lab.down() }
         let before = try receiveSetting(lab)
-        // The lab's own veth defaults: the test proves nothing if they were already what the daemon sets.
         #expect(before.threaded == "0" && before.gro == "off", "lab's rin0 before the daemon: threaded \(before.threaded), GRO \(before.gro)")
-        let daemon = try RelayDaemon(lab, workers: 1)
+        let daemon = try start(lab)
         defer { daemon.kill() }
-        try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
         try daemon.waitSettled()
         let during = try receiveSetting(lab)
         #expect(during.threaded == "1" && during.gro == "on", "rin0 while the daemon runs: threaded \(during.threaded), GRO \(during.gro)")
-        let pids = try daemon.stats().workers.compactMap(\.pid)
-        #expect(pids.count == 1, "worker pids: \(pids)")
-        for pid in pids {
-            let nice = Self.niceValue(pid)
-            #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
-        }
-        let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
-        let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
-        defer { frames.close() }
-        let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 200)
-        try send(lab, streams: streams, count: 1000, rate: 1000, size: 200)
-        expectDelivered(try receiver.finish(), streams, count: 1000, ttl: 64)
-        expectOneDatagramPerFrame(frames, streams, count: 1000, size: 200)
-        expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 1000)
+        try body(lab, daemon)
         let stopped = try daemon.stop()
         #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
         let after = try receiveSetting(lab)
         #expect(after.threaded == before.threaded && after.gro == before.gro,
-                "rin0 after the daemon stopped: threaded \(after.threaded), GRO \(after.gro); before: \(before.threaded), \(before.gro)")
+                "rin0 after the daemon stopped: threaded \(after.threaded), GRO \(after.gro); before: \(before.threaded), \(before.gro); log: \(stopped.stderr.suffix(1500))")
+        return stopped
+    }
+
+    /// `count` datagrams of `stream` sent at 1000 pps, every one received exactly once.
+    func relayOne(_ lab: Lab, _ stream: Stream, count: Int, size: Int) throws {
+        let receiver = try Receiver(lab, streams: [stream], expect: count, size: size)
+        try send(lab, streams: [stream], count: count, rate: 1000, size: size)
+        expectDelivered(try receiver.finish(), [stream], count: count)
+    }
+
+    @Test("default --input-napi threaded: rin0's receive work in a kernel thread with GRO on while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
+    func inputNAPIThreaded() throws {
+        let stopped = try withThreadedInput("napi", start: { lab in
+            let daemon = try RelayDaemon(lab, workers: 1)
+            try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
+            return daemon
+        }) { lab, daemon in
+            let pids = try daemon.stats().workers.compactMap(\.pid)
+            #expect(pids.count == 1, "worker pids: \(pids)")
+            for pid in pids {
+                let nice = Self.niceValue(pid)
+                #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
+            }
+            let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
+            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+            defer { frames.close() }
+            let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 200)
+            try send(lab, streams: streams, count: 1000, rate: 1000, size: 200)
+            expectDelivered(try receiver.finish(), streams, count: 1000, ttl: 64)
+            expectOneDatagramPerFrame(frames, streams, count: 1000, size: 200)
+            expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 1000)
+        }
         #expect(stopped.stderr.contains("rin0: receive work moved to a kernel thread") && stopped.stderr.contains("rin0: receive work back in softirq"),
                 "the daemon's log says what it changed and restored: \(stopped.stderr.suffix(1500))")
     }
@@ -72,36 +93,20 @@ extension RelayEndToEndTests {
             try daemon.waitSettled()
             let during = try receiveSetting(lab)
             #expect(during.threaded == "0" && during.gro == "off", "rin0 under --input-napi kernel: threaded \(during.threaded), GRO \(during.gro)")
-            let streams = [Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2)]
-            let receiver = try Receiver(lab, streams: streams, expect: 300, size: 100)
-            try send(lab, streams: streams, count: 300, rate: 1000, size: 100)
-            expectDelivered(try receiver.finish(), streams, count: 300)
+            try relayOne(lab, Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2), count: 300, size: 100)
             expectCounted(try daemon.stats(), inputs: ["239.1.1.2:5002"], packets: 300)
         }
     }
 
     @Test("--user nobody: the config's input is threaded before the privilege drop, forwards, and is restored at exit by the unprivileged daemon")
     func inputNAPIUnderUser() throws {
-        let lab = try Lab("napiu")
-        defer { lab.down() }
-        let before = try receiveSetting(lab)
-        #expect(before.threaded == "0" && before.gro == "off", "lab's rin0 before the daemon: threaded \(before.threaded), GRO \(before.gro)")
-        let config = lab.directory + "/napi-user.json"
-        try #"{"rules": [{"in": "rin0:239.1.1.3:5003", "out": ["rout0:239.10.1.3:6003"]}]}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let daemon = try RelayDaemon(lab, workers: 1, config: config, extraArguments: ["--user", "nobody"])
-        defer { daemon.kill() }
-        try daemon.waitSettled()
-        let during = try receiveSetting(lab)
-        #expect(during.threaded == "1" && during.gro == "on", "rin0 while the daemon runs as nobody: threaded \(during.threaded), GRO \(during.gro)")
-        let streams = [Stream(input: "239.1.1.3:5003", output: "239.10.1.3:6003", id: 3)]
-        let receiver = try Receiver(lab, streams: streams, expect: 300, size: 100)
-        try send(lab, streams: streams, count: 300, rate: 1000, size: 100)
-        expectDelivered(try receiver.finish(), streams, count: 300)
-        let stopped = try daemon.stop()
-        #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
+        let stopped = try withThreadedInput("napiu", start: { lab in
+            let config = lab.directory + "/napi-user.json"
+            try #"{"rules": [{"in": "rin0:239.1.1.3:5003", "out": ["rout0:239.10.1.3:6003"]}]}"#.write(toFile: config, atomically: true, encoding: .utf8)
+            return try RelayDaemon(lab, workers: 1, config: config, extraArguments: ["--user", "nobody"])
+        }) { lab, _ in
+            try relayOne(lab, Stream(input: "239.1.1.3:5003", output: "239.10.1.3:6003", id: 3), count: 300, size: 100)
+        }
         #expect(stopped.stderr.contains("dropped privileges: running as user nobody"), "no privilege drop logged: \(stopped.stderr.suffix(1500))")
-        let after = try receiveSetting(lab)
-        #expect(after.threaded == before.threaded && after.gro == before.gro,
-                "rin0 after the unprivileged daemon stopped: threaded \(after.threaded), GRO \(after.gro); log: \(stopped.stderr.suffix(1500))")
     }
 }

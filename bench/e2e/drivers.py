@@ -315,14 +315,7 @@ class McrelayDriver(RelayDriver):
         threaded = run(["ip", "netns", "exec", self.lab.rly, "cat", "/sys/class/net/rin0/threaded"], check=False).stdout.strip()
         if threaded != "1":
             raise HarnessError(f"mcrelay (--input-napi threaded) left /sys/class/net/rin0/threaded at {threaded!r}:\n" + self.log_tail())
-        mine = wait_until(lambda: napi_threads("napi/rin0-") - before, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
-        if len(mine) != 1:
-            raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
-        self.input_threads = sorted(mine)
-        if self.cpu is not None:
-            for pid in mine:
-                run(["taskset", "-p", "-c", str(self.cpu), str(pid)])
-                run(["renice", "-n", str(self.lab.nice + 10), "-p", str(pid)])
+        self.input_threads = place_new_napi_thread(before, self.cpu, self.lab.nice + 10)
         path = "/sys/class/net/rin0/queues/rx-0/rps_cpus"
         self.rps_restore = run(["ip", "netns", "exec", self.lab.rly, "cat", path]).stdout.strip()
         run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", f"echo 0 > {path}"])
@@ -373,6 +366,20 @@ class NoRelay(RelayDriver):
 
     def start(self, streams: list[Stream]) -> None:
         pass
+
+
+def place_new_napi_thread(before: set[int], cpu: int | None, nice: int | None) -> list[int]:
+    """The one napi/rin0-N kernel thread that appeared since `before` (the lab's rin0 has one
+    queue), pinned to `cpu` and reniced to `nice` where given; its pid, as a list."""
+    mine = wait_until(lambda: napi_threads("napi/rin0-") - before, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
+    if len(mine) != 1:
+        raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
+    for pid in mine:
+        if cpu is not None:
+            run(["taskset", "-p", "-c", str(cpu), str(pid)])
+        if nice is not None:
+            run(["renice", "-n", str(nice), "-p", str(pid)])
+    return sorted(mine)
 
 
 def napi_threads(name_prefix: str) -> set[int]:
@@ -479,17 +486,7 @@ class McrelayXDPDriver(McrelayDriver):
         if self.mode == "native" and self.cpu is not None:
             self._rly_sh("echo 1 > /sys/class/net/rin0/threaded")
             self.threaded_set = True
-
-            def new_threads():
-                return napi_threads("napi/rin0-") - before
-            mine = wait_until(new_threads, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
-            if len(mine) != 1:
-                raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
-            for pid in mine:
-                run(["taskset", "-p", "-c", str(self.cpu), str(pid)])
-                if self.nice:
-                    run(["renice", "-n", str(self.nice), "-p", str(pid)])
-            self.kthreads = sorted(mine)
+            self.kthreads = place_new_napi_thread(before, self.cpu, self.nice or None)
 
     def carried_by_xdp(self, rules: int) -> str | None:
         """None when `mcrelay stats` says every rule is on path xdp, else why not."""

@@ -37,9 +37,7 @@ public enum InterfaceFactsReader {
         }
         let mtu = ldp_interface_mtu(probe, name)
         guard mtu > 0 else { return .failure(mtu == -ENODEV ? .missing : .lookup("SIOCGIFMTU", -mtu)) }
-        var driverBytes = [CChar](repeating: 0, count: 64)
-        let driver = cln_ethtool_driver(name, &driverBytes, Int32(driverBytes.count)) == 0
-            ? String(decoding: driverBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        let driver = Self.driver(name)
         // A device that cannot say is taken to pass super-frames on (the safe side for `auto`).
         let uso = cln_ethtool_feature(name, "tx-udp-segmentation")
         let physical = access("/sys/class/net/\(name)/device", F_OK) == 0
@@ -50,6 +48,15 @@ public enum InterfaceFactsReader {
             ipv4: found == 0 ? IPv4Address(UInt32(bigEndian: address)) : nil,
             ipv6: v6.global, ipv6LinkLocal: v6.linkLocal,
             mtu: Int(mtu), driver: driver, physical: physical, udpSegmentationOffload: uso != 0))
+    }
+}
+
+extension InterfaceFactsReader {
+    /// The interface's driver name (ETHTOOL_GDRVINFO: "veth", "bridge", ...), "" if it cannot say.
+    public static func driver(_ name: String) -> String {
+        var bytes = [CChar](repeating: 0, count: 64)
+        guard cln_ethtool_driver(name, &bytes, Int32(bytes.count)) == 0 else { return "" }
+        return String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

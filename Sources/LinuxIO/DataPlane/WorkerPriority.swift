@@ -10,9 +10,9 @@ import Glibc
 /// after it cost the shared CPU. At nice -10 the worker's weight is 9.3 times the receive
 /// thread's: while both are runnable the worker gets about 90%, and the receive thread runs
 /// fully whenever the worker sleeps, so the two share the CPU in the ratio of their work.
-/// A lower nice value than this (set by an operator or `nice -n -20`) is kept.
+/// A lower nice value than this (set by an operator or `nice -n -20`) is kept. The supervisor
+/// sets it on itself before it starts any worker; the workers inherit it and do nothing more.
 public enum WorkerPriority {
-    public static let environmentVariable = "MCRELAY_WORKER_NICE"
     public static let defaultNice: Int32 = -10
     public static let range: ClosedRange<Int32> = -20...19
 
@@ -21,22 +21,8 @@ public enum WorkerPriority {
     /// (an unprivileged worker could not lower its own, and raising RLIMIT_NICE for it needs
     /// CAP_SYS_RESOURCE, which containers often lack). The supervisor itself only wakes for
     /// control events, so its share of a CPU is unchanged in practice. Returns a problem, or nil.
-    public static func allow(nice: Int32) -> String? {
+    public static func lowerForWorkers(to nice: Int32) -> String? {
         lower(to: nice).map { "\($0); workers run at the daemon's nice value" }
-    }
-
-    /// In a worker, before it starts any thread (nice is per thread; new threads inherit it):
-    /// the nice value of `MCRELAY_WORKER_NICE` (default -10) unless this one is lower already.
-    /// Returns a problem for the supervisor's log, or nil.
-    static func apply() -> String? {
-        var target = defaultNice
-        if let text = getenv(environmentVariable).map({ String(cString: $0) }), !text.isEmpty {
-            guard let value = Int32(text), range.contains(value) else {
-                return "\(environmentVariable)=\"\(text)\" is not a nice value in \(range.lowerBound)...\(range.upperBound); nice left as it is"
-            }
-            target = value
-        }
-        return lower(to: target).map { "\($0); under overload the inputs' receive threads then take a larger share of a shared CPU" }
     }
 
     /// This thread's nice value to `target` unless lower already; a problem, or nil.

@@ -34,7 +34,6 @@ public enum WorkerProcess {
             modeProblem = "\(error); using \(IngressMode.default)"
         }
         var problems = modeProblem.map { [$0] } ?? []
-        if let problem = WorkerPriority.apply() { problems.append(problem) }
         let segmentationSetting = getenv(SegmentationSetting.environmentVariable).map { String(cString: $0) }
         let segmentation: SegmentationSetting
         switch SegmentationSetting.fromEnvironment(segmentationSetting) {

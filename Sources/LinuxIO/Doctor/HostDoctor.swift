@@ -151,10 +151,12 @@ public struct HostDoctor {
         default:
             findings.append(Finding(severity: .info, subject: subject, message: "no threaded NAPI here: receive work stays in softirq", fix: nil))
         }
-        let queues = (0..<64).map { "/sys/class/net/\(name.rawValue)/queues/rx-\($0)/rps_cpus" }
-        let steered = queues.compactMap { path -> String? in
-            guard let mask = Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) else { return nil }
-            return mask.allSatisfy { $0 == "0" || $0 == "," } ? nil : mask
+        // rx-0, rx-1, ... are numbered without gaps: read until the first that is not there.
+        var steered: [String] = []
+        var queue = 0
+        while let mask = Descriptors.readSmallFile("/sys/class/net/\(name.rawValue)/queues/rx-\(queue)/rps_cpus")?.filter({ !$0.isWhitespace }) {
+            if !mask.allSatisfy({ $0 == "0" || $0 == "," }) { steered.append(mask) }
+            queue += 1
         }
         if !steered.isEmpty {
             findings.append(Finding(severity: .warning, subject: subject,

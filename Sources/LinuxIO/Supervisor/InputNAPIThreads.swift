@@ -43,7 +43,7 @@ public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConver
 final class InputNAPIThreads {
     struct Refusal: Error { var reason: String; init(_ reason: String) { self.reason = reason } }
 
-    struct Change: Equatable {
+    struct Change {
         var index: Int32
         var turnedGROOn: Bool
         /// The `threaded` file, open for writing since the change: sysfs checks the file's
@@ -100,9 +100,7 @@ final class InputNAPIThreads {
     }
 
     private func threadedOn(_ name: InterfaceName, index: Int32, path: String) -> Result<Change, Refusal> {
-        var driver = [CChar](repeating: 0, count: 64)
-        let isVeth = cln_ethtool_driver(name.rawValue, &driver, Int32(driver.count)) == 0
-            && String(decoding: driver.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == "veth"
+        let isVeth = InterfaceFactsReader.driver(name.rawValue) == "veth"
         var turnedGROOn = false
         if isVeth, cln_ethtool_gro(name.rawValue) == 0 {
             // With these on, GRO would merge same-flow datagrams into one frame the workers would see.

@@ -133,8 +133,7 @@ public final class Supervisor {
             inputNAPI = InputNAPIThreads(setting: options.inputNAPI)
             useInputs(specs.map(\.input.interface))
         }
-        setenv(WorkerPriority.environmentVariable, "\(options.workerNice)", 1)
-        if let problem = WorkerPriority.allow(nice: options.workerNice) { logger.warning("\(problem)") }
+        if let problem = WorkerPriority.lowerForWorkers(to: options.workerNice) { logger.warning("\(problem)") }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
     }
 
