@@ -3,12 +3,18 @@
 // IPv4 without options or IPv6 without extension headers, UDP to a multicast group.
 //
 //   mcrelay_xdp_ingress   on an input interface: finds the frame's rule (same lookup order as
-//                         RelayCore's RouteTable: source-specific, then any source) and
-//                         redirects it into the `egress` devmap; anything else goes to the
+//                         RelayCore's RouteTable: source-specific, then any source), sums its
+//                         payload once, puts both in the frame's metadata (`struct carried`)
+//                         and redirects it into the `egress` devmap; anything else goes to the
 //                         kernel (XDP_PASS), where the packet path handles it as today.
 //   mcrelay_xdp_egress    devmap egress program: per output device, rewrites the copy into
 //                         the frame RelayCore's EgressFrame.writeHeader builds from the
 //                         output's template, or drops the copy if the rule has no output there.
+//                         It takes the rule and the payload's sum from the metadata: one rule
+//                         lookup and one pass over the payload per frame, not per copy. A copy
+//                         without that metadata (generic XDP, whose devmap programs run on an
+//                         skb and lose it; a driver without metadata support) is parsed, looked
+//                         up and summed again here, giving the same bytes.
 //   mcrelay_xdp_rewrite   the same rewrite as a plain XDP program taking the egress device
 //                         from `test_egress`: BPF_PROG_TEST_RUN refuses devmap programs, and the
 //                         differential test must run this code on frames.
@@ -108,6 +114,18 @@ struct datagram {
     __u16 source_port;    // network order
 };
 
+// What the ingress program found, handed to every copy's egress program in the frame's XDP
+// metadata (in front of the frame; the devmap's clones copy it, bpf_xdp_adjust_head moves it).
+struct carried {
+    __u32 rule;             // index of the rule in the plan
+    __u16 payload_offset;   // 42 or 62, in the frame as received
+    __u16 payload_length;
+    __u16 source_port;      // network order
+    __u16 payload_sum;      // EgressFrame.sum over the payload, folded
+    __u32 tag;              // CARRIED_TAG: this program's metadata, in this layout
+};
+#define CARRIED_TAG 0x6d637831  // "mcx1"
+
 static __always_inline __u16 fold(__u64 sum)
 {
     sum = (sum & 0xffffffff) + (sum >> 32);
@@ -116,6 +134,33 @@ static __always_inline __u16 fold(__u64 sum)
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     return (__u16)sum;
+}
+
+// The payload's sum as EgressFrame.sum takes it: 32-bit words as they lie in memory, then a
+// 16-bit word, then the odd byte as the first byte of a zero-padded word. `offset` and `length`
+// come from parse(), which checked that the payload lies inside the frame.
+static __always_inline __u16 sum_payload(struct xdp_md *ctx, __u32 offset, __u32 length)
+{
+    __u8 *p = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    if (offset != 42 && offset != 62)
+        return 0;
+    p += offset;
+    __u32 words = length / 4;
+    __u64 sum = 0;
+    for (int i = 0; i < MAX_PAYLOAD / 4; i++) {
+        if (i >= words || (void *)(p + 4) > end)
+            break;
+        sum += *(__u32 *)p;
+        p += 4;
+    }
+    if ((length & 2) && (void *)(p + 2) <= end) {
+        sum += *(__u16 *)p;
+        p += 2;
+    }
+    if ((length & 1) && (void *)(p + 1) <= end)
+        sum += *p;
+    return fold(sum);
 }
 
 // The checks of RelayCore's FrameParser for this shape; 0 when the frame is something else
@@ -202,42 +247,80 @@ int mcrelay_xdp_ingress(struct xdp_md *ctx)
     struct rule_value *rule = find_rule(&d, ctx->ingress_ifindex);
     if (!rule || d.payload_length > rule->max_payload)
         return XDP_PASS;
+    if (d.payload_length > MAX_PAYLOAD)
+        return XDP_PASS;
     __u32 index = rule->rule;
+    __u32 single_egress = rule->single_egress;
     struct traffic *accepted = bpf_map_lookup_elem(&rule_counters, &index);
     if (accepted) {  // per CPU: no atomics needed
         accepted->packets++;
         accepted->bytes += d.payload_length;
     }
-    if (rule->single_egress)
-        return bpf_redirect_map(&egress, rule->single_egress, XDP_PASS);
+    __u16 payload_sum = sum_payload(ctx, d.payload_offset, d.payload_length);
+    // Without room for metadata (a driver that does not support it) every copy's egress
+    // program finds the rule and sums the payload itself.
+    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct carried)) == 0) {
+        struct carried *meta = (void *)(long)ctx->data_meta;
+        if ((void *)(meta + 1) <= (void *)(long)ctx->data) {
+            meta->rule = index;
+            meta->payload_offset = (__u16)d.payload_offset;
+            meta->payload_length = (__u16)d.payload_length;
+            meta->source_port = d.source_port;
+            meta->payload_sum = payload_sum;
+            meta->tag = CARRIED_TAG;
+        }
+    }
+    if (single_egress)
+        return bpf_redirect_map(&egress, single_egress, XDP_PASS);
     // Every device of the map gets a copy; each device's egress program drops the copies of
     // rules without an output there. The input device never gets one (XDPTables refuses
     // rules that output to their input).
     return bpf_redirect_map(&egress, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
 }
 
+// What an egress program needs of its copy: from the ingress program's metadata, or (without
+// it) found again from the frame.
+static __always_inline int carried_of(struct xdp_md *ctx, __u32 ingress, struct carried *c)
+{
+    struct carried *meta = (void *)(long)ctx->data_meta;
+    if ((void *)(meta + 1) <= (void *)(long)ctx->data && meta->tag == CARRIED_TAG) {
+        *c = *meta;
+        return 1;
+    }
+    struct datagram d = {};
+    if (!parse(ctx, &d))
+        return 0;
+    struct rule_value *rule = find_rule(&d, ingress);
+    if (!rule || d.payload_length > MAX_PAYLOAD)
+        return 0;
+    c->rule = rule->rule;
+    c->payload_offset = (__u16)d.payload_offset;
+    c->payload_length = (__u16)d.payload_length;
+    c->source_port = d.source_port;
+    c->payload_sum = sum_payload(ctx, d.payload_offset, d.payload_length);
+    return 1;
+}
+
 // EgressFrame.writeHeader on the frame in place: the payload stays where it is, the headers in
 // front of it are replaced by the template's and the tail past the payload is cut.
 static __always_inline int rewrite(struct xdp_md *ctx, __u32 ingress, __u32 egress_ifindex)
 {
-    struct datagram d = {};
-    if (!parse(ctx, &d))
+    struct carried c = {};
+    if (!carried_of(ctx, ingress, &c))
         return XDP_DROP;
-    struct rule_value *rule = find_rule(&d, ingress);
-    if (!rule)
-        return XDP_DROP;
-    struct output_key okey = { .rule = rule->rule, .ifindex = egress_ifindex };
+    struct output_key okey = { .rule = c.rule, .ifindex = egress_ifindex };
     __u8 *template = bpf_map_lookup_elem(&outputs, &okey);
     if (!template)
         return XDP_DROP;
     __u32 header = template[TEMPLATE_HEADER_LENGTH] == 42 ? 42 : 62;
     __u32 frame = (__u32)bpf_xdp_get_buff_len(ctx);  // 5.18+; ctx arithmetic upsets the verifier
-    __u32 payload = d.payload_length;
-    if (payload > MAX_PAYLOAD)
+    __u32 payload = c.payload_length;
+    __u32 offset = c.payload_offset;
+    if (payload > MAX_PAYLOAD || (offset != 42 && offset != 62) || offset + payload > frame)
         return XDP_DROP;
-    if (bpf_xdp_adjust_head(ctx, (int)d.payload_offset - (int)header))
+    if (bpf_xdp_adjust_head(ctx, (int)offset - (int)header))
         return XDP_DROP;
-    __u32 tail = frame - d.payload_offset - payload;  // Ethernet padding, bytes past UDP's length
+    __u32 tail = frame - offset - payload;  // Ethernet padding, bytes past UDP's length
     if (tail && bpf_xdp_adjust_tail(ctx, -(int)tail))
         return XDP_DROP;
 
@@ -245,11 +328,14 @@ static __always_inline int rewrite(struct xdp_md *ctx, __u32 ingress, __u32 egre
     void *end = (void *)(long)ctx->data_end;
     if ((void *)(data + 42) > end)
         return XDP_DROP;
-    __u16 port = d.source_port;
+    __u16 port = c.source_port;
     __u16 udp_length = __builtin_bswap16((__u16)(payload + 8));
     __u64 sum = *(__u32 *)(template + TEMPLATE_UDP_SUM);
     sum += port + udp_length + udp_length;  // the UDP length is in the pseudo header and in UDP
-    __u8 *p;
+    sum += c.payload_sum;
+    __u16 check = (__u16)~fold(sum);
+    if (check == 0)
+        check = 0xffff;
     if (header == 42) {
         __builtin_memcpy(data, template, 42);
         __u16 total = __builtin_bswap16((__u16)(payload + 28));
@@ -257,7 +343,7 @@ static __always_inline int rewrite(struct xdp_md *ctx, __u32 ingress, __u32 egre
         *(__u16 *)(data + 24) = (__u16)~fold((__u64)*(__u32 *)(template + TEMPLATE_IP_SUM) + total);
         *(__u16 *)(data + 34) = port;
         *(__u16 *)(data + 38) = udp_length;
-        p = data + 42;
+        *(__u16 *)(data + 40) = check;
     } else {
         if ((void *)(data + 62) > end)
             return XDP_DROP;
@@ -265,29 +351,8 @@ static __always_inline int rewrite(struct xdp_md *ctx, __u32 ingress, __u32 egre
         *(__u16 *)(data + 18) = udp_length;
         *(__u16 *)(data + 54) = port;
         *(__u16 *)(data + 58) = udp_length;
-        p = data + 62;
-    }
-    // The payload's sum as EgressFrame.sum takes it: 32-bit words as they lie in memory, then
-    // a 16-bit word, then the odd byte as the first byte of a zero-padded word.
-    for (int i = 0; i < MAX_PAYLOAD / 4; i++) {
-        if ((void *)(p + 4) > end)
-            break;
-        sum += *(__u32 *)p;
-        p += 4;
-    }
-    if ((void *)(p + 2) <= end) {
-        sum += *(__u16 *)p;
-        p += 2;
-    }
-    if ((void *)(p + 1) <= end)
-        sum += *p;
-    __u16 check = (__u16)~fold(sum);
-    if (check == 0)
-        check = 0xffff;
-    if (header == 42)
-        *(__u16 *)(data + 40) = check;
-    else if ((void *)(data + 62) <= end)  // always true here; the verifier wants it again
         *(__u16 *)(data + 60) = check;
+    }
     struct traffic *sent = bpf_map_lookup_elem(&output_counters, &okey);
     if (sent) {
         sent->packets++;

@@ -165,20 +165,26 @@ int cxdp_link_attach(int program, uint32_t ifindex, int generic)
     return fd < 0 ? -errno : fd;
 }
 
-int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,
-                  void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *action)
+int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t meta_length, uint32_t ingress_ifindex,
+                  void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *out_meta_length,
+                  uint32_t *action)
 {
-    // The kernel takes data_end as the frame's length and needs a real device for the ingress.
-    struct xdp_md context = { .data_end = length, .ingress_ifindex = ingress_ifindex };
+    // The kernel takes data_end as the input's length (metadata included), data as where the
+    // frame starts after `meta_length` bytes of XDP metadata, and needs a real device for the
+    // ingress. The output starts at the metadata too; ctx_out.data says how long it is.
+    struct xdp_md context = { .data = meta_length, .data_end = length, .ingress_ifindex = ingress_ifindex };
+    struct xdp_md after = {};
     LIBBPF_OPTS(bpf_test_run_opts, options,
         .data_in = frame, .data_size_in = length,
         .data_out = out, .data_size_out = out_capacity,
         .ctx_in = &context, .ctx_size_in = sizeof(context),
+        .ctx_out = &after, .ctx_size_out = sizeof(after),
         .repeat = 1);
     int err = bpf_prog_test_run_opts(fd, &options);
     if (err)
         return err;
     *out_length = options.data_size_out;
+    *out_meta_length = after.data;
     *action = options.retval;
     return 0;
 }

@@ -15,6 +15,13 @@ import Testing
 /// common-shape frame of a rule it carries must be redirected, so passing everything fails.
 /// The program's per-rule and per-output counters must equal the Forwarder's.
 ///
+/// Each redirected frame's rewrite runs twice per device: with the metadata the ingress program
+/// left in front of the frame (the rule and the payload's sum, what a native devmap egress
+/// program gets) and without it (what a copy without metadata gets: generic XDP, a driver without
+/// metadata support), where the egress program finds the rule and sums the payload itself. Both
+/// must give the Forwarder's bytes; each counts the copy once, so the output counters are twice
+/// the Forwarder's.
+///
 /// Needs root (BPF); skipped with the reason otherwise. The object comes from `make bpf`.
 @Suite struct XDPDifferentialTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -23,7 +30,8 @@ import Testing
     struct Tally: CustomStringConvertible {
         var frames = 0, redirected = 0, passed = 0, transmitsCompared = 0, refusedRules = 0, oversize = 0
         var description: String {
-            "\(frames) frames: \(redirected) redirected (\(transmitsCompared) transmits compared byte for byte), "
+            "\(frames) frames: \(redirected) redirected (\(transmitsCompared) transmits compared byte for byte, "
+                + "each with and without the ingress program's metadata), "
                 + "\(passed) passed to the kernel (\(oversize) over an output's payload limit); "
                 + "\(refusedRules) rules left to the packet path"
         }
@@ -128,7 +136,7 @@ import Testing
             }
         }
         let ifindex = UInt32(bitPattern: facts[ingressName]!.index)
-        let (action, _) = try program.run(program.ingress, frame: frame, ingressIfindex: ifindex)
+        let (action, after, metadata) = try program.run(program.ingress, frame: frame, ingressIfindex: ifindex)
         switch action {
         case XDPProgram.pass:
             tally.passed += 1
@@ -152,9 +160,18 @@ import Testing
                 Issue.record("\(name): XDP redirected a frame the Forwarder drops")
                 return
             }
+            // The ingress program leaves the frame as it is and its finding in front of it.
+            #expect(after == frame, "\(name): the ingress program changed the frame it redirected")
+            #expect(metadata.count == 16, "\(name): \(metadata.count) bytes of metadata, want 16 (struct carried)")
             var actual: [(InterfaceName, [UInt8])] = []
             for device in tables.devices {
-                let (rewriteAction, bytes) = try program.runRewrite(frame: frame, ingressIfindex: ifindex, egressIfindex: device)
+                let (rewriteAction, bytes) = try program.runRewrite(frame: frame, metadata: metadata, ingressIfindex: ifindex,
+                                                                    egressIfindex: device)
+                let (unaidedAction, unaided) = try program.runRewrite(frame: frame, ingressIfindex: ifindex, egressIfindex: device)
+                if unaidedAction != rewriteAction || (rewriteAction == XDPProgram.pass && unaided != bytes) {
+                    let differs = unaided != bytes ? ", and other bytes" : ""
+                    Issue.record("\(name): device \(device): the rewrite without metadata gives action \(unaidedAction), with it \(rewriteAction)\(differs)")
+                }
                 switch rewriteAction {
                 case XDPProgram.pass: actual.append((facts.first { $0.value.index == device }!.key, bytes))
                 case XDPProgram.drop: break
@@ -176,7 +193,9 @@ import Testing
                 let position = plan.rules[index].outputs.firstIndex { facts[$0.interface]?.index == device }!
                 let want = statistics.rules[index].outputs[position]
                 let (packets, bytes) = try program.sent(entry)
-                #expect(packets == want.packets && bytes == want.bytes, "\(name): output \(index)/\(device) counted \(packets)/\(bytes)")
+                // every copy ran through the rewrite twice (with and without metadata)
+                #expect(packets == 2 * want.packets && bytes == 2 * want.bytes,
+                        "\(name): output \(index)/\(device) counted \(packets)/\(bytes), want twice \(want.packets)/\(want.bytes)")
             }
             let sortedExpected = expected.sorted { $0.0 < $1.0 }, sortedActual = actual.sorted { $0.0 < $1.0 }
             #expect(sortedActual.map(\.0) == sortedExpected.map(\.0), "\(name): transmit devices")

@@ -44,8 +44,11 @@ int cxdp_xdp_features(uint32_t ifindex, uint64_t *features);
 #define CXDP_XDP_ACT_BASIC 1u
 #define CXDP_XDP_ACT_REDIRECT 2u
 #define CXDP_XDP_ACT_NDO_XMIT 4u
-// Runs program `fd` once on `frame` as received on device `ingress_ifindex`; on success (0)
-// `*action` is the XDP action and `*out_length` the frame's length after it, in `out`.
-int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t ingress_ifindex,
-                  void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *action);
+// Runs program `fd` once on `frame` (`length` bytes, of which the first `meta_length` are XDP
+// metadata in front of the frame) as received on device `ingress_ifindex`; on success (0)
+// `*action` is the XDP action and `out` holds `*out_length` bytes after it: `*out_meta_length`
+// bytes of metadata, then the frame.
+int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t meta_length, uint32_t ingress_ifindex,
+                  void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *out_meta_length,
+                  uint32_t *action);
 #endif

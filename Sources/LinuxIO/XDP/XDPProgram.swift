@@ -121,27 +121,36 @@ public final class XDPProgram {
         _ = key.withUnsafeBytes { cxdp_map_delete(map, $0.baseAddress) }
     }
 
-    /// Runs `program` once on `frame` as received on device `ifindex`: the action and the frame after.
-    public func run(_ program: Int32, frame: [UInt8], ingressIfindex: UInt32) throws -> (action: UInt32, frame: [UInt8]) {
-        var output = [UInt8](repeating: 0, count: frame.count + 512)
-        var length: UInt32 = 0, action: UInt32 = 0
-        let result = frame.withUnsafeBytes { input in
+    /// Runs `program` once on `frame`, with `metadata` (XDP metadata in front of it, as the
+    /// ingress program leaves it for the egress programs) as received on device `ifindex`: the
+    /// action, the frame after and the metadata in front of it then.
+    public func run(_ program: Int32, frame: [UInt8], metadata: [UInt8] = [], ingressIfindex: UInt32) throws
+        -> (action: UInt32, frame: [UInt8], metadata: [UInt8]) {
+        let input = metadata + frame
+        var output = [UInt8](repeating: 0, count: input.count + 512)
+        var length: UInt32 = 0, metaLength: UInt32 = 0, action: UInt32 = 0
+        let result = input.withUnsafeBytes { input in
             output.withUnsafeMutableBytes { out in
-                cxdp_test_run(program, input.baseAddress, UInt32(input.count), ingressIfindex,
-                              out.baseAddress, UInt32(out.count), &length, &action)
+                cxdp_test_run(program, input.baseAddress, UInt32(input.count), UInt32(metadata.count), ingressIfindex,
+                              out.baseAddress, UInt32(out.count), &length, &metaLength, &action)
             }
         }
         guard result == 0 else { throw Failure.failed("BPF_PROG_TEST_RUN: \(String(cString: strerror(-result)))") }
-        return (action, Array(output[0..<Int(length)]))
+        guard metaLength <= length else { throw Failure.failed("BPF_PROG_TEST_RUN: \(metaLength) bytes of metadata in \(length)") }
+        return (action, Array(output[Int(metaLength)..<Int(length)]), Array(output[0..<Int(metaLength)]))
     }
 
-    /// The rewrite of one output device, as its devmap egress program makes it.
-    public func runRewrite(frame: [UInt8], ingressIfindex: UInt32, egressIfindex: Int32) throws -> (action: UInt32, frame: [UInt8]) {
+    /// The rewrite of one output device, as its devmap egress program makes it: of a frame the
+    /// ingress program redirected, with the metadata it left (none: the egress program finds
+    /// the rule again, as for a copy without metadata).
+    public func runRewrite(frame: [UInt8], metadata: [UInt8] = [], ingressIfindex: UInt32, egressIfindex: Int32) throws
+        -> (action: UInt32, frame: [UInt8]) {
         var zero: UInt32 = 0
         var device = UInt32(bitPattern: egressIfindex)
         let result = cxdp_map_update(testEgressMap, &zero, &device)
         guard result == 0 else { throw Failure.failed("test_egress update: \(String(cString: strerror(-result)))") }
-        return try run(rewrite, frame: frame, ingressIfindex: ingressIfindex)
+        let (action, after, _) = try run(rewrite, frame: frame, metadata: metadata, ingressIfindex: ingressIfindex)
+        return (action, after)
     }
 }
 
