@@ -313,6 +313,52 @@ struct EndToEndXDPTests {
         }
     }
 
+    /// A container runtime or a VM manager re-creates its veth on restart: same name, new
+    /// ifindex. The program's BPF link went with the old device, so the daemon must attach to
+    /// the new one (and fill the rule keys, which hold the ifindex) when it appears.
+    @Test("the input re-created under the daemon (veth deleted and added again, a new ifindex): the program attaches to the new rin0 and XDP carries the stream again")
+    func inputRecreated() throws {
+        let stream = Stream(input: "239.1.14.1:5001", output: "239.20.14.1:6001", id: 1)
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:\(stream.input)", ["rout0:\(stream.output):8"])]) }
+        try withXDPRelay("xdp8", config: config) { lab, daemon in
+            try daemon.waitSettled()
+            let count = 500
+            func round(_ number: Int) throws {
+                let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
+                let redirectedBefore = try redirected(lab)
+                try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
+                expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
+                #expect(try redirected(lab) - redirectedBefore == count, "round \(number): not all \(count) redirected by XDP on rin0")
+            }
+            try round(0)
+            let before = try lab.must(lab.relay, ["cat", "/sys/class/net/rin0/ifindex"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try lab.must(lab.sender, ["ip", "link", "del", "snd0"])  // takes its peer rin0 with it
+            let gone = try waitUntil(timeout: .seconds(5)) {
+                try run(lab.exec(lab.relay, ["ip", "link", "show", "rin0"]), in: lab.directory, timeout: .seconds(10)).status != 0
+            }
+            #expect(gone, "rin0 still there after its peer was deleted")
+            try lab.must(lab.sender, ["ip", "link", "add", "snd0", "type", "veth", "peer", "name", "rin0", "netns", lab.relay])
+            try lab.must(lab.sender, ["ip", "addr", "add", "198.18.1.1/24", "dev", "snd0"])
+            try lab.must(lab.relay, ["ip", "addr", "add", "198.18.1.2/24", "dev", "rin0"])
+            try lab.must(lab.sender, ["ip", "link", "set", "snd0", "up"])
+            try lab.must(lab.relay, ["ip", "link", "set", "rin0", "up"])
+            try lab.must(lab.sender, ["ip", "route", "replace", "239.0.0.0/8", "dev", "snd0"])
+            try lab.waitForCarrier(lab.sender, "snd0")
+            try lab.waitForCarrier(lab.relay, "rin0")
+            let after = try lab.must(lab.relay, ["cat", "/sys/class/net/rin0/ifindex"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(after != before, "the re-created rin0 kept ifindex \(before): the test would not show a re-attach")
+            let attached = try waitUntil(timeout: .seconds(10)) { try xdpAttached(lab, "rin0") }
+            #expect(attached, "the daemon did not attach its program to the re-created rin0 (ifindex \(after)); see \(lab.directory)/daemon.err")
+            try daemon.waitSettled()
+            try round(1)
+            let stats = try #require(try daemon.stats().rules.first)
+            #expect(stats.packets == UInt64(2 * count) && stats.outputs.first?.packets == UInt64(2 * count),
+                    "counted \(stats.packets) over two rounds of \(count), the input re-created between them")
+            #expect(try daemon.stats().dataPath?.rules.first?.path == "xdp")
+            print("EndToEndXDPTests: rin0 re-created (ifindex \(before) -> \(after)): attached again, \(count) of \(count) redirected before and after")
+        }
+    }
+
     @Test("--user nobody with --data-path xdp: after the drop, a rule added attaches the program, fills the maps and the devmap, and forwards by XDP")
     func privilegeDrop() throws {
         let stream = Stream(input: "239.1.13.1:5001", output: "239.20.13.1:6001", id: 1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -561,3 +563,164 @@ class McrelayXDPDriver(McrelayDriver):
                 self._rcv("ethtool", "-K", dev, "gro", state, check=False)
             self.gro_restore = {}
             self.kthreads = []
+
+
+class AfxdpDriver(RelayDriver):
+    """`afxdp-c`: the AF_XDP relay experiment of issue #14 (bench/experiments/afxdp/afxdp_relay.c,
+    built by its build.sh into .build/afxdp/): a one-thread C relay, native XDP on rin0 that
+    redirects IPv4 UDP to 224/4 into an AF_XDP socket (copy mode: veth has no zero copy), user
+    space matching the exact (group, port), writing mcrelay's output frame and sending it on one
+    AF_XDP TX socket per output device that shares the input's UMEM (the first output's copy is
+    the received frame with the new header written in place; further outputs get a memcpy each).
+
+    rin0's native XDP runs in rin0's NAPI, which without threading runs in the softirq of the
+    generator's transmit, on the generator's CPU. As for mcrelay-xdp the driver turns threaded
+    NAPI on for rin0 after the relay attached (veth creates the NAPI then), pins the new
+    napi/rin0-N kthread to the relay's CPU at 10 nice levels above the relay (the packet path's
+    gap) and counts it as the relay's; `threaded` goes back to 0 at stop while the program is still attached. Copy-mode
+    AF_XDP transmit is the kernel's skb transmit into rout0 (veth_xmit), so the receivers' ends
+    need no GRO: nothing is set there.
+
+    Every trial is checked with the relay's own counters (SIGUSR1 makes it write them to a file):
+    its socket must have taken at least as many datagrams of the rules as the busiest output
+    received, the kernel must have completed at least as many transmits as copies arrived, and
+    rin0 must have counted as many XDP redirects; else NotCarried (INVALID), never a figure
+    for frames the kernel forwarded some other way. IPv4 only.
+    """
+    name = "afxdp-c"
+
+    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, nice: int):
+        super().__init__(lab, workdir, cpu)
+        self.binary = binary
+        self.obj = binary.parent / "afxdp_redirect.bpf.o"
+        self.nice = nice
+        self.stats_file = workdir / "afxdp-stats.json"
+        self.kthreads: list[int] = []
+        self.threaded_set = False
+        # The receive thread gets the packet path's gap (10 nice levels above the relay, as the
+        # daemon's --worker-nice -10 is to the kernel's 0): here too a user-space forwarder shares
+        # the core with a kernel thread that takes frames in faster than it can drain them. At
+        # equal nice the experiment collapsed (2026-12-04 21:00 run: 399k -> 251k delivered, the
+        # AF_XDP RX ring full), as the packet path did in softirq.
+        self.kthread_nice = nice + 10
+        self.settings = (f"rin0 native XDP with threaded NAPI, its kthread pinned to CPU {cpu} at nice {self.kthread_nice} "
+                         "(10 above the relay thread's, the packet path's gap)" if cpu is not None
+                         else "rin0 native XDP, NAPI not threaded (no --relay-cpu)")
+        self.title = ("AF_XDP relay experiment in C (bench/experiments/afxdp: one thread, copy mode, "
+                      f"UMEM shared with the TX sockets, first output sent in place; {self.settings})")
+
+    def available(self) -> tuple[bool, str]:
+        if self.lab.family != "ipv4":
+            return False, "the AF_XDP experiment relays IPv4 only"
+        for path in (self.binary, self.obj):
+            if not path.is_file():
+                return False, f"{path} not built (bench/experiments/afxdp/build.sh {self.binary.parent}, or make afxdp-experiment)"
+        try:
+            socket.socket(44, socket.SOCK_RAW, 0).close()  # AF_XDP
+        except OSError as e:
+            return False, f"this kernel has no AF_XDP sockets ({e})"
+        return True, ""
+
+    def describe(self) -> str:
+        return f"afxdp-c ({self.binary}); {self.settings}"
+
+    def kthread_pids(self) -> list[int]:
+        return list(self.kthreads)
+
+    def _rly_sh(self, script: str, check: bool = True):
+        return run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", script], check=check)
+
+    def start(self, streams: list[Stream]) -> None:
+        self.logs, self.kthreads, self.threaded_set = [], [], False
+        if any(s.family != "ipv4" for s in streams):
+            raise HarnessError("afxdp-c relays IPv4 only")
+        rules = self.workdir / "afxdp-rules.txt"
+        rules.write_text("".join(f"{s.in_group} {s.in_port} {s.out_group} {s.out_port}\n" for s in streams))
+        if self.stats_file.exists():
+            self.stats_file.unlink()
+        args = [str(self.binary), "--in", "rin0", "--out", ",".join(self.lab.out_devs), "--rules", str(rules),
+                "--ttl", "16", "--stats", str(self.stats_file), "--obj", str(self.obj)]
+        if self.cpu is not None:
+            args += ["--cpu", str(self.cpu)]
+        before = napi_threads("napi/rin0-")
+        self._spawn(args, "afxdp.log")
+
+        def ready():
+            if not self.alive():
+                raise HarnessError("afxdp_relay exited at start:\n" + self.log_tail())
+            return self.stats_file.exists()
+        wait_until(ready, 10, "afxdp_relay to attach and write its counters", interval=0.1)
+        self.check_attached()
+        if self.cpu is not None:
+            self._rly_sh("echo 1 > /sys/class/net/rin0/threaded")
+            self.threaded_set = True
+            self.kthreads = place_new_napi_thread(before, self.cpu, self.kthread_nice)
+
+    def counters(self) -> dict:
+        """The relay's counters as of now: SIGUSR1, then its next write of the stats file."""
+        if not self.alive():
+            raise NotCarried("afxdp_relay exited:\n" + self.log_tail())
+        old = self._read()
+        seq = old.get("seq", -1) if old else -1
+        os.kill(self.procs[0].pid, signal.SIGUSR1)
+        return wait_until(lambda: (lambda c: c if c and c.get("seq", -1) > seq else None)(self._read()), 3,
+                          "afxdp_relay to write its counters (SIGUSR1)", interval=0.02)
+
+    def _read(self) -> dict | None:
+        try:
+            return json.loads(self.stats_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def check_attached(self) -> None:
+        link = json.loads(run(["ip", "-n", self.lab.rly, "-j", "-d", "link", "show", "rin0"]).stdout)[0]
+        xdp = link.get("xdp") or {}
+        if xdp.get("mode") != 1:  # XDP_ATTACHED_DRV
+            raise NotCarried(f"rin0 has XDP {xdp or 'none'}, want the relay's program in native mode (1)")
+
+    def _redirects(self) -> int:
+        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
+        return sum(int(v) for name, _, v in (line.strip().partition(":") for line in out.splitlines())
+                   if name.endswith("xdp_redirect"))
+
+    def trial_begin(self):
+        return (self.counters(), self._redirects())
+
+    def trial_end(self, mark, received: int, most_per_output: int) -> dict:
+        c0, r0 = mark
+        c1, r1 = self.counters(), self._redirects()
+        keys = ("rx", "forwarded", "unmatched", "bad", "tx", "completed", "no_frame", "ring_full", "sent_in_place",
+                "sent_copied")
+        seen = {k: c1[k] - c0[k] for k in keys}
+        seen["rin0_xdp_redirect"] = r1 - r0
+        # the harness's XDP fields (report, smoke log): accepted = datagrams of the rules taken from
+        # the socket, sent = copies the kernel completed
+        seen.update(accepted=seen["forwarded"], sent=seen["completed"])
+        if seen["forwarded"] < most_per_output or seen["completed"] < received:
+            raise NotCarried(f"afxdp_relay took {seen['forwarded']} datagrams of its rules and the kernel completed "
+                             f"{seen['completed']} of its transmits, but {received} copies arrived (up to "
+                             f"{most_per_output} on one output): something else carried them")
+        if seen["rin0_xdp_redirect"] < most_per_output:
+            raise NotCarried(f"rin0 counted {seen['rin0_xdp_redirect']} XDP redirects for {most_per_output} datagrams")
+        return seen
+
+    def extra_stats(self) -> dict:
+        self.check_attached()
+        extra = {"stats": self.counters(), "settings": self.settings, "napi_kthreads": self.kthread_pids()}
+        if self.threaded_set:
+            extra["rin0_threaded"] = self._rly_sh("cat /sys/class/net/rin0/threaded", check=False).stdout.strip()
+        return extra
+
+    def stop(self) -> None:
+        try:
+            # while the relay's program still holds rin0's NAPI (see McrelayXDPDriver.stop)
+            if self.threaded_set:
+                self._rly_sh("echo 0 > /sys/class/net/rin0/threaded", check=False)
+                self.threaded_set = False
+            super().stop()
+        finally:
+            self.kthreads = []
+        # the program is a bpf link of the relay's: gone with the process
+        link = json.loads(run(["ip", "-n", self.lab.rly, "-j", "-d", "link", "show", "rin0"], check=False).stdout or "[{}]")[0]
+        if link.get("xdp"):
+            raise HarnessError(f"afxdp_relay stopped but rin0 still has XDP {link['xdp']}")

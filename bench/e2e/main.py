@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .counter import Counter, build_tool, delta
 from .curve import curve_rates, run_curve
-from .drivers import KernelDriver, McrelayDriver, McrelayXDPDriver, NoRelay, RelayDriver, SocatDriver
+from .drivers import AfxdpDriver, KernelDriver, McrelayDriver, McrelayXDPDriver, NoRelay, RelayDriver, SocatDriver
 from .errors import HarnessError, NotCarried
 from .generator import Generator
 from .lab import Lab, addresses
@@ -49,9 +49,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "input's receive work left in softirq), mcrelay-udp-nic (--egress udp "
                         "with rout0 emulating a NIC without USO), mcrelay-xdp (--data-path xdp, native: rin0 threaded "
                         "NAPI pinned to the relay's CPU, GRO on on the receiver's veth end), mcrelay-xdp-generic "
-                        "(--data-path xdp --xdp-mode generic, no setting changed)")
+                        "(--data-path xdp --xdp-mode generic, no setting changed), afxdp-c (the AF_XDP relay experiment in C, "
+                        "bench/experiments/afxdp: native XDP on rin0 into an AF_XDP socket, rin0 threaded NAPI pinned "
+                        "to the relay's CPU; IPv4 only)")
     p.add_argument("--xdp-object", default=os.environ.get("MCRELAY_XDP_OBJECT") or str(REPO / ".build/bpf/mcrelay_xdp.o"),
                    help="the BPF object of the mcrelay-xdp rows (default $MCRELAY_XDP_OBJECT, else .build/bpf/mcrelay_xdp.o)")
+    p.add_argument("--afxdp-relay", default=str(REPO / ".build/afxdp/afxdp_relay"),
+                   help="the afxdp-c row's binary (bench/experiments/afxdp/build.sh; its XDP object "
+                        "afxdp_redirect.bpf.o beside it; default .build/afxdp/afxdp_relay)")
     p.add_argument("--fanout", type=int, default=0,
                    help="also run one input stream fanned out to this many output links (own lab, IPv4; 0: off)")
     p.add_argument("--fanout-relays", default="kernel,mcrelay,mcrelay-xdp",
@@ -148,7 +153,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 RELAYS = ("socat", "kernel", "mcrelay", "mcrelay-softirq", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic", "mcrelay-xdp",
-          "mcrelay-xdp-generic")
+          "mcrelay-xdp-generic", "afxdp-c")
 
 
 def machine() -> dict:
@@ -282,6 +287,8 @@ class Bench:
             return SocatDriver(self.lab, self.workdir, self.relay_cpu)
         if name == "kernel":
             return KernelDriver(self.lab, self.workdir, self.relay_cpu)
+        if name == "afxdp-c":
+            return AfxdpDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.afxdp_relay), nice=self.args.nice)
         # one core for the relay: one worker unless asked otherwise (two workers on one core only
         # add context switches)
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
@@ -501,7 +508,7 @@ def main(argv: list[str]) -> int:
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
                       "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
                       "mcrelay-xdp turns GRO on on the receivers' veth ends and threaded NAPI on rin0, its kthread "
-                      f"pinned to CPU {args.relay_cpu}, while it runs)"
+                      f"pinned to CPU {args.relay_cpu}, while it runs; afxdp-c turns threaded NAPI on rin0 the same way)"
                       + (f", curves: {args.curve_streams} stream(s) × {args.curve_payload} B at "
                          + ", ".join("max" if r is None else f"{r:.0f}" for r in args.curve_rate_list) + " pps"
                          if args.curve else "")
