@@ -1,4 +1,5 @@
 import Foundation
+import PcapFile
 import RelayControl
 import Testing
 #if canImport(Glibc)
@@ -356,6 +357,67 @@ struct EndToEndXDPTests {
                     "counted \(stats.packets) over two rounds of \(count), the input re-created between them")
             #expect(try daemon.stats().dataPath?.rules.first?.path == "xdp")
             print("EndToEndXDPTests: rin0 re-created (ifindex \(before) -> \(after)): attached again, \(count) of \(count) redirected before and after")
+        }
+    }
+
+    /// The flight recorder reads the workers' frames; a frame the program redirected never
+    /// reaches a worker. So while a recording runs every rule is on the packet path (stats say
+    /// why), the recording holds every frame sent and replays to them, and the program carries
+    /// the rules again when it stops.
+    @Test("recording under --data-path xdp: the rules move to the packet path while the flight recorder records (reported with the reason), the recording holds and replays every frame, and XDP carries again after `record stop`")
+    func recordingMovesRulesToThePacketPath() throws {
+        let stream = Stream(input: "239.1.15.1:5001", output: "239.20.15.1:6001", id: 1)
+        let config: (Lab) throws -> String = { lab in try Self.configFile(lab, [("rin0:\(stream.input)", ["rout0:\(stream.output):8"])]) }
+        try withXDPRelay("xdp9", config: config) { lab, daemon in
+            try daemon.waitSettled()
+            let count = 500
+            func round(_ number: Int, redirected want: Int) throws {
+                let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
+                let redirectedBefore = try redirected(lab)
+                try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
+                expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
+                let carried = try redirected(lab) - redirectedBefore
+                #expect(carried == want, "round \(number): rin0 redirected \(carried) of \(count) by XDP, want \(want)")
+            }
+            func rulePath() throws -> (path: String, reason: String) {
+                let entry = try daemon.stats().dataPath?.rules.first
+                return (entry?.path ?? "none", entry?.reason ?? "")
+            }
+            try round(0, redirected: count)
+            let recording = lab.directory + "/xdp-recording"
+            let started = try daemon.cli(["record", "start", recording])
+            #expect(started.status == 0, "\(started)")
+            let moved = try waitUntil(timeout: .seconds(5)) { try rulePath().path == "packet" && !xdpAttached(lab, "rin0") }
+            let during = try rulePath(), attachedDuring = try xdpAttached(lab, "rin0")
+            #expect(moved && during.reason.contains("flight recorder"), "while recording: rule on \(during.path) (\(during.reason)), rin0 attached \(attachedDuring)")
+            try round(1, redirected: 0)
+            let recorded = try waitUntil(timeout: .seconds(5)) {
+                let status = try daemon.cli(["record", "status", "--json"])
+                guard status.status == 0 else { return false }
+                return try JSONDecoder().decode(RecordingView.self, from: Data(status.stdout.utf8)).frames == UInt64(count)
+            }
+            let recordStatus = try daemon.cli(["record", "status"]).stdout
+            #expect(recorded, "the recording does not hold the \(count) frames sent while it ran: \(recordStatus)")
+            let stopped = try daemon.cli(["record", "stop"])
+            #expect(stopped.status == 0, "\(stopped)")
+            let back = try waitUntil(timeout: .seconds(5)) { try rulePath().path == "xdp" && xdpAttached(lab, "rin0") }
+            let after = try rulePath(), attachedAfter = try xdpAttached(lab, "rin0")
+            #expect(back, "after `record stop`: rule on \(after.path) (\(after.reason)), rin0 attached \(attachedAfter)")
+            try daemon.waitSettled()
+            try round(2, redirected: count)
+            let stats = try #require(try daemon.stats().rules.first)
+            #expect(stats.packets == UInt64(3 * count) && stats.outputs.first?.packets == UInt64(3 * count),
+                    "counted \(stats.packets) over three rounds of \(count) (XDP, packet path while recording, XDP)")
+            #expect(daemon.process.stderr.contains("every rule on the packet path while recording"), "the log does not say why the rules moved")
+            // The recording replays to the frames the relay sent while it ran.
+            let out = lab.directory + "/xdp-replay"
+            let replay = try run([E2E.binary, "sim", "replay", "--recording", recording, "--out-dir", out], in: lab.directory, timeout: .seconds(60))
+            #expect(replay.status == 0, "\(replay)")
+            var replayed = 0
+            let reader = try PcapReader(path: out + "/rout0.pcap")
+            while try reader.next() != nil { replayed += 1 }
+            #expect(replayed == count, "the replay sent \(replayed) frames on rout0, the relay \(count) while recording")
+            print("EndToEndXDPTests: recording under xdp: \(count) by XDP, \(count) on the packet path while recording (all recorded, \(replayed) replayed), \(count) by XDP after")
         }
     }
 

@@ -399,7 +399,51 @@ def napi_threads(name_prefix: str) -> set[int]:
     return found
 
 
-class McrelayXDPDriver(McrelayDriver):
+class Rin0XDP:
+    """What the rows with their own XDP program on rin0 share (mcrelay-xdp, afxdp-c): rin0's
+    program and mode as iproute2 reports it, its veth redirect counter, and threaded NAPI on rin0
+    so that native XDP runs on the relay's core (see McrelayXDPDriver). `threaded` goes back to 0
+    while the program still holds rin0's NAPI: written after the detach (no NAPI), the kernel
+    keeps it at 1 and the next attach would start a thread unpinned."""
+    lab: Lab
+    threaded_set = False
+
+    def _rly_sh(self, script: str, check: bool = True):
+        return run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", script], check=check)
+
+    def check_rin0_xdp(self, want: int, what: str) -> None:
+        """NotCarried unless rin0 has an XDP program in iproute2's mode `want` (XDP_ATTACHED_DRV 1,
+        SKB, i.e. generic, 2)."""
+        link = json.loads(run(["ip", "-n", self.lab.rly, "-j", "-d", "link", "show", "rin0"]).stdout)[0]
+        xdp = link.get("xdp") or {}
+        if xdp.get("mode") != want:
+            raise NotCarried(f"rin0 has XDP {xdp or 'none'}, want mode {want} ({what})")
+
+    def rin0_redirects(self) -> int:
+        """rin0's frames redirected by its XDP program (ethtool -S, every queue's xdp_redirect)."""
+        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
+        return sum(int(v) for name, _, v in (line.strip().partition(":") for line in out.splitlines())
+                   if name.endswith("xdp_redirect"))
+
+    def thread_rin0(self, before: set[int], cpu: int | None, nice: int | None) -> list[int]:
+        """Threaded NAPI on rin0 (after the attach, when veth has created its NAPI) and the new
+        napi/rin0-N kthread placed on `cpu` at `nice`: its pid, as a list."""
+        self._rly_sh("echo 1 > /sys/class/net/rin0/threaded")
+        self.threaded_set = True
+        return place_new_napi_thread(before, cpu, nice)
+
+    def unthread_rin0(self) -> None:
+        if self.threaded_set:
+            self._rly_sh("echo 0 > /sys/class/net/rin0/threaded", check=False)
+            self.threaded_set = False
+
+    def rin0_threaded_extra(self) -> dict:
+        if not self.threaded_set:
+            return {}
+        return {"rin0_threaded": self._rly_sh("cat /sys/class/net/rin0/threaded", check=False).stdout.strip()}
+
+
+class McrelayXDPDriver(Rin0XDP, McrelayDriver):
     """`mcrelay daemon --data-path xdp`, native (`mcrelay-xdp`) or generic (`mcrelay-xdp-generic`).
 
     Native XDP on a veth runs where the veth's NAPI runs, which is the *sender's* CPU (softirq
@@ -459,9 +503,6 @@ class McrelayXDPDriver(McrelayDriver):
     def _rcv(self, *args: str, check: bool = True):
         return run(["ip", "netns", "exec", self.lab.rcv, *args], check=check)
 
-    def _rly_sh(self, script: str, check: bool = True):
-        return run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", script], check=check)
-
     def start(self, streams: list[Stream]) -> None:
         self.kthreads, self.gro_restore, self.threaded_set = [], {}, False
         if self.mode == "native":
@@ -486,9 +527,7 @@ class McrelayXDPDriver(McrelayDriver):
             raise HarnessError(f"{e}: {why[0]}") from e
         self.check_attached()
         if self.mode == "native" and self.cpu is not None:
-            self._rly_sh("echo 1 > /sys/class/net/rin0/threaded")
-            self.threaded_set = True
-            self.kthreads = place_new_napi_thread(before, self.cpu, self.nice or None)
+            self.kthreads = self.thread_rin0(before, self.cpu, self.nice or None)
 
     def carried_by_xdp(self, rules: int) -> str | None:
         """None when `mcrelay stats` says every rule is on path xdp, else why not."""
@@ -505,30 +544,16 @@ class McrelayXDPDriver(McrelayDriver):
         return None
 
     def check_attached(self) -> None:
-        link = json.loads(run(["ip", "-n", self.lab.rly, "-j", "-d", "link", "show", "rin0"]).stdout)[0]
-        xdp = link.get("xdp") or {}
-        # iproute2: XDP_ATTACHED_DRV 1, SKB (generic) 2
-        want = 1 if self.mode == "native" else 2
-        if xdp.get("mode") != want:
-            raise NotCarried(f"rin0 has XDP {xdp or 'none'}, want mode {want} ({self.mode})")
-
-    def _redirects(self) -> int:
-        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
-        total = 0
-        for line in out.splitlines():
-            name, _, value = line.strip().partition(":")
-            if name.endswith("xdp_redirect"):
-                total += int(value)
-        return total
+        self.check_rin0_xdp(1 if self.mode == "native" else 2, self.mode)
 
     def trial_begin(self):
         from .bpfmaps import xdp_counters
-        return (xdp_counters(self.procs[0].pid), self._redirects())
+        return (xdp_counters(self.procs[0].pid), self.rin0_redirects())
 
     def trial_end(self, mark, received: int, most_per_output: int) -> dict:
         from .bpfmaps import xdp_counters
         (c0, r0) = mark
-        c1, r1 = xdp_counters(self.procs[0].pid), self._redirects()
+        c1, r1 = xdp_counters(self.procs[0].pid), self.rin0_redirects()
         seen = {"accepted": c1["accepted"] - c0["accepted"], "sent": c1["sent"] - c0["sent"],
                 "rin0_xdp_redirect": r1 - r0}
         if seen["accepted"] < most_per_output or seen["sent"] < received:
@@ -545,18 +570,11 @@ class McrelayXDPDriver(McrelayDriver):
         if why:
             raise NotCarried(f"after the row: {why}")
         self.check_attached()
-        extra = {"stats": st, "settings": self.settings, "napi_kthreads": self.kthread_pids()}
-        if self.threaded_set:
-            extra["rin0_threaded"] = self._rly_sh("cat /sys/class/net/rin0/threaded", check=False).stdout.strip()
-        return extra
+        return {"stats": st, "settings": self.settings, "napi_kthreads": self.kthread_pids(), **self.rin0_threaded_extra()}
 
     def stop(self) -> None:
         try:
-            # while the daemon's program still holds rin0's NAPI: written after the detach (no NAPI),
-            # the kernel keeps `threaded` at 1 and the next attach would start a thread unpinned
-            if self.threaded_set:
-                self._rly_sh("echo 0 > /sys/class/net/rin0/threaded", check=False)
-                self.threaded_set = False
+            self.unthread_rin0()  # while the daemon's program still holds rin0's NAPI
             super().stop()
         finally:
             for dev, state in self.gro_restore.items():
@@ -565,7 +583,7 @@ class McrelayXDPDriver(McrelayDriver):
             self.kthreads = []
 
 
-class AfxdpDriver(RelayDriver):
+class AfxdpDriver(Rin0XDP, RelayDriver):
     """`afxdp-c`: the AF_XDP relay experiment of issue #14 (bench/experiments/afxdp/afxdp_relay.c,
     built by its build.sh into .build/afxdp/): a one-thread C relay, native XDP on rin0 that
     redirects IPv4 UDP to 224/4 into an AF_XDP socket (copy mode: veth has no zero copy), user
@@ -627,9 +645,6 @@ class AfxdpDriver(RelayDriver):
     def kthread_pids(self) -> list[int]:
         return list(self.kthreads)
 
-    def _rly_sh(self, script: str, check: bool = True):
-        return run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", script], check=check)
-
     def start(self, streams: list[Stream]) -> None:
         self.logs, self.kthreads, self.threaded_set = [], [], False
         if any(s.family != "ipv4" for s in streams):
@@ -652,9 +667,7 @@ class AfxdpDriver(RelayDriver):
         wait_until(ready, 10, "afxdp_relay to attach and write its counters", interval=0.1)
         self.check_attached()
         if self.cpu is not None:
-            self._rly_sh("echo 1 > /sys/class/net/rin0/threaded")
-            self.threaded_set = True
-            self.kthreads = place_new_napi_thread(before, self.cpu, self.kthread_nice)
+            self.kthreads = self.thread_rin0(before, self.cpu, self.kthread_nice)
 
     def counters(self) -> dict:
         """The relay's counters as of now: SIGUSR1, then its next write of the stats file."""
@@ -673,22 +686,14 @@ class AfxdpDriver(RelayDriver):
             return None
 
     def check_attached(self) -> None:
-        link = json.loads(run(["ip", "-n", self.lab.rly, "-j", "-d", "link", "show", "rin0"]).stdout)[0]
-        xdp = link.get("xdp") or {}
-        if xdp.get("mode") != 1:  # XDP_ATTACHED_DRV
-            raise NotCarried(f"rin0 has XDP {xdp or 'none'}, want the relay's program in native mode (1)")
-
-    def _redirects(self) -> int:
-        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
-        return sum(int(v) for name, _, v in (line.strip().partition(":") for line in out.splitlines())
-                   if name.endswith("xdp_redirect"))
+        self.check_rin0_xdp(1, "the relay's program in native mode")
 
     def trial_begin(self):
-        return (self.counters(), self._redirects())
+        return (self.counters(), self.rin0_redirects())
 
     def trial_end(self, mark, received: int, most_per_output: int) -> dict:
         c0, r0 = mark
-        c1, r1 = self.counters(), self._redirects()
+        c1, r1 = self.counters(), self.rin0_redirects()
         keys = ("rx", "forwarded", "unmatched", "bad", "tx", "completed", "no_frame", "ring_full", "sent_in_place",
                 "sent_copied")
         seen = {k: c1[k] - c0[k] for k in keys}
@@ -706,17 +711,12 @@ class AfxdpDriver(RelayDriver):
 
     def extra_stats(self) -> dict:
         self.check_attached()
-        extra = {"stats": self.counters(), "settings": self.settings, "napi_kthreads": self.kthread_pids()}
-        if self.threaded_set:
-            extra["rin0_threaded"] = self._rly_sh("cat /sys/class/net/rin0/threaded", check=False).stdout.strip()
-        return extra
+        return {"stats": self.counters(), "settings": self.settings, "napi_kthreads": self.kthread_pids(),
+                **self.rin0_threaded_extra()}
 
     def stop(self) -> None:
         try:
-            # while the relay's program still holds rin0's NAPI (see McrelayXDPDriver.stop)
-            if self.threaded_set:
-                self._rly_sh("echo 0 > /sys/class/net/rin0/threaded", check=False)
-                self.threaded_set = False
+            self.unthread_rin0()  # while the relay's program still holds rin0's NAPI
             super().stop()
         finally:
             self.kthreads = []

@@ -42,6 +42,12 @@ extension Supervisor {
             recorder.event("iface_down", at: now, [("iface", FlightRecorder.json(name))])
         }
         for worker in workers where worker.ready { sendRecordingAssignment(worker) }
+        if let xdp {
+            // The recorder reads the workers' frames: what the program redirected would be missing.
+            xdp.setRecording(true, now: now)
+            for problem in xdp.takeProblems() { logger.warning("\(problem)") }
+            logger.notice("--data-path xdp: every rule on the packet path while recording (\(XDPDataPath.recordingReason))")
+        }
         logger.notice("recording to \(directory) (limit \(limit) bytes: \(recorder.framePool) for frames, granted to the workers as they need it; the rest for events)")
         return .success(recorder.view)
     }
@@ -55,6 +61,11 @@ extension Supervisor {
         let message = "recording to \(recorder.directory) stopped (\(reason)): \(view.bytes) bytes, \(view.frames) frames, \(view.events) events"
             + (view.framesLost > 0 ? ", \(view.framesLost) frames not recorded" : "")
         if reason == "limit reached" || reason.hasPrefix("error") { logger.warning("\(message)") } else { logger.notice("\(message)") }
+        if let xdp, case .running = shutdown {
+            xdp.setRecording(false, now: now)
+            for problem in xdp.takeProblems() { logger.warning("\(problem)") }
+            logger.notice("--data-path xdp: the recording ended, the XDP program carries its rules again")
+        }
     }
 
     var recordingView: RecordingView? { flightRecorder?.view }

@@ -34,6 +34,7 @@ public final class XDPDataPath {
         var tables: XDPTables
         var generation: Int
         var unavailableOutputs: [InterfaceName: String] = [:]
+        var recording = false
     }
 
     /// `--xdp-mode`: native runs the program in the driver and redirects with the output
@@ -116,6 +117,20 @@ public final class XDPDataPath {
         }
     }
 
+    /// While the flight recorder records, every rule is on the packet path: the recorder reads
+    /// the workers' frames, and a frame the program redirected never reaches a worker, so a
+    /// recording made beside the program would miss every frame it carried (and replay
+    /// without them). The program attaches again when the recording ends.
+    static let recordingReason = "the flight recorder is recording (it reads frames on the packet path)"
+
+    /// The flight recorder started (`true`) or stopped.
+    func setRecording(_ on: Bool, now: Instant) {
+        guard recording != on else { return }
+        recording = on
+        reinstall(now: now)
+    }
+    private var recording = false
+
     /// Detaches the program from every input (closes the links); nothing attaches again.
     func close() {
         for (_, link) in links { Glibc.close(link.fd) }
@@ -171,14 +186,16 @@ public final class XDPDataPath {
         let unavailableOutputs = mode == .native ? Self.outputsWithoutRedirects(plan, facts) : [:]
         // Several workers get the same rules (fanout): one install per change is enough.
         if let installed, installed.plan.rules == plan.rules, installed.plan.ingress == plan.ingress, installed.facts == facts,
-           installed.unavailableOutputs == unavailableOutputs, attachFailures.isEmpty { return }
+           installed.unavailableOutputs == unavailableOutputs, installed.recording == recording, attachFailures.isEmpty { return }
         let generation = ((installed?.generation ?? 1) + 1) % 2
 
         // Attach to the inputs of the rules the program can carry; an input the driver
         // refuses leaves its rules to the packet path.
         let previousFailures = attachFailures
         attachFailures = [:]
-        var tables = XDPTables(plan: plan, facts: facts, generation: generation, unavailableOutputs: unavailableOutputs)
+        let recorded = recording ? Dictionary(plan.rules.map { ($0.input.interface, Self.recordingReason) }, uniquingKeysWith: { first, _ in first }) : [:]
+        var tables = XDPTables(plan: plan, facts: facts, generation: generation, unavailableInputs: recorded,
+                               unavailableOutputs: unavailableOutputs)
         var wanted = Set(tables.carried.map { plan.rules[$0].input.interface })
         for interface in wanted.sorted(by: { $0.rawValue < $1.rawValue }) {
             let index = facts[interface]!.index
@@ -194,7 +211,8 @@ public final class XDPDataPath {
             }
         }
         if !attachFailures.isEmpty {
-            tables = XDPTables(plan: plan, facts: facts, generation: generation, unavailableInputs: attachFailures,
+            tables = XDPTables(plan: plan, facts: facts, generation: generation,
+                               unavailableInputs: attachFailures.merging(recorded) { failure, _ in failure },
                                unavailableOutputs: unavailableOutputs)
             wanted = Set(tables.carried.map { plan.rules[$0].input.interface })
         }
@@ -202,6 +220,7 @@ public final class XDPDataPath {
         do {
             try switchMaps(to: tables, plan: plan, facts: facts, generation: generation)
             installed?.unavailableOutputs = unavailableOutputs
+            installed?.recording = recording
         } catch {
             problems.append("XDP map update failed: \(error); detaching the program (every rule on the packet path)")
             close()
@@ -320,7 +339,8 @@ public final class XDPDataPath {
                                          reason: carried == total ? nil : "\(total - carried) of \(total) rules on the packet path"))
             } else {
                 view.inputs.append(.init(name: interface.rawValue, path: "packet",
-                                         reason: attachFailures[interface] ?? "no rule of this input is carried by the XDP program"))
+                                         reason: attachFailures[interface]
+                                            ?? (recording ? Self.recordingReason : "no rule of this input is carried by the XDP program")))
             }
         }
         // The peer of a veth is another namespace's device: the relay can see (xdp-features)
