@@ -53,6 +53,20 @@ struct EndToEndXDPTests {
         try lab.must(lab.relay, ["ip", "-d", "link", "show", interface]).stdout.contains("prog/xdp")
     }
 
+    /// Round `number` of `count` datagrams of 200 bytes on `stream` (sequence numbers from
+    /// number × count): every one delivered once with TTL 8; with `redirected`, rin0's XDP
+    /// redirect count must grow by exactly that many.
+    func forwardRound(_ lab: Lab, _ stream: Stream, _ number: Int, count: Int, redirected want: Int? = nil) throws {
+        let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
+        let redirectedBefore = try redirected(lab)
+        try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
+        expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
+        if let want {
+            let carried = try redirected(lab) - redirectedBefore
+            #expect(carried == want, "round \(number): rin0 redirected \(carried) of \(count) by XDP, want \(want)")
+        }
+    }
+
     /// rin0's veth counter of frames its XDP program redirected (ethtool -S: rx_queue_0_xdp_redirect).
     func redirected(_ lab: Lab) throws -> Int {
         let text = try lab.must(lab.relay, ["ethtool", "-S", "rin0"]).stdout
@@ -283,11 +297,7 @@ struct EndToEndXDPTests {
         try withXDPRelay("xdp6", config: config, restartsExpected: true) { lab, daemon in
             try daemon.waitSettled()
             let count = 500
-            func round(_ number: Int) throws {
-                let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
-                try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
-                expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
-            }
+            func round(_ number: Int) throws { try forwardRound(lab, stream, number, count: count) }
             try round(0)
             let pid = try #require(try daemon.stats().workers.first?.pid)
             Glibc.kill(pid, SIGKILL)
@@ -324,13 +334,7 @@ struct EndToEndXDPTests {
         try withXDPRelay("xdp8", config: config) { lab, daemon in
             try daemon.waitSettled()
             let count = 500
-            func round(_ number: Int) throws {
-                let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
-                let redirectedBefore = try redirected(lab)
-                try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
-                expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
-                #expect(try redirected(lab) - redirectedBefore == count, "round \(number): not all \(count) redirected by XDP on rin0")
-            }
+            func round(_ number: Int) throws { try forwardRound(lab, stream, number, count: count, redirected: count) }
             try round(0)
             let before = try lab.must(lab.relay, ["cat", "/sys/class/net/rin0/ifindex"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             try lab.must(lab.sender, ["ip", "link", "del", "snd0"])  // takes its peer rin0 with it
@@ -371,14 +375,7 @@ struct EndToEndXDPTests {
         try withXDPRelay("xdp9", config: config) { lab, daemon in
             try daemon.waitSettled()
             let count = 500
-            func round(_ number: Int, redirected want: Int) throws {
-                let receiver = try Receiver(lab, streams: [stream], expect: count, size: 200, startSeq: number * count, name: "recv\(number)")
-                let redirectedBefore = try redirected(lab)
-                try send(lab, streams: [stream], count: count, rate: 2000, size: 200, startSeq: number * count)
-                expectDelivered(try receiver.finish(), [stream], count: count, ttl: 8)
-                let carried = try redirected(lab) - redirectedBefore
-                #expect(carried == want, "round \(number): rin0 redirected \(carried) of \(count) by XDP, want \(want)")
-            }
+            func round(_ number: Int, redirected want: Int) throws { try forwardRound(lab, stream, number, count: count, redirected: want) }
             func rulePath() throws -> (path: String, reason: String) {
                 let entry = try daemon.stats().dataPath?.rules.first
                 return (entry?.path ?? "none", entry?.reason ?? "")
