@@ -109,4 +109,37 @@ extension RelayEndToEndTests {
         }
         #expect(stopped.stderr.contains("dropped privileges: running as user nobody"), "no privilege drop logged: \(stopped.stderr.suffix(1500))")
     }
+
+    /// A setting the daemon changed for an input is its own only while a rule reads the input:
+    /// with the input's last rule removed it goes back, and a rule on it again threads it again.
+    /// Under `--user nobody`, where only the file kept open since the start can do either.
+    @Test("--user nobody: the input's last rule removed gives rin0 its setting back while the daemon runs; a rule on it again threads it again and forwards")
+    func inputNAPIFollowsTheRules() throws {
+        let stopped = try withThreadedInput("napir", start: { lab in
+            let config = lab.directory + "/napi-rules.json"
+            try #"{"rules": [{"name": "cam", "in": "rin0:239.1.1.4:5004", "out": ["rout0:239.10.1.4:6004"]}]}"#.write(toFile: config, atomically: true, encoding: .utf8)
+            return try RelayDaemon(lab, workers: 1, config: config, extraArguments: ["--user", "nobody"])
+        }) { lab, daemon in
+            try daemon.removeRule("cam")
+            try daemon.waitSettled()
+            var released = (threaded: "?", gro: "?")
+            let back = try waitUntil(timeout: .seconds(5)) {
+                released = try receiveSetting(lab)
+                return released.threaded == "0" && released.gro == "off"
+            }
+            #expect(back, "rin0 with no rule on it: threaded \(released.threaded), GRO \(released.gro); want 0 and off, as before the daemon")
+            try daemon.addRule("rin0:239.1.1.4:5004", ["rout0:239.10.1.4:6004"], name: "cam2")
+            try daemon.waitSettled()
+            var again = (threaded: "?", gro: "?")
+            let threaded = try waitUntil(timeout: .seconds(5)) {
+                again = try receiveSetting(lab)
+                return again.threaded == "1" && again.gro == "on"
+            }
+            #expect(threaded, "rin0 with a rule on it again: threaded \(again.threaded), GRO \(again.gro); want 1 and on")
+            try relayOne(lab, Stream(input: "239.1.1.4:5004", output: "239.10.1.4:6004", id: 4), count: 300, size: 100)
+        }
+        #expect(stopped.stderr.contains("rin0: no rule reads it any more: receive work back in softirq")
+                    && stopped.stderr.contains("rin0: a rule reads it again: receive work back in a kernel thread"),
+                "the daemon's log says what it gave back and took again: \(stopped.stderr.suffix(1500))")
+    }
 }

@@ -35,10 +35,11 @@ public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConver
 /// GRO or the device has rx-udp-gro-forwarding on, so the workers still see one datagram per
 /// frame. Devices without NAPI (loopback, tun, macvlan, a bridge) are left as they are.
 ///
-/// What the daemon changed it restores when it stops, on the same device (same ifindex). Under
-/// `--user` the sysfs file is root's: inputs known at start are changed before the switch, and
-/// their files stay open so the unprivileged daemon can restore them; inputs added later stay as
-/// they are (logged).
+/// What the daemon changed it restores on the same device (same ifindex) when no worker reads the
+/// input any more (its last rule removed) and when it stops. Under `--user` the sysfs file is
+/// root's: inputs known at start are changed before the switch, and their files stay open so the
+/// unprivileged daemon can restore them, and thread them again when a rule reads them again;
+/// inputs first added later stay as they are (logged).
 /// Not used with `--data-path xdp` (the XDP program forwards in the NAPI context itself).
 final class InputNAPIThreads {
     struct Refusal: Error { var reason: String; init(_ reason: String) { self.reason = reason } }
@@ -53,26 +54,84 @@ final class InputNAPIThreads {
     }
 
     let setting: InputNAPISetting
-    /// Inputs whose `threaded` the daemon turned on, to restore at exit.
+    /// Inputs whose `threaded` the daemon turned on, to restore when no worker reads them any
+    /// more or at exit.
     private(set) var changed: [InterfaceName: Change] = [:]
+    /// Inputs the daemon threaded and then stopped reading: restored, their files kept open so
+    /// that a rule on them again threads them again (under `--user` too, where opening the file
+    /// again would be refused).
+    private var parked: [InterfaceName: Change] = [:]
     /// Inputs left as they were, and why (each reason logged once).
     private(set) var unchanged: [InterfaceName: String] = [:]
-    /// Every input `use` was given: a re-created one is made threaded again when it comes up.
+    /// The inputs of each worker's plan.
+    private var byWorker: [WorkerID: Set<InterfaceName>] = [:]
+    /// The config's inputs at start (before `--user`, before any plan): in use until every
+    /// worker has had its first plan.
+    private var atStart: Set<InterfaceName> = []
+    private let workers: Int
+    /// Every input a worker reads now: a re-created one is made threaded again when it comes up.
     private(set) var inputs: Set<InterfaceName> = []
 
-    init(setting: InputNAPISetting) { self.setting = setting }
+    init(setting: InputNAPISetting, workers: Int) {
+        self.setting = setting
+        self.workers = workers
+    }
 
-    /// Makes the receive work of each of `interfaces` threaded where it is not yet; returns
-    /// the lines to log (what changed, or why not), each interface's once per device.
-    func use(_ interfaces: some Sequence<InterfaceName>) -> [(notice: Bool, line: String)] {
+    /// The config's inputs, at start.
+    func useAtStart(_ interfaces: some Sequence<InterfaceName>) -> [(notice: Bool, line: String)] {
         guard setting == .threaded else { return [] }
+        atStart = Set(interfaces)
+        inputs = atStart
+        return apply(inputs.sorted())
+    }
+
+    /// A worker's new plan reads `interfaces`: those of every worker are made threaded where they
+    /// are not yet, and inputs no worker reads any more get their setting back. Returns the lines
+    /// to log (what changed, or why not), each interface's once per device.
+    func use(_ interfaces: some Sequence<InterfaceName>, by worker: WorkerID) -> [(notice: Bool, line: String)] {
+        guard setting == .threaded else { return [] }
+        byWorker[worker] = Set(interfaces)
+        if byWorker.count >= workers { atStart = [] }
+        inputs = byWorker.values.reduce(into: atStart) { $0.formUnion($1) }
+        var lines: [(notice: Bool, line: String)] = []
+        for name in changed.keys.sorted() where !inputs.contains(name) { lines += release(name) }
+        for name in unchanged.keys where !inputs.contains(name) { unchanged[name] = nil }  // said again if it comes back
+        return lines + apply(inputs.sorted())
+    }
+
+    /// An input came up (perhaps re-created): threaded again if a worker reads it.
+    func interfaceUp(_ name: InterfaceName) -> [(notice: Bool, line: String)] {
+        guard setting == .threaded, inputs.contains(name) else { return [] }
+        return apply([name])
+    }
+
+    /// Back in softirq: no worker reads this input any more.
+    private func release(_ name: InterfaceName) -> [(notice: Bool, line: String)] {
+        guard let change = changed.removeValue(forKey: name) else { return [] }
+        guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else {  // gone or re-created
+            Glibc.close(change.file)
+            return []
+        }
+        parked[name] = change
+        return [(true, "\(name): no rule reads it any more: " + Self.restore(name, change))]
+    }
+
+    private func apply(_ interfaces: [InterfaceName]) -> [(notice: Bool, line: String)] {
         var lines: [(notice: Bool, line: String)] = []
         for name in interfaces {
-            inputs.insert(name)
             let index = Int32(bitPattern: if_nametoindex(name.rawValue))
             guard index > 0 else { continue }  // not there yet: tried again when it comes up
             if changed[name]?.index == index { continue }
             if let stale = changed.removeValue(forKey: name) { Glibc.close(stale.file) }  // a re-created device
+            if let change = parked.removeValue(forKey: name) {
+                if change.index == index, Self.rethread(name, change) {
+                    changed[name] = change
+                    lines.append((true, "\(name): a rule reads it again: receive work back in a kernel thread (threaded NAPI)"
+                        + (change.turnedGROOn ? ", GRO on" : "")))
+                    continue
+                }
+                Glibc.close(change.file)  // re-created, or refused: from the start below
+            }
             let path = "/sys/class/net/\(name.rawValue)/threaded"
             let outcome: String
             switch Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) {
@@ -134,17 +193,34 @@ final class InputNAPIThreads {
         for (name, change) in changed.sorted(by: { $0.key < $1.key }) {
             defer { Glibc.close(change.file) }
             guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else { continue }  // gone or re-created
-            let code = Self.write(change.file, "0")
-            let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
-            if code == 0, gro == 0 {
-                lines.append("\(name): receive work back in softirq\(change.turnedGROOn ? ", GRO off" : "") (as before the daemon)")
-            } else {
-                lines.append("\(name): could not restore the receive setting (threaded: \(code == 0 ? "0" : SystemError.message(for: code))"
-                    + (change.turnedGROOn ? ", GRO off: \(gro == 0 ? "done" : SystemError.message(for: -gro))" : "") + ")")
-            }
+            lines.append("\(name): " + Self.restore(name, change))
         }
+        for (_, change) in parked { Glibc.close(change.file) }
         changed.removeAll()
+        parked.removeAll()
         return lines
+    }
+
+    /// `threaded` 0 and GRO off again where the daemon turned it on: what to log.
+    private static func restore(_ name: InterfaceName, _ change: Change) -> String {
+        let code = write(change.file, "0")
+        let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
+        if code == 0, gro == 0 {
+            return "receive work back in softirq\(change.turnedGROOn ? ", GRO off" : "") (as before the daemon)"
+        }
+        return "could not restore the receive setting (threaded: \(code == 0 ? "0" : SystemError.message(for: code))"
+            + (change.turnedGROOn ? ", GRO off: \(gro == 0 ? "done" : SystemError.message(for: -gro))" : "") + ")"
+    }
+
+    /// A parked input threaded again through its kept file (GRO on first where the daemon had
+    /// turned it on); false when the kernel refuses.
+    private static func rethread(_ name: InterfaceName, _ change: Change) -> Bool {
+        if change.turnedGROOn, cln_ethtool_set_gro(name.rawValue, 1) != 0 { return false }
+        guard write(change.file, "1") == 0 else {
+            if change.turnedGROOn { _ = cln_ethtool_set_gro(name.rawValue, 0) }
+            return false
+        }
+        return true
     }
 
     /// One sysfs store through an open file (each write from offset 0 is a store); 0 or errno.

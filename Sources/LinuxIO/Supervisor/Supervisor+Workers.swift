@@ -27,7 +27,7 @@ extension Supervisor {
             xdp.planSent(plan, now: MonotonicClock.now())
             for problem in xdp.takeProblems() { logger.warning("\(problem)") }
         }
-        if case .running = shutdown { useInputs(plan.ingress.map(\.interface)) }
+        if case .running = shutdown { useInputs(plan.ingress.map(\.interface), by: plan.worker) }
         let worker = workers[plan.worker.rawValue]
         guard worker.ready else { return }
         do { try worker.send(.install(plan)) } catch {
@@ -35,10 +35,15 @@ extension Supervisor {
         }
     }
 
-    /// `--input-napi threaded`: the receive work of these inputs in kernel threads (where not yet).
-    func useInputs(_ interfaces: [InterfaceName]) {
+    /// `--input-napi threaded`: the receive work of the inputs a worker's plan reads in kernel
+    /// threads (where not yet), and the setting back on inputs no worker reads any more.
+    func useInputs(_ interfaces: [InterfaceName], by worker: WorkerID) {
         guard let inputNAPI else { return }
-        for (notice, line) in inputNAPI.use(interfaces) {
+        logInputNAPI(inputNAPI.use(interfaces, by: worker))
+    }
+
+    func logInputNAPI(_ lines: [(notice: Bool, line: String)]) {
+        for (notice, line) in lines {
             if notice { logger.notice("\(line)") } else { logger.info("\(line)") }
         }
     }

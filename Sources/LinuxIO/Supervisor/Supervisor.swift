@@ -130,8 +130,9 @@ public final class Supervisor {
         // Before --user drops root: the inputs of the config (the sysfs file is root's), and the
         // workers' right to run at --worker-nice.
         if xdp == nil {
-            inputNAPI = InputNAPIThreads(setting: options.inputNAPI)
-            useInputs(specs.map(\.input.interface))
+            let inputNAPI = InputNAPIThreads(setting: options.inputNAPI, workers: options.workerCount)
+            self.inputNAPI = inputNAPI
+            logInputNAPI(inputNAPI.useAtStart(specs.map(\.input.interface)))
         }
         if let problem = WorkerPriority.lowerForWorkers(to: options.workerNice) { logger.warning("\(problem)") }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")
@@ -310,7 +311,7 @@ public final class Supervisor {
                 logger.info("interface \(interface) is up")
                 recordEvent("iface_up", now: now, [("iface", FlightRecorder.json(interface.rawValue))])
                 core.handle(.interfaceUp(interface), now: now)
-                if inputNAPI?.inputs.contains(interface) == true { useInputs([interface]) }
+                if let inputNAPI { logInputNAPI(inputNAPI.interfaceUp(interface)) }
                 // Workers retry what waits for it now (a re-created output's sockets, an input
                 // that failed to open), not when their 500 ms / 1 s timers come round.
                 for worker in workers where worker.ready { try? worker.send(.linkUp(interface)) }
