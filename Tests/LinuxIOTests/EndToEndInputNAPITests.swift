@@ -120,22 +120,21 @@ extension RelayEndToEndTests {
             try #"{"rules": [{"name": "cam", "in": "rin0:239.1.1.4:5004", "out": ["rout0:239.10.1.4:6004"]}]}"#.write(toFile: config, atomically: true, encoding: .utf8)
             return try RelayDaemon(lab, workers: 1, config: config, extraArguments: ["--user", "nobody"])
         }) { lab, daemon in
+            /// Waits (up to 5 s) for rin0 to read `threaded` and `gro`.
+            func expectReceiveSetting(_ threaded: String, _ gro: String, _ when: String) throws {
+                var seen = (threaded: "?", gro: "?")
+                let reached = try waitUntil(timeout: .seconds(5)) {
+                    seen = try receiveSetting(lab)
+                    return seen.threaded == threaded && seen.gro == gro
+                }
+                #expect(reached, "rin0 \(when): threaded \(seen.threaded), GRO \(seen.gro); want \(threaded) and \(gro)")
+            }
             try daemon.removeRule("cam")
             try daemon.waitSettled()
-            var released = (threaded: "?", gro: "?")
-            let back = try waitUntil(timeout: .seconds(5)) {
-                released = try receiveSetting(lab)
-                return released.threaded == "0" && released.gro == "off"
-            }
-            #expect(back, "rin0 with no rule on it: threaded \(released.threaded), GRO \(released.gro); want 0 and off, as before the daemon")
+            try expectReceiveSetting("0", "off", "with no rule on it (as before the daemon)")
             try daemon.addRule("rin0:239.1.1.4:5004", ["rout0:239.10.1.4:6004"], name: "cam2")
             try daemon.waitSettled()
-            var again = (threaded: "?", gro: "?")
-            let threaded = try waitUntil(timeout: .seconds(5)) {
-                again = try receiveSetting(lab)
-                return again.threaded == "1" && again.gro == "on"
-            }
-            #expect(threaded, "rin0 with a rule on it again: threaded \(again.threaded), GRO \(again.gro); want 1 and on")
+            try expectReceiveSetting("1", "on", "with a rule on it again")
             try relayOne(lab, Stream(input: "239.1.1.4:5004", output: "239.10.1.4:6004", id: 4), count: 300, size: 100)
         }
         #expect(stopped.stderr.contains("rin0: no rule reads it any more: receive work back in softirq")
