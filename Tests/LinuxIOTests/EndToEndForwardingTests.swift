@@ -14,14 +14,7 @@ extension RelayEndToEndTests {
         try withRelay("one") { lab, daemon in
             try daemon.addRule("rin0:239.1.1.1:5001", ["rout0:239.10.1.1:6001"])
             try daemon.waitSettled()
-            let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
-            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
-            defer { frames.close() }
-            let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 200)
-            try send(lab, streams: streams, count: 1000, rate: 500, size: 200)
-            expectDelivered(try receiver.finish(), streams, count: 1000, ttl: 64)
-            expectOneDatagramPerFrame(frames, streams, count: 1000, size: 200)
-            expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 1000)
+            try expectForwardedOnTheWire(lab, daemon, Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1), rate: 500)
         }
     }
 

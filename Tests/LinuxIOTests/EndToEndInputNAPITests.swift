@@ -73,14 +73,7 @@ extension RelayEndToEndTests {
                 let nice = Self.niceValue(pid)
                 #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
             }
-            let streams = [Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1)]
-            let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
-            defer { frames.close() }
-            let receiver = try Receiver(lab, streams: streams, expect: 1000, size: 200)
-            try send(lab, streams: streams, count: 1000, rate: 1000, size: 200)
-            expectDelivered(try receiver.finish(), streams, count: 1000, ttl: 64)
-            expectOneDatagramPerFrame(frames, streams, count: 1000, size: 200)
-            expectCounted(try daemon.stats(), inputs: ["239.1.1.1:5001"], packets: 1000)
+            try expectForwardedOnTheWire(lab, daemon, Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1), rate: 1000)
         }
         #expect(stopped.stderr.contains("rin0: receive work moved to a kernel thread") && stopped.stderr.contains("rin0: receive work back in softirq"),
                 "the daemon's log says what it changed and restored: \(stopped.stderr.suffix(1500))")

@@ -263,3 +263,19 @@ final class SecondRelay {
         if process.wait(timeout: .seconds(10)) == nil { process.terminate() }
     }
 }
+
+extension RelayEndToEndTests {
+    /// `count` datagrams of `size` bytes on `stream` at `rate`: every one delivered once with TTL
+    /// `ttl` (a receiver socket), on rcv0 one datagram per frame (a frame reader), and the daemon's
+    /// counters equal to what was sent.
+    func expectForwardedOnTheWire(_ lab: Lab, _ daemon: RelayDaemon, _ stream: Stream, count: Int = 1000, rate: Double,
+                                  size: Int = 200, ttl: Int = 64) throws {
+        let frames = try FrameCapture(namespace: lab.receiver, interface: "rcv0")
+        defer { frames.close() }
+        let receiver = try Receiver(lab, streams: [stream], expect: count, size: size)
+        try send(lab, streams: [stream], count: count, rate: rate, size: size)
+        expectDelivered(try receiver.finish(), [stream], count: count, ttl: ttl)
+        expectOneDatagramPerFrame(frames, [stream], count: count, size: size)
+        expectCounted(try daemon.stats(), inputs: [stream.input], packets: UInt64(count))
+    }
+}

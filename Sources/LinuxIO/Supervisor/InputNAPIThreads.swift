@@ -123,28 +123,30 @@ final class InputNAPIThreads {
             guard index > 0 else { continue }  // not there yet: tried again when it comes up
             if changed[name]?.index == index { continue }
             if let stale = changed.removeValue(forKey: name) { Glibc.close(stale.file) }  // a re-created device
-            if let change = parked.removeValue(forKey: name) {
-                if change.index == index, Self.rethread(name, change) {
+            // A parked input's file, kept open since the first change (the only way back under --user).
+            var kept = parked.removeValue(forKey: name)
+            if let stale = kept, stale.index != index { Glibc.close(stale.file); kept = nil }
+            let path = "/sys/class/net/\(name.rawValue)/threaded"
+            let outcome: String
+            let state = Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace })
+            if let kept, state != "0" { Glibc.close(kept.file) }  // threaded by someone else meanwhile: theirs now
+            switch state {
+            case nil: outcome = "left in softirq: the kernel has no threaded NAPI (\(path) missing)"
+            case "0"?:
+                switch threadedOn(name, index: index, path: path, file: kept?.file) {
+                case let .success(change) where kept != nil:
                     changed[name] = change
+                    unchanged[name] = nil
                     lines.append((true, "\(name): a rule reads it again: receive work back in a kernel thread (threaded NAPI)"
                         + (change.turnedGROOn ? ", GRO on" : "")))
                     continue
-                }
-                Glibc.close(change.file)  // re-created, or refused: from the start below
-            }
-            let path = "/sys/class/net/\(name.rawValue)/threaded"
-            let outcome: String
-            switch Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) {
-            case nil: outcome = "left in softirq: the kernel has no threaded NAPI (\(path) missing)"
-            case "0"?:
-                switch threadedOn(name, index: index, path: path) {
                 case let .success(change):
                     changed[name] = change
                     unchanged[name] = nil
                     lines.append((true, "\(name): receive work moved to a kernel thread (threaded NAPI, was softirq)"
                         + (change.turnedGROOn ? "; GRO turned on (a veth has NAPI only with GRO or XDP)" : "")
                         + ", so that when offered more than the workers can forward the excess is dropped at the device, "
-                        + "not after costing the workers' CPU; restored when the daemon stops; --input-napi kernel leaves it"))
+                        + "not after costing the workers' CPU; restored when no rule reads it any more or the daemon stops; --input-napi kernel leaves it"))
                     continue
                 case let .failure(refusal): outcome = refusal.reason
                 }
@@ -158,20 +160,25 @@ final class InputNAPIThreads {
         return lines
     }
 
-    private func threadedOn(_ name: InterfaceName, index: Int32, path: String) -> Result<Change, Refusal> {
+    /// `threaded` 1 (GRO on first for a veth) through `file` if given (kept from an earlier
+    /// change), else through the file opened now. On refusal the file is closed.
+    private func threadedOn(_ name: InterfaceName, index: Int32, path: String, file given: Int32?) -> Result<Change, Refusal> {
         let isVeth = InterfaceFactsReader.driver(name.rawValue) == "veth"
         var turnedGROOn = false
         if isVeth, cln_ethtool_gro(name.rawValue) == 0 {
             // With these on, GRO would merge same-flow datagrams into one frame the workers would see.
             let merging = ["rx-udp-gro-forwarding", "rx-gro-list"].filter { (feature: String) in cln_ethtool_feature(name.rawValue, feature) == 1 }
             guard merging.isEmpty else {
+                if let given { Glibc.close(given) }
                 return .failure(Refusal("left in softirq: GRO is off and turning it on (a veth needs it for NAPI) would merge datagrams, since \(merging.joined(separator: " and ")) is on"))
             }
             let code = cln_ethtool_set_gro(name.rawValue, 1)
-            guard code == 0 else { return .failure(Refusal("left in softirq: cannot turn GRO on (a veth needs it for NAPI): \(SystemError.message(for: -code))")) }
+            guard code == 0 else {
+                if let given { Glibc.close(given) }
+                return .failure(Refusal("left in softirq: cannot turn GRO on (a veth needs it for NAPI): \(SystemError.message(for: -code))")) }
             turnedGROOn = true
         }
-        let file = open(path, O_WRONLY | O_CLOEXEC)
+        let file = given ?? open(path, O_WRONLY | O_CLOEXEC)
         let code = file < 0 ? errno : Self.write(file, "1")
         guard code == 0 else {
             if file >= 0 { Glibc.close(file) }
@@ -210,17 +217,6 @@ final class InputNAPIThreads {
         }
         return "could not restore the receive setting (threaded: \(code == 0 ? "0" : SystemError.message(for: code))"
             + (change.turnedGROOn ? ", GRO off: \(gro == 0 ? "done" : SystemError.message(for: -gro))" : "") + ")"
-    }
-
-    /// A parked input threaded again through its kept file (GRO on first where the daemon had
-    /// turned it on); false when the kernel refuses.
-    private static func rethread(_ name: InterfaceName, _ change: Change) -> Bool {
-        if change.turnedGROOn, cln_ethtool_set_gro(name.rawValue, 1) != 0 { return false }
-        guard write(change.file, "1") == 0 else {
-            if change.turnedGROOn { _ = cln_ethtool_set_gro(name.rawValue, 0) }
-            return false
-        }
-        return true
     }
 
     /// One sysfs store through an open file (each write from offset 0 is a store); 0 or errno.
