@@ -116,9 +116,9 @@ BENCH_RESULTS := bench/results
 # bench/README.md; afxdp-c: the AF_XDP experiment, IPv4 only) and a profile of each, one input
 # fanned out to 8 output links, and the delivered-versus-offered curves, in the one-link and the
 # fan-out lab (well over an hour in all).
-BENCH_E2E_FLAGS ?= --relays socat,kernel,mcrelay,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --family ipv4,ipv6 --perf \
-	--fanout 8 --fanout-relays kernel,mcrelay-softirq,mcrelay,mcrelay-xdp,afxdp-c \
-	--curve --curve-relays kernel,mcrelay-softirq,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --curve-fanout
+BENCH_E2E_FLAGS ?= --relays socat,kernel,kernel-nft,mcrelay,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --family ipv4,ipv6 --perf \
+	--fanout 8 --fanout-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,afxdp-c \
+	--curve --curve-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --curve-fanout
 bench: deps bpf afxdp-experiment
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
@@ -130,7 +130,7 @@ bench: deps bpf afxdp-experiment
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
 bench-smoke: deps build afxdp-experiment
-	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
+	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,kernel-nft,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null
 

@@ -16,7 +16,9 @@ set -euo pipefail
 
 # libbpf-dev: headers for bpf/mcrelay_xdp.c (compiled with the Swift toolchain's clang, which has
 # the BPF target, so Debian's clang is not needed) and libbpf for the XDP differential test.
-REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute python3 jq libbpf-dev)
+# nftables: the bench row kernel-nft (the kernel's forwarding where it has no multicast routing);
+# its service is installed disabled and never started.
+REQUIRED=(liburing-dev libpcap-dev pkg-config iproute2 ethtool tcpdump socat netsniff-ng smcroute nftables python3 jq libbpf-dev)
 OPTIONAL=(python3-scapy frr)
 # make deb: debhelper (pulls dpkg-dev), lintian, binutils (readelf), man-db (the deb test reads
 # the installed pages), python3 (scripts/gen-manpages.py).

@@ -21,6 +21,7 @@ from .counter import Counter, build_tool, delta
 from .curve import curve_rates, run_curve
 from .drivers import AfxdpDriver, KernelDriver, McrelayDriver, McrelayXDPDriver, NoRelay, RelayDriver, SocatDriver
 from .errors import HarnessError, NotCarried
+from .nftables import KernelNftDriver
 from .generator import Generator
 from .lab import Lab, addresses
 from .report import markdown_block, print_report, update_markdown
@@ -51,7 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "NAPI pinned to the relay's CPU, GRO on on the receiver's veth end), mcrelay-xdp-generic "
                         "(--data-path xdp --xdp-mode generic, no setting changed), afxdp-c (the AF_XDP relay experiment in C, "
                         "bench/experiments/afxdp: native XDP on rin0 into an AF_XDP socket, rin0 threaded NAPI pinned "
-                        "to the relay's CPU; IPv4 only)")
+                        "to the relay's CPU; IPv4 only), kernel-nft (the kernel forwarding with nftables at rin0's ingress: "
+                        "the kernel's reference where it has no multicast routing, bench/README.md)")
     p.add_argument("--xdp-object", default=os.environ.get("MCRELAY_XDP_OBJECT") or str(REPO / ".build/bpf/mcrelay_xdp.o"),
                    help="the BPF object of the mcrelay-xdp rows (default $MCRELAY_XDP_OBJECT, else .build/bpf/mcrelay_xdp.o)")
     p.add_argument("--afxdp-relay", default=str(REPO / ".build/afxdp/afxdp_relay"),
@@ -153,7 +155,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 RELAYS = ("socat", "kernel", "mcrelay", "mcrelay-softirq", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic", "mcrelay-xdp",
-          "mcrelay-xdp-generic", "afxdp-c")
+          "mcrelay-xdp-generic", "afxdp-c", "kernel-nft")
 
 
 def machine() -> dict:
@@ -287,6 +289,8 @@ class Bench:
             return SocatDriver(self.lab, self.workdir, self.relay_cpu)
         if name == "kernel":
             return KernelDriver(self.lab, self.workdir, self.relay_cpu)
+        if name == "kernel-nft":
+            return KernelNftDriver(self.lab, self.workdir, self.relay_cpu)
         if name == "afxdp-c":
             return AfxdpDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.afxdp_relay), nice=self.args.nice)
         # one core for the relay: one worker unless asked otherwise (two workers on one core only
@@ -415,8 +419,8 @@ class Bench:
                    kthread_us=t.cpu_us_per_packet("kthread"), relay_busy_us=t.cpu_us_per_packet("relay_busy"),
                    copies=t.copies, xdp=t.xdp)
         if t.xdp:
-            log(f"  smoke: XDP program accepted {t.xdp['accepted']}, sent {t.xdp['sent']} copies, "
-                f"rin0 xdp_redirect +{t.xdp['rin0_xdp_redirect']}")
+            # what the driver's own counters saw of the trial (the XDP program's, the nftables chains')
+            log("  smoke: the relay's own counters: " + ", ".join(f"{k} +{v}" for k, v in t.xdp.items()))
         return 1 if starved else 0
 
     def search(self, d: RelayDriver, ss, cfg, payload: int, row: dict) -> None:
