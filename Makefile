@@ -3,6 +3,7 @@
 #   make deps      install Debian packages (scripts/install-deps.sh; root installs, others list)
 #   make bpf       the XDP program bpf/mcrelay_xdp.c -> $(BUILD)/bpf/mcrelay_xdp.o (clang -target bpf)
 #   make afxdp-experiment  the AF_XDP relay experiment (issue #14, bench row afxdp-c) -> $(BUILD)/afxdp/
+#   make tpacket-experiment  the AF_PACKET ring relay experiment (issue #14, rows packet-c, tpacket-c, tpacket-rx-c) -> $(BUILD)/tpacket/
 #   make build     debug build (and make bpf)
 #   make release   release build
 #   make test      deps, build with tests, then the pure suites (parallel) and the live suites (serial),
@@ -35,7 +36,7 @@ FILTER_FLAGS := $(if $(TEST_FILTER),--filter '$(TEST_FILTER)')
 
 BUILD := $(or $(SCRATCH),.build)
 
-.PHONY: all deps bpf afxdp-experiment build release test test-repeat test-deb deb demo bench bench-smoke bench-churn soak-live fuzz clean
+.PHONY: all deps bpf afxdp-experiment tpacket-experiment build release test test-repeat test-deb deb demo bench bench-smoke bench-churn soak-live fuzz clean
 
 all: build
 
@@ -61,6 +62,12 @@ $(BPF_OBJECT): bpf/mcrelay_xdp.c
 # part of mcrelay, built only when asked for.
 afxdp-experiment:
 	bench/experiments/afxdp/build.sh $(abspath $(BUILD))/afxdp
+
+# The AF_PACKET relay experiment of issue #14 (bench/experiments/tpacket, the rows packet-c:
+# recvmmsg/sendmmsg, tpacket-c: TPACKET_V3 receive and TPACKET_V2 transmit rings, tpacket-rx-c: the
+# receive ring with sendmmsg): the same.
+tpacket-experiment:
+	bench/experiments/tpacket/build.sh $(abspath $(BUILD))/tpacket
 
 build: bpf
 	$(SWIFT) build $(SCRATCH_FLAGS)
@@ -113,24 +120,27 @@ demo: deps build
 BENCH_RESULTS := bench/results
 # Every relay row (mcrelay-softirq: --input-napi kernel, the receive work left in softirq; mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
 # emulating a NIC without USO; mcrelay-xdp / -generic: --data-path xdp, native or generic, see
-# bench/README.md; afxdp-c: the AF_XDP experiment, IPv4 only) and a profile of each, one input
+# bench/README.md; afxdp-c: the AF_XDP experiment, packet-c, tpacket-c, tpacket-rx-c: the AF_PACKET
+# experiment without and with the kernel's packet rings, IPv4 only) and a profile of each, one input
 # fanned out to 8 output links, and the delivered-versus-offered curves, in the one-link and the
 # fan-out lab (well over an hour in all).
-BENCH_E2E_FLAGS ?= --relays socat,kernel,kernel-nft,mcrelay,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --family ipv4,ipv6 --perf \
-	--fanout 8 --fanout-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,afxdp-c \
-	--curve --curve-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --curve-fanout
-bench: deps bpf afxdp-experiment
+BENCH_E2E_FLAGS ?= --relays socat,kernel,kernel-nft,mcrelay,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c --family ipv4,ipv6 --perf \
+	--fanout 8 --fanout-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,afxdp-c,packet-c,tpacket-c,tpacket-rx-c \
+	--curve --curve-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c --curve-fanout
+bench: deps bpf afxdp-experiment tpacket-experiment
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
 		--format jmh --path ../$(BENCH_RESULTS)/core --no-progress
 	$(SWIFT) build -c release $(SCRATCH_FLAGS) --product mcrelay
 	$(or $(SCRATCH),.build)/release/mcrelay sim bench --json $(BENCH_RESULTS)/sim-latest.json
-	scripts/bench-e2e.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay --afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay $(BENCH_E2E_FLAGS)
+	scripts/bench-e2e.sh --mcrelay $(or $(SCRATCH),.build)/release/mcrelay --afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay \
+		--tpacket-relay $(abspath $(BUILD))/tpacket/tpacket_relay $(BENCH_E2E_FLAGS)
 	python3 bench/summary.py --write BENCHMARKS.md
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
-bench-smoke: deps build afxdp-experiment
-	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,kernel-nft,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c --afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
+bench-smoke: deps build afxdp-experiment tpacket-experiment
+	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,kernel-nft,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c \
+		--afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay --tpacket-relay $(abspath $(BUILD))/tpacket/tpacket_relay --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null
 

@@ -12,6 +12,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case events
     case egress
     case listener
+    case journal
 
     public func check(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -22,6 +23,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .events: checkEvents(input)
         case .egress: checkEgress(input)
         case .listener: checkListener(input)
+        case .journal: checkJournal(input)
         }
     }
 }

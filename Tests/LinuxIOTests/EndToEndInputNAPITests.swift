@@ -6,8 +6,9 @@ import Glibc
 #endif
 
 /// `--input-napi` and `--worker-nice` at the daemon's defaults (InputNAPIThreads.swift,
-/// WorkerPriority.swift): while the daemon runs, its input veth's receive work is a kernel thread
-/// (threaded NAPI, with GRO on, which a veth needs for NAPI), its worker runs at nice -10, and
+/// WorkerPriority.swift): while the daemon runs, its input veth's NAPI is threaded (with GRO on,
+/// which a veth needs for NAPI; which frames take that thread on a veth is not checked here:
+/// BENCHMARKS.md, "The packet path's receive work on veth"), its worker runs at nice -10, and
 /// datagrams still arrive one per frame; after SIGTERM the input is as it was. With
 /// `--input-napi kernel` nothing is changed. (Whether this prevents receive livelock is a
 /// benchmark, BENCHMARKS.md "Receive livelock", not a timed test.)
@@ -19,6 +20,21 @@ extension RelayEndToEndTests {
         let gro = features.split(separator: "\n").first { $0.hasPrefix("generic-receive-offload:") }
             .map { $0.split(separator: " ").dropFirst().first.map(String.init) ?? "?" } ?? "missing"
         return (threaded, gro)
+    }
+
+    /// Whether rin0 has an XDP program (iproute2's JSON has an "xdp" object then).
+    func rin0HasXDP(_ lab: Lab) throws -> Bool {
+        try lab.must(lab.relay, ["ip", "-j", "-d", "link", "show", "rin0"]).stdout.contains("\"xdp\"")
+    }
+
+    /// Frames rin0's XDP program has seen (ethtool -S, every queue's xdp_packets): frames the
+    /// veth took through its NAPI, which with threaded NAPI is the receive thread.
+    func rin0XDPPackets(_ lab: Lab) throws -> UInt64 {
+        let out = try lab.must(lab.relay, ["ethtool", "-S", "rin0"]).stdout
+        return out.split(separator: "\n").reduce(0) { sum, line in
+            let parts = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+            return parts.count == 2 && parts[0].hasSuffix("xdp_packets") ? sum + (UInt64(parts[1]) ?? 0) : sum
+        }
     }
 
     /// The nice value of a process (field 19 of /proc/PID/stat, after the command in parentheses).
@@ -44,12 +60,15 @@ extension RelayEndToEndTests {
         try daemon.waitSettled()
         let during = try receiveSetting(lab)
         #expect(during.threaded == "1" && during.gro == "on", "rin0 while the daemon runs: threaded \(during.threaded), GRO \(during.gro)")
+        // the pass-every-frame program that makes the veth take every frame through its NAPI
+        #expect(try rin0HasXDP(lab), "rin0 has no XDP program while the daemon runs: \(daemon.process.stderr.suffix(1500))")
         try body(lab, daemon)
         let stopped = try daemon.stop()
         #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
         let after = try receiveSetting(lab)
         #expect(after.threaded == before.threaded && after.gro == before.gro,
                 "rin0 after the daemon stopped: threaded \(after.threaded), GRO \(after.gro); before: \(before.threaded), \(before.gro); log: \(stopped.stderr.suffix(1500))")
+        #expect(try !rin0HasXDP(lab), "rin0 still has an XDP program after the daemon stopped")
         return stopped
     }
 
@@ -60,7 +79,7 @@ extension RelayEndToEndTests {
         expectDelivered(try receiver.finish(), [stream], count: count)
     }
 
-    @Test("default --input-napi threaded: rin0's receive work in a kernel thread with GRO on while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
+    @Test("default --input-napi threaded: rin0's NAPI threaded with GRO on and a pass-every-frame XDP program while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
     func inputNAPIThreaded() throws {
         let stopped = try withThreadedInput("napi", start: { lab in
             let daemon = try RelayDaemon(lab, workers: 1)
@@ -73,7 +92,12 @@ extension RelayEndToEndTests {
                 let nice = Self.niceValue(pid)
                 #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
             }
+            let throughNAPI = try rin0XDPPackets(lab)
             try expectForwardedOnTheWire(lab, daemon, Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1), rate: 1000)
+            // every datagram the sender's socket put on the veth went through rin0's NAPI (the
+            // receive thread), not the sending CPU's backlog
+            let taken = try rin0XDPPackets(lab) - throughNAPI
+            #expect(taken >= 1000, "rin0's NAPI took \(taken) frames of the 1000 datagrams sent")
         }
         #expect(stopped.stderr.contains("rin0: receive work moved to a kernel thread") && stopped.stderr.contains("rin0: receive work back in softirq"),
                 "the daemon's log says what it changed and restored: \(stopped.stderr.suffix(1500))")
@@ -86,6 +110,7 @@ extension RelayEndToEndTests {
             try daemon.waitSettled()
             let during = try receiveSetting(lab)
             #expect(during.threaded == "0" && during.gro == "off", "rin0 under --input-napi kernel: threaded \(during.threaded), GRO \(during.gro)")
+            #expect(try !rin0HasXDP(lab), "rin0 has an XDP program under --input-napi kernel")
             try relayOne(lab, Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2), count: 300, size: 100)
             expectCounted(try daemon.stats(), inputs: ["239.1.1.2:5002"], packets: 300)
         }
@@ -125,13 +150,64 @@ extension RelayEndToEndTests {
             try daemon.removeRule("cam")
             try daemon.waitSettled()
             try expectReceiveSetting("0", "off", "with no rule on it (as before the daemon)")
+            #expect(try !rin0HasXDP(lab), "rin0 keeps the XDP program with no rule on it")
             try daemon.addRule("rin0:239.1.1.4:5004", ["rout0:239.10.1.4:6004"], name: "cam2")
             try daemon.waitSettled()
             try expectReceiveSetting("1", "on", "with a rule on it again")
+            #expect(try rin0HasXDP(lab), "rin0 has no XDP program with a rule on it again")
             try relayOne(lab, Stream(input: "239.1.1.4:5004", output: "239.10.1.4:6004", id: 4), count: 300, size: 100)
         }
         #expect(stopped.stderr.contains("rin0: no rule reads it any more: receive work back in softirq")
                     && stopped.stderr.contains("rin0: a rule reads it again: receive work back in a kernel thread"),
                 "the daemon's log says what it gave back and took again: \(stopped.stderr.suffix(1500))")
+    }
+
+    /// SIGKILL gives the daemon no chance to restore rin0, and a daemon started after it would
+    /// find rin0 threaded and take that for the host's own setting. The journal beside the
+    /// control socket lets the next daemon on that socket undo it first (InputNAPIJournal).
+    @Test("after SIGKILL rin0 stays threaded with GRO on; the next daemon on the same control socket undoes it at start, threads it again for its own rule and restores it at SIGTERM")
+    func inputNAPIAfterKill() throws {
+        let lab = try Lab("napik9")
+        defer { lab.down() }
+        let before = try receiveSetting(lab)
+        #expect(before.threaded == "0" && before.gro == "off", "lab's rin0 before the daemon: threaded \(before.threaded), GRO \(before.gro)")
+        let index = try lab.must(lab.relay, ["cat", "/sys/class/net/rin0/ifindex"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let first = try RelayDaemon(lab, workers: 1)
+        defer { first.kill() }
+        try first.addRule("rin0:239.1.1.9:5009", ["rout0:239.10.1.9:6009"])
+        try first.waitSettled()
+        let workers = try first.stats().workers.compactMap(\.pid)
+        #expect(workers.count == 1, "the first daemon's worker pids: \(workers)")
+        let journalPath = first.control + ".input-napi"
+        let journal = (try? String(contentsOfFile: journalPath, encoding: .utf8)) ?? "(unreadable)"
+        #expect(journal == "mcrelay input-napi journal 1\nrin0 \(index) gro=on\n", "the journal while the first daemon runs: \(journal.debugDescription)")
+        first.process.signal(SIGKILL)
+        let killed = first.process.wait(timeout: .seconds(5))
+        #expect(killed?.status == 128 + SIGKILL, "the first daemon's end: \(killed.map(\.description) ?? "still running")")
+        // the workers follow their supervisor (they read nothing once it is gone)
+        let workersGone = waitUntil(timeout: .seconds(5)) { workers.allSatisfy { Glibc.kill($0, 0) != 0 } }
+        #expect(workersGone, "the first daemon's workers \(workers) outlived it")
+        let left = try receiveSetting(lab)
+        #expect(left.threaded == "1" && left.gro == "on", "rin0 after SIGKILL (else this test proves nothing): threaded \(left.threaded), GRO \(left.gro)")
+        #expect(try !rin0HasXDP(lab), "the pass program's link went with the killed daemon")
+
+        let second = try RelayDaemon(lab, workers: 1)
+        defer { second.kill() }
+        try second.waitSettled()
+        let undone = try receiveSetting(lab)
+        #expect(undone.threaded == "0" && undone.gro == "off", "rin0 under the second daemon with no rule: threaded \(undone.threaded), GRO \(undone.gro); log: \(second.process.stderr.suffix(1500))")
+        try second.addRule("rin0:239.1.1.9:5009", ["rout0:239.10.1.9:6009"])
+        try second.waitSettled()
+        let threaded = try receiveSetting(lab)
+        #expect(threaded.threaded == "1" && threaded.gro == "on", "rin0 with the second daemon's rule: threaded \(threaded.threaded), GRO \(threaded.gro)")
+        try relayOne(lab, Stream(input: "239.1.1.9:5009", output: "239.10.1.9:6009", id: 9), count: 300, size: 100)
+        let stopped = try second.stop()
+        #expect(stopped.status == 0, "second daemon's exit after SIGTERM: \(stopped)")
+        let after = try receiveSetting(lab)
+        #expect(after.threaded == "0" && after.gro == "off", "rin0 after the second daemon stopped: threaded \(after.threaded), GRO \(after.gro); log: \(stopped.stderr.suffix(1500))")
+        #expect(stopped.stderr.contains("rin0: an earlier daemon on this control socket changed its receive setting and did not restore it (killed?): receive work back in softirq, GRO off"),
+                "the second daemon's log says what it undid: \(stopped.stderr.suffix(1500))")
+        #expect(!FileManager.default.fileExists(atPath: journalPath), "the journal is removed once everything is restored")
     }
 }

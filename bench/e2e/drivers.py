@@ -309,11 +309,22 @@ class McrelayDriver(RelayDriver):
         return "--data-path" not in self.flags and "--input-napi" not in self.flags
 
     def _place_receive_thread(self, before: set[int]) -> None:
-        """The daemon moved rin0's receive work into a kernel thread (napi/rin0-N). Like every
-        relay's receive work it goes on the relay's core: pinned there, at the nice level 10 above
-        the harness's (the daemon runs its workers 10 below the kernel's 0; the harness shifts every
-        relay process to its --nice), and rin0's RPS (the lab's way of putting softirq receive
-        work on the relay core) off, or it would hand every frame back to that core's softirq."""
+        """The daemon made rin0's receive work threaded (napi/rin0-N). Like every relay's receive
+        work it goes on the relay's core: pinned there, at the nice level 10 above the harness's
+        (the daemon runs its workers 10 below the kernel's 0; the harness shifts every relay
+        process to its --nice), and rin0's RPS (the lab's way of putting softirq receive work on
+        the relay core) off, as `mcrelay doctor` advises for an input: RPS would hand every frame
+        the thread took back to the core's backlog softirq, which runs before the workers
+        (measured 2026-12-06 with RPS kept: zero loss at 107k, 7.6% of 448k offered delivered, 34k pps).
+
+        Whether that puts the receive work on the relay core is checked, not assumed: veth takes a
+        frame through its NAPI only with an XDP program attached, a sender without TSO, or (a
+        socket's frame) rx-udp-gro-forwarding on the receiver (veth_skb_is_eligible_for_gro), and
+        any other frame goes to the backlog of the sending CPU. Before the daemon attached its
+        pass-every-frame program (2026-12-06) that was every frame, so with RPS off the rows had
+        their receive work done on the generator's CPU (BENCHMARKS.md, "The packet path's receive
+        work on veth"). So each trial requires rin0's XDP counter (ethtool -S xdp_packets) to have
+        counted at least the datagrams that arrived (trial_end), else NotCarried."""
         threaded = run(["ip", "netns", "exec", self.lab.rly, "cat", "/sys/class/net/rin0/threaded"], check=False).stdout.strip()
         if threaded != "1":
             raise HarnessError(f"mcrelay (--input-napi threaded) left /sys/class/net/rin0/threaded at {threaded!r}:\n" + self.log_tail())
@@ -326,9 +337,28 @@ class McrelayDriver(RelayDriver):
     def receive_settings(self) -> str:
         if not self.input_napi_threaded():
             return ""
-        return (f"rin0 threaded NAPI and GRO on (set by the daemon: --input-napi threaded, its default); the harness pins "
-                f"napi/rin0 to CPU {self.cpu} at nice {self.lab.nice + 10} (10 above the relay's, as the daemon's workers "
-                "are to the kernel's 0) and turns rin0's RPS off")
+        return (f"rin0 threaded NAPI, GRO on and a pass-every-frame XDP program (set by the daemon: --input-napi threaded, "
+                f"its default); the harness pins napi/rin0 to CPU {self.cpu} at nice {self.lab.nice + 10} and turns rin0's "
+                "RPS off; every trial checked: all frames through rin0's NAPI")
+
+    def rin0_napi_frames(self) -> int:
+        """Frames rin0's XDP program saw (ethtool -S, every queue's xdp_packets): taken through
+        rin0's NAPI, i.e. by the receive thread."""
+        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
+        return sum(int(v) for name, _, v in (line.strip().partition(":") for line in out.splitlines())
+                   if name.endswith("xdp_packets") and v.strip().isdigit())
+
+    def trial_begin(self):
+        return self.rin0_napi_frames() if self.input_threads else None
+
+    def trial_end(self, mark, received: int, most_per_output: int) -> dict:
+        if mark is None:
+            return {}
+        through = self.rin0_napi_frames() - mark
+        if through < most_per_output:
+            raise NotCarried(f"rin0's NAPI (the receive thread on the relay core) took {through} frames, but "
+                             f"{most_per_output} datagrams arrived on one output: the rest were received on another CPU")
+        return {"rin0_napi_frames": through}
 
     def kthread_pids(self) -> list[int]:
         return list(self.input_threads)
@@ -397,6 +427,23 @@ def napi_threads(name_prefix: str) -> set[int]:
         except OSError:
             continue
     return found
+
+
+def signalled_counters(driver: RelayDriver, program: str) -> dict:
+    """The counters of a C experiment (afxdp_relay, tpacket_relay) as of now: SIGUSR1, then its
+    next write of `driver.stats_file` (a JSON object with a rising "seq")."""
+    def read() -> dict | None:
+        try:
+            return json.loads(driver.stats_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+    if not driver.alive():
+        raise NotCarried(f"{program} exited:\n" + driver.log_tail())
+    old = read()
+    seq = old.get("seq", -1) if old else -1
+    os.kill(driver.procs[0].pid, signal.SIGUSR1)
+    return wait_until(lambda: (lambda c: c if c and c.get("seq", -1) > seq else None)(read()), 3,
+                      f"{program} to write its counters (SIGUSR1)", interval=0.02)
 
 
 class Rin0XDP:
@@ -670,20 +717,7 @@ class AfxdpDriver(Rin0XDP, RelayDriver):
             self.kthreads = self.thread_rin0(before, self.cpu, self.kthread_nice)
 
     def counters(self) -> dict:
-        """The relay's counters as of now: SIGUSR1, then its next write of the stats file."""
-        if not self.alive():
-            raise NotCarried("afxdp_relay exited:\n" + self.log_tail())
-        old = self._read()
-        seq = old.get("seq", -1) if old else -1
-        os.kill(self.procs[0].pid, signal.SIGUSR1)
-        return wait_until(lambda: (lambda c: c if c and c.get("seq", -1) > seq else None)(self._read()), 3,
-                          "afxdp_relay to write its counters (SIGUSR1)", interval=0.02)
-
-    def _read(self) -> dict | None:
-        try:
-            return json.loads(self.stats_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+        return signalled_counters(self, "afxdp_relay")
 
     def check_attached(self) -> None:
         self.check_rin0_xdp(1, "the relay's program in native mode")

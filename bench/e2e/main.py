@@ -22,6 +22,7 @@ from .curve import curve_rates, run_curve
 from .drivers import AfxdpDriver, KernelDriver, McrelayDriver, McrelayXDPDriver, NoRelay, RelayDriver, SocatDriver
 from .errors import HarnessError, NotCarried
 from .nftables import KernelNftDriver
+from .tpacket import MODES as TPACKET_MODES, TpacketDriver
 from .generator import Generator
 from .lab import Lab, addresses
 from .report import markdown_block, print_report, update_markdown
@@ -52,13 +53,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "NAPI pinned to the relay's CPU, GRO on on the receiver's veth end), mcrelay-xdp-generic "
                         "(--data-path xdp --xdp-mode generic, no setting changed), afxdp-c (the AF_XDP relay experiment in C, "
                         "bench/experiments/afxdp: native XDP on rin0 into an AF_XDP socket, rin0 threaded NAPI pinned "
-                        "to the relay's CPU; IPv4 only), kernel-nft (the kernel forwarding with nftables at rin0's ingress: "
+                        "to the relay's CPU; IPv4 only), packet-c, tpacket-c and tpacket-rx-c (the AF_PACKET relay experiment in C, "
+                        "bench/experiments/tpacket: recvmmsg/sendmmsg, TPACKET_V3 receive and TPACKET_V2 transmit "
+                        "rings, or the receive ring with sendmmsg; rin0's receive set as mcrelay's packet path sets it; IPv4 only), kernel-nft (the kernel forwarding with nftables at rin0's ingress: "
                         "the kernel's reference where it has no multicast routing, bench/README.md)")
     p.add_argument("--xdp-object", default=os.environ.get("MCRELAY_XDP_OBJECT") or str(REPO / ".build/bpf/mcrelay_xdp.o"),
                    help="the BPF object of the mcrelay-xdp rows (default $MCRELAY_XDP_OBJECT, else .build/bpf/mcrelay_xdp.o)")
     p.add_argument("--afxdp-relay", default=str(REPO / ".build/afxdp/afxdp_relay"),
                    help="the afxdp-c row's binary (bench/experiments/afxdp/build.sh; its XDP object "
                         "afxdp_redirect.bpf.o beside it; default .build/afxdp/afxdp_relay)")
+    p.add_argument("--tpacket-relay", default=str(REPO / ".build/tpacket/tpacket_relay"),
+                   help="the packet-c and tpacket-c rows' binary (bench/experiments/tpacket/build.sh; "
+                        "default .build/tpacket/tpacket_relay)")
     p.add_argument("--fanout", type=int, default=0,
                    help="also run one input stream fanned out to this many output links (own lab, IPv4; 0: off)")
     p.add_argument("--fanout-relays", default="kernel,mcrelay,mcrelay-xdp",
@@ -155,7 +161,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 RELAYS = ("socat", "kernel", "mcrelay", "mcrelay-softirq", "mcrelay-udp", "mcrelay-udp-on", "mcrelay-udp-nic", "mcrelay-xdp",
-          "mcrelay-xdp-generic", "afxdp-c", "kernel-nft")
+          "mcrelay-xdp-generic", "afxdp-c", "packet-c", "tpacket-c", "tpacket-rx-c", "kernel-nft")
 
 
 def machine() -> dict:
@@ -293,6 +299,8 @@ class Bench:
             return KernelNftDriver(self.lab, self.workdir, self.relay_cpu)
         if name == "afxdp-c":
             return AfxdpDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.afxdp_relay), nice=self.args.nice)
+        if name in TPACKET_MODES:
+            return TpacketDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.tpacket_relay), self.args.nice, name)
         # one core for the relay: one worker unless asked otherwise (two workers on one core only
         # add context switches)
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
@@ -456,12 +464,22 @@ class Bench:
             # IPv4 keeps its file names (perf-RELAY-STREAMSxPAYLOAD); IPv6 adds -ipv6
             suffix = ("" if self.family == "ipv4" else f"-{self.family}") + \
                 (f"-fanout{self.lab.outputs}" if self.lab.outputs > 1 else "")
-            report = profile_trial(self.relay_cpu, out, f"perf-{d.name}-{len(ss)}x{payload}{suffix}",
-                                   lambda: run_at(best.requested_rate or a.max_rate), log,
-                                   relay_pids=d.pids(), keep=os.environ.get("BENCH_KEEP_PERF"))
-            if report:
+            profiled = profile_trial(self.relay_cpu, out, f"perf-{d.name}-{len(ss)}x{payload}{suffix}",
+                                     lambda: run_at(best.requested_rate or a.max_rate), log,
+                                     relay_pids=d.pids(), keep=os.environ.get("BENCH_KEEP_PERF"))
+            if profiled:
+                report, busy = profiled
                 row["perf_report"] = str(report.relative_to(REPO))
                 log(f"  perf report: {report}")
+                # the core's busy time by perf's samples (profile.py: /proc/stat misses softirq
+                # from idle), per packet of the profiled trial
+                t = busy.get("trial")
+                if busy.get("busy_s") is not None and t is not None and t.received:
+                    row["perf_busy_us"] = busy["busy_s"] * 1e6 / t.received
+                    row["perf_busy_us_per_input"] = row["perf_busy_us"] * t.copies
+                    row["perf_trial_proc_busy_us"] = t.cpu_us_per_packet("relay_busy")
+                    log(f"  core busy by perf samples: {row['perf_busy_us']:.2f} µs/pkt "
+                        f"(/proc/stat, same trial: {row['perf_trial_proc_busy_us'] or 0:.2f})")
         log(f"  => {r.rate:,.0f} pps zero loss" + (" (generator limit)" if r.generator_limited else "")
             + ("" if r.confirmed else " (unconfirmed)") + f", {len(r.trials)} trials, stopped by {r.stopped_by}")
 
@@ -512,7 +530,8 @@ def main(argv: list[str]) -> int:
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
                       "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
                       "mcrelay-xdp turns GRO on on the receivers' veth ends and threaded NAPI on rin0, its kthread "
-                      f"pinned to CPU {args.relay_cpu}, while it runs; afxdp-c turns threaded NAPI on rin0 the same way)"
+                      f"pinned to CPU {args.relay_cpu}, while it runs; afxdp-c turns threaded NAPI on rin0 the same way, "
+                      "packet-c and tpacket-c GRO and threaded NAPI on rin0 as the mcrelay daemon does)"
                       + (f", curves: {args.curve_streams} stream(s) × {args.curve_payload} B at "
                          + ", ".join("max" if r is None else f"{r:.0f}" for r in args.curve_rate_list) + " pps"
                          if args.curve else "")

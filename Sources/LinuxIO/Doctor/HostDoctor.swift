@@ -144,9 +144,13 @@ public struct HostDoctor {
         switch Descriptors.readSmallFile("/sys/class/net/\(name.rawValue)/threaded")?.filter({ !$0.isWhitespace }) {
         case "1"?:
             findings.append(Finding(severity: .ok, subject: subject, message: "receive work in a kernel thread (threaded NAPI)", fix: nil))
+            if InterfaceFactsReader.driver(name.rawValue) == "veth" {
+                findings.append(Finding(severity: .info, subject: subject, message: InputNAPIThreads.vethCaveat, fix: nil))
+            }
         case "0"?:
             findings.append(Finding(severity: .info, subject: subject,
-                                    message: "receive work in softirq; the daemon makes it threaded while it runs (--input-napi threaded, the default), so that overload cannot starve the workers",
+                                    message: "receive work in softirq; the daemon makes it threaded while it runs (--input-napi threaded, the default), so that overload cannot starve the workers"
+                                        + (InterfaceFactsReader.driver(name.rawValue) == "veth" ? "; " + InputNAPIThreads.vethCaveat : ""),
                                     fix: nil))
         default:
             findings.append(Finding(severity: .info, subject: subject, message: "no threaded NAPI here: receive work stays in softirq", fix: nil))

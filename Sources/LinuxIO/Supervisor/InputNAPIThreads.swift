@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinuxNet
+import CXDP
 import RelayCore
 
 /// `--input-napi`: where the kernel does an input interface's receive work.
@@ -33,14 +34,30 @@ public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConver
 /// A veth has NAPI only while GRO is on (or an XDP program is attached), so for a veth input
 /// the daemon turns GRO on first; for UDP that coalesces nothing unless a socket asked for UDP
 /// GRO or the device has rx-udp-gro-forwarding on, so the workers still see one datagram per
-/// frame. Devices without NAPI (loopback, tun, macvlan, a bridge) are left as they are.
+/// frame. Even then a veth takes a frame through its NAPI only when an XDP program is attached,
+/// the sender has no TSO, or (a socket's frame) this end has rx-udp-gro-forwarding or rx-gro-list
+/// on (drivers/net/veth.c, veth_skb_is_eligible_for_gro); the rest, which is most traffic (a
+/// local socket's datagrams through a veth with TSO, the default), goes to the backlog softirq
+/// of the sending CPU or of the CPUs RPS names, and never to the thread (measured: BENCHMARKS.md,
+/// "The packet path's receive work on veth"). So on a veth input the daemon also attaches an
+/// XDP program that passes every frame (`cxdp_pass_program_load`, through a BPF link, which the
+/// kernel removes with the daemon however it ends): then every frame takes the thread. It costs
+/// the veth a copy of each frame into its page pool. Devices without NAPI (loopback, tun,
+/// macvlan, a bridge) are left as they are.
 ///
 /// What the daemon changed it restores on the same device (same ifindex) when no worker reads the
 /// input any more (its last rule removed) and when it stops. Under `--user` the sysfs file is
 /// root's: inputs known at start are changed before the switch, and their files stay open so the
 /// unprivileged daemon can restore them, and thread them again when a rule reads them again;
 /// inputs first added later stay as they are (logged).
-/// Not used with `--data-path xdp` (the XDP program forwards in the NAPI context itself).
+///
+/// A daemon killed with SIGKILL (or crashed) restores nothing, and a daemon started after it
+/// would find the input already threaded and take it as the host's own setting, leaving it so
+/// for good. So what the daemon changed is also kept in a file beside the control socket
+/// (`InputNAPIJournal`, rewritten at every change), and a daemon starting on that socket first
+/// undoes what the earlier one left (`undoLeftovers`), on the same devices only.
+/// Not used with `--data-path xdp` (the XDP program forwards in the NAPI context itself); the
+/// leftovers are undone there too.
 final class InputNAPIThreads {
     struct Refusal: Error { var reason: String; init(_ reason: String) { self.reason = reason } }
 
@@ -51,12 +68,26 @@ final class InputNAPIThreads {
         /// permission at open and CAP_NET_ADMIN at each write, so the daemon can still restore it
         /// after `--user` dropped root (it keeps CAP_NET_ADMIN).
         var file: Int32
+        /// A veth's pass-every-frame XDP program's link (-1: none); closing it detaches it.
+        var passLink: Int32 = -1
+        /// Why a veth has no such program, if it has none.
+        var passProblem: String?
+
+        func closeFiles() {
+            Glibc.close(file)
+            if passLink >= 0 { Glibc.close(passLink) }
+        }
     }
 
     let setting: InputNAPISetting
     /// Inputs whose `threaded` the daemon turned on, to restore when no worker reads them any
-    /// more or at exit.
-    private(set) var changed: [InterfaceName: Change] = [:]
+    /// more or at exit. Each change goes to the journal file at once.
+    private(set) var changed: [InterfaceName: Change] = [:] {
+        didSet { if let problem = journal?.record(recorded) { journalProblem = problem } }
+    }
+    private let journal: InputNAPIJournalFile?
+    /// The journal file's last failure, if any (the daemon logs it).
+    var journalProblem: String?
     /// Inputs the daemon threaded and then stopped reading: restored, their files kept open so
     /// that a rule on them again threads them again (under `--user` too, where opening the file
     /// again would be refused).
@@ -69,12 +100,48 @@ final class InputNAPIThreads {
     /// worker has had its first plan.
     private var atStart: Set<InterfaceName> = []
     private let workers: Int
+    /// The pass-every-frame XDP program, loaded at the first veth input (at start, before
+    /// `--user`: loading needs CAP_BPF or root, attaching it later only CAP_NET_ADMIN), or why not.
+    private var passProgram: Result<Int32, Refusal>?
     /// Every input a worker reads now: a re-created one is made threaded again when it comes up.
     private(set) var inputs: Set<InterfaceName> = []
 
-    init(setting: InputNAPISetting, workers: Int) {
+    init(setting: InputNAPISetting, workers: Int, journal: InputNAPIJournalFile? = nil) {
         self.setting = setting
         self.workers = workers
+        self.journal = journal
+        journal?.record(InputNAPIJournal([]))
+    }
+
+    /// What `changed` holds, as the journal keeps it.
+    var recorded: InputNAPIJournal {
+        InputNAPIJournal(changed.map { InputNAPIJournal.Entry(interface: $0.key, index: $0.value.index, turnedGROOn: $0.value.turnedGROOn) })
+    }
+
+    /// Undoes what an earlier daemon on this control socket changed and did not restore (the
+    /// journal's entries), where the device is still the same one and still threaded; returns
+    /// the lines to log.
+    static func undoLeftovers(_ journal: InputNAPIJournal) -> [String] {
+        journal.entries.map { entry in
+            let name = entry.interface.rawValue
+            let prefix = "\(name): an earlier daemon on this control socket changed its receive setting and did not restore it (killed?): "
+            guard Int32(bitPattern: if_nametoindex(name)) == entry.index else {
+                return prefix + "left as it is: the device is gone or re-created (index is not \(entry.index))"
+            }
+            let path = "/sys/class/net/\(name)/threaded"
+            guard Descriptors.readSmallFile(path)?.filter({ !$0.isWhitespace }) == "1" else {
+                return prefix + "left as it is: no longer threaded (someone else changed it since)"
+            }
+            let file = open(path, O_WRONLY | O_CLOEXEC)
+            let code = file < 0 ? errno : Self.write(file, "0")
+            if file >= 0 { Glibc.close(file) }
+            let gro = entry.turnedGROOn ? cln_ethtool_set_gro(name, 0) : 0
+            if code == 0, gro == 0 {
+                return prefix + "receive work back in softirq" + (entry.turnedGROOn ? ", GRO off" : "") + " (as before that daemon)"
+            }
+            return prefix + "could not undo it (threaded: \(code == 0 ? "0" : SystemError.message(for: code))"
+                + (entry.turnedGROOn ? ", GRO off: \(gro == 0 ? "done" : SystemError.message(for: -gro))" : "") + ")"
+        }
     }
 
     /// The config's inputs, at start.
@@ -109,11 +176,14 @@ final class InputNAPIThreads {
     private func release(_ name: InterfaceName) -> [(notice: Bool, line: String)] {
         guard let change = changed.removeValue(forKey: name) else { return [] }
         guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else {  // gone or re-created
-            Glibc.close(change.file)
+            change.closeFiles()
             return []
         }
-        parked[name] = change
-        return [(true, "\(name): no rule reads it any more: " + Self.restore(name, change))]
+        let line = Self.restore(name, change)  // closes the pass link
+        var kept = change
+        kept.passLink = -1
+        parked[name] = kept
+        return [(true, "\(name): no rule reads it any more: " + line)]
     }
 
     private func apply(_ interfaces: [InterfaceName]) -> [(notice: Bool, line: String)] {
@@ -122,7 +192,7 @@ final class InputNAPIThreads {
             let index = Int32(bitPattern: if_nametoindex(name.rawValue))
             guard index > 0 else { continue }  // not there yet: tried again when it comes up
             if changed[name]?.index == index { continue }
-            if let stale = changed.removeValue(forKey: name) { Glibc.close(stale.file) }  // a re-created device
+            if let stale = changed.removeValue(forKey: name) { stale.closeFiles() }  // a re-created device
             // A parked input's file, kept open since the first change (the only way back under --user).
             var kept = parked.removeValue(forKey: name)
             if let stale = kept, stale.index != index { Glibc.close(stale.file); kept = nil }
@@ -138,7 +208,7 @@ final class InputNAPIThreads {
                     changed[name] = change
                     unchanged[name] = nil
                     lines.append((true, "\(name): a rule reads it again: receive work back in a kernel thread (threaded NAPI)"
-                        + (change.turnedGROOn ? ", GRO on" : "")))
+                        + (change.turnedGROOn ? ", GRO on" : "") + Self.passNote(change)))
                     continue
                 case let .success(change):
                     changed[name] = change
@@ -146,7 +216,8 @@ final class InputNAPIThreads {
                     lines.append((true, "\(name): receive work moved to a kernel thread (threaded NAPI, was softirq)"
                         + (change.turnedGROOn ? "; GRO turned on (a veth has NAPI only with GRO or XDP)" : "")
                         + ", so that when offered more than the workers can forward the excess is dropped at the device, "
-                        + "not after costing the workers' CPU; restored when no rule reads it any more or the daemon stops; --input-napi kernel leaves it"))
+                        + "not after costing the workers' CPU; restored when no rule reads it any more or the daemon stops; --input-napi kernel leaves it"
+                        + Self.passNote(change)))
                     continue
                 case let .failure(refusal): outcome = refusal.reason
                 }
@@ -158,6 +229,21 @@ final class InputNAPIThreads {
             }
         }
         return lines
+    }
+
+    /// What threaded NAPI does not do on a veth (drivers/net/veth.c, veth_skb_is_eligible_for_gro;
+    /// measured: BENCHMARKS.md, "The packet path's receive work on veth").
+    static let vethCaveat = "on a veth only frames that pass through its NAPI reach that thread (with an XDP program on it, "
+        + "from a sender without TSO, or a socket's frames with rx-udp-gro-forwarding on here): others, such as a local "
+        + "socket's datagrams through a veth with TSO, are received in the backlog softirq of the sending CPU, or of the CPUs RPS names"
+
+    /// What the log says of a veth's pass program.
+    private static func passNote(_ change: Change) -> String {
+        if change.passLink >= 0 {
+            return "; on this veth an XDP program that passes every frame, so that the veth takes every frame through that thread"
+        }
+        guard let problem = change.passProblem else { return "" }
+        return "; no XDP program on this veth (\(problem)), so " + vethCaveat
     }
 
     /// `threaded` 1 (GRO on first for a veth) through `file` if given (kept from an earlier
@@ -191,26 +277,56 @@ final class InputNAPIThreads {
             }
             return .failure(Refusal("left in softirq: \(why)"))
         }
-        return .success(Change(index: index, turnedGROOn: turnedGROOn, file: file))
+        var change = Change(index: index, turnedGROOn: turnedGROOn, file: file)
+        if isVeth { attachPassProgram(&change) }
+        return .success(change)
+    }
+
+    /// The pass-every-frame program on a veth input, after `threaded` (a link: gone with the
+    /// daemon). A device with an XDP program of someone else's keeps it and goes without.
+    private func attachPassProgram(_ change: inout Change) {
+        if passProgram == nil {
+            let fd = cxdp_pass_program_load()
+            passProgram = fd >= 0 ? .success(fd) : .failure(Refusal("cannot load it: \(SystemError.message(for: -fd))"))
+        }
+        switch passProgram! {
+        case let .failure(refusal): change.passProblem = refusal.reason
+        case let .success(program):
+            let link = cxdp_link_attach(program, UInt32(bitPattern: change.index), 0)
+            if link >= 0 { change.passLink = link } else {
+                change.passProblem = link == -EBUSY || link == -EEXIST ? "it has an XDP program already"
+                    : link == -ERANGE ? "the peer's MTU is too large for XDP on a veth"
+                    : "cannot attach it: \(SystemError.message(for: -link))"
+            }
+        }
     }
 
     /// Undoes what `use` changed, on devices that are still the same; returns the lines to log.
     func restore() -> [String] {
         var lines: [String] = []
         for (name, change) in changed.sorted(by: { $0.key < $1.key }) {
-            defer { Glibc.close(change.file) }
-            guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else { continue }  // gone or re-created
+            guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else {  // gone or re-created
+                change.closeFiles()
+                continue
+            }
+            defer { Glibc.close(change.file) }  // the pass link is closed by restore
             lines.append("\(name): " + Self.restore(name, change))
         }
         for (_, change) in parked { Glibc.close(change.file) }
         changed.removeAll()
         parked.removeAll()
+        journal?.close()
+        if case let .success(program)? = passProgram { Glibc.close(program) }
+        passProgram = nil
         return lines
     }
 
-    /// `threaded` 0 and GRO off again where the daemon turned it on: what to log.
+    /// `threaded` 0, the pass program off (after: detached first, the NAPI would go while
+    /// `threaded` is still 1, and the kernel would keep it at 1), and GRO off again where the
+    /// daemon turned it on: what to log.
     private static func restore(_ name: InterfaceName, _ change: Change) -> String {
         let code = write(change.file, "0")
+        if change.passLink >= 0 { Glibc.close(change.passLink) }
         let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
         if code == 0, gro == 0 {
             return "receive work back in softirq\(change.turnedGROOn ? ", GRO off" : "") (as before the daemon)"

@@ -46,6 +46,30 @@ extension Supervisor {
         for (notice, line) in lines {
             if notice { logger.notice("\(line)") } else { logger.info("\(line)") }
         }
+        if let problem = inputNAPI?.journalProblem {
+            logger.warning("input receive settings journal: \(problem) (a daemon killed now would leave them changed)")
+            inputNAPI?.journalProblem = nil
+        }
+    }
+
+    /// The journal of the inputs' receive settings (`InputNAPIJournal`, beside the control
+    /// socket), after undoing what an earlier daemon left in it; nil (logged) if it cannot be
+    /// opened: then a daemon killed later leaves its changes in place, as before the journal.
+    func openInputNAPIJournal() -> InputNAPIJournalFile? {
+        let path = InputNAPIJournalFile.path(forControl: options.controlPath)
+        switch InputNAPIJournalFile.open(path: path) {
+        case let .failure(error):
+            logger.warning("input receive settings journal: \(error) (a daemon killed later would leave its changes in place)")
+            return nil
+        case let .success((file, leftover)):
+            switch InputNAPIJournal.decode(leftover) {
+            case let .success(journal):
+                for line in InputNAPIThreads.undoLeftovers(journal) { logger.notice("\(line)") }
+            case let .failure(problem):
+                logger.warning("\(path): not a journal this daemon wrote (\(problem.message)): nothing undone from it; replaced")
+            }
+            return file
+        }
     }
 
     func refreshDataPath(now: Instant, force: Bool = false) {

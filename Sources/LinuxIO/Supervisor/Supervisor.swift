@@ -129,10 +129,14 @@ public final class Supervisor {
         }
         // Before --user drops root: the inputs of the config (the sysfs file is root's), and the
         // workers' right to run at --worker-nice.
+        // First what an earlier daemon on this control socket changed and, killed, never restored.
+        let journal = openInputNAPIJournal()
         if xdp == nil {
-            let inputNAPI = InputNAPIThreads(setting: options.inputNAPI, workers: options.workerCount)
+            let inputNAPI = InputNAPIThreads(setting: options.inputNAPI, workers: options.workerCount, journal: journal)
             self.inputNAPI = inputNAPI
             logInputNAPI(inputNAPI.useAtStart(specs.map(\.input.interface)))
+        } else {
+            journal?.close()
         }
         if let problem = WorkerPriority.lowerForWorkers(to: options.workerNice) { logger.warning("\(problem)") }
         logger.info("listening on \(options.controlPath) (mode 0660); \(options.workerCount) worker(s), \(options.dispatchMode) dispatch; \(specs.count) rule(s) from config; membership limit \(limit) per helper socket")

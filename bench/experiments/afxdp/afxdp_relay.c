@@ -34,7 +34,6 @@
 #include <linux/if_xdp.h>
 #include <net/if.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,11 +46,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "../common/relay_rules.h"
+
 #ifndef SOL_XDP
 #define SOL_XDP 283
-#endif
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the checksum code below assumes a little-endian machine"
 #endif
 
 #define FRAME_SIZE 2048      // aligned chunks: a power of two >= 2048; a 1500-byte frame fits
@@ -61,8 +59,6 @@
 #define COMP_RING 1024       // >= TX_RING: the kernel reserves a completion slot per transmit
 #define SMALL_RING 64        // the rings a socket must have but never uses
 #define BATCH 64
-#define MAX_OUTS 16
-#define HDR 42               // Ethernet + IPv4 (no options) + UDP, what the relay sends
 
 // ---------------------------------------------------------------------------------------------
 // Rings: the kernel's single-producer/single-consumer rings, mapped from the socket
@@ -100,12 +96,6 @@ struct pool {                // one registered UMEM area and the frames user spa
 static uint64_t pool_get(struct pool *p) { return p->nfree ? p->free[--p->nfree] : UINT64_MAX; }
 // any address inside a frame gives it back (rx descriptors point past the kernel's headroom)
 static void pool_put(struct pool *p, uint64_t addr) { p->free[p->nfree++] = addr & ~(uint64_t)(FRAME_SIZE - 1); }
-
-static void die(const char *what)
-{
-    fprintf(stderr, "afxdp_relay: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
 
 static int pool_init(struct pool *p, uint32_t frames)
 {
@@ -182,157 +172,16 @@ static int xsk_open(struct xsk *x, int ifindex, uint32_t queue, struct pool *reg
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rules, templates and checksums (EgressFrame's scheme: constant fields and partial sums once
-// per rule and output, lengths, source port and the payload's sum per datagram)
+// Outputs (the rules, templates and checksums are in ../common/relay_rules.h)
 
-struct rule {
-    uint32_t in_group, out_group;     // network order
-    uint16_t in_port, out_port;       // host order
-};
-
-struct out {
-    char name[IF_NAMESIZE];
-    int ifindex;
-    uint8_t mac[6];
-    uint32_t addr;                    // network order
+struct out {                          // beside ifs[k], the device's facts
     struct xsk x;
     struct pool *pool;                // the UMEM its TX frames live in
     uint32_t queued;                  // descriptors put on the TX ring in this batch
     uint64_t tx, completed, no_frame, ring_full;
 };
 
-struct tmpl {
-    uint8_t hdr[HDR];
-    uint32_t ip_sum, udp_sum;
-};
-
-static struct rule *rules;
-static uint32_t nrules, rules_cap;
-static uint32_t *table, table_mask;   // open addressing: rule index + 1, 0 empty
-static struct tmpl *tmpls;            // [rule * nouts + out]
 static struct out outs[MAX_OUTS];
-static int nouts;
-static uint8_t ttl = 16;
-
-static uint32_t rule_hash(uint32_t group, uint16_t port) { return (group * 0x9e3779b1u) ^ (port * 0x85ebca6bu); }
-
-static int rule_find(uint32_t group, uint16_t port)
-{
-    for (uint32_t h = rule_hash(group, port);; h++) {
-        uint32_t i = table[h & table_mask];
-        if (!i)
-            return -1;
-        if (rules[i - 1].in_group == group && rules[i - 1].in_port == port)
-            return (int)i - 1;
-    }
-}
-
-// one's complement sum of 32-bit words (folded to 16 bits by fold(): 2^16 = 1 mod 0xffff)
-static uint64_t sum_bytes(const uint8_t *p, size_t n, uint64_t acc)
-{
-    uint32_t w;
-    for (; n >= 4; p += 4, n -= 4) {
-        memcpy(&w, p, 4);
-        acc += w;
-    }
-    if (n >= 2) {
-        uint16_t h;
-        memcpy(&h, p, 2);
-        acc += h;
-        p += 2;
-        n -= 2;
-    }
-    if (n)
-        acc += *p;                    // the odd byte is the high-address half of a zero-padded word
-    return acc;
-}
-
-static uint16_t fold(uint64_t s)
-{
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return (uint16_t)s;
-}
-
-static void build_template(struct tmpl *t, const struct rule *r, const struct out *o)
-{
-    uint8_t *h = t->hdr;
-    const uint8_t *g = (const uint8_t *)&r->out_group;
-    memset(t, 0, sizeof *t);
-    uint8_t mac[6] = {0x01, 0x00, 0x5e, g[1] & 0x7f, g[2], g[3]};   // RFC 1112 6.4
-    memcpy(h, mac, 6);
-    memcpy(h + 6, o->mac, 6);
-    h[12] = 0x08;
-    h[13] = 0x00;
-    h[14] = 0x45;                      // IPv4, no options; tos 0; length and checksum per datagram
-    h[20] = 0x40;                      // DF, id 0 (RFC 6864: atomic datagram)
-    h[22] = ttl;
-    h[23] = 17;
-    memcpy(h + 26, &o->addr, 4);
-    memcpy(h + 30, &r->out_group, 4);
-    uint16_t dport = htons(r->out_port);
-    memcpy(h + 36, &dport, 2);
-    t->ip_sum = fold(sum_bytes(h + 14, 20, 0));
-    t->udp_sum = fold(sum_bytes(h + 26, 8, 0) + htons(17) + dport);   // pseudo header minus length
-}
-
-// EgressFrame.writeHeader: the header of one datagram at `out` from the template
-static void write_header(uint8_t *out, const struct tmpl *t, uint16_t sport_be, uint32_t plen, uint64_t payload_sum)
-{
-    memcpy(out, t->hdr, HDR);
-    uint16_t total = htons(plen + 28), ulen = htons(plen + 8);
-    uint16_t ipc = ~fold((uint64_t)t->ip_sum + total);
-    memcpy(out + 16, &total, 2);
-    memcpy(out + 24, &ipc, 2);
-    memcpy(out + 34, &sport_be, 2);
-    memcpy(out + 38, &ulen, 2);
-    uint16_t uc = ~fold((uint64_t)t->udp_sum + sport_be + ulen + ulen + payload_sum);
-    if (!uc)
-        uc = 0xffff;                   // RFC 768: a computed 0 is sent as all ones
-    memcpy(out + 40, &uc, 2);
-}
-
-static void add_rule(const char *in_g, long in_p, const char *out_g, long out_p)
-{
-    struct rule r;
-    if (inet_pton(AF_INET, in_g, &r.in_group) != 1 || inet_pton(AF_INET, out_g, &r.out_group) != 1 ||
-        in_p < 1 || in_p > 65535 || out_p < 1 || out_p > 65535 ||
-        (ntohl(r.in_group) >> 28) != 14 || (ntohl(r.out_group) >> 28) != 14) {
-        fprintf(stderr, "afxdp_relay: bad rule %s:%ld -> %s:%ld (IPv4 multicast groups, ports 1-65535)\n",
-                in_g, in_p, out_g, out_p);
-        exit(2);
-    }
-    r.in_port = in_p;
-    r.out_port = out_p;
-    if (nrules == rules_cap) {
-        rules_cap = rules_cap ? 2 * rules_cap : 64;
-        rules = realloc(rules, rules_cap * sizeof *rules);
-    }
-    rules[nrules++] = r;
-}
-
-static void build_table(void)
-{
-    uint32_t size = 16;
-    while (size < 4 * nrules)
-        size *= 2;
-    table = calloc(size, sizeof *table);
-    table_mask = size - 1;
-    for (uint32_t i = 0; i < nrules; i++) {
-        if (rule_find(rules[i].in_group, rules[i].in_port) >= 0) {
-            fprintf(stderr, "afxdp_relay: rule %u repeats an input (group, port)\n", i);
-            exit(2);
-        }
-        uint32_t h = rule_hash(rules[i].in_group, rules[i].in_port);
-        while (table[h & table_mask])
-            h++;
-        table[h & table_mask] = i + 1;
-    }
-    tmpls = calloc((size_t)nrules * nouts, sizeof *tmpls);
-    for (uint32_t i = 0; i < nrules; i++)
-        for (int k = 0; k < nouts; k++)
-            build_template(&tmpls[i * nouts + k], &rules[i], &outs[k]);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Counters
@@ -382,7 +231,7 @@ static void write_stats(FILE *f)
     for (int k = 0; k < nouts; k++) {
         struct out *o = &outs[k];
         fprintf(f, "%s{\"dev\":\"%s\",\"tx\":%llu,\"completed\":%llu,\"no_frame\":%llu,\"ring_full\":%llu,\"xsk\":",
-                k ? "," : "", o->name, (unsigned long long)o->tx, (unsigned long long)o->completed,
+                k ? "," : "", ifs[k].name, (unsigned long long)o->tx, (unsigned long long)o->completed,
                 (unsigned long long)o->no_frame, (unsigned long long)o->ring_full);
         xsk_stats_json(f, o->x.fd);
         fprintf(f, "}");
@@ -393,16 +242,7 @@ static void write_stats(FILE *f)
 static void dump_stats(const char *path)
 {
     seq++;
-    if (!path)
-        return;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    write_stats(f);
-    fclose(f);
-    rename(tmp, path);
+    write_stats_file(path, write_stats);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,36 +312,20 @@ static void handle(uint64_t addr, uint32_t len)
     uint8_t *f = rx_pool.area + addr;
     c_rx++;
     // the program checked Ethernet type, IPv4, UDP and 224/4; here the rest
-    uint32_t ihl = (f[14] & 0x0f) * 4;
-    uint16_t frag = 0, ulen;
-    if (len >= HDR)
-        memcpy(&frag, f + 20, 2);
-    // fragments (MF or an offset) cannot be relayed datagram by datagram
-    if (len < HDR || f[12] != 0x08 || f[13] != 0x00 || (f[14] >> 4) != 4 || ihl < 20 || 14 + ihl + 8 > len ||
-        f[23] != 17 || (ntohs(frag) & 0x3fff)) {
+    struct datagram d;
+    if (parse_frame(f, len, &d)) {
         c_bad++;
         goto drop;
     }
-    uint8_t *udp = f + 14 + ihl;
-    memcpy(&ulen, udp + 4, 2);
-    ulen = ntohs(ulen);
-    if (ulen < 8 || 14 + ihl + ulen > len) {
-        c_bad++;
-        goto drop;
-    }
-    uint32_t group;
-    uint16_t dport, sport;
-    memcpy(&group, f + 30, 4);
-    memcpy(&dport, udp + 2, 2);
-    memcpy(&sport, udp, 2);
-    int r = rule_find(group, ntohs(dport));
+    int r = rule_find(d.group, d.dport);
     if (r < 0) {
         c_unmatched++;
         goto drop;
     }
     c_forwarded++;
-    uint8_t *payload = udp + 8;
-    uint32_t plen = ulen - 8;
+    uint8_t *payload = d.payload;
+    uint32_t plen = d.plen;
+    uint16_t sport = d.sport;
     uint64_t psum = sum_bytes(payload, plen, 0);    // once for every output
     int in_place = shared && !copy_always;
     // outputs 1.. (and 0 when it cannot take the frame itself): a copy each
@@ -575,55 +399,6 @@ static void run(void)
 // ---------------------------------------------------------------------------------------------
 // Setup
 
-static void if_facts(const char *name, uint8_t mac[6], uint32_t *addr)
-{
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr = {0};
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-    if (ioctl(s, SIOCGIFHWADDR, &ifr))
-        die(name);
-    memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
-    if (ioctl(s, SIOCGIFADDR, &ifr))
-        die("output without an IPv4 address");
-    *addr = ((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr;
-    close(s);
-}
-
-// a NIC delivers a group's frames only once it is joined; on veth this changes nothing, the
-// program sees every frame either way. Linux allows igmp_max_memberships (20) per socket.
-static void join_groups(int ifindex)
-{
-    int s = -1;
-    for (uint32_t i = 0; i < nrules; i++) {
-        if (i % 20 == 0 && (s = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
-            die("socket");
-        struct ip_mreqn m = {.imr_multiaddr.s_addr = rules[i].in_group, .imr_ifindex = ifindex};
-        if (setsockopt(s, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) && errno != EADDRINUSE)
-            die("IP_ADD_MEMBERSHIP");
-    }
-}
-
-static void read_rules(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        die(path);
-    char line[512], a[64], b[64];
-    long p, q;
-    while (fgets(line, sizeof line, f)) {
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = 0;
-        if (sscanf(line, "%63s %ld %63s %ld", a, &p, b, &q) == 4)
-            add_rule(a, p, b, q);
-        else if (strspn(line, " \t\r\n") != strlen(line)) {
-            fprintf(stderr, "afxdp_relay: %s: bad line: %s", path, line);
-            exit(2);
-        }
-    }
-    fclose(f);
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: afxdp_relay --in DEV --out DEV[,DEV...] [--queue Q] [--cpu N] [--ttl T]\n"
@@ -637,10 +412,7 @@ int main(int argc, char **argv)
     const char *in_dev = NULL, *out_devs = NULL, *stats = NULL, *obj_path = NULL;
     int cpu = -1, join = 1;
     uint32_t queue = 0;
-    char g[64] = "", og[64] = "";
-    long port = 0, oport = 0;
-    // --group starts a rule, the flags after it complete it
-#define FLUSH_RULE() do { if (*g) add_rule(g, port, *og ? og : g, oport ? oport : port); *g = *og = 0; port = oport = 0; } while (0)
+    relay_name = "afxdp_relay";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--separate-umem")) { shared = 0; continue; }
@@ -649,21 +421,16 @@ int main(int argc, char **argv)
         if (!v)
             usage();
         i++;
-        if (!strcmp(a, "--in")) in_dev = v;
+        if (rule_arg(a, v)) continue;
+        else if (!strcmp(a, "--in")) in_dev = v;
         else if (!strcmp(a, "--out")) out_devs = v;
         else if (!strcmp(a, "--queue")) queue = atoi(v);
         else if (!strcmp(a, "--cpu")) cpu = atoi(v);
-        else if (!strcmp(a, "--ttl")) ttl = atoi(v);
         else if (!strcmp(a, "--stats")) stats = v;
         else if (!strcmp(a, "--obj")) obj_path = v;
-        else if (!strcmp(a, "--rules")) read_rules(v);
-        else if (!strcmp(a, "--group")) { FLUSH_RULE(); snprintf(g, sizeof g, "%s", v); }
-        else if (!strcmp(a, "--port")) port = atol(v);
-        else if (!strcmp(a, "--out-group")) snprintf(og, sizeof og, "%s", v);
-        else if (!strcmp(a, "--out-port")) oport = atol(v);
         else usage();
     }
-    FLUSH_RULE();
+    rules_done();
     if (!in_dev || !out_devs || !nrules)
         usage();
     char default_obj[4096];
@@ -676,25 +443,8 @@ int main(int argc, char **argv)
         strcpy(strrchr(default_obj, '/') + 1, "afxdp_redirect.bpf.o");
         obj_path = default_obj;
     }
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        if (sched_setaffinity(0, sizeof set, &set))
-            die("sched_setaffinity");
-    }
-    char *list = strdup(out_devs);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        if (nouts == MAX_OUTS) {
-            fprintf(stderr, "afxdp_relay: at most %d outputs\n", MAX_OUTS);
-            return 2;
-        }
-        struct out *o = &outs[nouts++];
-        snprintf(o->name, sizeof o->name, "%s", tok);
-        if (!(o->ifindex = if_nametoindex(tok)))
-            die(tok);
-        if_facts(tok, o->mac, &o->addr);
-    }
+    pin_cpu(cpu);
+    add_outputs(out_devs);
     int in_ifindex = if_nametoindex(in_dev);
     if (!in_ifindex)
         die(in_dev);
@@ -709,19 +459,19 @@ int main(int argc, char **argv)
     for (int k = 0; k < nouts; k++) {
         struct out *o = &outs[k];
         o->pool = &rx_pool;
-        if (shared && xsk_open(&o->x, o->ifindex, 0, NULL, in.fd, 0, 1) == 0)
+        if (shared && xsk_open(&o->x, ifs[k].ifindex, 0, NULL, in.fd, 0, 1) == 0)
             continue;
         if (shared) {
             // the first output decides: all outputs share, or none does
             if (k > 0)
                 die("XDP_SHARED_UMEM on a further output");
             fprintf(stderr, "afxdp_relay: shared UMEM refused on %s (%s): one UMEM per output, every copy a memcpy\n",
-                    o->name, strerror(errno));
+                    ifs[k].name, strerror(errno));
             close(o->x.fd);
             shared = 0;
         }
         o->pool = calloc(1, sizeof *o->pool);
-        if (pool_init(o->pool, TX_RING + COMP_RING) || xsk_open(&o->x, o->ifindex, 0, o->pool, -1, 0, 1))
+        if (pool_init(o->pool, TX_RING + COMP_RING) || xsk_open(&o->x, ifs[k].ifindex, 0, o->pool, -1, 0, 1))
             die("AF_XDP socket on an output");
     }
 
