@@ -165,17 +165,6 @@ int cxdp_link_attach(int program, uint32_t ifindex, int generic)
     return fd < 0 ? -errno : fd;
 }
 
-int cxdp_pass_program_load(void)
-{
-    // r0 = XDP_PASS; exit
-    struct bpf_insn insns[] = {
-        { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS },
-        { .code = BPF_JMP | BPF_EXIT },
-    };
-    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "mcrelay_pass", "GPL", insns, 2, NULL);
-    return fd < 0 ? -errno : fd;
-}
-
 int cxdp_test_run(int fd, const void *frame, uint32_t length, uint32_t meta_length, uint32_t ingress_ifindex,
                   void *out, uint32_t out_capacity, uint32_t *out_length, uint32_t *out_meta_length,
                   uint32_t *action)

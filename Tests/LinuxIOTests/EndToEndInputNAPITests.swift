@@ -22,21 +22,6 @@ extension RelayEndToEndTests {
         return (threaded, gro)
     }
 
-    /// Whether rin0 has an XDP program (iproute2's JSON has an "xdp" object then).
-    func rin0HasXDP(_ lab: Lab) throws -> Bool {
-        try lab.must(lab.relay, ["ip", "-j", "-d", "link", "show", "rin0"]).stdout.contains("\"xdp\"")
-    }
-
-    /// Frames rin0's XDP program has seen (ethtool -S, every queue's xdp_packets): frames the
-    /// veth took through its NAPI, which with threaded NAPI is the receive thread.
-    func rin0XDPPackets(_ lab: Lab) throws -> UInt64 {
-        let out = try lab.must(lab.relay, ["ethtool", "-S", "rin0"]).stdout
-        return out.split(separator: "\n").reduce(0) { sum, line in
-            let parts = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
-            return parts.count == 2 && parts[0].hasSuffix("xdp_packets") ? sum + (UInt64(parts[1]) ?? 0) : sum
-        }
-    }
-
     /// The nice value of a process (field 19 of /proc/PID/stat, after the command in parentheses).
     static func niceValue(_ pid: Int32) -> Int? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -60,15 +45,12 @@ extension RelayEndToEndTests {
         try daemon.waitSettled()
         let during = try receiveSetting(lab)
         #expect(during.threaded == "1" && during.gro == "on", "rin0 while the daemon runs: threaded \(during.threaded), GRO \(during.gro)")
-        // the pass-every-frame program that makes the veth take every frame through its NAPI
-        #expect(try rin0HasXDP(lab), "rin0 has no XDP program while the daemon runs: \(daemon.process.stderr.suffix(1500))")
         try body(lab, daemon)
         let stopped = try daemon.stop()
         #expect(stopped.status == 0, "daemon exit after SIGTERM: \(stopped)")
         let after = try receiveSetting(lab)
         #expect(after.threaded == before.threaded && after.gro == before.gro,
                 "rin0 after the daemon stopped: threaded \(after.threaded), GRO \(after.gro); before: \(before.threaded), \(before.gro); log: \(stopped.stderr.suffix(1500))")
-        #expect(try !rin0HasXDP(lab), "rin0 still has an XDP program after the daemon stopped")
         return stopped
     }
 
@@ -79,7 +61,7 @@ extension RelayEndToEndTests {
         expectDelivered(try receiver.finish(), [stream], count: count)
     }
 
-    @Test("default --input-napi threaded: rin0's NAPI threaded with GRO on and a pass-every-frame XDP program while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
+    @Test("default --input-napi threaded: rin0's NAPI threaded with GRO on while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
     func inputNAPIThreaded() throws {
         let stopped = try withThreadedInput("napi", start: { lab in
             let daemon = try RelayDaemon(lab, workers: 1)
@@ -92,12 +74,7 @@ extension RelayEndToEndTests {
                 let nice = Self.niceValue(pid)
                 #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
             }
-            let throughNAPI = try rin0XDPPackets(lab)
             try expectForwardedOnTheWire(lab, daemon, Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1), rate: 1000)
-            // every datagram the sender's socket put on the veth went through rin0's NAPI (the
-            // receive thread), not the sending CPU's backlog
-            let taken = try rin0XDPPackets(lab) - throughNAPI
-            #expect(taken >= 1000, "rin0's NAPI took \(taken) frames of the 1000 datagrams sent")
         }
         #expect(stopped.stderr.contains("rin0: receive work moved to a kernel thread") && stopped.stderr.contains("rin0: receive work back in softirq"),
                 "the daemon's log says what it changed and restored: \(stopped.stderr.suffix(1500))")
@@ -110,7 +87,6 @@ extension RelayEndToEndTests {
             try daemon.waitSettled()
             let during = try receiveSetting(lab)
             #expect(during.threaded == "0" && during.gro == "off", "rin0 under --input-napi kernel: threaded \(during.threaded), GRO \(during.gro)")
-            #expect(try !rin0HasXDP(lab), "rin0 has an XDP program under --input-napi kernel")
             try relayOne(lab, Stream(input: "239.1.1.2:5002", output: "239.10.1.2:6002", id: 2), count: 300, size: 100)
             expectCounted(try daemon.stats(), inputs: ["239.1.1.2:5002"], packets: 300)
         }
@@ -150,11 +126,9 @@ extension RelayEndToEndTests {
             try daemon.removeRule("cam")
             try daemon.waitSettled()
             try expectReceiveSetting("0", "off", "with no rule on it (as before the daemon)")
-            #expect(try !rin0HasXDP(lab), "rin0 keeps the XDP program with no rule on it")
             try daemon.addRule("rin0:239.1.1.4:5004", ["rout0:239.10.1.4:6004"], name: "cam2")
             try daemon.waitSettled()
             try expectReceiveSetting("1", "on", "with a rule on it again")
-            #expect(try rin0HasXDP(lab), "rin0 has no XDP program with a rule on it again")
             try relayOne(lab, Stream(input: "239.1.1.4:5004", output: "239.10.1.4:6004", id: 4), count: 300, size: 100)
         }
         #expect(stopped.stderr.contains("rin0: no rule reads it any more: receive work back in softirq")
@@ -190,7 +164,6 @@ extension RelayEndToEndTests {
         #expect(workersGone, "the first daemon's workers \(workers) outlived it")
         let left = try receiveSetting(lab)
         #expect(left.threaded == "1" && left.gro == "on", "rin0 after SIGKILL (else this test proves nothing): threaded \(left.threaded), GRO \(left.gro)")
-        #expect(try !rin0HasXDP(lab), "the pass program's link went with the killed daemon")
 
         let second = try RelayDaemon(lab, workers: 1)
         defer { second.kill() }

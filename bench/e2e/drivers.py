@@ -302,63 +302,39 @@ class McrelayDriver(RelayDriver):
 
     # -- the packet path's threaded receive (the daemon's --input-napi threaded, its default) ----
     input_threads: list[int] = []
-    rps_restore: str | None = None
 
     def input_napi_threaded(self) -> bool:
         """Whether this row's daemon makes rin0's receive work threaded (the packet path's default)."""
         return "--data-path" not in self.flags and "--input-napi" not in self.flags
 
     def _place_receive_thread(self, before: set[int]) -> None:
-        """The daemon made rin0's receive work threaded (napi/rin0-N). Like every relay's receive
-        work it goes on the relay's core: pinned there, at the nice level 10 above the harness's
-        (the daemon runs its workers 10 below the kernel's 0; the harness shifts every relay
-        process to its --nice), and rin0's RPS (the lab's way of putting softirq receive work on
-        the relay core) off, as `mcrelay doctor` advises for an input: RPS would hand every frame
-        the thread took back to the core's backlog softirq, which runs before the workers
-        (measured 2026-12-06 with RPS kept: zero loss at 107k, 7.6% of 448k offered delivered, 34k pps).
+        """The daemon made rin0's NAPI threaded (napi/rin0-N). Like every relay's receive work it
+        goes on the relay's core: pinned there, at the nice level 10 above the harness's (the
+        daemon runs its workers 10 below the kernel's 0; the harness shifts every relay process
+        to its --nice).
 
-        Whether that puts the receive work on the relay core is checked, not assumed: veth takes a
-        frame through its NAPI only with an XDP program attached, a sender without TSO, or (a
-        socket's frame) rx-udp-gro-forwarding on the receiver (veth_skb_is_eligible_for_gro), and
-        any other frame goes to the backlog of the sending CPU. Before the daemon attached its
-        pass-every-frame program (2026-12-06) that was every frame, so with RPS off the rows had
-        their receive work done on the generator's CPU (BENCHMARKS.md, "The packet path's receive
-        work on veth"). So each trial requires rin0's XDP counter (ethtool -S xdp_packets) to have
-        counted at least the datagrams that arrived (trial_end), else NotCarried."""
+        rin0's RPS stays as the lab sets it for every row (the relay core). Until 2026-12-06 the
+        harness turned it off for this row, on the belief that the thread did the receive work.
+        On this lab it does none: veth passes a frame through its NAPI only when an XDP program
+        is attached, the sender has no TSO, or (a socket's frame) the receiver has
+        rx-udp-gro-forwarding or rx-gro-list on (drivers/net/veth.c,
+        veth_skb_is_eligible_for_gro). None holds for the generator's frames into rin0, so they
+        take netif_rx and the backlog of whichever CPU RPS names; with RPS off, that was the
+        generator's CPU, which left the row's receive work off the relay core (its napi thread
+        had no samples in perf, its kthread time read 0, and the softirq time was on the other CPU:
+        BENCHMARKS.md, "The packet path's receive work on veth")."""
         threaded = run(["ip", "netns", "exec", self.lab.rly, "cat", "/sys/class/net/rin0/threaded"], check=False).stdout.strip()
         if threaded != "1":
             raise HarnessError(f"mcrelay (--input-napi threaded) left /sys/class/net/rin0/threaded at {threaded!r}:\n" + self.log_tail())
         self.input_threads = place_new_napi_thread(before, self.cpu, self.lab.nice + 10)
-        path = "/sys/class/net/rin0/queues/rx-0/rps_cpus"
-        self.rps_restore = run(["ip", "netns", "exec", self.lab.rly, "cat", path]).stdout.strip()
-        run(["ip", "netns", "exec", self.lab.rly, "sh", "-c", f"echo 0 > {path}"])
         self.settings = self.receive_settings()
 
     def receive_settings(self) -> str:
         if not self.input_napi_threaded():
             return ""
-        return (f"rin0 threaded NAPI, GRO on and a pass-every-frame XDP program (set by the daemon: --input-napi threaded, "
-                f"its default); the harness pins napi/rin0 to CPU {self.cpu} at nice {self.lab.nice + 10} and turns rin0's "
-                "RPS off; every trial checked: all frames through rin0's NAPI")
-
-    def rin0_napi_frames(self) -> int:
-        """Frames rin0's XDP program saw (ethtool -S, every queue's xdp_packets): taken through
-        rin0's NAPI, i.e. by the receive thread."""
-        out = run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-S", "rin0"], check=False).stdout
-        return sum(int(v) for name, _, v in (line.strip().partition(":") for line in out.splitlines())
-                   if name.endswith("xdp_packets") and v.strip().isdigit())
-
-    def trial_begin(self):
-        return self.rin0_napi_frames() if self.input_threads else None
-
-    def trial_end(self, mark, received: int, most_per_output: int) -> dict:
-        if mark is None:
-            return {}
-        through = self.rin0_napi_frames() - mark
-        if through < most_per_output:
-            raise NotCarried(f"rin0's NAPI (the receive thread on the relay core) took {through} frames, but "
-                             f"{most_per_output} datagrams arrived on one output: the rest were received on another CPU")
-        return {"rin0_napi_frames": through}
+        return (f"rin0 threaded NAPI and GRO on (set by the daemon: --input-napi threaded, its default); the harness pins "
+                f"napi/rin0 to CPU {self.cpu} at nice {self.lab.nice + 10}; rin0's RPS to CPU {self.cpu} as for every row "
+                "(on veth the generator's frames bypass rin0's NAPI: received in the backlog RPS names)")
 
     def kthread_pids(self) -> list[int]:
         return list(self.input_threads)
@@ -383,10 +359,6 @@ class McrelayDriver(RelayDriver):
     def stop(self) -> None:
         super().stop()
         self.input_threads = []
-        if self.rps_restore is not None:
-            run(["ip", "netns", "exec", self.lab.rly, "sh", "-c",
-                 f"echo {self.rps_restore} > /sys/class/net/rin0/queues/rx-0/rps_cpus"], check=False)
-            self.rps_restore = None
         if self.emulate_nic:
             run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "on"])
 

@@ -36,11 +36,6 @@ int cxdp_attach(uint32_t ifindex, int program, const char *netns_path);
 // errno. The kernel detaches the program when the last descriptor of the link closes, so a
 // daemon that dies, however it dies, leaves no program forwarding behind it.
 int cxdp_link_attach(int program, uint32_t ifindex, int generic);
-
-/// An XDP program that passes every frame (XDP_PASS), for a veth input of the packet path: with
-/// a program attached a veth takes every frame through its NAPI, so threaded NAPI applies to
-/// all of them (InputNAPIThreads.swift). Its fd, or -errno.
-int cxdp_pass_program_load(void);
 // The device's XDP features (netdev generic netlink, kernel 6.3+: NETDEV_A_DEV_XDP_FEATURES,
 // a mask of enum netdev_xdp_act) in the caller's namespace. 0, or a negative errno (-ENOENT:
 // the kernel has no netdev family, or no such device).

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CLinuxNet
-import CXDP
 import RelayCore
 
 /// `--input-napi`: where the kernel does an input interface's receive work.
@@ -39,11 +38,11 @@ public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConver
 /// on (drivers/net/veth.c, veth_skb_is_eligible_for_gro); the rest, which is most traffic (a
 /// local socket's datagrams through a veth with TSO, the default), goes to the backlog softirq
 /// of the sending CPU or of the CPUs RPS names, and never to the thread (measured: BENCHMARKS.md,
-/// "The packet path's receive work on veth"). So on a veth input the daemon also attaches an
-/// XDP program that passes every frame (`cxdp_pass_program_load`, through a BPF link, which the
-/// kernel removes with the daemon however it ends): then every frame takes the thread. It costs
-/// the veth a copy of each frame into its page pool. Devices without NAPI (loopback, tun,
-/// macvlan, a bridge) are left as they are.
+/// "The packet path's receive work on veth"); the daemon says so in its log. (An XDP program
+/// passing every frame would send them all through the thread; tried on 2026-12-06, it broke
+/// byte-exact delivery of 500 IPv6 streams in the live tests and did not prevent the collapse,
+/// so it is not attached.) Devices without NAPI (loopback, tun, macvlan, a bridge) are left as
+/// they are.
 ///
 /// What the daemon changed it restores on the same device (same ifindex) when no worker reads the
 /// input any more (its last rule removed) and when it stops. Under `--user` the sysfs file is
@@ -68,15 +67,9 @@ final class InputNAPIThreads {
         /// permission at open and CAP_NET_ADMIN at each write, so the daemon can still restore it
         /// after `--user` dropped root (it keeps CAP_NET_ADMIN).
         var file: Int32
-        /// A veth's pass-every-frame XDP program's link (-1: none); closing it detaches it.
-        var passLink: Int32 = -1
-        /// Why a veth has no such program, if it has none.
-        var passProblem: String?
+        var isVeth = false
 
-        func closeFiles() {
-            Glibc.close(file)
-            if passLink >= 0 { Glibc.close(passLink) }
-        }
+        func closeFiles() { Glibc.close(file) }
     }
 
     let setting: InputNAPISetting
@@ -100,9 +93,6 @@ final class InputNAPIThreads {
     /// worker has had its first plan.
     private var atStart: Set<InterfaceName> = []
     private let workers: Int
-    /// The pass-every-frame XDP program, loaded at the first veth input (at start, before
-    /// `--user`: loading needs CAP_BPF or root, attaching it later only CAP_NET_ADMIN), or why not.
-    private var passProgram: Result<Int32, Refusal>?
     /// Every input a worker reads now: a re-created one is made threaded again when it comes up.
     private(set) var inputs: Set<InterfaceName> = []
 
@@ -179,11 +169,8 @@ final class InputNAPIThreads {
             change.closeFiles()
             return []
         }
-        let line = Self.restore(name, change)  // closes the pass link
-        var kept = change
-        kept.passLink = -1
-        parked[name] = kept
-        return [(true, "\(name): no rule reads it any more: " + line)]
+        parked[name] = change
+        return [(true, "\(name): no rule reads it any more: " + Self.restore(name, change))]
     }
 
     private func apply(_ interfaces: [InterfaceName]) -> [(notice: Bool, line: String)] {
@@ -237,14 +224,8 @@ final class InputNAPIThreads {
         + "from a sender without TSO, or a socket's frames with rx-udp-gro-forwarding on here): others, such as a local "
         + "socket's datagrams through a veth with TSO, are received in the backlog softirq of the sending CPU, or of the CPUs RPS names"
 
-    /// What the log says of a veth's pass program.
-    private static func passNote(_ change: Change) -> String {
-        if change.passLink >= 0 {
-            return "; on this veth an XDP program that passes every frame, so that the veth takes every frame through that thread"
-        }
-        guard let problem = change.passProblem else { return "" }
-        return "; no XDP program on this veth (\(problem)), so " + vethCaveat
-    }
+    /// What the log adds for a veth input.
+    private static func passNote(_ change: Change) -> String { change.isVeth ? "; " + vethCaveat : "" }
 
     /// `threaded` 1 (GRO on first for a veth) through `file` if given (kept from an earlier
     /// change), else through the file opened now. On refusal the file is closed.
@@ -277,28 +258,7 @@ final class InputNAPIThreads {
             }
             return .failure(Refusal("left in softirq: \(why)"))
         }
-        var change = Change(index: index, turnedGROOn: turnedGROOn, file: file)
-        if isVeth { attachPassProgram(&change) }
-        return .success(change)
-    }
-
-    /// The pass-every-frame program on a veth input, after `threaded` (a link: gone with the
-    /// daemon). A device with an XDP program of someone else's keeps it and goes without.
-    private func attachPassProgram(_ change: inout Change) {
-        if passProgram == nil {
-            let fd = cxdp_pass_program_load()
-            passProgram = fd >= 0 ? .success(fd) : .failure(Refusal("cannot load it: \(SystemError.message(for: -fd))"))
-        }
-        switch passProgram! {
-        case let .failure(refusal): change.passProblem = refusal.reason
-        case let .success(program):
-            let link = cxdp_link_attach(program, UInt32(bitPattern: change.index), 0)
-            if link >= 0 { change.passLink = link } else {
-                change.passProblem = link == -EBUSY || link == -EEXIST ? "it has an XDP program already"
-                    : link == -ERANGE ? "the peer's MTU is too large for XDP on a veth"
-                    : "cannot attach it: \(SystemError.message(for: -link))"
-            }
-        }
+        return .success(Change(index: index, turnedGROOn: turnedGROOn, file: file, isVeth: isVeth))
     }
 
     /// Undoes what `use` changed, on devices that are still the same; returns the lines to log.
@@ -309,24 +269,19 @@ final class InputNAPIThreads {
                 change.closeFiles()
                 continue
             }
-            defer { Glibc.close(change.file) }  // the pass link is closed by restore
+            defer { Glibc.close(change.file) }
             lines.append("\(name): " + Self.restore(name, change))
         }
         for (_, change) in parked { Glibc.close(change.file) }
         changed.removeAll()
         parked.removeAll()
         journal?.close()
-        if case let .success(program)? = passProgram { Glibc.close(program) }
-        passProgram = nil
         return lines
     }
 
-    /// `threaded` 0, the pass program off (after: detached first, the NAPI would go while
-    /// `threaded` is still 1, and the kernel would keep it at 1), and GRO off again where the
-    /// daemon turned it on: what to log.
+    /// `threaded` 0 and GRO off again where the daemon turned it on: what to log.
     private static func restore(_ name: InterfaceName, _ change: Change) -> String {
         let code = write(change.file, "0")
-        if change.passLink >= 0 { Glibc.close(change.passLink) }
         let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
         if code == 0, gro == 0 {
             return "receive work back in softirq\(change.turnedGROOn ? ", GRO off" : "") (as before the daemon)"
