@@ -118,15 +118,16 @@ demo: deps build
 # the kernel's own forwarding (root). Each part writes its figures under bench/results/; the last
 # step prints them as one table beside their targets and updates BENCHMARKS.md.
 BENCH_RESULTS := bench/results
-# Every relay row (mcrelay-softirq: --input-napi kernel, the receive work left in softirq; mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
+# Every relay row (mcrelay-napi: the defaults with snd0 tso off, so that rin0 receives through its NAPI as a NIC does;
+# mcrelay-softirq: --input-napi kernel, the receive work left in softirq; mcrelay-udp: --egress udp; mcrelay-udp-on: GSO onto the veth; mcrelay-udp-nic: rout0
 # emulating a NIC without USO; mcrelay-xdp / -generic: --data-path xdp, native or generic, see
 # bench/README.md; afxdp-c: the AF_XDP experiment, packet-c, tpacket-c, tpacket-rx-c: the AF_PACKET
 # experiment without and with the kernel's packet rings, IPv4 only) and a profile of each, one input
 # fanned out to 8 output links, and the delivered-versus-offered curves, in the one-link and the
 # fan-out lab (well over an hour in all).
-BENCH_E2E_FLAGS ?= --relays socat,kernel,kernel-nft,mcrelay,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c --family ipv4,ipv6 --perf \
-	--fanout 8 --fanout-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,afxdp-c,packet-c,tpacket-c,tpacket-rx-c \
-	--curve --curve-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c --curve-fanout
+BENCH_E2E_FLAGS ?= --relays socat,kernel,kernel-nft,mcrelay,mcrelay-napi,mcrelay-softirq,mcrelay-udp,mcrelay-udp-on,mcrelay-udp-nic,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c --family ipv4,ipv6 --perf \
+	--fanout 8 --fanout-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-napi,mcrelay-xdp,afxdp-c,packet-c,tpacket-c,tpacket-rx-c \
+	--curve --curve-relays kernel,kernel-nft,mcrelay-softirq,mcrelay,mcrelay-napi,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c --curve-fanout
 bench: deps bpf afxdp-experiment tpacket-experiment
 	rm -f $(BENCH_RESULTS)/core/Current_run.jmh.json $(BENCH_RESULTS)/sim-latest.json
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --target RelayCoreBenchmarks \
@@ -139,7 +140,7 @@ bench: deps bpf afxdp-experiment tpacket-experiment
 
 # Proves the end-to-end harness works (generator -> relay -> counter for each relay); never judges speed.
 bench-smoke: deps build afxdp-experiment tpacket-experiment
-	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,kernel-nft,mcrelay,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c \
+	scripts/bench-e2e.sh --smoke --family ipv4,ipv6 --relays socat,kernel,kernel-nft,mcrelay,mcrelay-napi,mcrelay-xdp,mcrelay-xdp-generic,afxdp-c,packet-c,tpacket-c,tpacket-rx-c \
 		--afxdp-relay $(abspath $(BUILD))/afxdp/afxdp_relay --tpacket-relay $(abspath $(BUILD))/tpacket/tpacket_relay --mcrelay $(or $(SCRATCH),.build)/debug/mcrelay
 	@# The summary table must still read the committed results of the last full run.
 	python3 bench/summary.py > /dev/null

@@ -1,7 +1,7 @@
 /*
  * mcgen: paced frame generator for the end-to-end benchmark (one process, all streams).
  *
- *   mcgen IFACE FRAMES_FILE COUNT RATE_PPS [BATCH [DEADLINE_S]]
+ *   mcgen IFACE FRAMES_FILE COUNT RATE_PPS [BATCH [DEADLINE_S [REFUSED]]]
  *
  * FRAMES_FILE holds ready-made Ethernet frames (bench/e2e/generator.py writes it: per frame a
  * little-endian u16 length, then the bytes). mcgen sends COUNT frames round robin through an
@@ -24,7 +24,14 @@
  * below the asked rate, and a trial must stay bounded in time. Frames always start at the
  * file's first frame, so the harness knows exactly how many each stream got.
  *
- * Prints one line at the end: "sent N seconds S enobufs E".
+ * REFUSED says what happens to a frame the link refuses (ENOBUFS: a veth drops it when the
+ * receiving side's backlog or NAPI ring is full): "retry" (default) sends it again, so the
+ * receiver's pace slows the sender, which no real network does; "drop" counts it as sent and
+ * lost, as a NIC's full receive ring drops a frame the wire delivered (the delivered-versus-
+ * offered curves use it, so that the offered rate is the schedule's).
+ *
+ * Prints one line at the end: "sent N seconds S enobufs E refused R" (R: frames dropped on
+ * refusal, counted in N).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -55,13 +62,18 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5 || argc > 7) { fprintf(stderr, "usage: mcgen IFACE FRAMES_FILE COUNT RATE_PPS [BATCH [DEADLINE_S]]\n"); return 2; }
+    if (argc < 5 || argc > 8) { fprintf(stderr, "usage: mcgen IFACE FRAMES_FILE COUNT RATE_PPS [BATCH [DEADLINE_S [retry|drop]]]\n"); return 2; }
     unsigned ifindex = if_nametoindex(argv[1]);
     if (!ifindex) die(argv[1]);
     unsigned long long count = strtoull(argv[3], NULL, 10);
     double rate = strtod(argv[4], NULL);
     int batch = argc >= 6 ? atoi(argv[5]) : 16;
     double deadline = argc >= 7 ? strtod(argv[6], NULL) : 0;
+    int drop_refused = 0;
+    if (argc >= 8) {
+        if (strcmp(argv[7], "drop") == 0) drop_refused = 1;
+        else if (strcmp(argv[7], "retry") != 0) { fprintf(stderr, "mcgen: REFUSED must be retry or drop\n"); return 2; }
+    }
     if (batch < 1 || batch > MAX_BATCH) { fprintf(stderr, "mcgen: BATCH must be 1...%d\n", MAX_BATCH); return 2; }
 
     FILE *f = fopen(argv[2], "rb");
@@ -105,7 +117,7 @@ int main(int argc, char **argv) {
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
 
-    unsigned long long sent = 0, enobufs = 0;
+    unsigned long long sent = 0, enobufs = 0, refused = 0;
     unsigned next = 0;
     double start = now();
     unsigned loops = 0;
@@ -134,13 +146,27 @@ int main(int argc, char **argv) {
         }
         int n = sendmmsg(fd, msgs, (unsigned)k, 0);
         if (n < 0) {
+            if (errno == ENOBUFS && drop_refused) {
+                /* the burst's first frame was refused (those before it went out: n > 0 then): lost */
+                refused++;
+                sent++;
+                next = (next + 1) % nframes;
+                continue;
+            }
             if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR) { enobufs++; continue; }
             die("sendmmsg");
+        }
+        if (drop_refused && n < k) {
+            /* sendmmsg stops at the first message that fails and, having sent some, returns their
+             * number and drops the error: that message was refused (the harness checks the count
+             * against snd0's tx_dropped) */
+            refused++;
+            n++;
         }
         sent += (unsigned long long)n;
         next = (next + (unsigned)n) % nframes;
     }
     double seconds = now() - start;
-    printf("sent %llu seconds %.6f enobufs %llu\n", sent, seconds, enobufs);
+    printf("sent %llu seconds %.6f enobufs %llu refused %llu\n", sent, seconds, enobufs, refused);
     return 0;
 }

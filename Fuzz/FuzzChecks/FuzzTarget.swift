@@ -13,6 +13,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case egress
     case listener
     case journal
+    case napidump
 
     public func check(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -24,6 +25,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .egress: checkEgress(input)
         case .listener: checkListener(input)
         case .journal: checkJournal(input)
+        case .napidump: checkNAPIDump(input)
         }
     }
 }

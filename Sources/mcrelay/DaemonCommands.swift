@@ -53,7 +53,9 @@ struct DaemonCommand: ParsableCommand {
     var xdpMode: String?
     @Option(name: .long, help: "Where the kernel does the input interfaces' receive work: threaded (default: in a kernel thread per receive queue, /sys/class/net/IF/threaded = 1, with GRO turned on on a veth input, which has NAPI only then; restored at exit), so that an input offered more than the workers can forward drops the excess at the device instead of starving the workers (receive livelock); or kernel (left as it is). Not used with --data-path xdp.")
     var inputNapi: String = InputNAPISetting.default.rawValue
-    @Option(name: .long, help: "Nice value of the worker processes (-20...19; default -10, so they outweigh the inputs' receive threads at nice 0 on a shared CPU; a lower value the daemon was started with is kept).")
+    @Option(name: .long, help: "With --input-napi threaded: the nice value the daemon gives the receive threads it creates (-20...19; default 19, so that on a shared CPU a worker with frames to forward runs first, whatever session or cgroup it is in; restored when the input is restored).")
+    var inputNapiNice: Int32 = InputNAPIThreadPriority.defaultNice
+    @Option(name: .long, help: "Nice value of the worker processes (-20...19; default -10, against other processes of the daemon's own session or cgroup; a lower value the daemon was started with is kept). Against the inputs' receive threads see --input-napi-nice.")
     var workerNice: Int32 = WorkerPriority.defaultNice
     @Option(name: .long, help: "Flight recorder: record ingress frames and control-plane events into this new directory (see `mcrelay record`).")
     var record: String?
@@ -146,6 +148,11 @@ struct DaemonCommand: ParsableCommand {
             throw ExitCode.failure
         }
         supervisorOptions.inputNAPI = napi
+        guard InputNAPIThreadPriority.range.contains(inputNapiNice) else {
+            printError("--input-napi-nice: \(inputNapiNice) is not in -20...19")
+            throw ExitCode.failure
+        }
+        supervisorOptions.inputNAPINice = inputNapiNice
         guard WorkerPriority.range.contains(workerNice) else {
             printError("--worker-nice: \(workerNice) is not in -20...19")
             throw ExitCode.failure

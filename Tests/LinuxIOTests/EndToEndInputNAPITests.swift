@@ -8,7 +8,8 @@ import Glibc
 /// `--input-napi` and `--worker-nice` at the daemon's defaults (InputNAPIThreads.swift,
 /// WorkerPriority.swift): while the daemon runs, its input veth's NAPI is threaded (with GRO on,
 /// which a veth needs for NAPI; which frames take that thread on a veth is not checked here:
-/// BENCHMARKS.md, "The packet path's receive work on veth"), its worker runs at nice -10, and
+/// BENCHMARKS.md, "The packet path's receive work on veth"), its worker runs at nice -10, the
+/// receive thread the kernel made for rin0 at nice 19 (InputNAPIThreadPriority.swift), and
 /// datagrams still arrive one per frame; after SIGTERM the input is as it was. With
 /// `--input-napi kernel` nothing is changed. (Whether this prevents receive livelock is a
 /// benchmark, BENCHMARKS.md "Receive livelock", not a timed test.)
@@ -61,7 +62,7 @@ extension RelayEndToEndTests {
         expectDelivered(try receiver.finish(), [stream], count: count)
     }
 
-    @Test("default --input-napi threaded: rin0's NAPI threaded with GRO on while the daemon runs, worker at nice -10, one datagram per frame; restored after SIGTERM")
+    @Test("default --input-napi threaded: rin0's NAPI threaded with GRO on while the daemon runs, worker at nice -10, rin0's receive thread at nice 19, one datagram per frame; restored after SIGTERM")
     func inputNAPIThreaded() throws {
         let stopped = try withThreadedInput("napi", start: { lab in
             let daemon = try RelayDaemon(lab, workers: 1)
@@ -73,6 +74,17 @@ extension RelayEndToEndTests {
             for pid in pids {
                 let nice = Self.niceValue(pid)
                 #expect(nice.map { $0 <= -10 } == true, "worker \(pid) runs at nice \(nice.map(String.init) ?? "unknown"), want -10 or lower")
+            }
+            // The thread the daemon names in its log is rin0's (the kernel's own name for it) and
+            // runs at nice 19, as the kernel reports it.
+            let log = daemon.process.stderr
+            let named = log.firstMatch(of: /rin0: receive work moved to a kernel thread[^\n]*its receive thread \(pid (\d+)\) at nice 19/)
+            let thread = named.flatMap { Int32($0.1) }
+            #expect(thread != nil, "the daemon's log names rin0's receive thread at nice 19: \(log.suffix(1500))")
+            if let thread {
+                let comm = (try? String(contentsOfFile: "/proc/\(thread)/comm", encoding: .utf8)) ?? ""
+                #expect(comm.hasPrefix("napi/rin0-"), "pid \(thread) is \(comm), not rin0's NAPI thread")
+                #expect(Self.niceValue(thread) == 19, "rin0's receive thread \(thread) runs at nice \(Self.niceValue(thread).map(String.init) ?? "unknown"), want 19")
             }
             try expectForwardedOnTheWire(lab, daemon, Stream(input: "239.1.1.1:5001", output: "239.10.1.1:6001", id: 1), rate: 1000)
         }

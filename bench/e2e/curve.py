@@ -7,6 +7,12 @@ arrived (delivered, per second of the generator's sending time), loss % and CPU 
 datagram. The last rung `max` runs the generator unpaced: its achieved rate there is the lab's
 ceiling, and no relay can be judged above it.
 
+A frame the sender's veth refuses (the relay side's backlog or NAPI ring is full: ENOBUFS) is
+counted as offered and lost (mcgen's REFUSED drop, point["refused"]), as a NIC's full ring drops
+a frame the wire delivered; the zero-loss search counts it so too (TrialRunner.run). Before
+2026-12-07 the generator sent it again, so a relay whose receive lagged slowed the generator to
+its own pace and its curve could not show overload.
+
 Verdict: "collapses" when delivered at the highest offered rate is below 90% of the curve's peak
 delivered; "holds" otherwise.
 """
@@ -41,7 +47,7 @@ def point(t, requested: float | None) -> dict:
     sent = t.sent * t.copies
     return {"requested": requested, "offered": t.offered_rate, "delivered": delivered,
             "loss_pct": 100.0 * (sent - t.received) / sent if sent else 0.0,
-            "sent": t.sent, "received": t.received,
+            "sent": t.sent, "received": t.received, "refused": t.refused,
             "relay_cpu_us": t.cpu_us_per_packet("process"), "relay_softirq_us": t.cpu_us_per_packet("relay_softirq"),
             "softirq_us": t.cpu_us_per_packet("softirq"), "kthread_us": t.cpu_us_per_packet("kthread"),
             "relay_busy_us": t.cpu_us_per_packet("relay_busy") if t.relay_busy_s else None,
@@ -64,6 +70,7 @@ def run_curve(curve: dict, rates: list[float | None], run_at: Callable, log) -> 
         curve["points"].append(p)
         log(f"    {'max' if rate is None else f'{rate:.0f}':>9} asked, {p['offered']:>9.0f} offered, "
             f"{p['delivered']:>9.0f} delivered, loss {p['loss_pct']:.1f}%"
+            + (f" ({100.0 * t.refused / t.sent:.1f}% refused by the sender's link)" if t.refused and t.sent else "")
             + ("" if t.relay_alive else " RELAY DIED"))
         if not t.relay_alive:
             break

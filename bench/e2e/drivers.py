@@ -239,19 +239,30 @@ class McrelayDriver(RelayDriver):
         # the receive work as the kernel has it (softirq, steered to the relay core by RPS): the
         # packet path before --input-napi threaded became the default (receive livelock)
         "mcrelay-softirq": (["--input-napi", "kernel"], False),
+        # the defaults, with the generator's veth end snd0 without TSO, so that rin0 takes every
+        # frame through its NAPI as a NIC does (a veth sends a socket's frames from a TSO device
+        # past its NAPI: InputNAPIThreads.vethCaveat) and the daemon's receive thread does the work
+        "mcrelay-napi": ([], False),
     }
+    # variants whose lab takes rin0's frames through rin0's NAPI (snd0 tso off)
+    NAPI_RECEIVE = {"mcrelay-napi"}
 
     def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
-                 variant: str = "mcrelay"):
+                 variant: str = "mcrelay", input_napi_nice: int | None = None):
         super().__init__(lab, workdir, cpu)
+        # the daemon's --input-napi-nice (None: its default); the rows' settings say which
+        self.input_napi_nice = DAEMON_INPUT_NAPI_NICE if input_napi_nice is None else input_napi_nice
         self.binary = binary
         self.workers = workers
         self.control = workdir / "mcrelay.sock"
         self.flags, self.emulate_nic = self.VARIANTS[variant]
+        self.napi_receive = variant in self.NAPI_RECEIVE
         self.name = variant
         if self.flags or self.emulate_nic:
             self.title = "mcrelay daemon (" + " ".join(self.flags) + \
                 (", rout0 tx-udp-segmentation off: a NIC without USO, emulated" if self.emulate_nic else "") + ")"
+        if self.napi_receive:
+            self.title = "mcrelay daemon (defaults; lab: snd0 tso off, so rin0 receives through its NAPI as a NIC does)"
         # known before the first row is written (main copies it into each row before start)
         self.settings = self.receive_settings()
 
@@ -286,8 +297,12 @@ class McrelayDriver(RelayDriver):
         if self.workers:
             args += ["--workers", str(self.workers)]
         args += self.flags
+        if self.input_napi_nice != DAEMON_INPUT_NAPI_NICE:
+            args += ["--input-napi-nice", str(self.input_napi_nice)]
         if self.emulate_nic:
             run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "off"])
+        if self.napi_receive:
+            run(["ip", "netns", "exec", self.lab.snd, "ethtool", "-K", "snd0", "tso", "off"])
         before = napi_threads("napi/rin0-")
         self._spawn(args, "mcrelay.log", env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
 
@@ -309,9 +324,10 @@ class McrelayDriver(RelayDriver):
 
     def _place_receive_thread(self, before: set[int]) -> None:
         """The daemon made rin0's NAPI threaded (napi/rin0-N). Like every relay's receive work it
-        goes on the relay's core: pinned there, at the nice level 10 above the harness's (the
-        daemon runs its workers 10 below the kernel's 0; the harness shifts every relay process
-        to its --nice).
+        goes on the relay's core: pinned there. Its nice value is the daemon's own choice
+        (--input-napi-nice, 19: InputNAPIThreadPriority), checked, not changed; until 2026-12-07
+        the harness set it to its --nice + 10 (-10), under which the thread outweighed the
+        daemon's session and the row collapsed (BENCHMARKS.md, "Receive work yields to the workers").
 
         rin0's RPS stays as the lab sets it for every row (the relay core). Until 2026-12-06 the
         harness turned it off for this row, on the belief that the thread did the receive work.
@@ -326,15 +342,26 @@ class McrelayDriver(RelayDriver):
         threaded = run(["ip", "netns", "exec", self.lab.rly, "cat", "/sys/class/net/rin0/threaded"], check=False).stdout.strip()
         if threaded != "1":
             raise HarnessError(f"mcrelay (--input-napi threaded) left /sys/class/net/rin0/threaded at {threaded!r}:\n" + self.log_tail())
-        self.input_threads = place_new_napi_thread(before, self.cpu, self.lab.nice + 10)
+        self.input_threads = place_new_napi_thread(before, self.cpu, None)
+        for pid in self.input_threads:
+            nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            if nice != self.input_napi_nice:
+                raise HarnessError(f"mcrelay left its receive thread napi/rin0 (pid {pid}) at nice {nice}, "
+                                   f"not {self.input_napi_nice} (--input-napi-nice):\n" + self.log_tail())
         self.settings = self.receive_settings()
 
     def receive_settings(self) -> str:
         if not self.input_napi_threaded():
             return ""
-        return (f"rin0 threaded NAPI and GRO on (set by the daemon: --input-napi threaded, its default); the harness pins "
-                f"napi/rin0 to CPU {self.cpu} at nice {self.lab.nice + 10}; rin0's RPS to CPU {self.cpu} as for every row "
-                "(on veth the generator's frames bypass rin0's NAPI: received in the backlog RPS names)")
+        nice = ("" if self.input_napi_nice == DAEMON_INPUT_NAPI_NICE
+                else f", --input-napi-nice {self.input_napi_nice} (not the default)")
+        common = (f"rin0 threaded NAPI and GRO on, its thread at nice {self.input_napi_nice} (set by the daemon: "
+                  f"--input-napi threaded, its default{nice}); the harness pins napi/rin0 to CPU {self.cpu}; ")
+        if self.napi_receive:
+            return common + ("lab: snd0 tso off, so that rin0 takes every frame through its NAPI, into that thread, "
+                             "as a NIC's frames go")
+        return common + (f"rin0's RPS to CPU {self.cpu} as for every row (on veth the generator's frames bypass rin0's "
+                         "NAPI: received in the backlog RPS names, in softirq)")
 
     def kthread_pids(self) -> list[int]:
         return list(self.input_threads)
@@ -359,6 +386,8 @@ class McrelayDriver(RelayDriver):
     def stop(self) -> None:
         super().stop()
         self.input_threads = []
+        if self.napi_receive:
+            run(["ip", "netns", "exec", self.lab.snd, "ethtool", "-K", "snd0", "tso", "on"])
         if self.emulate_nic:
             run(["ip", "netns", "exec", self.lab.rly, "ethtool", "-K", "rout0", "tx-udp-segmentation", "on"])
 
@@ -370,6 +399,10 @@ class NoRelay(RelayDriver):
 
     def start(self, streams: list[Stream]) -> None:
         pass
+
+
+# the daemon's --input-napi-nice default (Sources/LinuxIO/Supervisor/InputNAPIThreadPriority.swift)
+DAEMON_INPUT_NAPI_NICE = 19
 
 
 def place_new_napi_thread(before: set[int], cpu: int | None, nice: int | None) -> list[int]:

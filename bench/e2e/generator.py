@@ -115,6 +115,7 @@ class Burst:
     sent: int             # frames trafgen says it sent
     seconds: float        # trafgen's own transmit time
     wall: float           # wall time of the trafgen process
+    refused: int = 0      # of `sent`: frames the link refused and the generator dropped (drop_refused)
 
     @property
     def rate(self) -> float:
@@ -150,12 +151,14 @@ class Generator:
         return path
 
     def send(self, load: Path, count: int, rate: float | None, ns: str | None = None, dev: str = "snd0",
-             deadline: float | None = None) -> Burst:
+             deadline: float | None = None, drop_refused: bool = False) -> Burst:
         """Sends `count` frames at `rate` pps (None: as fast as it goes) and waits for the end.
-        mcgen stops at `deadline` seconds even if short of `count` (Burst.sent says how many)."""
+        mcgen stops at `deadline` seconds even if short of `count` (Burst.sent says how many).
+        `drop_refused`: a frame the link refuses is lost, not sent again (mcgen's REFUSED, drop:
+        a NIC's full ring), so the receiver's pace cannot slow the sender; Burst.refused counts them."""
         if self.kind == "mcgen":
             args = [str(self.mcgen), dev, str(load), str(count), str(int(round(rate or 0))), str(self.burst),
-                    f"{deadline or 0:.3f}"]
+                    f"{deadline or 0:.3f}", "drop" if drop_refused else "retry"]
         else:
             # unpaced: see the module comment for why trafgen's -b/-t are not used
             args = ["trafgen", "-o", dev, "-i", str(load), "-n", str(count), "-P", "1", "--no-sock-mem", "-Q"]
@@ -178,10 +181,11 @@ class Generator:
                 hint = " (trafgen's TX ring flush gives up under veth backpressure; the default mcgen does not)"
             raise HarnessError(f"{self.kind} failed ({p.returncode}){hint}: {out.strip()[-800:]}")
         if self.kind == "mcgen":
-            m = re.search(r"sent (\d+) seconds ([0-9.]+)", out)
+            m = re.search(r"sent (\d+) seconds ([0-9.]+) enobufs \d+ refused (\d+)", out)
             if not m:
                 raise HarnessError(f"cannot parse mcgen's output: {out.strip()[-400:]}")
-            return Burst(requested=count, sent=int(m.group(1)), seconds=float(m.group(2)), wall=wall)
+            return Burst(requested=count, sent=int(m.group(1)), seconds=float(m.group(2)), wall=wall,
+                         refused=int(m.group(3)))
         sent = re.search(r"(\d+) packets outgoing", out)
         timing = re.search(r"(\d+) sec, (\d+) usec on CPU\d+", out)
         if not sent or not timing:

@@ -4,12 +4,11 @@ import Glibc
 
 /// The workers' scheduling priority (`--worker-nice`, default -10).
 ///
-/// A worker competes for its CPU with the kernel's threaded-NAPI receive threads of its inputs
-/// (`InputNAPIThreads`; nice 0). At equal weight an overloaded input's receive thread would take
-/// half the CPU, filling a socket the worker cannot drain, and the excess would be dropped only
-/// after it cost the shared CPU. At nice -10 the worker's weight is 9.3 times the receive
-/// thread's: while both are runnable the worker gets about 90%, and the receive thread runs
-/// fully whenever the worker sleeps, so the two share the CPU in the ratio of their work.
+/// It weighs a worker against the tasks of its own scheduling group (the daemon's session under
+/// CFS autogroups, or its cgroup). It was first meant to outweigh the inputs' threaded-NAPI
+/// receive threads at nice 0 too, and cannot: those are root-level kernel threads, weighed
+/// against the daemon's whole group, so the daemon puts them at nice 19 instead
+/// (`InputNAPIThreadPriority`, measured there).
 /// A lower nice value than this (set by an operator or `nice -n -20`) is kept. The supervisor
 /// sets it on itself before it starts any worker; the workers inherit it and do nothing more.
 public enum WorkerPriority {

@@ -144,6 +144,7 @@ public struct HostDoctor {
         switch Descriptors.readSmallFile("/sys/class/net/\(name.rawValue)/threaded")?.filter({ !$0.isWhitespace }) {
         case "1"?:
             findings.append(Finding(severity: .ok, subject: subject, message: "receive work in a kernel thread (threaded NAPI)", fix: nil))
+            findings += receiveThreads(name, subject: subject)
             if InterfaceFactsReader.driver(name.rawValue) == "veth" {
                 findings.append(Finding(severity: .info, subject: subject, message: InputNAPIThreads.vethCaveat, fix: nil))
             }
@@ -168,6 +169,26 @@ public struct HostDoctor {
                                     fix: "for q in /sys/class/net/\(name)/queues/rx-*/rps_cpus; do echo 0 > $q; done"))
         }
         return findings
+    }
+
+    /// The nice values of a threaded input's receive threads (InputNAPIThreadPriority.swift): one
+    /// below the daemon's default weighs as much against the workers as the daemon's whole session.
+    func receiveThreads(_ name: InterfaceName, subject: String) -> [Finding] {
+        let index = Int32(bitPattern: if_nametoindex(name.rawValue))
+        guard index > 0, case let .success(pids) = InputNAPIThreadPriority.threads(ofDevice: index), !pids.isEmpty else { return [] }
+        let nices = pids.map { pid -> (Int32, Int32?) in
+            errno = 0
+            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid))
+            return (pid, errno == 0 ? nice : nil)
+        }
+        let listed = nices.map { "pid \($0.0) at nice \($0.1.map(String.init) ?? "?")" }.joined(separator: ", ")
+        let strong = nices.filter { ($0.1 ?? 0) < InputNAPIThreadPriority.defaultNice }
+        guard !strong.isEmpty else {
+            return [Finding(severity: .ok, subject: subject, message: "receive threads below the workers (\(listed))", fix: nil)]
+        }
+        return [Finding(severity: .info, subject: subject,
+                        message: "receive threads \(listed): below nice \(InputNAPIThreadPriority.defaultNice) a receive thread weighs against the workers as much as the daemon's whole session does, so overload can starve them (the daemon renices the threads it creates itself; README \"Overload\")",
+                        fix: strong.map { "renice -n \(InputNAPIThreadPriority.defaultNice) -p \($0.0)" }.joined(separator: "; "))]
     }
 
     func output(_ name: InterfaceName) -> [Finding] {

@@ -25,10 +25,12 @@ public enum InputNAPISetting: String, Sendable, CaseIterable, CustomStringConver
 /// falls as the offered rate grows: measured on the bench lab, 200k pps delivered at 200k offered
 /// and 11k at 847k (BENCHMARKS.md, "Receive livelock"). Raising the worker's priority does not
 /// help (softirq is not scheduled). Threaded NAPI moves the receive work into a kernel thread
-/// (`napi/IF-N`), a normal SCHED_OTHER task at nice 0; the workers run at nice -10
-/// (`WorkerPriority`), so under overload the worker drains its socket first and the excess is
-/// dropped where it costs the shared CPU nothing: in the device's ring (a NIC) or in the
-/// sender's transmit (a veth). Measured: the same lab then holds its peak (BENCHMARKS.md).
+/// (`napi/IF-N`), a normal SCHED_OTHER task, which the daemon puts at nice 19
+/// (`InputNAPIThreadPriority` says why the workers' own nice value is not enough), so under
+/// overload the worker drains its socket first and the excess is dropped where it costs the
+/// shared CPU nothing: in the device's ring (a NIC), or on a veth in the sender's transmit (the
+/// frames a lagging NAPI has not taken hold the sender's socket memory, so a socket sender is
+/// slowed to what the relay forwards, BENCHMARKS.md "Receive work yields to the workers").
 ///
 /// A veth has NAPI only while GRO is on (or an XDP program is attached), so for a veth input
 /// the daemon turns GRO on first; for UDP that coalesces nothing unless a socket asked for UDP
@@ -68,11 +70,13 @@ final class InputNAPIThreads {
         /// after `--user` dropped root (it keeps CAP_NET_ADMIN).
         var file: Int32
         var isVeth = false
-
-        func closeFiles() { Glibc.close(file) }
+        /// The receive threads the daemon reniced (`InputNAPIThreadPriority`).
+        var threads: [InputNAPIThreadPriority.Yielded] = []
     }
 
     let setting: InputNAPISetting
+    /// `--input-napi-nice`: the receive threads' nice value.
+    let threadNice: Int32
     /// Inputs whose `threaded` the daemon turned on, to restore when no worker reads them any
     /// more or at exit. Each change goes to the journal file at once.
     private(set) var changed: [InterfaceName: Change] = [:] {
@@ -96,8 +100,10 @@ final class InputNAPIThreads {
     /// Every input a worker reads now: a re-created one is made threaded again when it comes up.
     private(set) var inputs: Set<InterfaceName> = []
 
-    init(setting: InputNAPISetting, workers: Int, journal: InputNAPIJournalFile? = nil) {
+    init(setting: InputNAPISetting, workers: Int, threadNice: Int32 = InputNAPIThreadPriority.defaultNice,
+         journal: InputNAPIJournalFile? = nil) {
         self.setting = setting
+        self.threadNice = threadNice
         self.workers = workers
         self.journal = journal
         journal?.record(InputNAPIJournal([]))
@@ -166,7 +172,7 @@ final class InputNAPIThreads {
     private func release(_ name: InterfaceName) -> [(notice: Bool, line: String)] {
         guard let change = changed.removeValue(forKey: name) else { return [] }
         guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else {  // gone or re-created
-            change.closeFiles()
+            Glibc.close(change.file)
             return []
         }
         parked[name] = change
@@ -179,7 +185,7 @@ final class InputNAPIThreads {
             let index = Int32(bitPattern: if_nametoindex(name.rawValue))
             guard index > 0 else { continue }  // not there yet: tried again when it comes up
             if changed[name]?.index == index { continue }
-            if let stale = changed.removeValue(forKey: name) { stale.closeFiles() }  // a re-created device
+            if let stale = changed.removeValue(forKey: name) { Glibc.close(stale.file) }  // a re-created device
             // A parked input's file, kept open since the first change (the only way back under --user).
             var kept = parked.removeValue(forKey: name)
             if let stale = kept, stale.index != index { Glibc.close(stale.file); kept = nil }
@@ -191,20 +197,22 @@ final class InputNAPIThreads {
             case nil: outcome = "left in softirq: the kernel has no threaded NAPI (\(path) missing)"
             case "0"?:
                 switch threadedOn(name, index: index, path: path, file: kept?.file) {
-                case let .success(change) where kept != nil:
+                case let .success(threaded) where kept != nil:
+                    let (change, threadNote) = yieldThreads(threaded)
                     changed[name] = change
                     unchanged[name] = nil
                     lines.append((true, "\(name): a rule reads it again: receive work back in a kernel thread (threaded NAPI)"
-                        + (change.turnedGROOn ? ", GRO on" : "") + Self.passNote(change)))
+                        + (change.turnedGROOn ? ", GRO on" : "") + threadNote + Self.passNote(change)))
                     continue
-                case let .success(change):
+                case let .success(threaded):
+                    let (change, threadNote) = yieldThreads(threaded)
                     changed[name] = change
                     unchanged[name] = nil
                     lines.append((true, "\(name): receive work moved to a kernel thread (threaded NAPI, was softirq)"
                         + (change.turnedGROOn ? "; GRO turned on (a veth has NAPI only with GRO or XDP)" : "")
                         + ", so that when offered more than the workers can forward the excess is dropped at the device, "
                         + "not after costing the workers' CPU; restored when no rule reads it any more or the daemon stops; --input-napi kernel leaves it"
-                        + Self.passNote(change)))
+                        + threadNote + Self.passNote(change)))
                     continue
                 case let .failure(refusal): outcome = refusal.reason
                 }
@@ -216,6 +224,14 @@ final class InputNAPIThreads {
             }
         }
         return lines
+    }
+
+    /// The change with its receive threads put below the workers, and what to log about them.
+    private func yieldThreads(_ change: Change) -> (Change, String) {
+        var change = change
+        let (threads, note) = InputNAPIThreadPriority.yield(index: change.index, nice: threadNice)
+        change.threads = threads
+        return (change, note)
     }
 
     /// What threaded NAPI does not do on a veth (drivers/net/veth.c, veth_skb_is_eligible_for_gro;
@@ -266,7 +282,7 @@ final class InputNAPIThreads {
         var lines: [String] = []
         for (name, change) in changed.sorted(by: { $0.key < $1.key }) {
             guard Int32(bitPattern: if_nametoindex(name.rawValue)) == change.index else {  // gone or re-created
-                change.closeFiles()
+                Glibc.close(change.file)
                 continue
             }
             defer { Glibc.close(change.file) }
@@ -281,6 +297,7 @@ final class InputNAPIThreads {
 
     /// `threaded` 0 and GRO off again where the daemon turned it on: what to log.
     private static func restore(_ name: InterfaceName, _ change: Change) -> String {
+        InputNAPIThreadPriority.restore(change.threads)
         let code = write(change.file, "0")
         let gro = change.turnedGROOn ? cln_ethtool_set_gro(name.rawValue, 0) : 0
         if code == 0, gro == 0 {

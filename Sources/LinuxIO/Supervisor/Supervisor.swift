@@ -132,7 +132,8 @@ public final class Supervisor {
         // First what an earlier daemon on this control socket changed and, killed, never restored.
         let journal = openInputNAPIJournal()
         if xdp == nil {
-            let inputNAPI = InputNAPIThreads(setting: options.inputNAPI, workers: options.workerCount, journal: journal)
+            let inputNAPI = InputNAPIThreads(setting: options.inputNAPI, workers: options.workerCount,
+                                             threadNice: options.inputNAPINice, journal: journal)
             self.inputNAPI = inputNAPI
             logInputNAPI(inputNAPI.useAtStart(specs.map(\.input.interface)))
         } else {

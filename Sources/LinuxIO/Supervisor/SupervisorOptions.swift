@@ -19,6 +19,8 @@ public struct SupervisorOptions: Sendable {
     public var xdpMode: XDPDataPath.Mode = .native
     /// `--input-napi` (InputNAPIThreads.swift).
     public var inputNAPI: InputNAPISetting = .default
+    /// `--input-napi-nice` (InputNAPIThreadPriority.swift).
+    public var inputNAPINice: Int32 = InputNAPIThreadPriority.defaultNice
     /// `--worker-nice` (WorkerPriority.swift).
     public var workerNice: Int32 = WorkerPriority.defaultNice
 
