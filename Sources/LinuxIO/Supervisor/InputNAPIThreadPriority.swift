@@ -61,7 +61,8 @@ public enum InputNAPIThreadPriority {
             yielded.append(Yielded(pid: pid, before: before))
         }
         var note = yielded.isEmpty ? "" : "; its receive thread\(yielded.count == 1 ? "" : "s") (pid "
-            + yielded.map { String($0.pid) }.joined(separator: ", ") + ") at nice \(nice), below the workers"
+            + yielded.map { String($0.pid) }.joined(separator: ", ") + ") at nice \(nice)"
+            + (nice > 0 ? ", below the workers" : " (--input-napi-nice: not below the workers)")
         if !problems.isEmpty {
             note += "; could not renice its receive thread (" + problems.joined(separator: "; ") + "; needs root or CAP_SYS_NICE)"
         }
