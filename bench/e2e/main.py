@@ -121,6 +121,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--perf", action="store_true",
                    help="after each search, one more trial at the zero-loss rate under `perf record` on the relay's "
                         "core; reports in bench/results/perf-*.txt")
+    p.add_argument("--cost-rate", type=float, default=100000,
+                   help="with --perf: one more profiled trial per row at this offered rate (pps; default 100000, "
+                        "0: none), the same for every relay, so that their CPU per datagram is compared at equal "
+                        "load (a relay's cost per datagram at its own zero-loss rate depends on that rate: wake-ups "
+                        "and batches are shared by fewer datagrams at a lower one)")
+    p.add_argument("--fanout-cost-rate", type=float, default=15000,
+                   help="--cost-rate of the fan-out rows, input datagrams per second (default 15000: 120,000 "
+                        "copies/s to 8 outputs; 0: none)")
     p.add_argument("--render", default=None, metavar="JSON",
                    help="measure nothing: print the tables of a results file and update --markdown (default "
                         "BENCHMARKS.md) from it (after a change to the report)")
@@ -463,12 +471,12 @@ class Bench:
                    relay_softirq_us_per_input=best.cpu_us_per_input("relay_softirq") if best else None,
                    softirq_us_per_input=best.cpu_us_per_input("softirq") if best else None,
                    best_trial=best.to_dict() if best else None)
+        # IPv4 keeps its file names (perf-RELAY-STREAMSxPAYLOAD); IPv6 adds -ipv6
+        suffix = ("" if self.family == "ipv4" else f"-{self.family}") + \
+            (f"-fanout{self.lab.outputs}" if self.lab.outputs > 1 else "")
         if a.perf and best and self.relay_cpu is not None:
             out = REPO / "bench/results"
             out.mkdir(parents=True, exist_ok=True)
-            # IPv4 keeps its file names (perf-RELAY-STREAMSxPAYLOAD); IPv6 adds -ipv6
-            suffix = ("" if self.family == "ipv4" else f"-{self.family}") + \
-                (f"-fanout{self.lab.outputs}" if self.lab.outputs > 1 else "")
             profiled = profile_trial(self.relay_cpu, out, f"perf-{d.name}-{len(ss)}x{payload}{suffix}",
                                      lambda: run_at(best.requested_rate or a.max_rate), log,
                                      relay_pids=d.pids(), keep=os.environ.get("BENCH_KEEP_PERF"))
@@ -485,8 +493,42 @@ class Bench:
                     row["perf_trial_proc_busy_us"] = t.cpu_us_per_packet("relay_busy")
                     log(f"  core busy by perf samples: {row['perf_busy_us']:.2f} µs/pkt "
                         f"(/proc/stat, same trial: {row['perf_trial_proc_busy_us'] or 0:.2f})")
+        if a.perf and self.relay_cpu is not None and paced:
+            self.equal_load_cost(d, run_at, f"perf-{d.name}-{len(ss)}x{payload}{suffix}", row)
         log(f"  => {r.rate:,.0f} pps zero loss" + (" (generator limit)" if r.generator_limited else "")
             + ("" if r.confirmed else " (unconfirmed)") + f", {len(r.trials)} trials, stopped by {r.stopped_by}")
+
+
+    def equal_load_cost(self, d: RelayDriver, run_at, name: str, row: dict) -> None:
+        """The relay core's busy time per datagram by perf samples in one trial at --cost-rate
+        (--fanout-cost-rate in the fan-out lab), the same offered rate for every relay: issue
+        #14's CPU goal is judged on it (report.py `cost_rows`). Its loss is kept beside it: a
+        relay that cannot carry that rate pays for what it drops too, and the report says so."""
+        a = self.args
+        rate = a.fanout_cost_rate if self.lab.outputs > 1 else a.cost_rate
+        if not rate:
+            return
+        out = REPO / "bench/results"
+        out.mkdir(parents=True, exist_ok=True)
+        profiled = profile_trial(self.relay_cpu, out, f"{name}-at{rate / 1000:g}k", lambda: run_at(rate), log,
+                                 relay_pids=d.pids(), keep=os.environ.get("BENCH_KEEP_PERF"))
+        if not profiled:
+            return
+        report, busy = profiled
+        t = busy.get("trial")
+        self.trials[-1]["equal_load"] = True
+        if busy.get("busy_s") is None or t is None or not t.received:
+            log(f"  at {rate:,.0f} pps offered: nothing measured (no perf samples or nothing delivered)")
+            return
+        expected = t.sent * t.copies
+        row.update(cost_rate=rate, cost_offered=t.offered_rate, cost_perf_report=str(report.relative_to(REPO)),
+                   cost_loss_pct=100.0 * t.lost / expected if expected else 0.0,
+                   cost_perf_busy_us=busy["busy_s"] * 1e6 / t.received,
+                   cost_perf_busy_us_per_input=busy["busy_s"] * 1e6 / t.received * t.copies)
+        log(f"  at {t.offered_rate:,.0f} pps offered (--{'fanout-' if self.lab.outputs > 1 else ''}cost-rate): "
+            f"core busy by perf samples {row['cost_perf_busy_us']:.2f} µs per delivered datagram"
+            + (f" ({row['cost_perf_busy_us_per_input']:.2f} per input)" if t.copies > 1 else "")
+            + f", lost {row['cost_loss_pct']:.2f}%; report {report}")
 
 
 def prioritise(nice: int) -> None:
@@ -530,7 +572,7 @@ def main(argv: list[str]) -> int:
             "load_start": load(),
             "knobs": (f"trial {args.trial_seconds} s, settle {args.settle} s, search {args.min_rate:.0f}–"
                       f"{args.max_rate:.0f} pps to within ×{args.precision}, ≤ {args.max_trials} trials / "
-                      f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, generator {args.generator} + counter on CPU {args.gen_cpu}, relay processes + "
+                      f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, generator {args.generator} + counter + the harness on CPU {args.gen_cpu}, relay processes + "
                       f"rin0 softirq (RPS) on CPU {args.relay_cpu}, rcv0 softirq "
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
                       "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
@@ -544,6 +586,12 @@ def main(argv: list[str]) -> int:
                       + (", families " + " then ".join(args.family_list) + " (IPv6: nodad global addresses, "
                          "sender namespace without IPv6)" if args.family_list != ["ipv4"] else ""))}
     prioritise(args.nice)
+    if args.relay_cpu >= 0:
+        # The harness itself (and what it runs: ip, bpftool, cc) stays off the relay's core, where
+        # every busy sample is charged to the relay: unpinned, it took 3.5% of that core in an
+        # mcrelay-xdp trial (perf, 2026-12-07), 14% of what that row was charged. The relays and
+        # napi/rin0 are pinned to the relay's CPU explicitly (lab.py, drivers.py).
+        os.sched_setaffinity(0, {args.gen_cpu})
     bench = Bench(args)
 
     def on_signal(signum, _frame):
