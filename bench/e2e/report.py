@@ -92,6 +92,11 @@ def perf_cost(r: dict | None, per_input: bool = False) -> float | None:
 KERNEL_ROWS = ("kernel", "kernel-nft")  # the references of the cost tables, in order of preference
 
 
+def keyed(rows) -> dict:
+    """Rows by (relay, family, streams, payload): how the tables find a row's counterparts."""
+    return {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+
+
 def reference_row(by: dict, r: dict) -> dict | None:
     """The kernel's forwarding in the same run and configuration: multicast routing (`kernel`) if
     measured, else nftables at rin0's ingress (`kernel-nft`, for kernels without multicast routing)."""
@@ -114,8 +119,9 @@ def judged_ratio(r: dict, k: dict | None, per_input: bool = False) -> tuple[floa
     """Issue #14's CPU ratio, relay / kernel, and what it was judged on, best first: perf-sampled
     busy time in the trials at the same offered rate (--cost-rate), since a relay's cost per
     datagram depends on the rate it runs at (one mcrelay-xdp curve, 2026-12-07: 3.79 µs per
-    datagram at 125k pps offered, 2.69 at 300k); else perf-sampled at each row's own zero-loss rate; else /proc/stat, which
-    misses the kernel rows' softirq from idle (BENCHMARKS.md, "Finding 2")."""
+    datagram at 125k pps offered, 2.69 at 300k); else perf-sampled at each row's own zero-loss
+    rate; else /proc/stat, which misses the kernel rows' softirq from idle (BENCHMARKS.md,
+    "Finding 2")."""
     if not k:
         return None
     mine, theirs = equal_load_cost(r, per_input), equal_load_cost(k, per_input)
@@ -135,7 +141,7 @@ def cost_rows(rows: list[dict], fanout: bool = False) -> list[list[str]]:
     """Issue #14's goal: CPU per datagram on the relay's core at most half the kernel's forwarding,
     in the same run (`reference_row`). One line per configuration and relay (the reference's own
     line is 1), judged as `judged_ratio` says."""
-    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+    by = keyed(rows)
     out = []
     for r in beside(rows):
         k = reference_row(by, r)
@@ -222,7 +228,7 @@ CURVE_HEADERS = ["asked pps", "offered pps (generator)", "delivered pps", "loss 
 
 def ratio_rows(rows: list[dict]) -> list[list[str]]:
     """One line per (streams, payload, family): the ratios within that family (IPv6 beside IPv4)."""
-    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+    by = keyed(rows)
     configs = sorted({(r["streams"], r["payload"], family(r)) for r in rows})
     out = []
     for streams, payload, fam in configs:
@@ -246,7 +252,7 @@ def ratio_rows(rows: list[dict]) -> list[list[str]]:
 
 def family_rows(rows: list[dict]) -> list[list[str]]:
     """IPv6 against IPv4, per relay and configuration (only when both families ran)."""
-    by = {(r["relay"], family(r), r["streams"], r["payload"]): r for r in rows}
+    by = keyed(rows)
     relays = list(dict.fromkeys(r["relay"] for r in rows))
     configs = sorted({(r["streams"], r["payload"]) for r in rows})
     out = []

@@ -8,7 +8,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from e2e.report import cost_rows, judged_ratio, print_report, reference_row  # noqa: E402
+from e2e.report import cost_rows, judged_ratio, keyed as by, print_report, reference_row  # noqa: E402
 import summary  # noqa: E402
 
 
@@ -25,10 +25,6 @@ def row(relay: str, busy: float, perf: float | None = None, at_rate: float | Non
         r.update(cost_rate=100_000, cost_offered=99_999.0, cost_loss_pct=loss, cost_perf_busy_us=at_rate,
                  cost_perf_busy_us_per_input=at_rate * copies, cost_perf_report="bench/results/x.perf.txt")
     return r
-
-
-def by(rows: list[dict]) -> dict:
-    return {(r["relay"], r["family"], r["streams"], r["payload"]): r for r in rows}
 
 
 class JudgedRatio(unittest.TestCase):
