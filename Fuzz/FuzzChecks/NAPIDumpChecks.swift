@@ -8,7 +8,8 @@ import RelayCore
 /// The first 6 bytes choose the asked family id (2 bytes) and interface index (4); the rest is
 /// the datagram. Properties: reading never traps and a refusal has a message; every pid read is
 /// positive, at most `maximumThreads` of them, and each comes from a record that, rebuilt alone,
-/// reads back as that pid; the family-id reader never traps and never returns 0.
+/// reads back as that pid; a refusal's code is a negative errno (the daemon negates it); the
+/// family-id reader never traps and never returns 0.
 public func checkNAPIDump(_ input: UnsafeRawBufferPointer) {
     let bytes = Array(input)
     guard bytes.count >= 6 else { return }
@@ -27,6 +28,7 @@ public func checkNAPIDump(_ input: UnsafeRawBufferPointer) {
                     "a rebuilt record reads back as its pid")
         }
         require(!(part.done && part.error != nil), "a dump ends or fails, not both")
+        if let code = part.error { require((-4095 ... -1).contains(code), "a refusal's code is a negative errno") }
     }
     switch NAPIThreadDump.familyID(datagram) {
     case let .failure(problem): require(!problem.message.isEmpty, "a refusal has a message")

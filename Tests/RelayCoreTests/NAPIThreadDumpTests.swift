@@ -26,6 +26,18 @@ import Testing
         #expect(NAPIThreadDump.parseDump(refusal, family: family, ifindex: 7) == .success(.init(error: -95)))
     }
 
+    /// Found by the fuzzer in CI (Fuzz/regressions/napidump/error-code-int32-min): an error
+    /// message whose code is Int32.min trapped on negation in `familyID`, and `parseDump` passed
+    /// it on to the daemon, which negated it too. A code that is no negative errno is malformed.
+    @Test(arguments: [Int32.min, -4096, 1, Int32.max])
+    func anErrorCodeThatIsNoErrnoIsAProblem(code: Int32) {
+        let message: [UInt8] = NAPIThreadDump.header(length: 20, type: 2, flags: 0, sequence: 2) + NAPIThreadDump.le32(UInt32(bitPattern: code))
+        #expect(throws: NAPIThreadDump.Problem.self) { try NAPIThreadDump.parseDump(message, family: family, ifindex: 7).get() }
+        #expect(throws: NAPIThreadDump.Problem.self) { try NAPIThreadDump.familyID(message).get() }
+        let edge: [UInt8] = NAPIThreadDump.header(length: 20, type: 2, flags: 0, sequence: 2) + NAPIThreadDump.le32(UInt32(bitPattern: -4095))
+        #expect(NAPIThreadDump.parseDump(edge, family: family, ifindex: 7) == .success(.init(error: -4095)))
+    }
+
     @Test func readsTheFamilyID() {
         let reply = NAPIThreadDump.message(type: 0x10, flags: 0, sequence: 1, command: 1,
                                            attributes: [(2, Array("netdev".utf8) + [0]), (1, [0x1f, 0])])

@@ -19,8 +19,8 @@ public enum NAPIThreadDump {
         public var pids: [Int32] = []
         /// NLMSG_DONE seen: the dump is over.
         public var done = false
-        /// NLMSG_ERROR's code (negative errno), if the kernel refused: -EOPNOTSUPP or -EINVAL on a
-        /// kernel without napi-get, -ENOENT for an unknown family.
+        /// NLMSG_ERROR's code (negative errno, -4095 through -1), if the kernel refused:
+        /// -EOPNOTSUPP or -EINVAL on a kernel without napi-get, -ENOENT for an unknown family.
         public var error: Int32?
         public init(pids: [Int32] = [], done: Bool = false, error: Int32? = nil) {
             self.pids = pids
@@ -61,7 +61,9 @@ public enum NAPIThreadDump {
         let walked = walk(bytes) { type, body in
             if type == error {
                 let code = body.count >= 4 ? Int32(bitPattern: u32(body, 0)) : 0
-                return .failure(Problem(code == 0 ? "the kernel acknowledged without an answer" : "the kernel refused: error \(-code)"))
+                if code == 0 { return .failure(Problem("the kernel acknowledged without an answer")) }
+                guard let errno = errnoValue(code) else { return .failure(Problem("an error message with code \(code), not a negative errno")) }
+                return .failure(Problem("the kernel refused: error \(errno)"))
             }
             guard body.count >= genlHeaderLength else { return .failure(Problem("a message too short for its generic netlink header")) }
             return attributes(body.dropFirst(genlHeaderLength)) { attribute, value in
@@ -92,7 +94,9 @@ public enum NAPIThreadDump {
             case error:
                 guard body.count >= 4 else { return .failure(Problem("an error message of \(body.count) bytes")) }
                 let code = Int32(bitPattern: u32(body, 0))
-                if code == 0 { part.done = true } else { part.error = code }
+                if code == 0 { part.done = true; return .success(()) }
+                guard errnoValue(code) != nil else { return .failure(Problem("an error message with code \(code), not a negative errno")) }
+                part.error = code
                 return .success(())
             case family:
                 guard body.count >= genlHeaderLength else { return .failure(Problem("a message too short for its generic netlink header")) }
@@ -176,6 +180,13 @@ public enum NAPIThreadDump {
             at += min((length + 3) & ~3, bytes.endIndex - at)
         }
         return .success(())
+    }
+
+    /// The errno a netlink error code stands for, if it is one: the kernel sends -errno, and
+    /// errnos are 1 through 4095 (MAX_ERRNO). Anything else (Int32.min among them, whose
+    /// negation overflows) is a malformed message, not a refusal.
+    static func errnoValue(_ code: Int32) -> Int32? {
+        (-4095 ... -1).contains(code) ? -code : nil
     }
 
     static func u32(_ bytes: ArraySlice<UInt8>, _ offset: Int) -> UInt32 {
