@@ -6,6 +6,10 @@
 #   scripts/fuzz.sh --smoke             CI: debug build, every target 5 s (FUZZ_SECONDS overrides)
 #   scripts/fuzz.sh --build-only        build the fuzzers, run nothing
 #   scripts/fuzz.sh --minimize T FILE   minimize a crash input of target T (writes FILE.min)
+#   scripts/fuzz.sh --fresh N [T...]    N runs per target, each from the committed seeds alone with
+#                                       libFuzzer's -seed=1..N (how CI's smoke starts; a new target
+#                                       should pass this before it lands: CI found a crash in 5 s
+#                                       that 60 s on a grown local corpus had missed)
 #
 # A target with a known unfixed crash (Fuzz/regressions/<t>/known-*) is skipped, since the
 # fuzzer would stop on it at once; FUZZ_KNOWN=run fuzzes it anyway.
@@ -38,12 +42,15 @@ export SWIFT_BACKTRACE=enable=no
 SMOKE=0
 BUILD_ONLY=0
 MINIMIZE=()
+FRESH=0
 TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
         --build-only) BUILD_ONLY=1 ;;
         --minimize) MINIMIZE=("$2" "$3"); shift 2 ;;
+        --fresh) FRESH="$2"; shift
+                 [[ "$FRESH" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: --fresh needs a run count, got '$FRESH'" >&2; exit 2; } ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
         *) TARGETS+=("$1") ;;
@@ -51,9 +58,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-if [ "$SMOKE" = 1 ]; then SECONDS_PER_TARGET=${FUZZ_SECONDS:-5}; else SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}; fi
+if [ "$SMOKE" = 1 ] || [ "$FRESH" -gt 0 ]; then SECONDS_PER_TARGET=${FUZZ_SECONDS:-5}; else SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}; fi
 # The smoke run builds debug (about a third of the release build time on a fresh machine).
-if [ "$SMOKE" = 1 ]; then CONFIG=${FUZZ_CONFIG:-debug}; else CONFIG=${FUZZ_CONFIG:-release}; fi
+if [ "$SMOKE" = 1 ] || [ "$FRESH" -gt 0 ]; then CONFIG=${FUZZ_CONFIG:-debug}; else CONFIG=${FUZZ_CONFIG:-release}; fi
 SCRATCH=${FUZZ_SCRATCH:-$ROOT/.build-fuzz}
 FUZZ_ARGS=${FUZZ_ARGS:-}
 
@@ -117,10 +124,10 @@ fi
 # --- run ---------------------------------------------------------------------------------
 FAILED=()
 SUMMARY=()
-for t in "${TARGETS[@]}"; do
-    work=$SCRATCH/corpus/$t
-    artifacts=$SCRATCH/artifacts/$t
-    log=$SCRATCH/logs/$t.log
+# One libFuzzer run of target $1: working corpus $2, log $3, label $4, extra flags after.
+run_target() {
+    local t=$1 work=$2 log=$3 label=$4; shift 4
+    local artifacts=$SCRATCH/artifacts/$t
     mkdir -p "$work" "$artifacts"
     dict=()
     [ -f "Fuzz/dicts/$t.dict" ] && dict=(-dict="Fuzz/dicts/$t.dict")
@@ -131,7 +138,8 @@ for t in "${TARGETS[@]}"; do
     if [ -n "$known" ] && [ "${FUZZ_KNOWN:-skip}" != run ]; then
         echo "fuzz: $t skipped: known unfixed crash $known (FUZZ_KNOWN=run to fuzz it anyway)"
         SUMMARY+=("$t: skipped (known unfixed crash $known)")
-        continue
+        set -e
+        return
     fi
     # The seeds are read-only inputs; new units go to $work, where the fixed regressions
     # (not the known ones, which would stop the run at once) are copied as seeds too.
@@ -139,9 +147,9 @@ for t in "${TARGETS[@]}"; do
         find "Fuzz/regressions/$t" -type f ! -name 'known-*' ! -name '*.md' -exec cp -n {} "$work/" \;
     fi
     inputs=("$work" "Fuzz/corpus/$t")
-    echo "fuzz: $t for ${SECONDS_PER_TARGET}s (log $log)"
+    echo "fuzz: $label for ${SECONDS_PER_TARGET}s (log $log)"
     "$SCRATCH/fuzzers/$t" "${LIBFUZZER_FLAGS[@]}" "${dict[@]}" -max_total_time="$SECONDS_PER_TARGET" \
-        -artifact_prefix="$artifacts/" $FUZZ_ARGS "${inputs[@]}" >"$log" 2>&1
+        -artifact_prefix="$artifacts/" "$@" $FUZZ_ARGS "${inputs[@]}" >"$log" 2>&1
     status=$?
     set -e
     final=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 || true)
@@ -150,15 +158,33 @@ for t in "${TARGETS[@]}"; do
     execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$log" | tail -1)
     rate=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+)/\1/p' "$log" | tail -1)
     corpus=$(find "$work" -type f | wc -l)
-    line="$t: ${SECONDS_PER_TARGET}s, ${execs:-?} executions (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, corpus $corpus"
+    line="$label: ${SECONDS_PER_TARGET}s, ${execs:-?} executions (${rate:-?}/s), cov ${cov:-?}, ft ${ft:-?}, corpus $corpus"
     if [ $status -ne 0 ]; then
         crash=$(ls -t "$artifacts"/crash-* "$artifacts"/timeout-* "$artifacts"/oom-* 2>/dev/null | head -1 || true)
         line="$line, FAILED (exit $status) ${crash:+input $crash}"
-        FAILED+=("$t")
+        FAILED+=("$label")
+        # What failed and where: a violated property or sanitizer report, or for a Swift trap
+        # (overflow, index out of range: only "deadly signal" otherwise) its frame and the
+        # first frame of mcrelay's own code, with file and line.
         grep -E "fuzz property violated|ERROR: AddressSanitizer|Fatal error|SUMMARY" "$log" | head -5 >&2 || true
+        grep -m1 -A1 "in Swift runtime failure" "$log" | sed -E 's/^ *#[0-9]+ 0x[0-9a-f]+ in //' >&2 || true
         [ -n "$crash" ] && echo "fuzz: reproduce: $SCRATCH/fuzzers/$t $crash; minimize: scripts/fuzz.sh --minimize $t $crash" >&2
     fi
     SUMMARY+=("$line")
+}
+
+for t in "${TARGETS[@]}"; do
+    if [ "$FRESH" -gt 0 ]; then
+        # from the committed seeds alone, as a fresh clone's CI starts
+        for seed in $(seq 1 "$FRESH"); do
+            fresh=$SCRATCH/fresh/$t-$seed
+            rm -rf "$fresh"
+            run_target "$t" "$fresh" "$SCRATCH/logs/$t-seed$seed.log" "$t -seed=$seed" -seed="$seed"
+            rm -rf "$fresh"
+        done
+    else
+        run_target "$t" "$SCRATCH/corpus/$t" "$SCRATCH/logs/$t.log" "$t"
+    fi
 done
 
 echo "fuzz: summary"
