@@ -23,9 +23,12 @@ import RelayCore
 /// Ramakrishnan's receive-livelock rule: give the consumer precedence, drop at the producer).
 /// The costs: other traffic on the same receive queue is also received only when the workers
 /// wait, so an input the workers cannot keep up with delays that traffic too; and a busy worker
-/// lets the device's ring fill sooner, which on the bench's veth (256 frames) lowered the zero-loss
-/// rate to 30-65k pps against 89k with the thread at nice 0, where the delivered rate under
-/// overload fell to 73-78% of its peak instead of holding (`--input-napi-nice 0` chooses that).
+/// lets the device's ring fill sooner: on the bench's veth (256 frames) the zero-loss rate was
+/// 38-75k pps against 65-75k with the thread at nice 0 (alternating runs; at both values every
+/// lost frame was refused at the full ring, none dropped at the socket), while at nice 0 the
+/// delivered rate under overload fell to 73-78% of its peak instead of holding
+/// (`--input-napi-nice 0` chooses that). Raising the nice value only while a socket drops was
+/// measured as not worth building (BENCHMARKS.md, "Receive work yields to the workers").
 ///
 /// The threads are found through the kernel's netdev netlink family (napi-get, kernel 6.9 and
 /// later; the bytes are `NAPIThreadDump`'s); on an older kernel they keep the kernel's nice 0
