@@ -14,6 +14,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case listener
     case journal
     case napidump
+    case linkcounters
 
     public func check(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -26,6 +27,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .listener: checkListener(input)
         case .journal: checkJournal(input)
         case .napidump: checkNAPIDump(input)
+        case .linkcounters: checkLinkCounters(input)
         }
     }
 }

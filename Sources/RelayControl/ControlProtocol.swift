@@ -313,6 +313,46 @@ public struct HelperSocketView: Codable, Equatable, Sendable {
     }
 }
 
+/// An input interface's own receive counters, as the kernel keeps them for the device since it
+/// was created (`LinkCounters`): what it received, and what it lost before any relay saw it.
+public struct InputDeviceView: Codable, Equatable, Sendable {
+    public var interface: String
+    public var received: UInt64 = 0
+    public var dropped: UInt64 = 0
+    public var missed: UInt64 = 0
+    public var overruns: UInt64 = 0
+    public var fifo: UInt64 = 0
+    public var errors: UInt64 = 0
+    /// Why the counters could not be read (the device is gone, ...); the counters are then 0.
+    public var problem: String?
+
+    enum CodingKeys: String, CodingKey {
+        case interface, problem
+        case received = "rx_packets", dropped = "rx_dropped", missed = "rx_missed_errors"
+        case overruns = "rx_over_errors", fifo = "rx_fifo_errors", errors = "rx_errors"
+    }
+
+    public init(interface: String, received: UInt64 = 0, dropped: UInt64 = 0, missed: UInt64 = 0,
+                overruns: UInt64 = 0, fifo: UInt64 = 0, errors: UInt64 = 0, problem: String? = nil) {
+        self.interface = interface
+        self.received = received
+        self.dropped = dropped
+        self.missed = missed
+        self.overruns = overruns
+        self.fifo = fifo
+        self.errors = errors
+        self.problem = problem
+    }
+
+    /// `input device IF: N frames received, lost at the device: none | dropped=.. missed=..`
+    public var text: String {
+        if let problem { return "input device \(interface): counters not read (\(problem))" }
+        let lost = [("dropped", dropped), ("missed", missed), ("overruns", overruns), ("fifo", fifo), ("errors", errors)]
+            .filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
+        return "input device \(interface): \(received) frames received, lost at the device: " + (lost.isEmpty ? "none" : lost.joined(separator: " "))
+    }
+}
+
 public struct StatsView: Codable, Equatable, Sendable {
     public var rules: [RuleStatsView]
     public var drops: DropCounters
@@ -332,10 +372,12 @@ public struct StatsView: Codable, Equatable, Sendable {
     public var egress: [EgressView] = []
     /// `--data-path xdp`: which path each rule and input uses and why (nil: the packet path only).
     public var dataPath: DataPathView?
+    /// Each input interface's own receive counters (nil from a daemon that does not read them).
+    public var inputDevices: [InputDeviceView]?
 
     enum CodingKeys: String, CodingKey {
         case rules, drops, workers, joined, outstanding, recording, egress
-        case dataPath = "data_path"
+        case dataPath = "data_path", inputDevices = "input_devices"
         case ingressQueueDrops = "ingress_queue_drops"
         case planVersion = "plan_version", helperSockets = "helper_sockets", interfacesUp = "interfaces_up"
     }
@@ -472,6 +514,7 @@ extension StatsView {
             + (helperSockets.isEmpty ? "none" : helperSockets.map { "\($0.socket) \($0.groups)/\($0.capacity)" }.joined(separator: ", ")))
         if !outstanding.isEmpty { lines.append("outstanding: " + outstanding.joined(separator: ", ")) }
         lines.append("interfaces up: " + (interfacesUp.isEmpty ? "none" : interfacesUp.joined(separator: " ")))
+        for device in inputDevices ?? [] { lines.append(device.text) }
         for egress in egress { lines.append("egress " + egress.text) }
         if let recording { lines.append(recording.text) }
         if let dataPath { lines += dataPath.lines }

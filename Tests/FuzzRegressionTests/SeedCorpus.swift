@@ -1,7 +1,7 @@
 import Foundation
 import FuzzChecks
 import PcapFile
-import RelayCore
+@testable import RelayCore
 import Testing
 
 /// Writes the seed corpora in `Fuzz/corpus/` (committed). Off by default; regenerate with
@@ -21,6 +21,39 @@ import Testing
         try write("config", configSeeds())
         try write("control", controlSeeds())
         try write("events", eventSeeds())
+        try write("linkcounters", linkCounterSeeds())
+    }
+
+    // MARK: rtnetlink link counters (4 bytes of asked ifindex, then the kernel's answer)
+
+    func linkCounterSeeds() -> [(String, [UInt8])] {
+        func asked(_ index: Int32, _ answer: [UInt8]) -> [UInt8] { NetlinkBytes.le32(UInt32(bitPattern: index)) + answer }
+        let counters = LinkCounters.Receive(packets: 1_000_000, bytes: 64_000_000, errors: 1, dropped: 2, overruns: 3, fifo: 4, missed: 5)
+        let rin0 = LinkCounters.record(ifindex: 7, name: "rin0", counters, sequence: 1)
+        let other = LinkCounters.record(ifindex: 3, name: "eth0", counters, sequence: 1)
+        func error(_ code: Int32) -> [UInt8] {
+            NetlinkBytes.header(length: 36, type: 2, flags: 0, sequence: 1) + NetlinkBytes.le32(UInt32(bitPattern: code))
+                + LinkCounters.request(ifindex: 7, sequence: 1)
+        }
+        // IFLA_STATS64 cut to 15 counters, one short of rx_missed_errors
+        var short = rin0
+        short.replaceSubrange((rin0.count - 25 * 8 - 4)..., with: NetlinkBytes.attribute(23, [UInt8](repeating: 0, count: 15 * 8)))
+        short.replaceSubrange(0..<4, with: NetlinkBytes.le32(UInt32(short.count)))
+        return [
+            ("rin0", asked(7, rin0)),
+            ("other-device", asked(7, other)),
+            ("other-then-asked", asked(7, other + rin0)),
+            ("enodev", asked(7, error(-19))),
+            ("ack-only", asked(7, error(0))),
+            ("error-code-int32-min", asked(7, error(Int32.min))),
+            ("stats64-short", asked(7, short)),
+            ("truncated", asked(7, Array(rin0.prefix(40)))),
+            ("empty", asked(7, [])),
+            ("zero-counters", asked(7, LinkCounters.record(ifindex: 7, name: "rin0", .init(), sequence: 1))),
+            ("rin0-then-done", asked(7, rin0 + NAPIThreadDump.doneMessage(sequence: 1))),
+            ("max-counters", asked(-1, LinkCounters.record(ifindex: -1, name: "x", .init(packets: .max, bytes: .max, errors: .max,
+                dropped: .max, overruns: .max, fifo: .max, missed: .max), sequence: 1))),
+        ]
     }
 
     // MARK: simulator events files

@@ -76,6 +76,16 @@ struct EndToEndXDPTests {
         return value
     }
 
+    /// What the kernel says `interface` (in the relay's namespace) received: `ip -s -j link`.
+    func receivedFrames(_ lab: Lab, _ interface: String) throws -> UInt64 {
+        let text = try lab.must(lab.relay, ["ip", "-s", "-j", "link", "show", interface]).stdout
+        guard let links = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]],
+              let stats = links.first?["stats64"] as? [String: Any], let rx = stats["rx"] as? [String: Any],
+              let packets = (rx["packets"] as? NSNumber)?.uint64Value
+        else { throw HarnessError("no stats64.rx.packets in `ip -s -j link show \(interface)`: \(text)") }
+        return packets
+    }
+
     static func configFile(_ lab: Lab, _ rules: [(input: String, outputs: [String])]) throws -> String {
         let lines = rules.map { rule in #"{"in": "\#(rule.input)", "out": [\#(rule.outputs.map { "\"\($0)\"" }.joined(separator: ", "))]}"# }
         let path = lab.directory + "/rules.json"
@@ -117,6 +127,8 @@ struct EndToEndXDPTests {
             let receiver0 = try Receiver(lab, streams: [fan0, single, refused0, refused1], expect: count, size: size, name: "recv0")
             let receiver1 = try Receiver(lab, address: Lab.receiverAddress1, streams: [fan1], expect: count, size: size, name: "recv1")
             let redirectedBefore = try redirected(lab)
+            let kernelBefore = try receivedFrames(lab, "rin0")
+            let deviceBefore = try #require(try daemon.stats().inputDevices?.first { $0.interface == "rin0" }, "stats --json: no input_devices entry for rin0")
             try send(lab, streams: [fan0, single, refused0], count: count, rate: 2000, size: size)
             let arrived0 = try receiver0.finish(), arrived1 = try receiver1.finish()
             expectDelivered(arrived0, [fan0, single, refused0, refused1], count: count)
@@ -146,13 +158,32 @@ struct EndToEndXDPTests {
                 }
             }
             #expect(stats.drops.total == 0, "drops: \(stats.drops.nonZero)")
+            // rin0's own receive counters, which stats reads from the kernel: the frames the XDP
+            // program took never reached a worker, yet the device counted every one, and lost none.
+            // Bracketed by `ip -s link` before and after (other frames, IGMP or MLD, may add a few).
+            let device = try #require(stats.inputDevices?.first { $0.interface == "rin0" }, "stats --json: no input_devices entry for rin0")
+            let kernelAfter = try receivedFrames(lab, "rin0")
+            #expect(device.problem == nil && kernelBefore <= deviceBefore.received && device.received <= kernelAfter
+                    && device.received - deviceBefore.received >= UInt64(3 * count),
+                    "rin0 received \(deviceBefore.received) then \(device.received) by stats, \(kernelBefore) then \(kernelAfter) by ip -s link; \(3 * count) sent")
+            #expect(device.dropped == 0 && device.missed == 0 && device.overruns == 0 && device.fifo == 0 && device.errors == 0, "rin0: \(device)")
+            print("EndToEndXDPTests: rin0's own counters by stats: \(deviceBefore.received) then \(device.received) received "
+                  + "(ip -s link: \(kernelBefore) before, \(kernelAfter) after), lost at the device: none")
+            let statsText = try daemon.cli(["stats"]).stdout
+            #expect(statsText.contains("input device rin0: ") && statsText.contains("lost at the device: none"), "mcrelay stats text: \(statsText)")
             // The Prometheus endpoint's counters too (refreshed once a second).
             let fanID = byName["rin0:\(fan0.input)"]!
             let fanOutput = #"mcrelay_output_sent_packets_total{rule="\#(fanID)",name="",output="rout1:\#(fan1.output):9"}"#
             let fanRule = #"mcrelay_rule_received_packets_total{rule="\#(fanID)",name=""}"#
-            let scraped = try MetricsEndToEndTests.scrape(lab, until: { $0[fanRule] == Double(count) && $0[fanOutput] == Double(count) })
+            let deviceReceived = #"mcrelay_input_device_received_packets_total{interface="rin0"}"#
+            let deviceMissed = #"mcrelay_input_device_lost_packets_total{interface="rin0",counter="missed"}"#
+            let scraped = try MetricsEndToEndTests.scrape(lab, until: {
+                $0[fanRule] == Double(count) && $0[fanOutput] == Double(count) && ($0[deviceReceived] ?? 0) >= Double(device.received)
+            })
             #expect(scraped[fanRule] == Double(count) && scraped[fanOutput] == Double(count),
                     "metrics: \(scraped.filter { $0.key.contains(fanID) })")
+            #expect((scraped[deviceReceived] ?? 0) >= Double(device.received) && scraped[deviceMissed] == 0,
+                    "metrics: \(scraped.filter { $0.key.contains("input_device") })")
         }
     }
 

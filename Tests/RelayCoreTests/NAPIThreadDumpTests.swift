@@ -21,8 +21,8 @@ import Testing
 
     @Test func aRefusalIsTheKernelsErrorCode() {
         // NLMSG_ERROR: error -95 (EOPNOTSUPP) and the request's header
-        let refusal: [UInt8] = NAPIThreadDump.header(length: 36, type: 2, flags: 0, sequence: 2) + NAPIThreadDump.le32(UInt32(bitPattern: -95))
-            + NAPIThreadDump.header(length: 36, type: family, flags: 0x301, sequence: 2)
+        let refusal: [UInt8] = NetlinkBytes.header(length: 36, type: 2, flags: 0, sequence: 2) + NetlinkBytes.le32(UInt32(bitPattern: -95))
+            + NetlinkBytes.header(length: 36, type: family, flags: 0x301, sequence: 2)
         #expect(NAPIThreadDump.parseDump(refusal, family: family, ifindex: 7) == .success(.init(error: -95)))
     }
 
@@ -31,10 +31,10 @@ import Testing
     /// it on to the daemon, which negated it too. A code that is no negative errno is malformed.
     @Test(arguments: [Int32.min, -4096, 1, Int32.max])
     func anErrorCodeThatIsNoErrnoIsAProblem(code: Int32) {
-        let message: [UInt8] = NAPIThreadDump.header(length: 20, type: 2, flags: 0, sequence: 2) + NAPIThreadDump.le32(UInt32(bitPattern: code))
+        let message: [UInt8] = NetlinkBytes.header(length: 20, type: 2, flags: 0, sequence: 2) + NetlinkBytes.le32(UInt32(bitPattern: code))
         #expect(throws: NAPIThreadDump.Problem.self) { try NAPIThreadDump.parseDump(message, family: family, ifindex: 7).get() }
         #expect(throws: NAPIThreadDump.Problem.self) { try NAPIThreadDump.familyID(message).get() }
-        let edge: [UInt8] = NAPIThreadDump.header(length: 20, type: 2, flags: 0, sequence: 2) + NAPIThreadDump.le32(UInt32(bitPattern: -4095))
+        let edge: [UInt8] = NetlinkBytes.header(length: 20, type: 2, flags: 0, sequence: 2) + NetlinkBytes.le32(UInt32(bitPattern: -4095))
         #expect(NAPIThreadDump.parseDump(edge, family: family, ifindex: 7) == .success(.init(error: -4095)))
     }
 

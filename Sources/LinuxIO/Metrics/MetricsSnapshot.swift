@@ -99,6 +99,15 @@ public struct MetricsSnapshot: Equatable, Sendable {
             counters.append(MetricSample("mcrelay_dropped_packets_total", [L("reason", reason.description)], stats.drops[reason]))
         }
         counters.append(MetricSample("mcrelay_ingress_queue_drops_total", [], stats.ingressQueueDrops))
+        // The input devices' own counters (the kernel's, since each device was created).
+        for device in stats.inputDevices ?? [] where device.problem == nil {
+            let label = [L("interface", device.interface)]
+            counters.append(MetricSample("mcrelay_input_device_received_packets_total", label, device.received))
+            for (kind, value) in [("dropped", device.dropped), ("missed", device.missed), ("overruns", device.overruns),
+                                  ("fifo", device.fifo), ("errors", device.errors)] {
+                counters.append(MetricSample("mcrelay_input_device_lost_packets_total", label + [L("counter", kind)], value))
+            }
+        }
         gauges.append(MetricSample("mcrelay_rules", [], UInt64(stats.rules.count)))
         gauges.append(MetricSample("mcrelay_workers", [], UInt64(stats.workers.filter(\.alive).count)))
         gauges.append(MetricSample("mcrelay_workers_configured", [], UInt64(stats.workers.count)))
@@ -167,6 +176,8 @@ public struct MetricsSnapshot: Equatable, Sendable {
         "mcrelay_output_open": "A follow output whose listeners want its group now (1) or not (0).",
         "mcrelay_dropped_packets_total": "Frames the relay saw and did not forward, by reason.",
         "mcrelay_ingress_queue_drops_total": "Frames the kernel dropped because a worker did not read them fast enough (all input interfaces).",
+        "mcrelay_input_device_received_packets_total": "Frames an input interface received, by the device's own counter (rx_packets, since the device was created).",
+        "mcrelay_input_device_lost_packets_total": "Frames an input interface lost before any relay saw them, by the device's own counters (rx_dropped, rx_missed_errors, rx_over_errors, rx_fifo_errors, rx_errors).",
         "mcrelay_rules": "Rules configured, and the routes the proxies derive.",
         "mcrelay_workers": "Worker processes alive.",
         "mcrelay_workers_configured": "Worker processes the daemon runs (--workers).",

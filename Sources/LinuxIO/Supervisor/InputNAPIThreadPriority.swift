@@ -86,30 +86,11 @@ public enum InputNAPIThreadPriority {
     struct Unlisted: Error { var why: String; init(_ why: String) { self.why = why } }
 
     static func threads(ofDevice index: Int32) -> Result<[Int32], Unlisted> {
-        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkGeneric)
-        guard fd >= 0 else { return .failure(Unlisted("socket(AF_NETLINK, NETLINK_GENERIC): \(SystemError.message(for: errno))")) }
-        defer { Descriptors.close(fd) }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)  // the kernel answers at once; never hang the supervisor
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 32 * 1024)
-        func exchange(_ request: [UInt8]) -> String? {
-            var kernel: (UInt16, UInt16, UInt32, UInt32) = (UInt16(AF_NETLINK), 0, 0, 0)  // sockaddr_nl
-            let sent = request.withUnsafeBytes { bytes in
-                withUnsafeBytes(of: &kernel) { address in
-                    sendto(fd, bytes.baseAddress, bytes.count, 0, address.baseAddress!.assumingMemoryBound(to: sockaddr.self),
-                           socklen_t(address.count))
-                }
-            }
-            return sent == request.count ? nil : "sending to netlink: \(SystemError.message(for: errno))"
-        }
-        func receive() -> Result<ArraySlice<UInt8>, Unlisted> {
-            while true {
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else { return .failure(Unlisted("reading netlink: \(n < 0 ? SystemError.message(for: errno) : "closed")")) }
-                return .success(buffer[0..<n])
-            }
-        }
+        let netlink: NetlinkSocket
+        do { netlink = try NetlinkSocket(family: netlinkGeneric, name: "NETLINK_GENERIC", timeoutSeconds: 2, bufferBytes: 32 * 1024) }
+        catch { return .failure(Unlisted(error.why)) }
+        func exchange(_ request: [UInt8]) -> String? { netlink.send(request) }
+        func receive() -> Result<ArraySlice<UInt8>, Unlisted> { netlink.receive().mapError { Unlisted($0.why) } }
         if let problem = exchange(NAPIThreadDump.familyRequest(sequence: 1)) { return .failure(Unlisted(problem)) }
         let family: UInt16
         switch receive().flatMap({ NAPIThreadDump.familyID($0).mapError { Unlisted($0.message) } }) {

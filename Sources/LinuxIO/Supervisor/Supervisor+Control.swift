@@ -244,6 +244,8 @@ extension Supervisor {
         view.egress = (merged.egress ?? []).map(EgressView.init)
         view.recording = recordingView
         view.dataPath = xdp?.view()
+        let inputs = Set((Array(core.rules.rules.values) + core.proxyRoutes).map(\.input.interface.description))
+        view.inputDevices = InputDeviceCounters.read(inputs.sorted())
         return view
     }
 }
