@@ -114,3 +114,17 @@ int cln_ethtool_feature(const char *ifname, const char *feature) {
     close(fd);
     return result < 0 ? result : active;
 }
+
+int cln_ethtool_rx_ring(const char *ifname, unsigned int *pending, unsigned int *maximum) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ethtool_ringparam ring;
+    memset(&ring, 0, sizeof(ring));
+    ring.cmd = ETHTOOL_GRINGPARAM;
+    int result = ethtool_request(fd, ifname, &ring);
+    close(fd);
+    if (result < 0) return result;
+    *pending = ring.rx_pending;
+    *maximum = ring.rx_max_pending;
+    return 0;
+}

@@ -26,6 +26,10 @@ struct DoctorTests {
         #expect(healthy.findings.contains { $0.subject == "input rin0" && $0.severity == "INFO" && $0.message.hasPrefix("receive work in softirq") },
                 "\(healthy.findings.filter { $0.subject == "input rin0" })")
         #expect(!healthy.findings.contains { $0.subject == "input rin0" && $0.message.hasPrefix("RPS is on") })
+        // The input's ring (a veth reports none) and its own counters, read from the kernel.
+        #expect(healthy.findings.contains { $0.subject == "input rin0" && $0.severity == "INFO"
+                    && $0.message.hasPrefix("a veth's receive ring is fixed") && $0.message.hasSuffix("no frames lost at the device since it was created") },
+                "\(healthy.findings.filter { $0.subject == "input rin0" })")
         try lab.must(lab.relay, ["sh", "-c", "echo 2 > /sys/class/net/rin0/queues/rx-0/rps_cpus"])
         let steered = try doctor(lab, ["--in", "rin0", "--out", "rout0"])
         #expect(steered.findings.contains { $0.subject == "input rin0" && $0.severity == "WARN" && $0.message.hasPrefix("RPS is on (rps_cpus 2)") },

@@ -14,3 +14,7 @@ int cln_ethtool_driver(const char *ifname, char *driver, int capacity);
 // Whether the named feature (as `ethtool -k` lists it, e.g. "tx-udp-segmentation") is active:
 // 1 or 0, -ENOENT when the kernel has no such feature, or -errno.
 int cln_ethtool_feature(const char *ifname, const char *feature);
+
+// The receive ring of `ifname` (ETHTOOL_GRINGPARAM, as `ethtool -g` shows it): the frames it holds
+// now and at most. Returns 0 or -errno (-EOPNOTSUPP: the driver does not report it, as veth).
+int cln_ethtool_rx_ring(const char *ifname, unsigned int *pending, unsigned int *maximum);

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinuxNet
+import RelayControl
 import RelayCore
 
 /// Checks a host for the known traps of multicast relaying and says how to fix each.
@@ -134,7 +135,49 @@ public struct HostDoctor {
             findings.append(Finding(severity: .ok, subject: subject, message: "up" + (lro == 0 ? ", LRO off" : "") + (gro == 0 ? ", GRO off" : ""), fix: nil))
         }
         findings += receiveWork(name, subject: subject)
+        findings.append(receiveRing(name, subject: subject))
         return findings
+    }
+
+    /// The input's receive ring and what the device lost so far (its own counters, as `mcrelay
+    /// stats` shows them): a frame the device had no room for never reaches the relay, on the
+    /// packet path or the XDP path. On the bench's veth every frame lost at the zero-loss rate was
+    /// such a frame (BENCHMARKS.md), so it is the first thing to look at when a stream loses.
+    func receiveRing(_ name: InterfaceName, subject: String) -> Finding {
+        var pending: UInt32 = 0, maximum: UInt32 = 0
+        let ring = cln_ethtool_rx_ring(name.rawValue, &pending, &maximum) == 0 ? (pending: pending, maximum: maximum) : nil
+        return Self.ringFinding(subject: subject, name: name.rawValue, ring: ring, driver: InterfaceFactsReader.driver(name.rawValue),
+                                device: InputDeviceCounters.read([name.rawValue]).first)
+    }
+
+    /// The finding for `receiveRing`, from what was read (pure: DoctorRingTests).
+    static func ringFinding(subject: String, name: String, ring: (pending: UInt32, maximum: UInt32)?, driver: String,
+                            device: InputDeviceView?) -> Finding {
+        var lostText = "its own counters not read"
+        var lost: UInt64 = 0
+        if let device, device.problem == nil {
+            let counts = [("dropped", device.dropped), ("missed", device.missed), ("overruns", device.overruns), ("fifo", device.fifo)]
+                .filter { $0.1 > 0 }
+            lost = counts.reduce(0) { $0 &+ $1.1 }
+            lostText = lost == 0 ? "no frames lost at the device since it was created"
+                : "the device lost \(lost) frames before the relay could see them (" + counts.map { "\($0.0)=\($0.1)" }.joined(separator: " ") + ")"
+        } else if let problem = device?.problem {
+            lostText = "its own counters not read (\(problem))"
+        }
+        let elsewhere = "give \(name)'s interrupts and receive work a CPU the workers do not use (README \"Overload\")"
+        guard let ring else {
+            let what = driver == "veth"
+                ? "a veth's receive ring is fixed: 256 frames with NAPI (GRO or XDP on it), else the CPU's backlog (netdev_max_backlog); a veth counts a full one at its peer (tx_dropped)"
+                : "the driver does not report its receive ring (ethtool -g)"
+            return Finding(severity: lost > 0 ? .warning : .info, subject: subject, message: "\(what); \(lostText)", fix: lost > 0 ? elsewhere : nil)
+        }
+        if ring.pending < ring.maximum {
+            return Finding(severity: lost > 0 ? .warning : .info, subject: subject,
+                           message: "receive ring of \(ring.pending) frames, at most \(ring.maximum): a larger one rides out longer waits of its receive work; \(lostText)",
+                           fix: "ethtool -G \(name) rx \(ring.maximum)")
+        }
+        return Finding(severity: lost > 0 ? .warning : .ok, subject: subject,
+                       message: "receive ring at its maximum, \(ring.pending) frames; \(lostText)", fix: lost > 0 ? elsewhere : nil)
     }
 
     /// Where the input's receive work runs (README "Overload", InputNAPIThreads.swift), and RPS,
