@@ -55,14 +55,20 @@ static int ethtool_request(int fd, const char *ifname, void *data) {
     return ioctl(fd, SIOCETHTOOL, &ifr) < 0 ? -errno : 0;
 }
 
-int cln_ethtool_driver(const char *ifname, char *driver, int capacity) {
+// One request on a socket of its own (for the commands asked once).
+static int ethtool_query(const char *ifname, void *data) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+    int result = ethtool_request(fd, ifname, data);
+    close(fd);
+    return result;
+}
+
+int cln_ethtool_driver(const char *ifname, char *driver, int capacity) {
     struct ethtool_drvinfo info;
     memset(&info, 0, sizeof(info));
     info.cmd = ETHTOOL_GDRVINFO;
-    int result = ethtool_request(fd, ifname, &info);
-    close(fd);
+    int result = ethtool_query(ifname, &info);
     if (result < 0) return result;
     info.driver[sizeof(info.driver) - 1] = 0;
     if (capacity <= 0) return -EINVAL;
@@ -116,13 +122,10 @@ int cln_ethtool_feature(const char *ifname, const char *feature) {
 }
 
 int cln_ethtool_rx_ring(const char *ifname, unsigned int *pending, unsigned int *maximum) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
     struct ethtool_ringparam ring;
     memset(&ring, 0, sizeof(ring));
     ring.cmd = ETHTOOL_GRINGPARAM;
-    int result = ethtool_request(fd, ifname, &ring);
-    close(fd);
+    int result = ethtool_query(ifname, &ring);
     if (result < 0) return result;
     *pending = ring.rx_pending;
     *maximum = ring.rx_max_pending;

@@ -344,11 +344,16 @@ public struct InputDeviceView: Codable, Equatable, Sendable {
         self.problem = problem
     }
 
+    /// The counters of frames lost at the device, by the names `mcrelay stats`, the metrics'
+    /// `counter` label and `mcrelay doctor` use; `errors` (bad frames) last.
+    public var losses: [(counter: String, frames: UInt64)] {
+        [("dropped", dropped), ("missed", missed), ("overruns", overruns), ("fifo", fifo), ("errors", errors)]
+    }
+
     /// `input device IF: N frames received, lost at the device: none | dropped=.. missed=..`
     public var text: String {
         if let problem { return "input device \(interface): counters not read (\(problem))" }
-        let lost = [("dropped", dropped), ("missed", missed), ("overruns", overruns), ("fifo", fifo), ("errors", errors)]
-            .filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
+        let lost = losses.filter { $0.frames > 0 }.map { "\($0.counter)=\($0.frames)" }
         return "input device \(interface): \(received) frames received, lost at the device: " + (lost.isEmpty ? "none" : lost.joined(separator: " "))
     }
 }

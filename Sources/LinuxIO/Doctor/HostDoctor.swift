@@ -156,11 +156,11 @@ public struct HostDoctor {
         var lostText = "its own counters not read"
         var lost: UInt64 = 0
         if let device, device.problem == nil {
-            let counts = [("dropped", device.dropped), ("missed", device.missed), ("overruns", device.overruns), ("fifo", device.fifo)]
-                .filter { $0.1 > 0 }
-            lost = counts.reduce(0) { $0 &+ $1.1 }
+            // bad frames (errors) are not frames lost for want of room
+            let counts = device.losses.filter { $0.counter != "errors" && $0.frames > 0 }
+            lost = counts.reduce(0) { $0 &+ $1.frames }
             lostText = lost == 0 ? "no frames lost at the device since it was created"
-                : "the device lost \(lost) frames before the relay could see them (" + counts.map { "\($0.0)=\($0.1)" }.joined(separator: " ") + ")"
+                : "the device lost \(lost) frames before the relay could see them (" + counts.map { "\($0.counter)=\($0.frames)" }.joined(separator: " ") + ")"
         } else if let problem = device?.problem {
             lostText = "its own counters not read (\(problem))"
         }

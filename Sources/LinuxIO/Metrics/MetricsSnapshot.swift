@@ -103,9 +103,8 @@ public struct MetricsSnapshot: Equatable, Sendable {
         for device in stats.inputDevices ?? [] where device.problem == nil {
             let label = [L("interface", device.interface)]
             counters.append(MetricSample("mcrelay_input_device_received_packets_total", label, device.received))
-            for (kind, value) in [("dropped", device.dropped), ("missed", device.missed), ("overruns", device.overruns),
-                                  ("fifo", device.fifo), ("errors", device.errors)] {
-                counters.append(MetricSample("mcrelay_input_device_lost_packets_total", label + [L("counter", kind)], value))
+            for (counter, frames) in device.losses {
+                counters.append(MetricSample("mcrelay_input_device_lost_packets_total", label + [L("counter", counter)], frames))
             }
         }
         gauges.append(MetricSample("mcrelay_rules", [], UInt64(stats.rules.count)))

@@ -89,15 +89,14 @@ public enum InputNAPIThreadPriority {
         let netlink: NetlinkSocket
         do { netlink = try NetlinkSocket(family: netlinkGeneric, name: "NETLINK_GENERIC", timeoutSeconds: 2, bufferBytes: 32 * 1024) }
         catch { return .failure(Unlisted(error.why)) }
-        func exchange(_ request: [UInt8]) -> String? { netlink.send(request) }
         func receive() -> Result<ArraySlice<UInt8>, Unlisted> { netlink.receive().mapError { Unlisted($0.why) } }
-        if let problem = exchange(NAPIThreadDump.familyRequest(sequence: 1)) { return .failure(Unlisted(problem)) }
+        if let problem = netlink.send(NAPIThreadDump.familyRequest(sequence: 1)) { return .failure(Unlisted(problem)) }
         let family: UInt16
         switch receive().flatMap({ NAPIThreadDump.familyID($0).mapError { Unlisted($0.message) } }) {
         case let .success(id): family = id
         case let .failure(unlisted): return .failure(Unlisted("the kernel has no netdev netlink family (\(unlisted.why)); napi-get needs 6.9 or later"))
         }
-        if let problem = exchange(NAPIThreadDump.dumpRequest(family: family, ifindex: UInt32(bitPattern: index), sequence: 2)) {
+        if let problem = netlink.send(NAPIThreadDump.dumpRequest(family: family, ifindex: UInt32(bitPattern: index), sequence: 2)) {
             return .failure(Unlisted(problem))
         }
         var pids: [Int32] = []

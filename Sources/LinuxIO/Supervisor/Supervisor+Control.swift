@@ -215,7 +215,8 @@ extension Supervisor {
         for stats in merged.rules { byID[stats.rule.id] = stats }
         let egress = Dictionary(uniqueKeysWithValues: (merged.egress ?? []).map { ($0.interface, EgressView($0)) })
         // The proxies' routes too: their outputs are the downstreams (forwarded, suppressed).
-        let rules = (Array(core.rules.rules.values) + core.proxyRoutes).map { rule -> RuleStatsView in
+        let current = Array(core.rules.rules.values) + core.proxyRoutes
+        let rules = current.map { rule -> RuleStatsView in
             var view = byID[rule.id].flatMap { $0.rule == rule ? RuleStatsView($0) : nil } ?? RuleStatsView(unused: rule)
             // Each output's path, from its interface's decision (outputs line up with rule.outputs).
             let byXDP = xdp?.carries(rule.id) ?? false
@@ -244,8 +245,7 @@ extension Supervisor {
         view.egress = (merged.egress ?? []).map(EgressView.init)
         view.recording = recordingView
         view.dataPath = xdp?.view()
-        let inputs = Set((Array(core.rules.rules.values) + core.proxyRoutes).map(\.input.interface.description))
-        view.inputDevices = InputDeviceCounters.read(inputs.sorted())
+        view.inputDevices = InputDeviceCounters.read(Set(current.map(\.input.interface.description)).sorted())
         return view
     }
 }

@@ -65,12 +65,8 @@ public enum LinkCounters {
             guard answer == nil else { return .success(()) }  // the first answer counts
             switch type {
             case NetlinkBytes.error:
-                guard body.count >= 4 else { return .failure(Problem("an error message of \(body.count) bytes")) }
-                let code = Int32(bitPattern: NetlinkBytes.u32(body, 0))
-                if code == 0 { return .success(()) }  // an acknowledgement carries no counters
-                guard let errno = NetlinkBytes.errnoValue(code) else { return .failure(Problem("an error message with code \(code), not a negative errno")) }
-                answer = .refused(errno: errno)
-                return .success(())
+                // an acknowledgement (0) carries no counters
+                return NetlinkBytes.errorAnswer(body).map { errno in if errno != 0 { answer = .refused(errno: errno) } }
             case newLink:
                 guard body.count >= infoLength else { return .failure(Problem("a link message of \(body.count) bytes, shorter than its ifinfomsg"))}
                 guard Int32(bitPattern: NetlinkBytes.u32(body, 4)) == ifindex else { return .success(()) }

@@ -57,10 +57,9 @@ public enum NAPIThreadDump {
         var found: UInt16?
         let walked = NetlinkBytes.walk(bytes) { type, body in
             if type == error {
-                let code = body.count >= 4 ? Int32(bitPattern: NetlinkBytes.u32(body, 0)) : 0
-                if code == 0 { return .failure(Problem("the kernel acknowledged without an answer")) }
-                guard let errno = NetlinkBytes.errnoValue(code) else { return .failure(Problem("an error message with code \(code), not a negative errno")) }
-                return .failure(Problem("the kernel refused: error \(errno)"))
+                return NetlinkBytes.errorAnswer(body).flatMap { errno in
+                    .failure(Problem(errno == 0 ? "the kernel acknowledged without an answer" : "the kernel refused: error \(errno)"))
+                }
             }
             guard body.count >= genlHeaderLength else { return .failure(Problem("a message too short for its generic netlink header")) }
             return NetlinkBytes.attributes(body.dropFirst(genlHeaderLength)) { attribute, value in
@@ -89,12 +88,9 @@ public enum NAPIThreadDump {
                 part.done = true
                 return .success(())
             case error:
-                guard body.count >= 4 else { return .failure(Problem("an error message of \(body.count) bytes")) }
-                let code = Int32(bitPattern: NetlinkBytes.u32(body, 0))
-                if code == 0 { part.done = true; return .success(()) }
-                guard NetlinkBytes.errnoValue(code) != nil else { return .failure(Problem("an error message with code \(code), not a negative errno")) }
-                part.error = code
-                return .success(())
+                return NetlinkBytes.errorAnswer(body).map { errno in
+                    if errno == 0 { part.done = true } else { part.error = -errno }
+                }
             case family:
                 guard body.count >= genlHeaderLength else { return .failure(Problem("a message too short for its generic netlink header")) }
                 var device: UInt32?, pid: UInt32?

@@ -54,6 +54,17 @@ enum NetlinkBytes {
         return .success(())
     }
 
+    /// What an NLMSG_ERROR's body says: 0 (an acknowledgement) or the errno the kernel refused
+    /// with (1...4095). A body too short for its code, or a code that is no negative errno, is a
+    /// malformed message.
+    static func errorAnswer(_ body: ArraySlice<UInt8>) -> Result<Int32, NetlinkProblem> {
+        guard body.count >= 4 else { return .failure(NetlinkProblem("an error message of \(body.count) bytes")) }
+        let code = Int32(bitPattern: u32(body, 0))
+        if code == 0 { return .success(0) }
+        guard let errno = errnoValue(code) else { return .failure(NetlinkProblem("an error message with code \(code), not a negative errno")) }
+        return .success(errno)
+    }
+
     /// The errno a netlink error code stands for, if it is one: the kernel sends -errno, and
     /// errnos are 1 through 4095 (MAX_ERRNO). Anything else (Int32.min among them, whose
     /// negation overflows) is a malformed message, not a refusal.
