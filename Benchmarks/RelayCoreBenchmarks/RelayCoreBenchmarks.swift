@@ -53,9 +53,14 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    for fanout in [1, 2, 4, 8] {
-        let setup = ForwardingSetup(rules: 100, fanout: fanout)
-        Benchmark("decide+transmits rules=100 fanout=\(fanout)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+    // The frames carry a UDP checksum, as the kernel's UDP sockets send them; "no udp checksum":
+    // IPv4 without one, whose checksum carry (EgressFrame.checksumCarry) is summed from the
+    // 1316-byte payload, once per datagram, in `transmits`.
+    let transmitCases = [1, 2, 4, 8].map { ($0, true) } + [(1, false), (8, false)]
+    for (fanout, udpChecksum) in transmitCases {
+        let setup = ForwardingSetup(rules4: 100, rules6: 0, fanout: fanout, frames: .ipv4, udpChecksum: udpChecksum)
+        let name = "decide+transmits rules=100 fanout=\(fanout)" + (udpChecksum ? "" : " no udp checksum")
+        Benchmark(name, configuration: .init(scalingFactor: .kilo)) { benchmark in
             var forwarder = setup.forwarder
             // The first mutation copies the shared setup's buffers (copy-on-write): do it before
             // measuring, so the malloc count is the decisions' own (zero), not the harness's.
@@ -68,9 +73,9 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // The egress header of one datagram (EgressFrame.writeHeader from an output's template),
-    // which the worker writes per frame on the packet path: lengths, ports, both checksums (one
-    // pass over the payload for the UDP checksum).
+    // The egress header of one datagram (EgressFrame.writeHeader from an output's template) with
+    // the UDP checksum summed over the payload: what a copy of a datagram that came without a
+    // checksum costs (IPv4 allows none), and every copy cost before the checksum was carried on.
     for size in [64, 1316] {
         Benchmark("egress header payload=\(size)", configuration: .init(scalingFactor: .kilo)) { benchmark in
             let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
@@ -85,6 +90,44 @@ let benchmarks: @Sendable () -> Void = {
             for iteration in benchmark.scaledIterations {
                 EgressFrame.writeHeader(header, template: UnsafeRawPointer(template), sourcePort: UInt16(truncatingIfNeeded: iteration),
                                         payload: UnsafeRawBufferPointer(payload))
+                sink &+= UInt64(header.load(fromByteOffset: 40, as: UInt16.self))
+            }
+            blackHole(sink)
+        }
+    }
+
+    // The same header as the worker writes it for a datagram that came with a checksum: the
+    // part every copy shares carried on from the received checksum (EgressFrame.checksumCarry,
+    // once per datagram, no pass over the payload), then the header from the template.
+    for size in [64, 1316] {
+        Benchmark("egress header payload=\(size) checksum carried", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            // 16 datagrams (source ports 40000-40015, so 16 received checksums) of one payload.
+            let payloadBytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            let frames = (0..<16).map { index in
+                EgressFrame.bytes(.init(sourceMAC: MACAddress(2, 0, 0, 0, 0, 9), source: IPv4Address(198, 18, 1, 1),
+                                        destination: IPv4Address(239, 1, 1, 1), sourcePort: UInt16(40000 + index),
+                                        destinationPort: 5001, ttl: 9), payload: payloadBytes)
+            }
+            let datagrams: [UDPDatagram] = frames.map { frame in
+                frame.withUnsafeBytes { bytes in
+                    guard case let .datagram(datagram) = FrameParser.parse(bytes, link: .ethernet) else { fatalError("frame does not parse") }
+                    return datagram
+                }
+            }
+            let template = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.templateBytes, alignment: 16)
+            let header = UnsafeMutableRawPointer.allocate(byteCount: EgressFrame.headerBytes, alignment: 16)
+            defer { template.deallocate(); header.deallocate() }
+            EgressFrame.writeTemplate(template, sourceMAC: MACAddress(2, 0, 0, 0, 0, 1), source: IPv4Address(198, 18, 2, 1),
+                                      destination: IPv4Address(239, 10, 1, 1), destinationPort: 6001, ttl: 16)
+            var sink: UInt64 = 0
+            benchmark.startMeasurement()
+            for iteration in benchmark.scaledIterations {
+                let datagram = datagrams[iteration & 15]
+                frames[iteration & 15].withUnsafeBytes { frame in
+                    let carry = EgressFrame.checksumCarry(frame: frame, datagram: datagram)
+                    EgressFrame.writeHeader(header, template: UnsafeRawPointer(template), sourcePort: datagram.sourcePort,
+                                            payloadCount: datagram.payloadLength, checksumCarry: carry)
+                }
                 sink &+= UInt64(header.load(fromByteOffset: 40, as: UInt16.self))
             }
             blackHole(sink)
@@ -188,7 +231,7 @@ struct ForwardingSetup: @unchecked Sendable {
     /// `rules4` IPv4 rules (239.1.H.L:5000 -> 239.2.H.L:6000) and `rules6` IPv6 rules
     /// ([ff3e::8000:N]:5000 -> [ff3e::10:N]:6000) on one interface; the 64 frames are of `frames`'s
     /// family and match rules of that family.
-    init(rules4: Int, rules6: Int, fanout: Int, frames family: AddressFamily) {
+    init(rules4: Int, rules6: Int, fanout: Int, frames family: AddressFamily, udpChecksum: Bool = true) {
         var book = RuleBook()
         let input = InterfaceName("in0")!
         for index in 0..<rules4 {
@@ -214,7 +257,8 @@ struct ForwardingSetup: @unchecked Sendable {
             if family == .ipv6 {
                 return Self.frame6(to: Self.group6(0x8000, ruleIndex), port: 5000, payload: 1316)
             }
-            return Self.frame(to: IPv4Address(239, 1, UInt8(ruleIndex / 256), UInt8(ruleIndex % 256)), port: 5000, payload: 1316)
+            return Self.frame(to: IPv4Address(239, 1, UInt8(ruleIndex / 256), UInt8(ruleIndex % 256)), port: 5000, payload: 1316,
+                              udpChecksum: udpChecksum)
         }
     }
 
@@ -242,8 +286,9 @@ struct ForwardingSetup: @unchecked Sendable {
         return Array(whole.dropFirst(EgressFrame.ethernetHeaderBytes))
     }
 
-    /// An IPv4/UDP packet (as an AF_PACKET SOCK_DGRAM socket delivers it) with a valid checksum.
-    static func frame(to group: IPv4Address, port: UInt16, payload: Int) -> [UInt8] {
+    /// An IPv4/UDP packet (as an AF_PACKET SOCK_DGRAM socket delivers it) with a valid header
+    /// checksum, and a valid UDP checksum or none (0).
+    static func frame(to group: IPv4Address, port: UInt16, payload: Int, udpChecksum: Bool = true) -> [UInt8] {
         let total = 28 + payload
         var bytes: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 1, 0x40, 0, 1, 17, 0, 0,
                               198, 18, 1, 1, group.octets.0, group.octets.1, group.octets.2, group.octets.3]
@@ -252,6 +297,12 @@ struct ForwardingSetup: @unchecked Sendable {
         bytes[11] = UInt8(checksum & 0xFF)
         bytes += [0x9C, 0x40, UInt8(port >> 8), UInt8(port & 0xFF), UInt8((8 + payload) >> 8), UInt8((8 + payload) & 0xFF), 0, 0]
         bytes += [UInt8](repeating: 0x47, count: payload)
+        if udpChecksum {
+            let udp = Array(bytes[20...])
+            let pseudo = Array(bytes[12..<20]) + [0, 17, UInt8(udp.count >> 8), UInt8(udp.count & 0xFF)]
+            let check = (pseudo + udp).withUnsafeBytes { EgressFrame.checksum($0) }  // in memory order
+            bytes.withUnsafeMutableBytes { $0.storeBytes(of: check == 0 ? 0xFFFF : check, toByteOffset: 26, as: UInt16.self) }
+        }
         return bytes
     }
 }

@@ -10,7 +10,9 @@ import RelayCore
 /// traps); what decodes gets an egress decision for every mode and setting (never traps) and
 /// encodes back to the same facts. Odd, the rest is read as a MAC, addresses, ports, a TTL and
 /// a payload (IPv4 when bit 1 is clear, IPv6 when set): the template path (what the worker and the simulator run) writes exactly the
-/// whole-frame builder's bytes, which parse back to those fields with valid checksums.
+/// whole-frame builder's bytes, which parse back to those fields with valid checksums; relayed
+/// again, its checksum carried on gives the same bytes, and a corrupted payload still fails
+/// (`checkChecksumCarry`).
 /// Returns the number of facts decoded or 1 for a frame (nil: refused), for tests of the seeds.
 @discardableResult
 public func checkEgress(_ input: UnsafeRawBufferPointer) -> Int? {
@@ -49,6 +51,7 @@ func checkIPv6FrameBytes(_ input: UnsafeRawBufferPointer) -> Int? {
         require(pseudo.withUnsafeBytes { EgressFrame.checksum($0) } == 0, "the IPv6 UDP checksum verifies")
         require(bytes[60] != 0 || bytes[61] != 0, "never a zero UDP checksum over IPv6")
     }
+    checkChecksumCarry(whole, payload: payload, corrupt: sourcePort)
     return 1
 }
 
@@ -99,5 +102,6 @@ func checkFrameBytes(_ input: UnsafeRawBufferPointer) -> Int? {
         let pseudo = Array(bytes[26..<34]) + [0, 17, bytes[38], bytes[39]] + udp
         require(pseudo.withUnsafeBytes { EgressFrame.checksum($0) } == 0, "the UDP checksum verifies")
     }
+    checkChecksumCarry(whole, payload: payload, corrupt: sourcePort)
     return 1
 }

@@ -65,7 +65,7 @@ final class EgressRecorder {
 
     @inline(__always)
     func record(interface: Int, time: UInt64, destination: IPAddress, port: UInt16, ttl: UInt8, sourcePort: UInt16,
-                payload: UnsafeRawBufferPointer) throws(SimError) {
+                payload: UnsafeRawBufferPointer, checksumCarry: UInt16) throws(SimError) {
         let facts = ports[interface].facts
         let sourceMAC = facts.mac ?? MACAddress(0, 0, 0, 0, 0, 0)
         // What the daemon's egress does for an interface without an address of the family.
@@ -84,7 +84,9 @@ final class EgressRecorder {
                 ports[interface].templateFor = (destination, port, ttl)
             }
             length = buffer.withUnsafeMutableBytes {
-                EgressFrame.writeFrame($0, template: UnsafeRawPointer(template), sourcePort: sourcePort, payload: body)
+                // A payload cut to the buffer no longer matches the received checksum's carry.
+                EgressFrame.writeFrame($0, template: UnsafeRawPointer(template), sourcePort: sourcePort, payload: body,
+                                       checksumCarry: count == payload.count ? checksumCarry : nil)
             }
         } else {
             let fields = EgressFrame.Fields(sourceMAC: sourceMAC, source: source, destination: destination,

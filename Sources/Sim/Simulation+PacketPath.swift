@@ -205,7 +205,8 @@ extension Simulation {
                 continue
             }
             try egress.record(interface: egressInterface, time: epochBase &+ now, destination: transmit.destination,
-                              port: transmit.port, ttl: transmit.ttl, sourcePort: transmit.sourcePort, payload: transmit.payload)
+                              port: transmit.port, ttl: transmit.ttl, sourcePort: transmit.sourcePort, payload: transmit.payload,
+                              checksumCarry: transmit.checksumCarry)
         }
     }
 

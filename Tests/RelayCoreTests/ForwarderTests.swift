@@ -181,7 +181,7 @@ func plan(_ rules: [RuleSpec], ingress: [String] = ["eth0"], worker: Int = 0, ve
                     for transmit in forwarder.transmits(for: forwarding) {
                         let family = transmit.destination.family == .ipv4 ? template : template6
                         EgressFrame.writeHeader(header, template: UnsafeRawPointer(family), sourcePort: transmit.sourcePort,
-                                                payload: transmit.payload)
+                                                payloadCount: transmit.payload.count, checksumCarry: transmit.checksumCarry)
                         checksum &+= Int(transmit.ttl) + transmit.payload.count + Int(header.load(fromByteOffset: 40, as: UInt8.self))
                     }
                 }

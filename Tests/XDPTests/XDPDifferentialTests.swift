@@ -16,9 +16,9 @@ import Testing
 /// The program's per-rule and per-output counters must equal the Forwarder's.
 ///
 /// Each redirected frame's rewrite runs twice per device: with the metadata the ingress program
-/// left in front of the frame (the rule and the payload's sum, what a native devmap egress
-/// program gets) and without it (what a copy without metadata gets: generic XDP, a driver without
-/// metadata support), where the egress program finds the rule and sums the payload itself. Both
+/// left in front of the frame (the rule and the UDP checksum's shared part, what a native devmap
+/// egress program gets) and without it (what a copy without metadata gets: generic XDP, a driver
+/// without metadata support), where the egress program finds both itself. Both
 /// must give the Forwarder's bytes; each counts the copy once, so the output counters are twice
 /// the Forwarder's.
 ///
@@ -132,7 +132,8 @@ import Testing
                 let source = out.source(for: transmit.destination) ?? transmit.destination
                 return (interface, EgressFrame.templatedBytes(
                     sourceMAC: out.mac!, source: source, destination: transmit.destination, sourcePort: transmit.sourcePort,
-                    destinationPort: transmit.port, ttl: transmit.ttl, payload: Array(transmit.payload)))
+                    destinationPort: transmit.port, ttl: transmit.ttl, payload: Array(transmit.payload),
+                    checksumCarry: transmit.checksumCarry))
             }
         }
         let ifindex = UInt32(bitPattern: facts[ingressName]!.index)
@@ -273,8 +274,21 @@ import Testing
                         try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame,
                                        name: name + " padded", tally: &tally)
                     }
-                    // A wrong UDP checksum: the relay sends its own over the payload as it is.
-                    frame[v6 ? 60 : 40] ^= 0x5A
+                    // The UDP checksum field as a sender may leave it: without one (IPv4), with only
+                    // the pseudo header's sum (offload left to a NIC), or wrong (corrupted on the way):
+                    // summed from the payload, completed, carried on as wrong.
+                    let field = v6 ? 60 : 40
+                    let good = (frame[field], frame[field + 1])
+                    if !v6 {
+                        (frame[field], frame[field + 1]) = (0, 0)
+                        try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame,
+                                       name: name + " no udp checksum", tally: &tally)
+                    }
+                    let partial = partialPseudoSum(frame)  // FuzzChecks
+                    (frame[field], frame[field + 1]) = (UInt8(partial >> 8), UInt8(partial & 0xFF))
+                    try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame,
+                                   name: name + " partial udp checksum", tally: &tally)
+                    (frame[field], frame[field + 1]) = (good.0 ^ 0x5A, good.1)
                     try Self.check(program, devices: devices, plan: plan, facts: Self.facts(ingress: 0), ingress: in0, frame: frame,
                                    name: name + " bad udp checksum", tally: &tally)
                 }

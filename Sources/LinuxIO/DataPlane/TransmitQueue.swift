@@ -30,6 +30,7 @@ public final class TransmitQueue {
         var base: UnsafeRawPointer?
         var length: Int
         var sourcePort: UInt16
+        var checksumCarry: UInt16
         var packet: Bool
         /// A proxy's routed datagram: its received IP and UDP headers (`Transmit.headers`).
         var headers: UnsafeRawPointer?
@@ -43,9 +44,9 @@ public final class TransmitQueue {
     /// Room for a routed header (a received IP header with options or extension headers).
     static let headerSlotBytes = EgressFrame.maximumRoutedHeaderBytes
 
-    /// Whether frames on the packet path carry a UDP checksum. Computing it costs one pass over
-    /// the payload (tens of ns for a 1316-byte payload, against microseconds per datagram) and
-    /// keeps end-to-end corruption detectable, as the UDP path (and the original sender) do.
+    /// Whether frames on the packet path carry a UDP checksum. It is carried on from the
+    /// received one (`Transmit.checksumCarry`: no pass over the payload; one per datagram when
+    /// the sender sent none) and keeps corruption detectable end to end, before the relay too.
     static let packetUDPChecksum = true
 
     private let pending: UnsafeMutablePointer<Pending>
@@ -136,7 +137,7 @@ public final class TransmitQueue {
         }
         pending[count] = Pending(rank: rank, socket: Int32(truncatingIfNeeded: socket), output: transmit.output,
                                  base: transmit.payload.baseAddress, length: transmit.payload.count,
-                                 sourcePort: transmit.sourcePort, packet: packet,
+                                 sourcePort: transmit.sourcePort, checksumCarry: transmit.checksumCarry, packet: packet,
                                  headers: transmit.routed ? transmit.headers.baseAddress : nil, headersLength: transmit.headers.count)
         count += 1
     }
@@ -257,9 +258,8 @@ public final class TransmitQueue {
             ? EgressFrame.writeRoutedHeader(header, template: template,
                                             headers: UnsafeRawBufferPointer(start: entry.headers, count: entry.headersLength),
                                             payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length))
-            : EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort,
-                                      payload: UnsafeRawBufferPointer(start: entry.base, count: entry.length),
-                                      udpChecksum: Self.packetUDPChecksum)
+            : EgressFrame.writeHeader(header, template: template, sourcePort: entry.sourcePort, payloadCount: entry.length,
+                                      checksumCarry: entry.checksumCarry, udpChecksum: Self.packetUDPChecksum)
         let vectors = iovecs + Self.capacity + 2 * position
         vectors[0] = iovec(iov_base: header, iov_len: headerLength)
         vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: entry.base), iov_len: entry.length)

@@ -14,12 +14,16 @@
 ///   an atomic datagram; the kernel's UDP path numbers its datagrams instead), the output's TTL;
 /// - UDP source port: the original sender's, as a router forwarding the datagram keeps it, so
 ///   a stream keeps its identity across the relay and the bytes follow from the input alone;
-/// - both checksums computed (the UDP one over the payload: corruption stays detectable end to
-///   end, as the sender intended).
+/// - the IPv4 header checksum computed; the UDP checksum carried on from the received one
+///   (RFC 1624: the received checksum less the received addresses and port, plus the new ones),
+///   so a datagram corrupted before the relay still fails the receiver's check, as it would have
+///   without the relay, and the payload is not read (`checksumCarry`). Only a received field
+///   that cannot be carried on (IPv4 without a checksum, or a sender's checksum left to offload)
+///   is summed from the payload, once per datagram.
 ///
 /// The per-datagram path uses a template per output (`writeTemplate`, once per plan) and
-/// `writeHeader` (per datagram: lengths, ports, checksums from partial sums), writing into
-/// caller-owned memory: no allocation, and the payload is read once (for its checksum), never
+/// `writeHeader` (per datagram: lengths, ports, checksums from partial sums and the datagram's
+/// `checksumCarry`), writing into caller-owned memory: no allocation, and the payload is never
 /// copied.
 public enum EgressFrame {
     public static let ethernetHeaderBytes = 14
@@ -135,64 +139,116 @@ public enum EgressFrame {
     }
 
     /// Writes the header of one datagram into `out` (`maximumHeaderBytes` room) from an output's
-    /// template; returns its length (`headerLength(template:)`).
+    /// template; returns its length (`headerLength(template:)`). The UDP checksum is the
+    /// template's part (addresses, protocol, destination port) plus `checksumCarry`, the part
+    /// every copy of the datagram shares (`checksumCarry(frame:datagram:)`), so the payload is not
+    /// read here. `udpChecksum` false (IPv4 only) sends none.
     @inlinable @inline(__always) @discardableResult
     public static func writeHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
-                                   payload: UnsafeRawBufferPointer, udpChecksum: Bool = true) -> Int {
+                                   payloadCount: Int, checksumCarry: UInt16, udpChecksum: Bool = true) -> Int {
         if template.load(fromByteOffset: 72, as: UInt8.self) != 42 {
-            writeIPv6Header(out, template: template, sourcePort: sourcePort, payload: payload)
+            writeIPv6Header(out, template: template, sourcePort: sourcePort, payloadCount: payloadCount,
+                            checksumCarry: checksumCarry)
             return 62
         }
         out.copyMemory(from: template, byteCount: 42)
-        let total = UInt16(truncatingIfNeeded: payload.count + 28).bigEndian
-        let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
-        let port = sourcePort.bigEndian
+        let total = UInt16(truncatingIfNeeded: payloadCount + 28).bigEndian
+        let udpLength = UInt16(truncatingIfNeeded: payloadCount + 8).bigEndian
         let ipSum = template.loadUnaligned(fromByteOffset: 64, as: UInt32.self)
-        let udpSum = template.loadUnaligned(fromByteOffset: 68, as: UInt32.self)
         out.storeBytes(of: total, toByteOffset: 16, as: UInt16.self)
         out.storeBytes(of: ~fold(UInt64(ipSum) &+ UInt64(total)), toByteOffset: 24, as: UInt16.self)
-        out.storeBytes(of: port, toByteOffset: 34, as: UInt16.self)
+        out.storeBytes(of: sourcePort.bigEndian, toByteOffset: 34, as: UInt16.self)
         out.storeBytes(of: udpLength, toByteOffset: 38, as: UInt16.self)
-        var check: UInt16 = 0  // 0: no checksum (legal for UDP over IPv4)
-        if udpChecksum {
-            // The UDP length counts twice: in the pseudo header and in the UDP header.
-            var total = UInt64(udpSum) &+ UInt64(port) &+ UInt64(udpLength) &+ UInt64(udpLength)
-            if let base = payload.baseAddress { total = sum(base, payload.count, total) }
-            check = ~fold(total)
-            if check == 0 { check = 0xFFFF }  // a computed 0 is sent as all ones (RFC 768)
-        }
-        out.storeBytes(of: check, toByteOffset: 40, as: UInt16.self)
+        // 0: no checksum (legal for UDP over IPv4)
+        out.storeBytes(of: udpChecksum ? udpCheck(template: template, carry: checksumCarry) : 0, toByteOffset: 40, as: UInt16.self)
         return 42
+    }
+
+    /// `writeHeader` with the shared part summed from the payload (`payloadCarry`): for writers
+    /// that have no received datagram (tests, benchmarks, frames built whole).
+    @inlinable @inline(__always) @discardableResult
+    public static func writeHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
+                                   payload: UnsafeRawBufferPointer, udpChecksum: Bool = true) -> Int {
+        writeHeader(out, template: template, sourcePort: sourcePort, payloadCount: payload.count,
+                    checksumCarry: payloadCarry(sourcePort: sourcePort, payload: payload), udpChecksum: udpChecksum)
     }
 
     @inlinable @inline(__always)
     static func writeIPv6Header(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
-                                payload: UnsafeRawBufferPointer) {
+                                payloadCount: Int, checksumCarry: UInt16) {
         out.copyMemory(from: template, byteCount: 62)
-        let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
-        let port = sourcePort.bigEndian
-        let udpSum = template.loadUnaligned(fromByteOffset: 68, as: UInt32.self)
+        let udpLength = UInt16(truncatingIfNeeded: payloadCount + 8).bigEndian
         out.storeBytes(of: udpLength, toByteOffset: 18, as: UInt16.self)  // payload length
-        out.storeBytes(of: port, toByteOffset: 54, as: UInt16.self)
+        out.storeBytes(of: sourcePort.bigEndian, toByteOffset: 54, as: UInt16.self)
         out.storeBytes(of: udpLength, toByteOffset: 58, as: UInt16.self)
-        // The pseudo header's 32-bit length is the UDP length (its high half zero here).
-        var total = UInt64(udpSum) &+ UInt64(port) &+ UInt64(udpLength) &+ UInt64(udpLength)
+        out.storeBytes(of: udpCheck(template: template, carry: checksumCarry), toByteOffset: 60, as: UInt16.self)
+    }
+
+    /// The UDP checksum field: the template's part of the sum plus the datagram's.
+    @inlinable @inline(__always)
+    static func udpCheck(template: UnsafeRawPointer, carry: UInt16) -> UInt16 {
+        let check = ~fold(UInt64(template.loadUnaligned(fromByteOffset: 68, as: UInt32.self)) &+ UInt64(carry))
+        return check == 0 ? 0xFFFF : check  // a computed 0 is sent as all ones (RFC 768)
+    }
+
+    // MARK: - The UDP checksum every copy shares
+
+    /// The part of a re-originated copy's UDP checksum sum that every copy of one received
+    /// datagram shares: its source port, the UDP length twice (pseudo header and UDP header) and
+    /// the payload, as a folded ones'-complement sum in `sum`'s representation. Each output's
+    /// template holds the rest (`writeTemplate`: the new addresses, protocol and destination port).
+    ///
+    /// Taken from the received checksum (RFC 1624): a received checksum makes the whole sum come
+    /// to all ones, so the shared part is its complement less the received addresses, protocol
+    /// and destination port. The payload is not read, and whatever the received checksum says of
+    /// the payload (valid or not) the copies say too: a datagram corrupted on the way to the
+    /// relay still fails at the receiver, as it would have without the relay. Two received
+    /// fields do not describe the payload and are summed from it instead (`payloadCarry`), once
+    /// per datagram: 0 (IPv4 without a checksum; the copies get one, as the kernel's UDP sockets
+    /// send them) and a field equal to the received pseudo header's sum, which a sender on this
+    /// host or a VM beside it leaves for offload to complete (CHECKSUM_PARTIAL; see
+    /// `completeUDPChecksum`; a valid checksum that happens to equal it sums to the same).
+    /// `datagram` is what `FrameParser` found in `frame` (its offsets lie inside it); the words
+    /// are read from the frame as `sum` reads headers.
+    @inlinable @inline(__always)
+    public static func checksumCarry(frame: UnsafeRawBufferPointer, datagram: UDPDatagram) -> UInt16 {
+        guard let base = frame.baseAddress else { return 0 }
+        let ip = base + datagram.ipOffset
+        let udp = base + datagram.payloadOffset - 8
+        let field = udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
+        let udpLength = udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
+        // Source and destination: IPv6 bytes 8-39, IPv4 bytes 12-19; then the protocol.
+        let addresses = (ip.load(as: UInt8.self) >> 4 == 6 ? sum(ip + 8, 32, 0) : sum(ip + 12, 8, 0))
+            &+ UInt64(UInt16(17).bigEndian)
+        if field == 0 || field == fold(addresses &+ UInt64(udpLength)) {
+            let payload = UnsafeRawBufferPointer(start: base + datagram.payloadOffset, count: datagram.payloadLength)
+            return payloadCarry(sourcePort: datagram.sourcePort, payload: payload)
+        }
+        let received = fold(addresses &+ UInt64(udp.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        return fold(UInt64(~received) &+ UInt64(~field))
+    }
+
+    /// The shared part summed from the payload: the source port, the UDP length twice, the payload.
+    @inlinable @inline(__always)
+    public static func payloadCarry(sourcePort: UInt16, payload: UnsafeRawBufferPointer) -> UInt16 {
+        let udpLength = UInt64(UInt16(truncatingIfNeeded: payload.count + 8).bigEndian)
+        var total = UInt64(sourcePort.bigEndian) &+ udpLength &+ udpLength
         if let base = payload.baseAddress { total = sum(base, payload.count, total) }
-        var check = ~fold(total)
-        if check == 0 { check = 0xFFFF }
-        out.storeBytes(of: check, toByteOffset: 60, as: UInt16.self)
+        return fold(total)
     }
 
     /// Header and a copy of the payload at the start of `out` (which must hold
     /// `headerLength(template:) + payload.count`), from an output's template: what a frame writer
     /// that owns its buffer (the simulator's egress pcaps) does per datagram. Returns the
     /// frame's length.
+    /// `checksumCarry` nil: summed from the payload (`payloadCarry`).
     @inlinable
     public static func writeFrame(_ out: UnsafeMutableRawBufferPointer, template: UnsafeRawPointer, sourcePort: UInt16,
-                                  payload: UnsafeRawBufferPointer) -> Int {
+                                  payload: UnsafeRawBufferPointer, checksumCarry: UInt16? = nil) -> Int {
         let header = headerLength(template: template)
         precondition(out.count >= header + payload.count, "frame buffer too small")
-        writeHeader(out.baseAddress!, template: template, sourcePort: sourcePort, payload: payload)
+        writeHeader(out.baseAddress!, template: template, sourcePort: sourcePort, payloadCount: payload.count,
+                    checksumCarry: checksumCarry ?? payloadCarry(sourcePort: sourcePort, payload: payload))
         if let body = payload.baseAddress, payload.count > 0 {
             (out.baseAddress! + header).copyMemory(from: body, byteCount: payload.count)
         }
@@ -200,7 +256,8 @@ public enum EgressFrame {
     }
 
     /// A frame through the per-datagram path (template, then header), as an array: for tests and
-    /// fuzzing, which check it against the whole-frame builder (allocates).
+    /// fuzzing, which check it against the whole-frame builder (allocates). `checksumCarry`: a
+    /// received datagram's (`checksumCarry(frame:datagram:)`); nil: summed from the payload.
     public static func templatedBytes(sourceMAC: MACAddress, source: IPv4Address, destination: IPv4Address, sourcePort: UInt16,
                                       destinationPort: UInt16, ttl: UInt8, payload: [UInt8]) -> [UInt8] {
         templatedBytes(sourceMAC: sourceMAC, source: .v4(source), destination: .v4(destination), sourcePort: sourcePort,
@@ -208,14 +265,17 @@ public enum EgressFrame {
     }
 
     public static func templatedBytes(sourceMAC: MACAddress, source: IPAddress, destination: IPAddress, sourcePort: UInt16,
-                                      destinationPort: UInt16, ttl: UInt8, payload: [UInt8]) -> [UInt8] {
+                                      destinationPort: UInt16, ttl: UInt8, payload: [UInt8], checksumCarry: UInt16? = nil) -> [UInt8] {
         var template = [UInt8](repeating: 0xA5, count: templateBytes)
         var frame = [UInt8](repeating: 0x5A, count: headerLength(for: destination.family) + payload.count)
         template.withUnsafeMutableBytes { template in
             writeTemplate(template.baseAddress!, sourceMAC: sourceMAC, source: source, destination: destination,
                           destinationPort: destinationPort, ttl: ttl)
             frame.withUnsafeMutableBytes { out in
-                payload.withUnsafeBytes { _ = writeFrame(out, template: UnsafeRawPointer(template.baseAddress!), sourcePort: sourcePort, payload: $0) }
+                payload.withUnsafeBytes {
+                    _ = writeFrame(out, template: UnsafeRawPointer(template.baseAddress!), sourcePort: sourcePort, payload: $0,
+                                   checksumCarry: checksumCarry)
+                }
             }
         }
         return frame

@@ -21,6 +21,11 @@ public struct Transmit: @unchecked Sendable {
     public let ttl: UInt8
     /// The original datagram's source port, which the relay's frames keep (see `EgressFrame`).
     public let sourcePort: UInt16
+    /// The part of the UDP checksum every copy of the datagram shares, carried on from the
+    /// received checksum (`EgressFrame.checksumCarry`); `EgressFrame.writeHeader` adds the
+    /// output's part. Not used by routed transmits. (Beside `sourcePort`: it fits the padding
+    /// before `payload`, so a transmit is no larger.)
+    public let checksumCarry: UInt16
     public let payload: UnsafeRawBufferPointer
     /// A proxy's routed output (`OutputSpec.routed`): the frame is the datagram itself, built
     /// by `EgressFrame.writeRoutedHeader` from `headers`; `destination`, `port` and `ttl` are
@@ -33,13 +38,15 @@ public struct Transmit: @unchecked Sendable {
 
     @usableFromInline
     init(output: OutputHandle, egress: Int, destination: IPAddress, port: UInt16, ttl: UInt8, sourcePort: UInt16,
-         payload: UnsafeRawBufferPointer, routed: Bool = false, headers: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+         payload: UnsafeRawBufferPointer, checksumCarry: UInt16 = 0, routed: Bool = false,
+         headers: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
         self.output = output
         self.egress = egress
         self.destination = destination
         self.port = port
         self.ttl = ttl
         self.sourcePort = sourcePort
+        self.checksumCarry = checksumCarry
         self.payload = payload
         self.routed = routed
         self.headers = headers
@@ -49,6 +56,10 @@ public struct Transmit: @unchecked Sendable {
 /// A datagram the Forwarder accepted for a route.
 public struct Forwarding: @unchecked Sendable {
     public let route: RouteHandle
+    /// Re-originating routes only: the part of the UDP checksum every copy shares
+    /// (`Transmit.checksumCarry`), taken once per datagram. (Beside the 4-byte route: it fits
+    /// the padding before the datagram.)
+    public let checksumCarry: UInt16
     public let datagram: UDPDatagram
     public let payload: UnsafeRawBufferPointer
     /// Routed routes only: bit i set when output i of the route sends this datagram (its
@@ -350,7 +361,10 @@ public struct Forwarder: Sendable {
                 }
             }
             let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<datagram.payloadOffset + datagram.payloadLength])
-            return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload,
+            // Once per datagram, not per copy: with a received checksum it reads no payload.
+            return .forward(Forwarding(route: RouteHandle(index: route),
+                                       checksumCarry: EgressFrame.checksumCarry(frame: frame, datagram: datagram),
+                                       datagram: datagram, payload: payload,
                                        routedMask: 0, headers: UnsafeRawBufferPointer(start: nil, count: 0)))
         }
     }
@@ -392,7 +406,7 @@ public struct Forwarder: Sendable {
         let end = max(datagram.payloadOffset + datagram.payloadLength, min(ipEnd, frame.count))
         let payload = UnsafeRawBufferPointer(rebasing: frame[datagram.payloadOffset..<end])
         let headers = UnsafeRawBufferPointer(rebasing: frame[ip..<datagram.payloadOffset])
-        return .forward(Forwarding(route: RouteHandle(index: route), datagram: datagram, payload: payload,
+        return .forward(Forwarding(route: RouteHandle(index: route), checksumCarry: 0, datagram: datagram, payload: payload,
                                    routedMask: mask, headers: headers))
     }
 
@@ -409,7 +423,7 @@ public struct Forwarder: Sendable {
         }
         return TransmitBatch(
             bindings: bindings, order: openOutputs, start: Int(route.outputStart), count: Int(route.openCount),
-            sourcePort: forwarding.datagram.sourcePort, payload: forwarding.payload)
+            sourcePort: forwarding.datagram.sourcePort, payload: forwarding.payload, checksumCarry: forwarding.checksumCarry)
     }
 
     /// The driver reports sends that failed (EAGAIN, ENOBUFS, ...), so losses are visible.
@@ -452,6 +466,7 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     @usableFromInline let start: Int
     public let count: Int
     @usableFromInline let sourcePort: UInt16
+    @usableFromInline let checksumCarry: UInt16
     @usableFromInline let payload: UnsafeRawBufferPointer
     /// Routed routes: the outputs that send (bit i: output `start + i`); 0 otherwise.
     @usableFromInline let routedMask: UInt64
@@ -461,14 +476,15 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
     @usableFromInline let headers: UnsafeRawBufferPointer
 
     init(bindings: ContiguousArray<Forwarder.EgressBinding>, order: ContiguousArray<Int32>, start: Int, count: Int,
-         sourcePort: UInt16, payload: UnsafeRawBufferPointer, routedMask: UInt64 = 0, datagram: UDPDatagram? = nil,
-         headers: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+         sourcePort: UInt16, payload: UnsafeRawBufferPointer, checksumCarry: UInt16 = 0, routedMask: UInt64 = 0,
+         datagram: UDPDatagram? = nil, headers: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
         self.bindings = bindings
         self.order = order
         self.start = start
         self.count = count
         self.sourcePort = sourcePort
         self.payload = payload
+        self.checksumCarry = checksumCarry
         self.routedMask = routedMask
         group = datagram?.destination ?? .v4(IPv4Address(0))
         port = datagram?.destinationPort ?? 0
@@ -495,6 +511,7 @@ public struct TransmitBatch: RandomAccessCollection, @unchecked Sendable {
         let binding = bindings[index]
         return Transmit(
             output: OutputHandle(index: Int32(index)), egress: Int(binding.egress),
-            destination: binding.destination, port: binding.port, ttl: binding.ttl, sourcePort: sourcePort, payload: payload)
+            destination: binding.destination, port: binding.port, ttl: binding.ttl, sourcePort: sourcePort, payload: payload,
+            checksumCarry: checksumCarry)
     }
 }

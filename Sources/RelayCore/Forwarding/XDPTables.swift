@@ -28,7 +28,9 @@ public struct XDPTables: Sendable, Equatable {
             && lhs.fallbacks.map(\.rule) == rhs.fallbacks.map(\.rule) && lhs.fallbacks.map(\.reason) == rhs.fallbacks.map(\.reason)
     }
 
-    /// The longest payload the program sums for a UDP checksum (`MAX_PAYLOAD` in the C source).
+    /// The longest payload the program carries (`MAX_PAYLOAD` in the C source): the bound of its
+    /// loop that sums a payload whose received UDP checksum cannot be carried on (0 or an
+    /// offload's partial sum; `EgressFrame.checksumCarry`).
     public static let maximumPayload = 2048
     /// The maps' sizes in the C source: rules (and rule counters, by rule index) and outputs.
     public static let mapRuleCapacity = 4096
