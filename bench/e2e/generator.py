@@ -9,7 +9,10 @@ and every trial is then at the generator's ceiling. Both send the same frames.
 trafgen cycles through the packets of its config in order, so with K streams and a packet count
 that is a multiple of K every stream gets exactly count/K frames (round robin). Frames are
 Ethernet/IPv4/UDP to each group's multicast MAC, TTL 64, IPv4 header checksum by `csumip`, UDP
-checksum 0 (allowed for IPv4); mcgen does the same with the frames file built by frames().
+checksum 0 (allowed for IPv4); mcgen does the same with the frames file built by frames(), or
+with `--udp-checksum` (mcgen only) a valid UDP checksum, as the kernel's UDP sockets send: a relay
+that carries the received checksum on then reads no payload, while one without a checksum is
+summed over its payload (mcrelay's EgressFrame.checksumCarry).
 
 IPv6 (mcgen only): Ethernet/IPv6/UDP to the group's 33:33 MAC, hop limit 64, no extension
 headers, from 2001:db8:1::1, with the UDP checksum IPv6 requires (RFC 8200 section 8.1) over the
@@ -61,14 +64,23 @@ def ipv4_checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def frame(dst_group: str, dst_port: int, payload: int, src_mac: str, src_ip: str) -> bytes:
-    """The same frame trafgen_config() describes: Ethernet / IPv4 (TTL 64) / UDP (checksum 0)."""
+def frame(dst_group: str, dst_port: int, payload: int, src_mac: str, src_ip: str, udp_checksum: bool = False) -> bytes:
+    """The same frame trafgen_config() describes: Ethernet / IPv4 (TTL 64) / UDP (checksum 0, or
+    with `udp_checksum` computed over the pseudo-header, as the kernel's UDP sockets send)."""
     eth = bytes(multicast_mac(dst_group)) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00"
     ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + payload, 0, 0, 64, 17, 0,
                                bytes(int(x) for x in src_ip.split(".")), bytes(int(x) for x in dst_group.split("."))))
     struct.pack_into("!H", ip, 10, ipv4_checksum(bytes(ip)))
-    udp = struct.pack("!HHHH", SOURCE_PORT, dst_port, 8 + payload, 0)
-    return eth + bytes(ip) + udp + b"\x5a" * payload
+    udp = bytearray(struct.pack("!HHHH", SOURCE_PORT, dst_port, 8 + payload, 0) + b"\x5a" * payload)
+    if udp_checksum:
+        data = bytes(ip[12:20]) + struct.pack("!xBH", 17, len(udp)) + bytes(udp)
+        if len(data) % 2:
+            data += b"\0"
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        struct.pack_into("!H", udp, 6, (~total & 0xFFFF) or 0xFFFF)
+    return eth + bytes(ip) + bytes(udp)
 
 
 def udp6_checksum(src: bytes, dst: bytes, udp: bytes) -> int:
@@ -95,7 +107,7 @@ def frame6(dst_group: str, dst_port: int, payload: int, src_mac: str, src_ip: st
 
 
 def frames_file(streams: list[Stream], payload: int, src_mac: str, src_ip: str = SND_ADDR,
-                use_out: bool = False) -> bytes:
+                use_out: bool = False, udp_checksum: bool = False) -> bytes:
     """mcgen's input: per frame a little-endian u16 length and the bytes, one frame per stream."""
     v6 = bool(streams) and streams[0].family == "ipv6"
     limit = 1452 if v6 else 1472
@@ -104,7 +116,7 @@ def frames_file(streams: list[Stream], payload: int, src_mac: str, src_ip: str =
     out = bytearray()
     for s in streams:
         group, port = (s.out_group, s.out_port) if use_out else (s.in_group, s.in_port)
-        f = (frame6 if v6 else frame)(group, port, payload, src_mac, src_ip)
+        f = frame6(group, port, payload, src_mac, src_ip) if v6 else frame(group, port, payload, src_mac, src_ip, udp_checksum)
         out += struct.pack("<H", len(f)) + f
     return bytes(out)
 
@@ -126,8 +138,10 @@ class Burst:
 class Generator:
     """Writes the load once per configuration (load()) and sends bursts of it (send())."""
 
-    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, kind: str, mcgen: Path | None, burst: int = 16):
+    def __init__(self, lab: Lab, workdir: Path, cpu: int | None, kind: str, mcgen: Path | None, burst: int = 16,
+                 udp_checksum: bool = False):
         self.burst = burst
+        self.udp_checksum = udp_checksum
         self.lab = lab
         self.workdir = workdir
         self.cpu = cpu
@@ -142,10 +156,12 @@ class Generator:
              use_out: bool = False) -> Path:
         if self.kind == "mcgen":
             path = self.workdir / f"{name}.frames"
-            path.write_bytes(frames_file(streams, payload, src_mac, src_ip, use_out))
+            path.write_bytes(frames_file(streams, payload, src_mac, src_ip, use_out, self.udp_checksum))
         else:
             if streams and streams[0].family != "ipv4":
                 raise HarnessError("--generator trafgen builds IPv4 frames only (use mcgen for IPv6)")
+            if self.udp_checksum:
+                raise HarnessError("--udp-checksum needs mcgen (trafgen's frames carry UDP checksum 0)")
             path = self.workdir / f"{name}.cfg"
             path.write_text(trafgen_config(streams, payload, src_mac, src_ip, use_out))
         return path

@@ -96,6 +96,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=150, help="seconds per relay and configuration (default 150)")
     p.add_argument("--generator", choices=["mcgen", "trafgen"], default="mcgen",
                    help="mcgen (paced, default) or trafgen (unpaced: every trial at its ceiling)")
+    p.add_argument("--udp-checksum", action="store_true",
+                   help="IPv4 frames carry a valid UDP checksum, as the kernel's UDP sockets send (default 0, which "
+                        "IPv4 allows; IPv6 frames always carry one)")
     p.add_argument("--burst", type=int, default=16,
                    help="mcgen sends paced bursts of this many frames (1...64, default 16), like a NIC's "
                         "interrupt coalescing; 1 paces frame by frame")
@@ -246,7 +249,8 @@ class Bench:
             mcgen = self.workdir / "mcgen"
             if not mcgen.exists():
                 build_tool(self.workdir, "mcgen")
-        self.gen = Generator(self.lab, self.workdir, self.gen_cpu, self.args.generator, mcgen, self.args.burst)
+        self.gen = Generator(self.lab, self.workdir, self.gen_cpu, self.args.generator, mcgen, self.args.burst,
+                             self.args.udp_checksum)
         self.runner = TrialRunner(self.lab, self.gen, self.counters, self.args.settle, self.relay_cpu)
         self.snd_mac = self.lab.mac(self.lab.snd, "snd0")
         self.counter_self_test()
@@ -572,7 +576,9 @@ def main(argv: list[str]) -> int:
             "load_start": load(),
             "knobs": (f"trial {args.trial_seconds} s, settle {args.settle} s, search {args.min_rate:.0f}–"
                       f"{args.max_rate:.0f} pps to within ×{args.precision}, ≤ {args.max_trials} trials / "
-                      f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, generator {args.generator} + counter + the harness on CPU {args.gen_cpu}, relay processes + "
+                      f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, "
+                      f"IPv4 UDP checksum {'valid' if args.udp_checksum else '0'}, "
+                      f"generator {args.generator} + counter + the harness on CPU {args.gen_cpu}, relay processes + "
                       f"rin0 softirq (RPS) on CPU {args.relay_cpu}, rcv0 softirq "
                       f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
                       "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
