@@ -76,6 +76,7 @@ let package = Package(
             name: "RelayCoreTests",
             dependencies: [
                 "RelayCore",
+                "FuzzChecks",  // the checksum oracles ChecksumCarryTests shares with the egress fuzz target
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]

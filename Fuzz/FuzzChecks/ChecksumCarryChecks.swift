@@ -36,8 +36,9 @@ func checkChecksumCarry(_ whole: [UInt8], payload: [UInt8], corrupt: UInt16) {
             "a datagram corrupted on the way leaves with a checksum that fails, not one summed over the corrupted payload")
 }
 
-/// Whether an untagged frame's UDP checksum verifies over its pseudo header and UDP datagram.
-func udpChecksumVerifies(_ frame: [UInt8]) -> Bool {
+/// Whether an untagged frame's UDP checksum verifies over its pseudo header and UDP datagram
+/// (also used by ChecksumCarryTests).
+public func udpChecksumVerifies(_ frame: [UInt8]) -> Bool {
     let v6 = frame[12] == 0x86
     let udp = Array(frame[(v6 ? 54 : 34)...])
     let length = [UInt8(truncatingIfNeeded: udp.count >> 8), UInt8(truncatingIfNeeded: udp.count)]
@@ -47,7 +48,7 @@ func udpChecksumVerifies(_ frame: [UInt8]) -> Bool {
 
 /// The pseudo header's folded sum (addresses, protocol 17, UDP length) of an untagged frame, as a
 /// number: what a sender leaving its checksum to offload puts in the field (also used by
-/// XDPDifferentialTests).
+/// ChecksumCarryTests and XDPDifferentialTests).
 public func partialPseudoSum(_ frame: [UInt8]) -> UInt16 {
     let v6 = frame[12] == 0x86
     let words = (v6 ? Array(frame[22..<54]) : Array(frame[26..<34])) + Array(frame[(v6 ? 58 : 38)..<(v6 ? 60 : 40)])

@@ -1,3 +1,4 @@
+import FuzzChecks
 import PropertyBased
 @testable import RelayCore
 import Testing
@@ -7,6 +8,8 @@ import Testing
 /// checksum verifies leaves with exactly the bytes a checksum summed over its payload gives; one
 /// corrupted on the way to the relay leaves with a checksum that still fails at the receiver;
 /// IPv4 without a checksum and a checksum left to offload get one summed from the payload.
+/// Checksums are checked with FuzzChecks' `udpChecksumVerifies` and `partialPseudoSum`, the
+/// egress fuzz target's own.
 @Suite struct ChecksumCarryTests {
     static let sender = MACAddress(0x02, 0, 0, 0, 0, 0x10)
     static let relay = MACAddress(0x02, 0x11, 0x22, 0x33, 0x44, 0x55)
@@ -48,26 +51,6 @@ import Testing
     /// The UDP checksum field's offset in an untagged frame.
     static func field(_ frame: [UInt8]) -> Int { frame[12] == 0x86 ? 60 : 40 }
 
-    /// Whether an untagged frame's UDP checksum verifies over its pseudo header and UDP datagram.
-    static func verifies(_ frame: [UInt8]) -> Bool {
-        let v6 = frame[12] == 0x86
-        let udp = Array(frame[(v6 ? 54 : 34)...])
-        let length = [UInt8(udp.count >> 8), UInt8(udp.count & 0xFF)]
-        let pseudo = v6 ? Array(frame[22..<54]) + [0, 0] + length + [0, 0, 0, 17] : Array(frame[26..<34]) + [0, 17] + length
-        return (pseudo + udp).withUnsafeBytes { EgressFrame.checksum($0) } == 0
-    }
-
-    /// The pseudo header's folded sum (addresses, protocol, UDP length): what a sender that leaves
-    /// its checksum to offload puts in the field (CHECKSUM_PARTIAL).
-    static func partialSum(_ frame: [UInt8]) -> UInt16 {
-        let v6 = frame[12] == 0x86
-        let words = (v6 ? Array(frame[22..<54]) : Array(frame[26..<34])) + Array(frame[(v6 ? 58 : 38)..<(v6 ? 60 : 40)])
-        var sum: UInt32 = 17
-        for index in stride(from: 0, to: words.count, by: 2) { sum += UInt32(words[index]) << 8 | UInt32(words[index + 1]) }
-        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
-        return UInt16(sum)
-    }
-
     static func setField(_ frame: inout [UInt8], _ value: UInt16) {
         let at = field(frame)
         (frame[at], frame[at + 1]) = (UInt8(value >> 8), UInt8(value & 0xFF))
@@ -78,13 +61,13 @@ import Testing
             count: 500, input: Gen.uint8().array(of: 0...1500), Gen.uint16(), Gen.uint32(), Gen.bool(), Gen.bool()
         ) { payload, sourcePort, host, v6In, v6Out in
             let frame = Self.sent(v6: v6In, host: host, sourcePort: sourcePort, payload: payload)
-            #expect(Self.verifies(frame), "the sender's frame")
+            #expect(udpChecksumVerifies(frame), "the sender's frame")
             guard let (copy, summed) = Self.relayed(frame, v6: v6Out, host: host) else {
                 Issue.record("the sender's frame does not parse")
                 return
             }
             #expect(copy == summed)
-            #expect(Self.verifies(copy))
+            #expect(udpChecksumVerifies(copy))
         }
     }
 
@@ -95,17 +78,17 @@ import Testing
             var frame = Self.sent(v6: v6In, host: host, sourcePort: 40000, payload: payload)
             // A field that looks like an offload's partial sum is summed from the payload, by design.
             let at = Self.field(frame)
-            guard UInt16(frame[at]) << 8 | UInt16(frame[at + 1]) != Self.partialSum(frame) else { return }
+            guard UInt16(frame[at]) << 8 | UInt16(frame[at + 1]) != partialPseudoSum(frame) else { return }
             let payloadStart = v6In ? 62 : 42
             let flipped = payloadStart + Int(where_ % UInt32(payload.count))
             frame[flipped] ^= UInt8(truncatingIfNeeded: where_ >> 24) | 1  // any nonzero change of one byte
-            #expect(!Self.verifies(frame), "the corrupted frame fails before the relay")
+            #expect(!udpChecksumVerifies(frame), "the corrupted frame fails before the relay")
             guard let (copy, summed) = Self.relayed(frame, v6: v6Out, host: host) else {
                 Issue.record("the corrupted frame does not parse")
                 return
             }
-            #expect(!Self.verifies(copy), "the copy of a corrupted datagram fails too")
-            #expect(Self.verifies(summed), "(a checksum summed over the payload would have hidden it)")
+            #expect(!udpChecksumVerifies(copy), "the copy of a corrupted datagram fails too")
+            #expect(udpChecksumVerifies(summed), "(a checksum summed over the payload would have hidden it)")
         }
     }
 
@@ -116,7 +99,7 @@ import Testing
                 let at = Self.field(frame)
                 frame[at] ^= 0x5A
                 let (copy, _) = Self.relayed(frame, v6: v6Out, host: 77)!
-                #expect(!Self.verifies(copy), "in v6 \(v6In), out v6 \(v6Out)")
+                #expect(!udpChecksumVerifies(copy), "in v6 \(v6In), out v6 \(v6Out)")
             }
         }
     }
@@ -128,7 +111,7 @@ import Testing
                     let payload = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
                     var frame = Self.sent(v6: v6In, host: 300, sourcePort: 1234, payload: payload)
                     let reference = Self.relayed(frame, v6: v6Out, host: 300)!.summed
-                    Self.setField(&frame, Self.partialSum(frame))
+                    Self.setField(&frame, partialPseudoSum(frame))
                     #expect(Self.relayed(frame, v6: v6Out, host: 300)!.copy == reference, "partial, \(length) bytes")
                     guard !v6In else { continue }  // IPv6 without a checksum is dropped (zero_udp_checksum)
                     Self.setField(&frame, 0)

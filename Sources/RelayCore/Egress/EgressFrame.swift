@@ -126,7 +126,7 @@ public enum EgressFrame {
         if destination.family == .ipv6 {
             // Pseudo header (RFC 8200 8.1) without its length: both addresses and the next
             // header, plus the destination port.
-            let pseudo = sum(template + ip + 8, 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ UInt64(destinationPort.bigEndian)
+            let pseudo = pseudoHeaderSum(ip: template + ip) &+ UInt64(destinationPort.bigEndian)
             template.storeBytes(of: UInt32(fold(pseudo)), toByteOffset: udpSumOffset, as: UInt32.self)
             return
         }
@@ -134,7 +134,7 @@ public enum EgressFrame {
         let ipSum = UInt32(fold(sum(template + ip, 20, 0)))
         template.storeBytes(of: ipSum, toByteOffset: ipSumOffset, as: UInt32.self)
         // Pseudo header without its length (source, destination, protocol) plus the destination port.
-        let pseudo = sum(template + ip + 12, 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ UInt64(destinationPort.bigEndian)
+        let pseudo = pseudoHeaderSum(ip: template + ip) &+ UInt64(destinationPort.bigEndian)
         template.storeBytes(of: UInt32(fold(pseudo)), toByteOffset: udpSumOffset, as: UInt32.self)
     }
 
@@ -170,7 +170,8 @@ public enum EgressFrame {
     public static func writeHeader(_ out: UnsafeMutableRawPointer, template: UnsafeRawPointer, sourcePort: UInt16,
                                    payload: UnsafeRawBufferPointer, udpChecksum: Bool = true) -> Int {
         writeHeader(out, template: template, sourcePort: sourcePort, payloadCount: payload.count,
-                    checksumCarry: payloadCarry(sourcePort: sourcePort, payload: payload), udpChecksum: udpChecksum)
+                    checksumCarry: udpChecksum ? payloadCarry(sourcePort: sourcePort, payload: payload) : 0,
+                    udpChecksum: udpChecksum)
     }
 
     @inlinable @inline(__always)
@@ -217,9 +218,7 @@ public enum EgressFrame {
         let udp = base + datagram.payloadOffset - 8
         let field = udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
         let udpLength = udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
-        // Source and destination: IPv6 bytes 8-39, IPv4 bytes 12-19; then the protocol.
-        let addresses = (ip.load(as: UInt8.self) >> 4 == 6 ? sum(ip + 8, 32, 0) : sum(ip + 12, 8, 0))
-            &+ UInt64(UInt16(17).bigEndian)
+        let addresses = pseudoHeaderSum(ip: ip)
         if field == 0 || field == fold(addresses &+ UInt64(udpLength)) {
             let payload = UnsafeRawBufferPointer(start: base + datagram.payloadOffset, count: datagram.payloadLength)
             return payloadCarry(sourcePort: datagram.sourcePort, payload: payload)
@@ -339,13 +338,10 @@ public enum EgressFrame {
         let udp = ip + headers - 8
         let field = udp.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
         let udpLength = UInt64(udp.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-        let pseudo: UInt64
-        if ip.load(as: UInt8.self) >> 4 == 6 {
-            pseudo = sum(UnsafeRawPointer(ip + 8), 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ udpLength
-        } else {
+        if ip.load(as: UInt8.self) >> 4 == 4 {
             guard field != 0 else { return }
-            pseudo = sum(UnsafeRawPointer(ip + 12), 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ udpLength
         }
+        let pseudo = pseudoHeaderSum(ip: UnsafeRawPointer(ip)) &+ udpLength
         // Only a field that holds the pseudo header's sum can be a partial checksum: every other
         // datagram goes on without a pass over its payload.
         guard field == fold(pseudo) else { return }
@@ -445,7 +441,7 @@ public enum EgressFrame {
             if let payloadBase = payload.baseAddress, payload.count > 0 {
                 (base + ipv6HeaderBytes).copyMemory(from: payloadBase, byteCount: payload.count)
             }
-            let pseudo = sum(base + ip + 8, 32, 0) &+ UInt64(UInt32(17).bigEndian) &+ UInt64(udpLength)
+            let pseudo = pseudoHeaderSum(ip: base + ip) &+ UInt64(udpLength)
             var check = ~fold(sum(base + udp6, payload.count + 8, pseudo))
             if check == 0 { check = 0xFFFF }
             base.storeBytes(of: check, toByteOffset: udp6 + 6, as: UInt16.self)
@@ -461,7 +457,7 @@ public enum EgressFrame {
         }
         if fields.udpChecksum {
             let udpLength = UInt16(truncatingIfNeeded: payload.count + 8).bigEndian
-            let pseudo = sum(base + ip + 12, 8, 0) &+ UInt64(UInt16(17).bigEndian) &+ UInt64(udpLength)
+            let pseudo = pseudoHeaderSum(ip: base + ip) &+ UInt64(udpLength)
             var check = ~fold(sum(base + udp, payload.count + 8, pseudo))
             if check == 0 { check = 0xFFFF }
             base.storeBytes(of: check, toByteOffset: udp + 6, as: UInt16.self)
@@ -541,6 +537,15 @@ public enum EgressFrame {
             total &+= UInt64(word)
         }
         return total
+    }
+
+    /// The UDP pseudo header's addresses and protocol (17) as `sum` adds them, from the IP header
+    /// at `ip` (its version nibble says which): IPv4 bytes 12-19, IPv6 bytes 8-39. The UDP length
+    /// (and, for a template, the destination port) is the caller's to add. The protocol is added
+    /// as a 16-bit word for both families: a 32-bit one (IPv6's next-header field) folds the same.
+    @inlinable @inline(__always)
+    static func pseudoHeaderSum(ip: UnsafeRawPointer) -> UInt64 {
+        (ip.load(as: UInt8.self) >> 4 == 6 ? sum(ip + 8, 32, 0) : sum(ip + 12, 8, 0)) &+ UInt64(UInt16(17).bigEndian)
     }
 
     @inlinable @inline(__always)
