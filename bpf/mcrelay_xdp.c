@@ -9,6 +9,10 @@
 //                         is 0 or an offload's partial sum), puts both in the frame's metadata
 //                         (`struct carried`) and redirects it into the `egress` devmap; anything
 //                         else goes to the kernel (XDP_PASS), where the packet path handles it.
+//   mcrelay_xdp_ingress_no_meta
+//                         the same without the metadata, for kernels whose verifier refuses
+//                         bpf_xdp_adjust_meta to XDP programs (measured: 6.18.44-fc-v1300; the
+//                         loader probes the helper and loads only the program the kernel takes).
 //   mcrelay_xdp_egress    devmap egress program: per output device, rewrites the copy into
 //                         the frame RelayCore's EgressFrame.writeHeader builds from the
 //                         output's template, or drops the copy if the rule has no output there.
@@ -265,8 +269,8 @@ static __always_inline struct rule_value *find_rule(struct datagram *d, __u32 if
     return bpf_map_lookup_elem(&rules, &any);
 }
 
-SEC("xdp")
-int mcrelay_xdp_ingress(struct xdp_md *ctx)
+// `carry_metadata` is a constant at each call: the program without it never names the helper.
+static __always_inline int ingress(struct xdp_md *ctx, const int carry_metadata)
 {
     struct datagram d = {};
     if (!parse(ctx, &d))
@@ -283,10 +287,11 @@ int mcrelay_xdp_ingress(struct xdp_md *ctx)
         accepted->packets++;
         accepted->bytes += d.payload_length;
     }
-    __u16 carry = checksum_carry(ctx, &d);
-    // Without room for metadata (a driver that does not support it) every copy's egress
-    // program finds the rule and the checksum's shared part itself.
-    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct carried)) == 0) {
+    // (only worth summing for the metadata: without it each copy's egress program sums it)
+    __u16 carry = carry_metadata ? checksum_carry(ctx, &d) : 0;
+    // Without room for metadata (a driver that does not support it, a kernel that refuses the
+    // helper) every copy's egress program finds the rule and the checksum's shared part itself.
+    if (carry_metadata && bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct carried)) == 0) {
         struct carried *meta = (void *)(long)ctx->data_meta;
         if ((void *)(meta + 1) <= (void *)(long)ctx->data) {
             meta->rule = index;
@@ -303,6 +308,18 @@ int mcrelay_xdp_ingress(struct xdp_md *ctx)
     // rules without an output there. The input device never gets one (XDPTables refuses
     // rules that output to their input).
     return bpf_redirect_map(&egress, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+}
+
+SEC("xdp")
+int mcrelay_xdp_ingress(struct xdp_md *ctx)
+{
+    return ingress(ctx, 1);
+}
+
+SEC("xdp")
+int mcrelay_xdp_ingress_no_meta(struct xdp_md *ctx)
+{
+    return ingress(ctx, 0);
 }
 
 // What an egress program needs of its copy: from the ingress program's metadata, or (without

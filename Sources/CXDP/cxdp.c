@@ -18,11 +18,14 @@
 
 struct cxdp_object { struct bpf_object *object; };
 
-cxdp_object *cxdp_open(const char *path)
+cxdp_object *cxdp_open(const char *path, const char *skip)
 {
     struct bpf_object *object = bpf_object__open_file(path, NULL);
     if (!object)
         return NULL;
+    struct bpf_program *skipped = skip ? bpf_object__find_program_by_name(object, skip) : NULL;
+    if (skipped)
+        bpf_program__set_autoload(skipped, false);
     int err = bpf_object__load(object);
     if (err) {
         bpf_object__close(object);
@@ -37,6 +40,26 @@ cxdp_object *cxdp_open(const char *path)
     }
     handle->object = object;
     return handle;
+}
+
+int cxdp_xdp_metadata_helper(void)
+{
+    // Not libbpf_probe_bpf_helper: libbpf 1.1 reads only "invalid func"/"unknown func" as
+    // unsupported, and newer verifiers say "program of this type cannot use helper" (it then
+    // answers "supported"). The call the ingress program makes, loaded on its own, is exact.
+    struct bpf_insn program[] = {
+        { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_2, .imm = 0 },
+        { .code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_xdp_adjust_meta },
+        { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS },
+        { .code = BPF_JMP | BPF_EXIT },
+    };
+    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, NULL, "GPL", program, sizeof(program) / sizeof(program[0]), NULL);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    // EINVAL is the verifier's refusal; EPERM and the like say nothing about the helper
+    return errno == EINVAL ? 0 : -errno;
 }
 
 void cxdp_strerror(int err, char *buffer, size_t size)

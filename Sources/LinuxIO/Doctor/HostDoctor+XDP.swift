@@ -10,8 +10,11 @@ extension HostDoctor {
     public func xdp(object: String, rules specs: [RuleSpec]) -> [Finding] {
         var findings: [Finding] = []
         do {
-            _ = try XDPProgram(path: object)
+            let program = try XDPProgram(path: object)
             findings.append(Finding(severity: .ok, subject: "xdp object", message: "\(object) loads (the kernel's verifier accepts its programs)", fix: nil))
+            if !program.carriesMetadata {
+                findings.append(Finding(severity: .info, subject: "xdp metadata", message: XDPProgram.metadataRefused, fix: nil))
+            }
         } catch {
             findings.append(Finding(severity: .problem, subject: "xdp object", message: "\(error)",
                                     fix: "install the object (the Debian package ships \(XDPDataPath.installedObjectPath); `make bpf` builds it) or pass --xdp-object PATH"))

@@ -320,6 +320,7 @@ public final class XDPDataPath {
     /// Which path each rule and each input interface uses, and why.
     func view() -> DataPathView {
         var view = DataPathView(mode: "xdp \(mode)", object: objectPath)
+        if !program.carriesMetadata { view.warnings.append(XDPProgram.metadataRefused) }
         guard let installed else { return view }
         if closed { view.warnings.append("detached: the daemon is stopping (counters as of then)") }
         let fallbacks = Dictionary(installed.tables.fallbacks.map { ($0.rule, $0.reason) }, uniquingKeysWith: { first, _ in first })

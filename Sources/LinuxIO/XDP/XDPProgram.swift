@@ -20,7 +20,17 @@ public final class XDPProgram {
     public static let aborted: UInt32 = 0, drop: UInt32 = 1, pass: UInt32 = 2, transmit: UInt32 = 3, redirect: UInt32 = 4
 
     private let object: OpaquePointer
+    /// The ingress program attached: the one that leaves `struct carried` in the frame's
+    /// metadata for the egress programs, unless the kernel refuses that (`carriesMetadata`).
     public let ingress: Int32
+    /// The ingress program without metadata (each copy's egress program finds the rule and the
+    /// checksum's shared part again); the same as `ingress` on a kernel without the helper.
+    public let ingressWithoutMetadata: Int32
+    /// Whether `ingress` leaves metadata: false where the kernel's verifier refuses
+    /// bpf_xdp_adjust_meta to XDP programs (6.18.44-fc-v1300 does).
+    public let carriesMetadata: Bool
+    public static let metadataRefused = "this kernel refuses bpf_xdp_adjust_meta to XDP programs: each copy's "
+        + "egress program looks its rule up and sums the checksum's shared part again (one lookup per copy, not per frame)"
     public let rewrite: Int32
     public let egress: Int32
     let devmap: Int32
@@ -39,7 +49,10 @@ public final class XDPProgram {
 
     public init(path: String) throws {
         guard access(path, R_OK) == 0 else { throw Failure.unavailable("no BPF object at \(path) (make bpf builds it)") }
-        guard let object = cxdp_open(path) else {
+        // Probed first (libbpf loads a two-instruction program): a kernel that refuses the
+        // helper would refuse the whole object, with a verifier log that reads like a bug.
+        carriesMetadata = cxdp_xdp_metadata_helper() != 0
+        guard let object = cxdp_open(path, carriesMetadata ? nil : "mcrelay_xdp_ingress") else {
             var text = [CChar](repeating: 0, count: 256)
             cxdp_strerror(errno, &text, text.count)
             throw Failure.failed("cannot load \(path): \(String(cString: text)) (libbpf's log above)")
@@ -55,7 +68,8 @@ public final class XDPProgram {
             guard fd >= 0 else { throw Failure.failed("no map \(name) in \(path)") }
             return fd
         }
-        ingress = try program("mcrelay_xdp_ingress")
+        ingressWithoutMetadata = try program("mcrelay_xdp_ingress_no_meta")
+        ingress = carriesMetadata ? try program("mcrelay_xdp_ingress") : ingressWithoutMetadata
         rewrite = try program("mcrelay_xdp_rewrite")
         egress = try program("mcrelay_xdp_egress")
         devmap = try map("egress")
