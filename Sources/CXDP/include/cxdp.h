@@ -11,8 +11,8 @@ typedef struct cxdp_object cxdp_object;
 // NULL with errno set when the file cannot be opened or the kernel refuses a program
 // (libbpf prints the verifier's log on stderr). Program `skip` (NULL: none) is not loaded.
 cxdp_object *cxdp_open(const char *path, const char *skip);
-// Whether the kernel lets XDP programs call bpf_xdp_adjust_meta (libbpf's probe: it loads a
-// two-instruction program): 1 yes, 0 no, or a negative errno when it could not tell.
+// Whether the kernel lets XDP programs call bpf_xdp_adjust_meta (it loads a
+// four-instruction program making that call): 1 yes, 0 no, or a negative errno when it could not tell.
 int cxdp_xdp_metadata_helper(void);
 void cxdp_close(cxdp_object *object);
 // libbpf's text for an error of its own (errno 4000 and up) or a system errno, into `buffer`.

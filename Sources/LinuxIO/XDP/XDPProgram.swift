@@ -49,13 +49,14 @@ public final class XDPProgram {
 
     public init(path: String) throws {
         guard access(path, R_OK) == 0 else { throw Failure.unavailable("no BPF object at \(path) (make bpf builds it)") }
-        // Probed first (libbpf loads a two-instruction program): a kernel that refuses the
+        // Probed first (a four-instruction program making the one call): a kernel that refuses the
         // helper would refuse the whole object, with a verifier log that reads like a bug.
         carriesMetadata = cxdp_xdp_metadata_helper() != 0
         guard let object = cxdp_open(path, carriesMetadata ? nil : "mcrelay_xdp_ingress") else {
             var text = [CChar](repeating: 0, count: 256)
             cxdp_strerror(errno, &text, text.count)
-            throw Failure.failed("cannot load \(path): \(String(cString: text)) (libbpf's log above)")
+            let message = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw Failure.failed("cannot load \(path): \(message) (libbpf's log above)")
         }
         self.object = object
         func program(_ name: String) throws -> Int32 {
