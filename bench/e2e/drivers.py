@@ -427,12 +427,15 @@ class NoRelay(RelayDriver):
 DAEMON_INPUT_NAPI_NICE = 19
 
 
-def place_new_napi_thread(before: set[int], cpu: int | None, nice: int | None) -> list[int]:
-    """The one napi/rin0-N kernel thread that appeared since `before` (the lab's rin0 has one
-    queue), pinned to `cpu` and reniced to `nice` where given; its pid, as a list."""
-    mine = wait_until(lambda: napi_threads("napi/rin0-") - before, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
-    if len(mine) != 1:
-        raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
+def place_new_napi_thread(before: set[int], cpu: int | None, nice: int | None, dev: str = "rin0",
+                          count: int = 1) -> list[int]:
+    """The `count` napi/DEV-N kernel threads that appeared since `before` (the lab's veths have one
+    queue each: one thread per device), pinned to `cpu` and reniced to `nice` where given; their pids."""
+    prefix = f"napi/{dev}-"
+    mine = wait_until(lambda: (lambda new: new if len(new) >= count else None)(napi_threads(prefix) - before), 5,
+                      f"{dev}'s threaded-NAPI kernel thread ({prefix}N) to appear")
+    if len(mine) != count:
+        raise HarnessError(f"expected {count} new {prefix}N thread(s) for the lab's {dev} (one queue), found {sorted(mine)}")
     for pid in mine:
         if cpu is not None:
             run(["taskset", "-p", "-c", str(cpu), str(pid)])
@@ -553,6 +556,12 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         self.settings = (f"{', '.join(lab.rcv_devs)} GRO on (receiver side, needed for redirects into a veth), "
                          f"rin0 threaded NAPI, its kthread pinned to CPU {cpu}") if self.mode == "native" else \
             "no setting changed (generic XDP runs after RPS)"
+        if self.mode == "native" and lab.receiver_cpu is not None:
+            # --steer-receiver: a redirect into a veth schedules the peer's NAPI on the CPU that
+            # redirected, so RPS (which acts after that NAPI) cannot move it; threading it can
+            self.settings += (f"; --steer-receiver: {', '.join(lab.rcv_devs)} threaded NAPI, their kthreads "
+                              f"pinned to CPU {lab.receiver_cpu} (receiver side)")
+        self.receiver_threads: list[str] = []
         self.title = f"mcrelay daemon (--data-path xdp --xdp-mode {self.mode}; {self.settings})"
 
     def available(self) -> tuple[bool, str]:
@@ -578,7 +587,7 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         return run(["ip", "netns", "exec", self.lab.rcv, *args], check=check)
 
     def start(self, streams: list[Stream]) -> None:
-        self.kthreads, self.gro_restore, self.threaded_set = [], {}, False
+        self.kthreads, self.gro_restore, self.threaded_set, self.receiver_threads = [], {}, False, []
         if self.mode == "native":
             for dev in self.lab.rcv_devs:
                 text = self._rcv("ethtool", "-k", dev).stdout
@@ -602,6 +611,24 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         self.check_attached()
         if self.mode == "native" and self.cpu is not None:
             self.kthreads = self.thread_rin0(before, self.cpu, self.nice or None)
+        if self.mode == "native" and self.lab.receiver_cpu is not None:
+            self.thread_receivers(self.lab.receiver_cpu)
+
+    def thread_receivers(self, cpu: int) -> None:
+        """Threaded NAPI on every rcvN (its NAPI exists since GRO went on), each new napi/rcvN-M
+        kthread pinned to `cpu` at the harness's nice: the receivers' side off the relay's core.
+        Not the relay's threads: their time is not counted as the relay's."""
+        for dev in self.lab.rcv_devs:
+            before = napi_threads(f"napi/{dev}-")
+            self._rcv("sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded")
+            self.receiver_threads.append(dev)
+            place_new_napi_thread(before, cpu, self.nice or None, dev=dev)
+
+    def unthread_receivers(self) -> None:
+        # while GRO still holds rcvN's NAPI (see Rin0XDP on why the order matters)
+        for dev in self.receiver_threads:
+            self._rcv("sh", "-c", f"echo 0 > /sys/class/net/{dev}/threaded", check=False)
+        self.receiver_threads = []
 
     def carried_by_xdp(self, rules: int) -> str | None:
         """None when `mcrelay stats` says every rule is on path xdp, else why not."""
@@ -651,6 +678,7 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
             self.unthread_rin0()  # while the daemon's program still holds rin0's NAPI
             super().stop()
         finally:
+            self.unthread_receivers()
             for dev, state in self.gro_restore.items():
                 self._rcv("ethtool", "-K", dev, "gro", state, check=False)
             self.gro_restore = {}
