@@ -531,7 +531,9 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
     of the harness); that thread's utime+stime is the relay's (counted in its process CPU, and
     shown apart as kthread). A native redirect into a veth needs the peer (rcvN) to have GRO or an
     XDP program, so the native row sets `ethtool -K rcvN gro on` (receiver side) and restores it
-    at stop; the row's `settings` says so wherever the figure appears. Generic mode changes no
+    at stop, or with `--xdp-receivers pass` attaches bench/xdp_pass.c to each rcvN instead
+    (GRO stays off: no GRO work per frame on the relay's core) and detaches it at stop; the row's
+    `settings` says which wherever the figure appears. Generic mode changes no
     setting (its program runs after RPS, on the relay's core).
 
     Every trial is checked: the XDP program's own rule counter (read from the daemon's maps) must
@@ -543,8 +545,9 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
     MODES = {"mcrelay-xdp": "native", "mcrelay-xdp-generic": "generic"}
 
     def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
-                 variant: str, xdp_object: Path, nice: int):
+                 variant: str, xdp_object: Path, nice: int, receivers: str = "gro"):
         self.mode = self.MODES[variant]
+        self.receivers = receivers
         self.xdp_object = xdp_object
         self.nice = nice
         super().__init__(lab, workdir, cpu, binary, workers)
@@ -553,7 +556,8 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         self.kthreads: list[int] = []
         self.gro_restore: dict[str, str] = {}
         self.threaded_set = False
-        self.settings = (f"{', '.join(lab.rcv_devs)} GRO on (receiver side, needed for redirects into a veth), "
+        peers = "GRO on" if receivers == "gro" else "an XDP program passing every frame (bench/xdp_pass.c), GRO off"
+        self.settings = (f"{', '.join(lab.rcv_devs)} {peers} (receiver side, needed for redirects into a veth), "
                          f"rin0 threaded NAPI, its kthread pinned to CPU {cpu}") if self.mode == "native" else \
             "no setting changed (generic XDP runs after RPS)"
         if self.mode == "native" and lab.receiver_cpu is not None:
@@ -562,6 +566,7 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
             self.settings += (f"; --steer-receiver: {', '.join(lab.rcv_devs)} threaded NAPI, their kthreads "
                               f"pinned to CPU {lab.receiver_cpu} (receiver side)")
         self.receiver_threads: list[str] = []
+        self.pass_attached: list[str] = []
         self.title = f"mcrelay daemon (--data-path xdp --xdp-mode {self.mode}; {self.settings})"
 
     def available(self) -> tuple[bool, str]:
@@ -588,7 +593,13 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
 
     def start(self, streams: list[Stream]) -> None:
         self.kthreads, self.gro_restore, self.threaded_set, self.receiver_threads = [], {}, False, []
-        if self.mode == "native":
+        self.pass_attached = []
+        if self.mode == "native" and self.receivers == "pass":
+            program = self.pass_program()
+            for dev in self.lab.rcv_devs:
+                self._rcv("ip", "link", "set", "dev", dev, "xdpdrv", "obj", str(program), "sec", "xdp")
+                self.pass_attached.append(dev)
+        elif self.mode == "native":
             for dev in self.lab.rcv_devs:
                 text = self._rcv("ethtool", "-k", dev).stdout
                 state = "on" if "generic-receive-offload: on" in text else "off"
@@ -613,6 +624,16 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
             self.kthreads = self.thread_rin0(before, self.cpu, self.nice or None)
         if self.mode == "native" and self.lab.receiver_cpu is not None:
             self.thread_receivers(self.lab.receiver_cpu)
+
+    def pass_program(self) -> Path:
+        """bench/xdp_pass.c built into the work folder (once), with the clang `make bpf` uses."""
+        built = self.workdir / "xdp_pass.o"
+        if not built.exists():
+            clang = os.environ.get("BPF_CLANG") or ("/opt/swift/usr/bin/clang" if os.access("/opt/swift/usr/bin/clang", os.X_OK) else "clang")
+            source = Path(__file__).resolve().parent.parent / "xdp_pass.c"
+            run([clang, "-O2", "-g", "-Wall", "-Werror", "-target", "bpf", f"-I/usr/include/{os.uname().machine}-linux-gnu",
+                 "-c", str(source), "-o", str(built)])
+        return built
 
     def thread_receivers(self, cpu: int) -> None:
         """Threaded NAPI on every rcvN (its NAPI exists since GRO went on), each new napi/rcvN-M
@@ -679,6 +700,9 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
             super().stop()
         finally:
             self.unthread_receivers()
+            for dev in self.pass_attached:
+                self._rcv("ip", "link", "set", "dev", dev, "xdpdrv", "off", check=False)
+            self.pass_attached = []
             for dev, state in self.gro_restore.items():
                 self._rcv("ethtool", "-K", dev, "gro", state, check=False)
             self.gro_restore = {}

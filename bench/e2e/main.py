@@ -123,6 +123,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "interrupt it costs per transmit (~16%% of the relay core for packet-at-a-time senders, "
                         "measured) is dearer than the receiving itself, and it penalises relays that send one "
                         "datagram per syscall while the kernel's softirq batches its IPIs")
+    p.add_argument("--xdp-receivers", choices=["gro", "pass"], default="gro",
+                   help="what the mcrelay-xdp native rows put on the receivers' veth ends so that they take redirects "
+                        "(a NAPI): gro (ethtool -K rcvN gro on; default) or pass (bench/xdp_pass.c, an XDP program "
+                        "passing every frame, which skips GRO's per-frame work on the relay's core)")
     p.add_argument("--perf", action="store_true",
                    help="after each search, one more trial at the zero-loss rate under `perf record` on the relay's "
                         "core; reports in bench/results/perf-*.txt")
@@ -325,7 +329,8 @@ class Bench:
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
         if name in McrelayXDPDriver.MODES:
             return McrelayXDPDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
-                                    variant=name, xdp_object=Path(self.args.xdp_object), nice=self.args.nice)
+                                    variant=name, xdp_object=Path(self.args.xdp_object), nice=self.args.nice,
+                                    receivers=self.args.xdp_receivers)
         return McrelayDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
                              variant=name, input_napi_nice=self.args.mcrelay_input_napi_nice)
 
@@ -586,7 +591,7 @@ def main(argv: list[str]) -> int:
                       f"rin0 softirq (RPS) on CPU {args.relay_cpu}, the receivers' rcvN softirq "
                       f"{'on CPU ' + str(args.gen_cpu) + ' (RPS; for mcrelay-xdp native threaded NAPI on rcvN pinned there)' if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
                       "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
-                      "mcrelay-xdp turns GRO on on the receivers' veth ends and threaded NAPI on rin0, its kthread "
+                      f"mcrelay-xdp turns {'GRO on' if args.xdp_receivers == 'gro' else 'an XDP pass program'} on the receivers' veth ends and threaded NAPI on rin0, its kthread "
                       f"pinned to CPU {args.relay_cpu}, while it runs; afxdp-c turns threaded NAPI on rin0 the same way, "
                       "packet-c and tpacket-c GRO and threaded NAPI on rin0 as the mcrelay daemon does)"
                       + (f", curves: {args.curve_streams} stream(s) × {args.curve_payload} B at "
