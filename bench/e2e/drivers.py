@@ -427,15 +427,12 @@ class NoRelay(RelayDriver):
 DAEMON_INPUT_NAPI_NICE = 19
 
 
-def place_new_napi_thread(before: set[int], cpu: int | None, nice: int | None, dev: str = "rin0",
-                          count: int = 1) -> list[int]:
-    """The `count` napi/DEV-N kernel threads that appeared since `before` (the lab's veths have one
-    queue each: one thread per device), pinned to `cpu` and reniced to `nice` where given; their pids."""
-    prefix = f"napi/{dev}-"
-    mine = wait_until(lambda: (lambda new: new if len(new) >= count else None)(napi_threads(prefix) - before), 5,
-                      f"{dev}'s threaded-NAPI kernel thread ({prefix}N) to appear")
-    if len(mine) != count:
-        raise HarnessError(f"expected {count} new {prefix}N thread(s) for the lab's {dev} (one queue), found {sorted(mine)}")
+def place_new_napi_thread(before: set[int], cpu: int | None, nice: int | None) -> list[int]:
+    """The one napi/rin0-N kernel thread that appeared since `before` (the lab's rin0 has one
+    queue), pinned to `cpu` and reniced to `nice` where given; its pid, as a list."""
+    mine = wait_until(lambda: napi_threads("napi/rin0-") - before, 5, "rin0's threaded-NAPI kernel thread (napi/rin0-N) to appear")
+    if len(mine) != 1:
+        raise HarnessError(f"expected one new napi/rin0-N thread for the lab's rin0 (one queue), found {sorted(mine)}")
     for pid in mine:
         if cpu is not None:
             run(["taskset", "-p", "-c", str(cpu), str(pid)])
@@ -531,9 +528,7 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
     of the harness); that thread's utime+stime is the relay's (counted in its process CPU, and
     shown apart as kthread). A native redirect into a veth needs the peer (rcvN) to have GRO or an
     XDP program, so the native row sets `ethtool -K rcvN gro on` (receiver side) and restores it
-    at stop, or with `--xdp-receivers pass` attaches bench/xdp_pass.c to each rcvN instead
-    (GRO stays off: no GRO work per frame on the relay's core) and detaches it at stop; the row's
-    `settings` says which wherever the figure appears. Generic mode changes no
+    at stop; the row's `settings` says so wherever the figure appears. Generic mode changes no
     setting (its program runs after RPS, on the relay's core).
 
     Every trial is checked: the XDP program's own rule counter (read from the daemon's maps) must
@@ -545,9 +540,8 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
     MODES = {"mcrelay-xdp": "native", "mcrelay-xdp-generic": "generic"}
 
     def __init__(self, lab: Lab, workdir: Path, cpu: int | None, binary: Path, workers: int | None,
-                 variant: str, xdp_object: Path, nice: int, receivers: str = "gro"):
+                 variant: str, xdp_object: Path, nice: int):
         self.mode = self.MODES[variant]
-        self.receivers = receivers
         self.xdp_object = xdp_object
         self.nice = nice
         super().__init__(lab, workdir, cpu, binary, workers)
@@ -556,17 +550,9 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         self.kthreads: list[int] = []
         self.gro_restore: dict[str, str] = {}
         self.threaded_set = False
-        peers = "GRO on" if receivers == "gro" else "an XDP program passing every frame (bench/xdp_pass.c), GRO off"
-        self.settings = (f"{', '.join(lab.rcv_devs)} {peers} (receiver side, needed for redirects into a veth), "
+        self.settings = (f"{', '.join(lab.rcv_devs)} GRO on (receiver side, needed for redirects into a veth), "
                          f"rin0 threaded NAPI, its kthread pinned to CPU {cpu}") if self.mode == "native" else \
             "no setting changed (generic XDP runs after RPS)"
-        if self.mode == "native" and lab.receiver_cpu is not None:
-            # --steer-receiver: a redirect into a veth schedules the peer's NAPI on the CPU that
-            # redirected, so RPS (which acts after that NAPI) cannot move it; threading it can
-            self.settings += (f"; --steer-receiver: {', '.join(lab.rcv_devs)} threaded NAPI, their kthreads "
-                              f"pinned to CPU {lab.receiver_cpu} (receiver side)")
-        self.receiver_threads: list[str] = []
-        self.pass_attached: list[str] = []
         self.title = f"mcrelay daemon (--data-path xdp --xdp-mode {self.mode}; {self.settings})"
 
     def available(self) -> tuple[bool, str]:
@@ -592,14 +578,8 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         return run(["ip", "netns", "exec", self.lab.rcv, *args], check=check)
 
     def start(self, streams: list[Stream]) -> None:
-        self.kthreads, self.gro_restore, self.threaded_set, self.receiver_threads = [], {}, False, []
-        self.pass_attached = []
-        if self.mode == "native" and self.receivers == "pass":
-            program = self.pass_program()
-            for dev in self.lab.rcv_devs:
-                self._rcv("ip", "link", "set", "dev", dev, "xdpdrv", "obj", str(program), "sec", "xdp")
-                self.pass_attached.append(dev)
-        elif self.mode == "native":
+        self.kthreads, self.gro_restore, self.threaded_set = [], {}, False
+        if self.mode == "native":
             for dev in self.lab.rcv_devs:
                 text = self._rcv("ethtool", "-k", dev).stdout
                 state = "on" if "generic-receive-offload: on" in text else "off"
@@ -622,34 +602,6 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
         self.check_attached()
         if self.mode == "native" and self.cpu is not None:
             self.kthreads = self.thread_rin0(before, self.cpu, self.nice or None)
-        if self.mode == "native" and self.lab.receiver_cpu is not None:
-            self.thread_receivers(self.lab.receiver_cpu)
-
-    def pass_program(self) -> Path:
-        """bench/xdp_pass.c built into the work folder (once), with the clang `make bpf` uses."""
-        built = self.workdir / "xdp_pass.o"
-        if not built.exists():
-            clang = os.environ.get("BPF_CLANG") or ("/opt/swift/usr/bin/clang" if os.access("/opt/swift/usr/bin/clang", os.X_OK) else "clang")
-            source = Path(__file__).resolve().parent.parent / "xdp_pass.c"
-            run([clang, "-O2", "-g", "-Wall", "-Werror", "-target", "bpf", f"-I/usr/include/{os.uname().machine}-linux-gnu",
-                 "-c", str(source), "-o", str(built)])
-        return built
-
-    def thread_receivers(self, cpu: int) -> None:
-        """Threaded NAPI on every rcvN (its NAPI exists since GRO went on), each new napi/rcvN-M
-        kthread pinned to `cpu` at the harness's nice: the receivers' side off the relay's core.
-        Not the relay's threads: their time is not counted as the relay's."""
-        for dev in self.lab.rcv_devs:
-            before = napi_threads(f"napi/{dev}-")
-            self._rcv("sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded")
-            self.receiver_threads.append(dev)
-            place_new_napi_thread(before, cpu, self.nice or None, dev=dev)
-
-    def unthread_receivers(self) -> None:
-        # while GRO still holds rcvN's NAPI (see Rin0XDP on why the order matters)
-        for dev in self.receiver_threads:
-            self._rcv("sh", "-c", f"echo 0 > /sys/class/net/{dev}/threaded", check=False)
-        self.receiver_threads = []
 
     def carried_by_xdp(self, rules: int) -> str | None:
         """None when `mcrelay stats` says every rule is on path xdp, else why not."""
@@ -699,10 +651,6 @@ class McrelayXDPDriver(Rin0XDP, McrelayDriver):
             self.unthread_rin0()  # while the daemon's program still holds rin0's NAPI
             super().stop()
         finally:
-            self.unthread_receivers()
-            for dev in self.pass_attached:
-                self._rcv("ip", "link", "set", "dev", dev, "xdpdrv", "off", check=False)
-            self.pass_attached = []
             for dev, state in self.gro_restore.items():
                 self._rcv("ethtool", "-K", dev, "gro", state, check=False)
             self.gro_restore = {}

@@ -67,9 +67,6 @@ class Lab:
         # every process of the benchmark (generator, counter, relays alike) runs at this nice
         # level, so that builds sharing the machine disturb the measurement less
         self.nice = 0
-        # --steer-receiver: the CPU the receivers' links (rcvN) are processed on, else None (they
-        # are processed wherever the relay transmits: the relay's core)
-        self.receiver_cpu: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def up(self) -> None:

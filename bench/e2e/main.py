@@ -117,16 +117,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--markdown", default=None, help="update this file's generated block (default: BENCHMARKS.md in full mode)")
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--steer-receiver", action="store_true",
-                   help="the receivers' links (every rcvN) processed on --gen-cpu, off the relay's core: RPS for every "
-                        "relay, and for mcrelay-xdp native (whose redirects need a NAPI on rcvN) threaded NAPI on rcvN "
-                        "with its kthreads pinned there. Off by default: on this VM the inter-processor "
+                   help="RPS rcv0's receive softirq to --gen-cpu. Off by default: on this VM the inter-processor "
                         "interrupt it costs per transmit (~16%% of the relay core for packet-at-a-time senders, "
                         "measured) is dearer than the receiving itself, and it penalises relays that send one "
                         "datagram per syscall while the kernel's softirq batches its IPIs")
-    p.add_argument("--xdp-receivers", choices=["gro", "pass"], default="gro",
-                   help="what the mcrelay-xdp native rows put on the receivers' veth ends so that they take redirects "
-                        "(a NAPI): gro (ethtool -K rcvN gro on; default) or pass (bench/xdp_pass.c, an XDP program "
-                        "passing every frame, which skips GRO's per-frame work on the relay's core)")
     p.add_argument("--perf", action="store_true",
                    help="after each search, one more trial at the zero-loss rate under `perf record` on the relay's "
                         "core; reports in bench/results/perf-*.txt")
@@ -244,9 +238,7 @@ class Bench:
         if self.relay_cpu is not None:
             self.lab.steer_receive(self.lab.rly, "rin0", self.relay_cpu)
         if a.steer_receiver and self.gen_cpu is not None:
-            self.lab.receiver_cpu = self.gen_cpu
-            for dev in self.lab.rcv_devs:
-                self.lab.steer_receive(self.lab.rcv, dev, self.gen_cpu)
+            self.lab.steer_receive(self.lab.rcv, "rcv0", self.gen_cpu)
         mccount = self.workdir / "mccount"
         if not mccount.exists():
             build_tool(self.workdir, "mccount")
@@ -329,8 +321,7 @@ class Bench:
         workers = self.args.mcrelay_workers or (1 if self.relay_cpu is not None else None)
         if name in McrelayXDPDriver.MODES:
             return McrelayXDPDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
-                                    variant=name, xdp_object=Path(self.args.xdp_object), nice=self.args.nice,
-                                    receivers=self.args.xdp_receivers)
+                                    variant=name, xdp_object=Path(self.args.xdp_object), nice=self.args.nice)
         return McrelayDriver(self.lab, self.workdir, self.relay_cpu, Path(self.args.mcrelay), workers,
                              variant=name, input_napi_nice=self.args.mcrelay_input_napi_nice)
 
@@ -588,10 +579,10 @@ def main(argv: list[str]) -> int:
                       f"{args.budget:.0f} s per relay and configuration, bursts of {args.burst} frames, "
                       f"IPv4 UDP checksum {'valid' if args.udp_checksum else '0'}, "
                       f"generator {args.generator} + counter + the harness on CPU {args.gen_cpu}, relay processes + "
-                      f"rin0 softirq (RPS) on CPU {args.relay_cpu}, the receivers' rcvN softirq "
-                      f"{'on CPU ' + str(args.gen_cpu) + ' (RPS; for mcrelay-xdp native threaded NAPI on rcvN pinned there)' if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
+                      f"rin0 softirq (RPS) on CPU {args.relay_cpu}, rcv0 softirq "
+                      f"{'on CPU ' + str(args.gen_cpu) if args.steer_receiver else 'where the relay sends'}, nice {args.nice} (own autogroup), "
                       "links at their defaults (only mcrelay-udp-nic turns rout0's tx-udp-segmentation off while it runs, and "
-                      f"mcrelay-xdp turns {'GRO on' if args.xdp_receivers == 'gro' else 'an XDP pass program'} on the receivers' veth ends and threaded NAPI on rin0, its kthread "
+                      "mcrelay-xdp turns GRO on on the receivers' veth ends and threaded NAPI on rin0, its kthread "
                       f"pinned to CPU {args.relay_cpu}, while it runs; afxdp-c turns threaded NAPI on rin0 the same way, "
                       "packet-c and tpacket-c GRO and threaded NAPI on rin0 as the mcrelay daemon does)"
                       + (f", curves: {args.curve_streams} stream(s) × {args.curve_payload} B at "
