@@ -28,7 +28,7 @@ public final class XDPProgram {
     public let ingressWithoutMetadata: Int32
     /// Whether `ingress` leaves metadata: false where the kernel's verifier refuses
     /// bpf_xdp_adjust_meta to XDP programs (6.18.44-fc-v1300 does).
-    public let carriesMetadata: Bool
+    public var carriesMetadata: Bool { ingress != ingressWithoutMetadata }
     public static let metadataRefused = "this kernel refuses bpf_xdp_adjust_meta to XDP programs: each copy's "
         + "egress program looks its rule up and sums the checksum's shared part again (one lookup per copy, not per frame)"
     public let rewrite: Int32
@@ -51,8 +51,8 @@ public final class XDPProgram {
         guard access(path, R_OK) == 0 else { throw Failure.unavailable("no BPF object at \(path) (make bpf builds it)") }
         // Probed first (a four-instruction program making the one call): a kernel that refuses the
         // helper would refuse the whole object, with a verifier log that reads like a bug.
-        carriesMetadata = cxdp_xdp_metadata_helper() != 0
-        guard let object = cxdp_open(path, carriesMetadata ? nil : "mcrelay_xdp_ingress") else {
+        let metadata = cxdp_xdp_metadata_helper() != 0
+        guard let object = cxdp_open(path, metadata ? nil : "mcrelay_xdp_ingress") else {
             var text = [CChar](repeating: 0, count: 256)
             cxdp_strerror(errno, &text, text.count)
             let message = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -70,7 +70,7 @@ public final class XDPProgram {
             return fd
         }
         ingressWithoutMetadata = try program("mcrelay_xdp_ingress_no_meta")
-        ingress = carriesMetadata ? try program("mcrelay_xdp_ingress") : ingressWithoutMetadata
+        ingress = metadata ? try program("mcrelay_xdp_ingress") : ingressWithoutMetadata
         rewrite = try program("mcrelay_xdp_rewrite")
         egress = try program("mcrelay_xdp_egress")
         devmap = try map("egress")
